@@ -1,0 +1,1 @@
+"""Command-line entry points: the operator, the runner commands and CRD generation."""

@@ -1,0 +1,1 @@
+"""Pure decisions: from spec, status and observed children to actions and new status."""

@@ -1,0 +1,1 @@
+"""The in-Job work: backups, restores, verification, migrations and checks (no Kopf)."""

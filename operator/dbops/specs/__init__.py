@@ -1,0 +1,1 @@
+"""Pure builders of Job, CronJob and RBAC manifests from the API models."""
