@@ -1,0 +1,219 @@
+"""Blocks shared by every kind: Secret references, database connection, storage, Job template."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints
+
+from dbops.api.base import ApiModel
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w))+$"
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+ResourceName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
+SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", min_length=1, max_length=253)]
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
+SqlIdentifier = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a duration such as ``90s``, ``5m``, ``2h``, ``30d`` or ``1h30m``."""
+    parts = re.findall(r"([0-9]+)(ms|s|m|h|d|w)", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise ValueError(f"invalid duration {value!r}: use a number with ms, s, m, h, d or w, e.g. 30d or 1h30m")
+    return sum(int(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+class SecretKeySelector(ApiModel):
+    """A key of a Secret in the resource's namespace."""
+
+    name: ResourceName
+    """Name of the Secret."""
+    key: SecretKey
+    """Key inside the Secret."""
+
+
+class LocalObjectReference(ApiModel):
+    """A reference to an object in the resource's namespace."""
+
+    name: ResourceName
+    """Name of the object."""
+
+
+class DatabaseConnection(ApiModel):
+    """How to reach PostgreSQL. Credentials come only from Secrets."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.uriSecretRef) || (has(self.host) && has(self.name))",
+                    "message": "set either uriSecretRef or both host and name",
+                },
+                {
+                    "rule": "!(has(self.user) && has(self.userSecretRef))",
+                    "message": "set at most one of user and userSecretRef",
+                },
+            ]
+        }
+    }
+
+    uri_secret_ref: SecretKeySelector | None = None
+    """A libpq URI in a Secret (e.g. CloudNativePG's app secret); the fields below override its parts."""
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
+    """Server host name."""
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """Server port (default 5432)."""
+    name: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    """Database name."""
+    user: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    """User name."""
+    user_secret_ref: SecretKeySelector | None = None
+    """User name from a Secret."""
+    password_secret_ref: SecretKeySelector | None = None
+    """Password from a Secret."""
+    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    """libpq sslmode."""
+
+
+class S3Storage(ApiModel):
+    """An S3-compatible bucket."""
+
+    bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    """Bucket name."""
+    prefix: Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\s]*$")] = ""
+    """Key prefix under which artifacts are stored."""
+    endpoint: Annotated[str, StringConstraints(pattern=r"^https?://[^\s@]+$", max_length=512)] | None = None
+    """Endpoint URL for S3-compatible stores (MinIO, Ceph…); no credentials in it."""
+    region: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Region."""
+    force_path_style: bool = False
+    """Use path-style addressing (most S3-compatible stores need it)."""
+    credentials_secret_ref: LocalObjectReference | None = None
+    """Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; absent means workload identity."""
+
+
+class PvcStorage(ApiModel):
+    """A directory on a PersistentVolumeClaim."""
+
+    claim_name: ResourceName
+    """Name of the PersistentVolumeClaim."""
+    path: Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\s]*$")] = ""
+    """Sub-directory inside the volume."""
+
+
+class Storage(ApiModel):
+    """Where artifacts are stored: exactly one of s3 or pvc."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.s3) != has(self.pvc)", "message": "set exactly one storage backend: s3 or pvc"}
+            ]
+        }
+    }
+
+    s3: S3Storage | None = None
+    """An S3-compatible bucket."""
+    pvc: PvcStorage | None = None
+    """A PersistentVolumeClaim."""
+
+
+class Toleration(ApiModel):
+    """A pod toleration."""
+
+    key: str | None = None
+    """Taint key."""
+    operator: Literal["Exists", "Equal"] | None = None
+    """Operator."""
+    value: str | None = None
+    """Taint value."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect."""
+    toleration_seconds: int | None = None
+    """Seconds a NoExecute toleration lasts."""
+
+
+class ResourceRequirements(ApiModel):
+    """Container resource requests and limits."""
+
+    requests: dict[str, Annotated[str, StringConstraints(max_length=64)]] | None = None
+    """Requests, e.g. cpu: 100m, memory: 128Mi."""
+    limits: dict[str, Annotated[str, StringConstraints(max_length=64)]] | None = None
+    """Limits."""
+
+
+class JobTemplate(ApiModel):
+    """Overrides for every Job a resource spawns."""
+
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    """Runner image; defaults to the operator's configured image."""
+    resources: ResourceRequirements | None = None
+    """Container resources."""
+    node_selector: dict[str, str] | None = None
+    """Node selector."""
+    tolerations: list[Toleration] | None = None
+    """Tolerations."""
+    active_deadline_seconds: Annotated[int, Field(ge=1)] | None = None
+    """Deadline of each Job."""
+    backoff_limit: Annotated[int, Field(ge=0, le=20)] | None = None
+    """Retries of each Job (default 1)."""
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
+    """Seconds after which finished Jobs are deleted."""
+    pod_labels: dict[str, str] | None = None
+    """Extra pod labels."""
+    pod_annotations: dict[str, str] | None = None
+    """Extra pod annotations."""
+
+
+class SqlCheck(ApiModel):
+    """A SQL query with an expectation, e.g. the runbook's orphaned-bookings query expecting 0 rows."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    """Name shown in status."""
+    sql: Annotated[str, StringConstraints(min_length=1, max_length=65536)]
+    """A read-only query."""
+    expect: CheckExpectation
+    """What the query must return."""
+
+
+class CheckExpectation(ApiModel):
+    """The expectation of a SQL check; exactly one field."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.rows), has(self.min), has(self.max), has(self.equals)]"
+                    ".filter(x, x).size() >= 1",
+                    "message": "set at least one of rows, min, max, equals",
+                }
+            ]
+        }
+    }
+
+    rows: Annotated[int, Field(ge=0)] | None = None
+    """Exact number of rows returned."""
+    min: float | None = None
+    """Minimum of the single value returned."""
+    max: float | None = None
+    """Maximum of the single value returned."""
+    equals: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """The single value returned, as text."""
+
+
+SqlCheck.model_rebuild()
+
+
+def check_unique(values: list[Any], what: str) -> list[Any]:
+    """Reject duplicates in a list field."""
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what}: {value}")
+        seen.add(value)
+    return values
+

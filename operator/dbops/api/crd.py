@@ -1,0 +1,115 @@
+"""CustomResourceDefinitions generated from the pydantic models (the single source of truth)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from dbops.api.base import GROUP, VERSION
+from dbops.api.kinds import ALL_KINDS, CATEGORY, Kind
+
+_DROPPED_KEYS = {"title", "$defs", "examples"}
+
+
+def openapi_schema(model: type[Any], *, mode: str = "validation") -> dict[str, Any]:
+    """A structural OpenAPI v3 schema for a model: $refs inlined, Optional as nullable, no titles."""
+    raw = model.model_json_schema(by_alias=True, mode=mode)
+    definitions = raw.get("$defs", {})
+    converted: dict[str, Any] = _convert(raw, definitions)
+    return converted
+
+
+def _convert(node: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_convert(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = copy.deepcopy(definitions[node.pop("$ref").split("/")[-1]])
+        target.update({k: v for k, v in node.items() if k in ("description", "default")})
+        return _convert(target, definitions)
+    any_of = node.get("anyOf")
+    if any_of is not None:
+        options = [option for option in any_of if option.get("type") != "null"]
+        if len(options) == 1 and len(options) < len(any_of):
+            merged = {**_convert(options[0], definitions)}
+            for key, value in node.items():
+                if key != "anyOf" and key not in _DROPPED_KEYS:
+                    merged[key] = _convert(value, definitions)
+            if merged.get("default", "absent") is None:
+                merged.pop("default")
+            merged["nullable"] = True
+            return merged
+        raise ValueError(f"unions other than Optional cannot be expressed in a structural schema: {node}")
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    result = {key: _convert(value, definitions) for key, value in node.items() if key not in _DROPPED_KEYS}
+    if result.get("type") == "object" and "properties" not in result and "additionalProperties" not in result:
+        result["x-kubernetes-preserve-unknown-fields"] = True
+    if result.get("type") == "object" and result.get("additionalProperties") is False:
+        result.pop("additionalProperties")
+    if "default" in result and result["default"] is None:
+        result.pop("default")
+    return result
+
+
+def custom_resource_definition(kind: Kind) -> dict[str, Any]:
+    """The CustomResourceDefinition of one kind."""
+    spec_schema = openapi_schema(kind.spec)
+    status_schema = openapi_schema(kind.status, mode="serialization")
+    status_schema.pop("required", None)
+    spec_schema["description"] = (kind.spec.__doc__ or "").strip()
+    status_schema["description"] = (kind.status.__doc__ or "").strip()
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{kind.plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.singular,
+                "shortNames": list(kind.short_names),
+                "categories": [CATEGORY],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": list(kind.printer_columns),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": f"{kind.kind} of {GROUP}.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_crds() -> dict[str, str]:
+    """File name → YAML text of every CRD."""
+    return {
+        f"{GROUP}_{kind.plural}.yaml": yaml.safe_dump(
+            custom_resource_definition(kind), sort_keys=False, width=120, allow_unicode=True
+        )
+        for kind in ALL_KINDS
+    }

@@ -1,0 +1,323 @@
+"""DatabaseMigration: versioned migrations (or a framework command) applied safely."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints, field_validator
+
+from dbops.api.base import ApiModel
+from dbops.api.common import (
+    DatabaseConnection,
+    Duration,
+    JobTemplate,
+    LocalObjectReference,
+    SqlCheck,
+    Storage,
+    check_unique,
+)
+from dbops.api.schedule import CronSchedule
+from dbops.api.status import ResourceStatus
+
+Version = Annotated[str, StringConstraints(pattern=r"^[0-9]+$", max_length=32)]
+BuiltinCheck = Literal["foreignKeys", "orphans", "invalidIndexes", "rowCounts"]
+BUILTIN_CHECKS: tuple[BuiltinCheck, ...] = ("foreignKeys", "orphans", "invalidIndexes", "rowCounts")
+MigrationPhase = Literal[
+    "Pending", "Waiting", "AwaitingApproval", "Planning", "Checking", "BackingUp", "Migrating", "Verifying",
+    "RollingBack", "Succeeded", "Failed", "RolledBack",
+]
+
+
+class InlineMigration(ApiModel):
+    """One migration given in the resource."""
+
+    version: Version
+    """Version, digits only; applied in numeric order."""
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=128)]
+    """Short snake_case name."""
+    up: Annotated[str, StringConstraints(min_length=1, max_length=262144)]
+    """SQL that applies the migration."""
+    down: Annotated[str, StringConstraints(max_length=262144)] | None = None
+    """SQL that reverts it."""
+
+
+class EnvVar(ApiModel):
+    """An environment variable for command mode (values or Secret/ConfigMap references)."""
+
+    model_config = ApiModel.model_config | {"extra": "allow"}
+
+    name: str
+    """Variable name."""
+    value: str | None = None
+    """Literal value (never a credential: use valueFrom)."""
+    value_from: dict[str, Any] | None = None
+    """A Kubernetes EnvVarSource."""
+
+
+class CommandSource(ApiModel):
+    """A framework's own migration command (Django, Alembic, Flyway…) wrapped with checks."""
+
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    """The application image that holds the framework."""
+    command: Annotated[list[Annotated[str, StringConstraints(max_length=4096)]], Field(min_length=1, max_length=64)]
+    """Command and arguments."""
+    env: list[EnvVar] = Field(default_factory=list)
+    """Environment."""
+
+
+class MigrationSource(ApiModel):
+    """Where migrations come from: exactly one of configMapRef, inline, command."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.configMapRef), has(self.inline), has(self.command)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "set exactly one migration source: configMapRef, inline or command",
+                }
+            ]
+        }
+    }
+
+    config_map_ref: LocalObjectReference | None = None
+    """A ConfigMap of NNNN_name.up.sql / NNNN_name.down.sql files."""
+    inline: Annotated[list[InlineMigration], Field(min_length=1, max_length=500)] | None = None
+    """Migrations listed in the resource."""
+    command: CommandSource | None = None
+    """A framework command."""
+
+    @field_validator("inline")
+    @classmethod
+    def _unique_versions(cls, inline: list[InlineMigration] | None) -> list[InlineMigration] | None:
+        if inline is not None:
+            check_unique([m.version for m in inline], "migration version")
+        return inline
+
+
+class Approval(ApiModel):
+    """Whether a person approves the plan before it runs."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.mode == 'Manual' || !has(self.approvedPlanHash) || self.approvedPlanHash == ''",
+                    "message": "approvedPlanHash is only used with mode: Manual",
+                    "fieldPath": ".approvedPlanHash",
+                }
+            ]
+        }
+    }
+
+    mode: Literal["Automatic", "Manual"] = "Automatic"
+    """Manual waits until approvedPlanHash equals status.plan.hash."""
+    approved_plan_hash: Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{12,64})?$", max_length=64)] = ""
+    """The plan hash a person approved."""
+
+
+class MaintenanceWindow(ApiModel):
+    """When migrations may start (the runbook's maintenance window)."""
+
+    schedule: CronSchedule
+    """Cron expression for the window starts, e.g. "0 2 * * SUN"."""
+    duration: Duration
+    """Length of each window, e.g. 2h."""
+    time_zone: Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")] = "UTC"
+    """IANA time zone."""
+
+
+class PreChecks(ApiModel):
+    """Checks before migrating (the runbook's pre-migration checklist)."""
+
+    enabled: bool = True
+    """Run pre-checks."""
+    max_active_connections: Annotated[int, Field(ge=0)] = 100
+    """Warn/fail above this many active connections."""
+    max_blocking_transaction_seconds: Annotated[int, Field(ge=0)] = 60
+    """Fail when a transaction older than this could block DDL."""
+    fail_on: Literal["fail", "warn"] = "fail"
+    """The worst result that still lets the migration run."""
+
+
+class PreMigrationBackup(ApiModel):
+    """A backup taken right before migrating (a child DatabaseBackup)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.enabled || has(self.storage) || has(self.scheduleRef)",
+                    "message": "an enabled backup needs storage or scheduleRef",
+                }
+            ]
+        }
+    }
+
+    enabled: bool = True
+    """Take the backup."""
+    storage: Storage | None = None
+    """Where to store it."""
+    schedule_ref: LocalObjectReference | None = None
+    """Reuse a DatabaseBackupSchedule's backup template."""
+
+
+class Lint(ApiModel):
+    """squawk linting of SQL migrations."""
+
+    enabled: bool = True
+    """Lint the pending migrations."""
+    fail_on: Literal["error", "warning", "none"] = "error"
+    """The finding level that fails the plan."""
+
+
+class Timeouts(ApiModel):
+    """Per-migration timeouts, so DDL never queues behind long transactions and blocks traffic."""
+
+    lock_timeout: Duration = "5s"
+    """lock_timeout for each migration."""
+    statement_timeout: Duration | None = None
+    """statement_timeout for each migration."""
+    lock_retries: Annotated[int, Field(ge=0, le=100)] = 3
+    """Retries of a migration that hit lock_timeout."""
+
+
+class MigrationVerification(ApiModel):
+    """Checks after migrating (the runbook's post-migration verification)."""
+
+    builtin: list[BuiltinCheck] = Field(default_factory=lambda: list(BUILTIN_CHECKS))
+    """Built-in checks."""
+    checks: Annotated[list[SqlCheck], Field(max_length=64)] = Field(default_factory=list)
+    """User SQL checks, e.g. no orphaned bookings."""
+
+
+class DatabaseMigrationSpec(ApiModel):
+    """The desired schema state."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.onFailure != 'RestoreBackup' || self.backup.enabled",
+                    "message": "onFailure: RestoreBackup needs backup.enabled: true",
+                    "fieldPath": ".onFailure",
+                },
+                {
+                    "rule": "!has(self.source.command) || !has(self.targetVersion) || self.targetVersion == ''",
+                    "message": "targetVersion is not supported with a command source",
+                    "fieldPath": ".targetVersion",
+                },
+            ]
+        }
+    }
+
+    database: DatabaseConnection
+    """The database to migrate."""
+    source: MigrationSource
+    """Where migrations come from."""
+    target_version: Annotated[str, StringConstraints(pattern=r"^([0-9]+)?$", max_length=32)] = ""
+    """Empty means latest; lower than the current version runs down migrations (needs allowDown)."""
+    allow_down: bool = False
+    """Allow down migrations."""
+    history_table: Annotated[
+        str, StringConstraints(pattern=r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$", max_length=127)
+    ] = "public.dbops_migrations"
+    """Table recording applied migrations."""
+    baseline_version: Annotated[str, StringConstraints(pattern=r"^([0-9]+)?$", max_length=32)] = ""
+    """Adopt an existing non-empty database at this version."""
+    dry_run: bool = False
+    """Run inside a transaction that is rolled back and report the plan."""
+    approval: Approval = Field(default_factory=Approval)
+    """Automatic or Manual approval of the plan."""
+    window: MaintenanceWindow | None = None
+    """Only start inside this maintenance window."""
+    pre_checks: PreChecks = Field(default_factory=PreChecks)
+    """Pre-migration checks."""
+    backup: PreMigrationBackup = Field(default_factory=lambda: PreMigrationBackup(enabled=False))
+    """Pre-migration backup."""
+    lint: Lint = Field(default_factory=Lint)
+    """Linting."""
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    """Timeouts."""
+    verify: MigrationVerification = Field(default_factory=MigrationVerification)
+    """Post-migration verification."""
+    on_failure: Literal["Abort", "RestoreBackup"] = "Abort"
+    """Abort leaves the database as the failed migration left it (each migration is transactional);
+    RestoreBackup restores the pre-migration backup."""
+    job_template: JobTemplate | None = None
+    """Overrides for the Jobs."""
+
+
+class MigrationPlan(ApiModel):
+    """What a run would do."""
+
+    hash: str = ""
+    """Stable hash of the plan; approve it with approval.approvedPlanHash."""
+    pending: list[str] = Field(default_factory=list)
+    """Pending versions, in order."""
+    lint: list[str] = Field(default_factory=list)
+    """Lint findings."""
+    destructive: bool = False
+    """Whether the plan drops or rewrites data."""
+
+
+class AppliedMigration(ApiModel):
+    """One migration applied by the last run."""
+
+    version: str
+    """Version."""
+    name: str = ""
+    """Name."""
+    duration_ms: int = 0
+    """Duration."""
+
+
+class CheckResult(ApiModel):
+    """One pre-check."""
+
+    name: str
+    """Check name."""
+    result: Literal["pass", "warn", "fail"]
+    """Outcome."""
+    detail: str = ""
+    """Detail line."""
+
+
+class VerificationResult(ApiModel):
+    """One verification."""
+
+    name: str
+    """Check name."""
+    passed: bool
+    """Outcome."""
+    detail: str = ""
+    """Detail line."""
+
+
+class DatabaseMigrationStatus(ResourceStatus):
+    """Observed state of a DatabaseMigration."""
+
+    phase: MigrationPhase = "Pending"
+    """Life-cycle phase."""
+    job_name: str | None = None
+    """The current Job."""
+    source_hash: str = ""
+    """Hash of the migration content this status describes; a change re-runs the migration."""
+    plan: MigrationPlan | None = None
+    """The plan."""
+    next_window: str | None = None
+    """Start of the next maintenance window, while Waiting."""
+    current_version: str = ""
+    """Version after the last run."""
+    previous_version: str = ""
+    """Version before the last run."""
+    applied: list[AppliedMigration] = Field(default_factory=list)
+    """Migrations applied by the last run."""
+    pre_checks: list[CheckResult] = Field(default_factory=list)
+    """Pre-check outcomes."""
+    backup_name: str | None = None
+    """The pre-migration DatabaseBackup."""
+    restore_name: str | None = None
+    """The rollback DatabaseRestore."""
+    verification: list[VerificationResult] = Field(default_factory=list)
+    """Verification outcomes."""

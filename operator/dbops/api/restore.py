@@ -1,0 +1,153 @@
+"""DatabaseRestore: restore a backup (whole database, some tables, schema or data only)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from dbops.api.backup import RestoreTestResult
+from dbops.api.base import ApiModel
+from dbops.api.common import DatabaseConnection, JobTemplate, LocalObjectReference, SqlCheck, Storage
+from dbops.api.status import ResourceStatus
+
+RestorePhase = Literal["Pending", "BackingUp", "Restoring", "Verifying", "Succeeded", "Failed"]
+
+
+class RestoreSource(ApiModel):
+    """The backup to restore: exactly one of backupRef or storage with path."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.backupRef) != has(self.storage)", "message": "set exactly one of backupRef or storage"},
+                {
+                    "rule": "!has(self.storage) || (has(self.path) && self.path != '')",
+                    "message": "storage needs path: the backup's directory inside the storage",
+                    "fieldPath": ".path",
+                },
+            ]
+        }
+    }
+
+    backup_ref: LocalObjectReference | None = None
+    """A DatabaseBackup in this namespace."""
+    storage: Storage | None = None
+    """Storage holding an artifact made elsewhere (disaster recovery)."""
+    path: Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\s]*$")] | None = None
+    """Directory of the backup (holding manifest.json) inside the storage."""
+
+
+class RestoreTarget(ApiModel):
+    """The database restored into."""
+
+    database: DatabaseConnection
+    """Connection to the target database."""
+    create: bool = False
+    """Create the database if it does not exist."""
+
+
+class SafetyBackup(ApiModel):
+    """A backup of the target taken before overwriting it (a child DatabaseBackup)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "!self.enabled || has(self.storage)", "message": "an enabled safety backup needs storage"}
+            ]
+        }
+    }
+
+    enabled: bool = False
+    """Take the safety backup."""
+    storage: Storage | None = None
+    """Where to store it."""
+
+
+class RestoreVerification(ApiModel):
+    """Checks after restoring."""
+
+    row_counts: bool = True
+    """Compare per-table row counts with the backup's manifest."""
+    checks: Annotated[list[SqlCheck], Field(max_length=64)] = Field(default_factory=list)
+    """SQL checks against the restored database."""
+
+
+class DatabaseRestoreSpec(ApiModel):
+    """The desired restore."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.mode == 'Tables' ? size(self.tables) > 0 : size(self.tables) == 0",
+                    "message": "tables must be listed with mode: Tables, and only then",
+                    "fieldPath": ".tables",
+                },
+                {
+                    "rule": "!self.clean || (has(self.confirmOverwrite) && self.confirmOverwrite != '' && "
+                    "(!has(self.target.database.name) || self.confirmOverwrite == self.target.database.name))",
+                    "message": "clean: true overwrites the target: set confirmOverwrite to the target database name",
+                    "fieldPath": ".confirmOverwrite",
+                },
+                {
+                    "rule": "self.parallelJobs == 1 || self.mode != 'Tables'",
+                    "message": "parallelJobs > 1 is not used with mode: Tables",
+                    "fieldPath": ".parallelJobs",
+                },
+            ]
+        }
+    }
+
+    source: RestoreSource
+    """The backup to restore."""
+    target: RestoreTarget
+    """The database restored into."""
+    mode: Literal["Full", "Tables", "SchemaOnly", "DataOnly"] = "Full"
+    """Full, Tables (the runbook's partial restore), SchemaOnly or DataOnly."""
+    tables: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=255)]], Field(max_length=1024)] = (
+        Field(default_factory=list)
+    )
+    """Tables to restore with mode: Tables (schema-qualified or not)."""
+    clean: bool = False
+    """Drop objects before recreating them (needs confirmOverwrite)."""
+    parallel_jobs: Annotated[int, Field(ge=1, le=16)] = 1
+    """Parallel restore jobs (the archive is downloaded first when > 1)."""
+    confirm_overwrite: Annotated[str, StringConstraints(max_length=63)] = ""
+    """Must equal the target database name to restore over a non-empty database."""
+    safety_backup: SafetyBackup = Field(default_factory=SafetyBackup)
+    """Back up the target first."""
+    terminate_connections: bool = False
+    """Terminate other sessions on the target first."""
+    verify: RestoreVerification = Field(default_factory=RestoreVerification)
+    """Checks after restoring."""
+    job_template: JobTemplate | None = None
+    """Overrides for the Jobs."""
+
+
+class RestoredFrom(ApiModel):
+    """The artifact restored."""
+
+    uri: str = ""
+    """Location of the backup (no credentials)."""
+    sha256: str = ""
+    """Its checksum, verified before the restore."""
+    backup_name: str | None = None
+    """The DatabaseBackup, when restored from one."""
+
+
+class DatabaseRestoreStatus(ResourceStatus):
+    """Observed state of a DatabaseRestore."""
+
+    phase: RestorePhase = "Pending"
+    """Life-cycle phase."""
+    job_name: str | None = None
+    """The current Job."""
+    restored_from: RestoredFrom | None = None
+    """The artifact restored."""
+    safety_backup_name: str | None = None
+    """The safety DatabaseBackup."""
+    tables_restored: int | None = None
+    """Tables restored."""
+    verification: RestoreTestResult | None = None
+    """Row-count comparison and checks."""

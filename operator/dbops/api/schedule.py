@@ -1,0 +1,105 @@
+"""DatabaseBackupSchedule: recurring backups through a CronJob, with retention."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from dbops.api.backup import DatabaseBackupSpec
+from dbops.api.base import ApiModel
+from dbops.api.common import Duration
+from dbops.api.status import ResourceStatus
+
+CRON_PATTERN = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    r"([0-9*,/?LW#-]+|[A-Za-z]{3}(-[A-Za-z]{3})?)(\s+([0-9*,/?LW#-]+|[A-Za-z]{3}(-[A-Za-z]{3})?)){4})$"
+)
+CronSchedule = Annotated[str, StringConstraints(pattern=CRON_PATTERN, max_length=128)]
+
+
+class RetentionPolicy(ApiModel):
+    """Which backups to keep; the rest are pruned (their artifacts per deletionPolicy)."""
+
+    keep_last: Annotated[int, Field(ge=0, le=10000)] | None = None
+    """Keep the N most recent successful backups."""
+    keep_daily: Annotated[int, Field(ge=0, le=10000)] | None = None
+    """Keep the newest backup of each of the last N days that have one."""
+    keep_weekly: Annotated[int, Field(ge=0, le=10000)] | None = None
+    """Keep the newest backup of each of the last N ISO weeks that have one."""
+    keep_monthly: Annotated[int, Field(ge=0, le=10000)] | None = None
+    """Keep the newest backup of each of the last N months that have one."""
+    max_age: Duration | None = None
+    """Prune backups older than this (e.g. 30d), whatever the keep rules say."""
+
+
+class BackupTemplateMetadata(ApiModel):
+    """Labels and annotations for the backups a schedule creates."""
+
+    labels: dict[str, str] | None = None
+    """Labels."""
+    annotations: dict[str, str] | None = None
+    """Annotations."""
+
+
+class BackupTemplate(ApiModel):
+    """The DatabaseBackup a schedule creates each time."""
+
+    metadata: BackupTemplateMetadata | None = None
+    """Metadata of the created backups."""
+    spec: DatabaseBackupSpec
+    """Spec of the created backups."""
+
+
+class DatabaseBackupScheduleSpec(ApiModel):
+    """The desired schedule."""
+
+    schedule: CronSchedule
+    """Cron expression, e.g. "0 2 * * *" (the runbook's daily 02:00 backup)."""
+    time_zone: Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")] = "UTC"
+    """IANA time zone of the schedule."""
+    suspend: bool = False
+    """Stop creating backups."""
+    starting_deadline_seconds: Annotated[int, Field(ge=10)] | None = 3600
+    """How late a missed run may still start."""
+    concurrency_policy: Literal["Forbid", "Allow", "Replace"] = "Forbid"
+    """What to do when a run is still going."""
+    successful_jobs_history_limit: Annotated[int, Field(ge=0, le=100)] = 3
+    """Finished trigger Jobs kept."""
+    failed_jobs_history_limit: Annotated[int, Field(ge=0, le=100)] = 3
+    """Failed trigger Jobs kept."""
+    backup_template: BackupTemplate
+    """The backup to create."""
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    """Which backups to keep."""
+
+
+class BackupReference(ApiModel):
+    """A backup created by the schedule."""
+
+    name: str
+    """Name of the DatabaseBackup."""
+    phase: str | None = None
+    """Its phase."""
+    completed_at: datetime | None = None
+    """When it completed."""
+
+
+class DatabaseBackupScheduleStatus(ResourceStatus):
+    """Observed state of a DatabaseBackupSchedule."""
+
+    phase: Literal["Pending", "Active", "Suspended", "Failed"] = "Pending"
+    """Pending, Active, Suspended or Failed."""
+    cron_job_name: str | None = None
+    """The owned CronJob."""
+    last_schedule_time: datetime | None = None
+    """When the CronJob last fired."""
+    last_backup: BackupReference | None = None
+    """The most recent backup."""
+    last_successful_backup: BackupReference | None = None
+    """The most recent successful backup."""
+    retained_backups: int = 0
+    """Backups kept by retention."""
+    pruned_backups: int = 0
+    """Backups pruned by retention so far."""

@@ -1,0 +1,129 @@
+"""Status shared by every kind: phase, conditions and the transitions that keep them consistent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from dbops.api.base import ApiModel
+
+READY = "Ready"
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "RolledBack"})
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, to the second (as Kubernetes stores it)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition."""
+
+    type: str
+    """Condition type, e.g. Ready."""
+    status: Literal["True", "False", "Unknown"]
+    """Condition status."""
+    reason: str
+    """A CamelCase reason."""
+    message: str = ""
+    """A human-readable message."""
+    last_transition_time: datetime
+    """When the status last changed."""
+    observed_generation: int | None = None
+    """The generation this condition was computed for."""
+
+
+class ResourceStatus(ApiModel):
+    """Phase, conditions and timings with transition methods; a terminal phase never regresses."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    phase: str = "Pending"
+    """Where the resource is in its life cycle."""
+    observed_generation: int | None = None
+    """The spec generation this status describes."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Conditions; Ready is True once the work succeeded."""
+    message: str = ""
+    """The latest human-readable message."""
+    started_at: datetime | None = None
+    """When the work started."""
+    completed_at: datetime | None = None
+    """When the work finished."""
+    duration_seconds: float | None = None
+    """Wall time of the work."""
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the phase is final (Succeeded, Failed or RolledBack)."""
+        return self.phase in TERMINAL_PHASES
+
+    def condition(self, type_: str) -> Condition | None:
+        """The condition of a type, if present."""
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def set_condition(
+        self, type_: str, status: Literal["True", "False", "Unknown"], reason: str, message: str = "",
+        *, generation: int | None = None, now: datetime | None = None,
+    ) -> None:
+        """Set a condition, keeping lastTransitionTime when its status does not change."""
+        now = now or utcnow()
+        existing = self.condition(type_)
+        transition = existing.last_transition_time if existing and existing.status == status else now
+        updated = Condition(
+            type=type_, status=status, reason=reason, message=message,
+            last_transition_time=transition, observed_generation=generation,
+        )
+        self.conditions = [c for c in self.conditions if c.type != type_] + [updated]
+
+    def mark_progressing(
+        self, phase: str, reason: str, message: str, *, generation: int | None = None, now: datetime | None = None
+    ) -> bool:
+        """Enter a non-terminal phase (Running, Waiting, BackingUp…); False when already terminal."""
+        if self.is_terminal:
+            return False
+        now = now or utcnow()
+        self.phase = phase
+        self.message = message
+        self.observed_generation = generation
+        if self.started_at is None and phase not in ("Pending", "Waiting", "AwaitingApproval"):
+            self.started_at = now
+        self.set_condition(READY, "False", reason, message, generation=generation, now=now)
+        return True
+
+    def mark_running(self, message: str = "", *, generation: int | None = None, now: datetime | None = None) -> bool:
+        """Enter the Running phase."""
+        return self.mark_progressing("Running", "Running", message, generation=generation, now=now)
+
+    def mark_succeeded(
+        self, message: str, *, generation: int | None = None, now: datetime | None = None, **details: Any
+    ) -> bool:
+        """Enter Succeeded with Ready=True and the given details; False when already terminal."""
+        return self._finish("Succeeded", "True", "Succeeded", message, generation, now, details)
+
+    def mark_failed(
+        self, reason: str, message: str, *, generation: int | None = None, now: datetime | None = None,
+        **details: Any,
+    ) -> bool:
+        """Enter Failed with Ready=False and a reason; False when already terminal."""
+        return self._finish("Failed", "False", reason, message, generation, now, details)
+
+    def _finish(
+        self, phase: str, ready: Literal["True", "False"], reason: str, message: str,
+        generation: int | None, now: datetime | None, details: dict[str, Any],
+    ) -> bool:
+        if self.is_terminal:
+            return False
+        now = now or utcnow()
+        for name, value in details.items():
+            setattr(self, name, value)
+        self.phase = phase
+        self.message = message
+        self.observed_generation = generation
+        self.started_at = self.started_at or now
+        self.completed_at = now
+        self.duration_seconds = max(0.0, (now - self.started_at).total_seconds())
+        self.set_condition(READY, ready, reason, message, generation=generation, now=now)
+        return True

@@ -1,0 +1,36 @@
+"""The ``dbops crds`` command: write (or check) the generated CustomResourceDefinitions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from dbops.api import crd
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``crds`` subcommand."""
+    parser = subparsers.add_parser("crds", help="write the CRDs generated from the API models")
+    parser.add_argument("--output", type=Path, default=Path("crds"), help="directory to write (default: crds)")
+    parser.add_argument("--check", action="store_true", help="fail when the files differ from the models")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write or check the CRD files."""
+    rendered = crd.render_crds()
+    output: Path = args.output
+    if args.check:
+        stale = [name for name, text in rendered.items()
+                 if not (output / name).exists() or (output / name).read_text() != text]
+        if stale:
+            print(f"CRDs out of date: {', '.join(stale)}; run `dbops crds`", file=sys.stderr)
+            return 1
+        return 0
+    output.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.items():
+        (output / name).write_text(text)
+        print(f"wrote {output / name}")
+    return 0
