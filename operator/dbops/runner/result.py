@@ -108,7 +108,7 @@ def _shrink_largest(node: Any) -> bool:
 
     def visit(parent: Any, key: Any, value: Any) -> None:
         nonlocal best
-        if isinstance(value, list) and len(value) > 1 or isinstance(value, str) and len(value) > 64:
+        if (isinstance(value, list) and len(value) > 1) or (isinstance(value, str) and len(value) > 64):
             size = len(json.dumps(value))
             if best is None or size > best[0]:
                 best = (size, parent, key)
