@@ -1,0 +1,389 @@
+"""A real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import ipaddress
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from dbops_testbed.binaries import testbed_bin
+from dbops_testbed.ports import free_port
+
+EXTERNAL_KUBECONFIG_ENV = "DBOPS_TEST_KUBECONFIG"
+"""Set to a kubeconfig path to use an existing cluster instead of starting a control plane."""
+
+SERVICE_CIDR = "10.0.0.0/24"
+KUBERNETES_SERVICE_IP = "10.0.0.1"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+ADMIN_USER = "dbops-admin"
+
+CONTROLLERS = (
+    "job-controller",
+    "cronjob-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "ttl-after-finished-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+)
+"""The kube-controller-manager controllers the test bed runs (no node lifecycle, no pod GC, no scheduler)."""
+
+ADMISSION_PLUGINS = (
+    "NamespaceLifecycle",
+    "LimitRanger",
+    "ServiceAccount",
+    "PodSecurity",
+    "NodeRestriction",
+    "ResourceQuota",
+)
+
+STARTUP_TIMEOUT = 120.0
+
+
+@dataclass
+class ControlPlane:
+    """A Kubernetes API endpoint the tests talk to: the local control plane or an existing cluster."""
+
+    kubeconfig: Path
+    server: str
+    bin_dir: Path | None
+    external: bool = False
+    log_dir: Path | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        """Run kubectl against this cluster and return its standard output."""
+        binary = str(self.bin_dir / "kubectl") if self.bin_dir else (shutil.which("kubectl") or "kubectl")
+        result = subprocess.run(
+            [binary, "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin, capture_output=True, text=True, timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+        return result.stdout
+
+    def api_client(self) -> Any:
+        """A new `kubernetes.client.ApiClient` configured from this cluster's kubeconfig."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+
+    def log_tail(self, component: str, size: int = 4000) -> str:
+        """The end of one component's log (etcd, kube-apiserver, kube-controller-manager)."""
+        if self.log_dir is None:
+            return ""
+        path = self.log_dir / f"{component}.log"
+        return path.read_text(errors="replace")[-size:] if path.exists() else ""
+
+
+@contextlib.contextmanager
+def running_control_plane() -> Iterator[ControlPlane]:
+    """Start etcd, kube-apiserver and kube-controller-manager on free ports; stop them and clean up after.
+
+    With `DBOPS_TEST_KUBECONFIG` set, yield that existing cluster instead and start nothing.
+    """
+    external = os.environ.get(EXTERNAL_KUBECONFIG_ENV)
+    if external:
+        yield _external_control_plane(Path(external))
+        return
+    root = Path(tempfile.mkdtemp(prefix="dbops-k8s-"))
+    plane = ControlPlane(kubeconfig=root / "admin.kubeconfig", server="", bin_dir=testbed_bin(), log_dir=root)
+    logs: list[IO[bytes]] = []
+    try:
+        _start(plane, root, logs)
+        yield plane
+    finally:
+        for name in reversed(list(plane.processes)):
+            _stop_process(plane.processes[name])
+        for handle in logs:
+            handle.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _external_control_plane(kubeconfig: Path) -> ControlPlane:
+    data = yaml.safe_load(kubeconfig.read_text())
+    current = data.get("current-context")
+    contexts = {item["name"]: item["context"] for item in data.get("contexts", [])}
+    clusters = {item["name"]: item["cluster"] for item in data.get("clusters", [])}
+    context = contexts.get(current) if current else next(iter(contexts.values()), None)
+    cluster = clusters.get(context["cluster"]) if context else next(iter(clusters.values()), None)
+    server = cluster["server"] if cluster else ""
+    override = os.environ.get("DBOPS_TESTBED_BIN")
+    return ControlPlane(kubeconfig=kubeconfig, server=server, bin_dir=Path(override) if override else None,
+                        external=True)
+
+
+def _start(plane: ControlPlane, root: Path, logs: list[IO[bytes]]) -> None:
+    assert plane.bin_dir is not None
+    pki = _make_pki(root / "pki")
+    etcd_port, etcd_peer_port = free_port(), free_port()
+    api_port, kcm_port = free_port(), free_port()
+    plane.server = f"https://127.0.0.1:{api_port}"
+
+    def launch(name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
+        log = open(root / f"{name}.log", "wb")  # noqa: SIM115
+        logs.append(log)
+        process = subprocess.Popen(
+            [str(plane.bin_dir / name if plane.bin_dir else name), *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        plane.processes[name] = process
+        return process
+
+    etcd_url = f"http://127.0.0.1:{etcd_port}"
+    launch("etcd", [
+        f"--data-dir={root / 'etcd'}",
+        f"--listen-client-urls={etcd_url}",
+        f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+    ])
+    _wait_until(plane, "etcd", lambda: _http_ok(f"{etcd_url}/health"))
+
+    admission_config = root / "admission.yaml"
+    admission_config.write_text(yaml.safe_dump({
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "AdmissionConfiguration",
+        "plugins": [{
+            "name": "PodSecurity",
+            "configuration": {
+                "apiVersion": "pod-security.admission.config.k8s.io/v1",
+                "kind": "PodSecurityConfiguration",
+                "defaults": {
+                    "enforce": "privileged", "enforce-version": "latest",
+                    "audit": "privileged", "audit-version": "latest",
+                    "warn": "privileged", "warn-version": "latest",
+                },
+                "exemptions": {"usernames": [], "runtimeClasses": [], "namespaces": []},
+            },
+        }],
+    }))
+    launch("kube-apiserver", [
+        f"--etcd-servers={etcd_url}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={api_port}",
+        f"--cert-dir={root / 'apiserver-certs'}",
+        f"--tls-cert-file={pki['apiserver.crt']}",
+        f"--tls-private-key-file={pki['apiserver.key']}",
+        f"--client-ca-file={pki['ca.crt']}",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={pki['sa.pub']}",
+        f"--service-account-signing-key-file={pki['sa.key']}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        "--endpoint-reconciler-type=none",
+        "--allow-privileged=true",
+        f"--enable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
+        f"--admission-control-config-file={admission_config}",
+        "--profiling=false",
+    ])
+    context = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+    context.load_cert_chain(str(pki["admin.crt"]), str(pki["admin.key"]))
+    _wait_until(plane, "kube-apiserver", lambda: _http_ok(f"{plane.server}/readyz", context))
+
+    plane.kubeconfig.write_text(_kubeconfig(plane.server, pki, "admin", ADMIN_USER))
+    kcm_kubeconfig = root / "kube-controller-manager.kubeconfig"
+    kcm_kubeconfig.write_text(_kubeconfig(plane.server, pki, "kcm", "system:kube-controller-manager"))
+    launch("kube-controller-manager", [
+        f"--kubeconfig={kcm_kubeconfig}",
+        f"--controllers={','.join(CONTROLLERS)}",
+        "--leader-elect=false",
+        "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={pki['sa.key']}",
+        f"--root-ca-file={pki['ca.crt']}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={kcm_port}",
+        f"--cert-dir={root / 'kcm-certs'}",
+        "--profiling=false",
+    ])
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    _wait_until(plane, "kube-controller-manager", lambda: _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", insecure))
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3, context=context) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _wait_until(plane: ControlPlane, component: str, ready: Any) -> None:
+    process = plane.processes[component]
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"{component} exited ({process.returncode}): {plane.log_tail(component)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{component} not ready after {STARTUP_TIMEOUT:.0f}s: {plane.log_tail(component)}")
+        time.sleep(0.2)
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _kubeconfig(server: str, pki: dict[str, Path], cert: str, user: str) -> str:
+    def b64(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+    return yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "dbops-testbed", "cluster": {
+            "server": server, "certificate-authority-data": b64(pki["ca.crt"])}}],
+        "users": [{"name": user, "user": {
+            "client-certificate-data": b64(pki[f"{cert}.crt"]),
+            "client-key-data": b64(pki[f"{cert}.key"])}}],
+        "contexts": [{"name": "dbops-testbed", "context": {"cluster": "dbops-testbed", "user": user}}],
+        "current-context": "dbops-testbed",
+    })
+
+
+SERVING_SANS = (
+    "IP:127.0.0.1", f"IP:{KUBERNETES_SERVICE_IP}", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
+)
+
+
+def _make_pki(directory: Path) -> dict[str, Path]:
+    """Make a CA, the API server's serving cert, client certs and the service-account key pair."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        return _make_pki_with_openssl(directory)
+    return _make_pki_with_cryptography(directory)
+
+
+def _make_pki_with_openssl(directory: Path) -> dict[str, Path]:
+    directory.mkdir(parents=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec_key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "7",
+            "-subj", "/CN=dbops-testbed-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,digitalSignature,keyCertSign,cRLSign")
+    leaves = {
+        "apiserver": ("/CN=kube-apiserver", f"extendedKeyUsage=serverAuth\nsubjectAltName={','.join(SERVING_SANS)}"),
+        "admin": (f"/CN={ADMIN_USER}/O=system:masters", "extendedKeyUsage=clientAuth"),
+        "kcm": ("/CN=system:kube-controller-manager", "extendedKeyUsage=clientAuth"),
+    }
+    for name, (subject, extensions) in leaves.items():
+        (directory / f"{name}.ext").write_text(f"basicConstraints=critical,CA:FALSE\n{extensions}\n")
+        openssl("req", "-new", *ec_key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "7", "-out", f"{name}.crt", "-extfile", f"{name}.ext")
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key")
+    openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+    paths = {f"{name}.{kind}": directory / f"{name}.{kind}" for name in ("ca", *leaves) for kind in ("crt", "key")}
+    paths.update({"sa.key": directory / "sa.key", "sa.pub": directory / "sa.pub"})
+    for name, path in paths.items():
+        if name.endswith(".key"):
+            path.chmod(0o600)
+    return paths
+
+
+def _make_pki_with_cryptography(directory: Path) -> dict[str, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True)
+    paths: dict[str, Path] = {}
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    expiry = now + datetime.timedelta(days=7)
+
+    def write_key(name: str, key: Any) -> None:
+        paths[f"{name}.key"] = directory / f"{name}.key"
+        paths[f"{name}.key"].write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        paths[f"{name}.key"].chmod(0o600)
+
+    def write_cert(name: str, cert: x509.Certificate) -> None:
+        paths[f"{name}.crt"] = directory / f"{name}.crt"
+        paths[f"{name}.crt"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def subject(common_name: str, organization: str | None = None) -> x509.Name:
+        parts = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        if organization:
+            parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        return x509.Name(parts)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = subject("dbops-testbed-ca")
+    ca_cert = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(expiry)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    write_key("ca", ca_key)
+    write_cert("ca", ca_cert)
+
+    def issue(name: str, common_name: str, organization: str | None, usage: Any,
+              sans: list[x509.GeneralName] | None = None) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder().subject_name(subject(common_name, organization))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(expiry)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        write_key(name, key)
+        write_cert(name, builder.sign(ca_key, hashes.SHA256()))
+
+    sans: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address(value)) if kind == "IP" else x509.DNSName(value)
+        for kind, value in (san.split(":", 1) for san in SERVING_SANS)
+    ]
+    issue("apiserver", "kube-apiserver", None, ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    issue("admin", ADMIN_USER, "system:masters", ExtendedKeyUsageOID.CLIENT_AUTH)
+    issue("kcm", "system:kube-controller-manager", None, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    write_key("sa", sa_key)
+    paths["sa.pub"] = directory / "sa.pub"
+    paths["sa.pub"].write_bytes(sa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return paths
