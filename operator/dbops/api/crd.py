@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import yaml
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
-from dbops.api.base import GROUP, VERSION
+from dbops.api.base import GROUP, VERSION, ApiModel
 from dbops.api.kinds import ALL_KINDS, CATEGORY, Kind
 
 _DROPPED_KEYS = {"title", "$defs", "examples"}
 
 
+class _FactoryDefaults(GenerateJsonSchema):
+    """Emit defaults made by ``default_factory`` too, fully expanded.
+
+    The API server then fills nested objects (``verify: {decode: true, …}``) so CEL rules can read
+    them, and it checks those defaults against the rules, which needs them complete.
+    """
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            value = cast(Callable[[], Any], factory)()
+            wire = value.to_wire() if isinstance(value, ApiModel) else value
+            schema = core_schema.with_default_schema(schema["schema"], default=wire)
+        return super().default_schema(schema)
+
+
 def openapi_schema(model: type[Any], *, mode: str = "validation") -> dict[str, Any]:
     """A structural OpenAPI v3 schema for a model: $refs inlined, Optional as nullable, no titles."""
-    raw = model.model_json_schema(by_alias=True, mode=mode)
+    raw = model.model_json_schema(by_alias=True, mode=mode, schema_generator=_FactoryDefaults)
     definitions = raw.get("$defs", {})
     converted: dict[str, Any] = _convert(raw, definitions)
     return converted

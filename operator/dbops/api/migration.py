@@ -154,8 +154,8 @@ class PreMigrationBackup(ApiModel):
         }
     }
 
-    enabled: bool = True
-    """Take the backup."""
+    enabled: bool = False
+    """Take the backup (recommended; needs storage or scheduleRef)."""
     storage: Storage | None = None
     """Where to store it."""
     schedule_ref: LocalObjectReference | None = None
@@ -233,7 +233,7 @@ class DatabaseMigrationSpec(ApiModel):
     """Only start inside this maintenance window."""
     pre_checks: PreChecks = Field(default_factory=PreChecks)
     """Pre-migration checks."""
-    backup: PreMigrationBackup = Field(default_factory=lambda: PreMigrationBackup(enabled=False))
+    backup: PreMigrationBackup = Field(default_factory=PreMigrationBackup)
     """Pre-migration backup."""
     lint: Lint = Field(default_factory=Lint)
     """Linting."""

@@ -1,0 +1,141 @@
+"""The CRDs in a real API server: valid examples are accepted and listed, invalid manifests rejected by name."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dbops_testbed.controlplane import ControlPlane
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+
+
+def _example(kind_file: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((EXAMPLES / kind_file).read_text())
+    return document
+
+
+def _apply(plane: ControlPlane, namespace: str, document: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    binary = str(plane.bin_dir / "kubectl") if plane.bin_dir else "kubectl"
+    return subprocess.run(
+        [binary, "--kubeconfig", str(plane.kubeconfig), "-n", namespace, "apply", "--server-side",
+         "--dry-run=server", "-f", "-"],
+        input=yaml.safe_dump(document), capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_valid_examples_are_accepted_and_listed_by_category(installed_crds: ControlPlane, namespace: str) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        installed_crds.kubectl("-n", namespace, "apply", "--server-side", "-f", str(path))
+    listing = installed_crds.kubectl("-n", namespace, "get", "dbops")
+    for name in ("mentorhub-before-release", "mentorhub-nightly", "mentorhub-schema", "mentorhub-restore-bookings"):
+        assert name in listing
+    header = installed_crds.kubectl("-n", namespace, "get", "dbb").splitlines()[0].split()
+    assert header[:4] == ["NAME", "PHASE", "DATABASE", "SIZE"]
+    short = installed_crds.kubectl("-n", namespace, "get", "dbm,dbr,dbbs", "-o", "name").split()
+    assert len(short) == 3
+
+
+def test_server_applies_schema_defaults(installed_crds: ControlPlane, namespace: str) -> None:
+    installed_crds.kubectl("-n", namespace, "apply", "--server-side", "-f", str(EXAMPLES / "databaserestore.yaml"))
+    stored = yaml.safe_load(installed_crds.kubectl("-n", namespace, "get", "dbr", "mentorhub-restore-bookings", "-o", "yaml"))
+    assert stored["spec"]["parallelJobs"] == 1
+    assert stored["spec"]["verify"]["rowCounts"] is True
+
+
+def _set(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """Copy of document with a dotted path set (value None deletes the key)."""
+    result = copy.deepcopy(document)
+    node = result
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    if value is None:
+        node.pop(keys[-1], None)
+    else:
+        node[keys[-1]] = value
+    return result
+
+
+BACKUP = "databasebackup.yaml"
+SCHEDULE = "databasebackupschedule.yaml"
+MIGRATION = "databasemigration.yaml"
+RESTORE = "databaserestore.yaml"
+S3 = {"bucket": "b-ok", "credentialsSecretRef": {"name": "s3"}}
+
+# (id, example file, dotted path, value (None deletes), text the rejection must contain)
+INVALID = [
+    ("backup-format-enum", BACKUP, "spec.format", "tar", "spec.format"),
+    ("backup-codec-enum", BACKUP, "spec.compression.codec", "lz4", "spec.compression.codec"),
+    ("backup-level-type", BACKUP, "spec.compression.level", "high", "spec.compression.level"),
+    ("backup-gzip-level", BACKUP, "spec.compression", {"codec": "gzip", "level": 15}, "gzip levels are 1 to 9"),
+    ("backup-negative-parallel", BACKUP, "spec.parallelJobs", -1, "spec.parallelJobs"),
+    ("backup-parallel-custom-format", BACKUP, "spec.parallelJobs", 4, "parallelJobs > 1 needs format: directory"),
+    ("backup-two-storages", BACKUP, "spec.storage.pvc", {"claimName": "backups"}, "exactly one storage backend"),
+    ("backup-no-storage-backend", BACKUP, "spec.storage", {}, "exactly one storage backend"),
+    ("backup-missing-storage", BACKUP, "spec.storage", None, "spec.storage"),
+    ("backup-missing-database", BACKUP, "spec.database", None, "spec.database"),
+    ("backup-database-no-target", BACKUP, "spec.database", {"port": 5432}, "uriSecretRef or both host and name"),
+    ("backup-port-range", BACKUP, "spec.database", {"host": "h", "name": "d", "port": 70000}, "spec.database.port"),
+    ("backup-sslmode-enum", BACKUP, "spec.database", {"host": "h", "name": "d", "sslMode": "always"}, "spec.database.sslMode"),
+    ("backup-user-twice", BACKUP, "spec.database",
+     {"host": "h", "name": "d", "user": "u", "userSecretRef": {"name": "s", "key": "u"}}, "at most one of user and userSecretRef"),
+    ("backup-bucket-pattern", BACKUP, "spec.storage.s3.bucket", "Not_A_Bucket", "spec.storage.s3.bucket"),
+    ("backup-endpoint-credentials", BACKUP, "spec.storage.s3.endpoint", "https://key:secret@minio:9000", "spec.storage.s3.endpoint"),
+    ("backup-deletion-policy-enum", BACKUP, "spec.deletionPolicy", "Orphan", "spec.deletionPolicy"),
+    ("backup-ttl-pattern", BACKUP, "spec.ttl", "one month", "spec.ttl"),
+    ("backup-schema-and-data-only", BACKUP, "spec.scope", {"schemaOnly": True, "dataOnly": True}, "schemaOnly and dataOnly"),
+    ("backup-unknown-field", BACKUP, "spec.passwrd", "hunter2", "passwrd"),
+    ("backup-checks-without-restore-test", BACKUP, "spec.verify",
+     {"checks": [{"name": "c", "sql": "SELECT 1", "expect": {"rows": 1}}]}, "verify.checks need verify.restoreTest"),
+    ("backup-secret-ref-missing-key", BACKUP, "spec.database", {"uriSecretRef": {"name": "db"}}, "spec.database.uriSecretRef.key"),
+    ("schedule-bad-cron", SCHEDULE, "spec.schedule", "every night", "spec.schedule"),
+    ("schedule-concurrency-enum", SCHEDULE, "spec.concurrencyPolicy", "Queue", "spec.concurrencyPolicy"),
+    ("schedule-negative-keep", SCHEDULE, "spec.retention.keepLast", -1, "spec.retention.keepLast"),
+    ("schedule-max-age-pattern", SCHEDULE, "spec.retention.maxAge", "30 days", "spec.retention.maxAge"),
+    ("schedule-template-two-storages", SCHEDULE, "spec.backupTemplate.spec.storage.pvc", {"claimName": "x"},
+     "exactly one storage backend"),
+    ("migration-no-source", MIGRATION, "spec.source", {}, "exactly one migration source"),
+    ("migration-two-sources", MIGRATION, "spec.source.inline", [{"version": "1", "name": "a", "up": "SELECT 1"}],
+     "exactly one migration source"),
+    ("migration-version-pattern", MIGRATION, "spec.source",
+     {"inline": [{"version": "v1", "name": "a", "up": "SELECT 1"}]}, "spec.source.inline[0].version"),
+    ("migration-approval-enum", MIGRATION, "spec.approval.mode", "Later", "spec.approval.mode"),
+    ("migration-restore-without-backup", MIGRATION, "spec.backup", {"enabled": False},
+     "onFailure: RestoreBackup needs backup.enabled"),
+    ("migration-window-duration", MIGRATION, "spec.window.duration", "two hours", "spec.window.duration"),
+    ("migration-lock-retries-max", MIGRATION, "spec.timeouts.lockRetries", 1000, "spec.timeouts.lockRetries"),
+    ("migration-check-no-expectation", MIGRATION, "spec.verify.checks", [{"name": "c", "sql": "SELECT 1", "expect": {}}],
+     "set at least one of rows, min, max, equals"),
+    ("migration-history-table-pattern", MIGRATION, "spec.historyTable", "drop table x;", "spec.historyTable"),
+    ("restore-no-source", RESTORE, "spec.source", {}, "exactly one of backupRef or storage"),
+    ("restore-two-sources", RESTORE, "spec.source.storage", {"s3": S3}, "exactly one of backupRef or storage"),
+    ("restore-storage-without-path", RESTORE, "spec.source", {"storage": {"s3": S3}}, "storage needs path"),
+    ("restore-overwrite-unconfirmed", RESTORE, "spec.confirmOverwrite", None, "set confirmOverwrite to the target database name"),
+    ("restore-overwrite-wrong-name", RESTORE, "spec.confirmOverwrite", "other", "set confirmOverwrite to the target database name"),
+    ("restore-mode-enum", RESTORE, "spec.mode", "Partial", "spec.mode"),
+    ("restore-tables-without-mode", RESTORE, "spec.mode", "Full", "tables must be listed with mode: Tables"),
+    ("restore-tables-mode-empty", RESTORE, "spec.tables", [], "tables must be listed with mode: Tables"),
+    ("restore-parallel-negative", RESTORE, "spec.parallelJobs", 0, "spec.parallelJobs"),
+    ("restore-safety-without-storage", RESTORE, "spec.safetyBackup", {"enabled": True}, "safety backup needs storage"),
+]
+
+
+@pytest.mark.parametrize(("example", "path", "value", "expected"), [case[1:] for case in INVALID],
+                         ids=[case[0] for case in INVALID])
+def test_invalid_manifest_is_rejected_naming_the_field(
+    installed_crds: ControlPlane, namespace: str, example: str, path: str, value: Any, expected: str
+) -> None:
+    document = _set(_example(example), path, value)
+    outcome = _apply(installed_crds, namespace, document)
+    assert outcome.returncode != 0, f"accepted: {yaml.safe_dump(document)}"
+    assert expected in outcome.stderr, outcome.stderr
+
+
+def test_at_least_25_invalid_cases() -> None:
+    assert len(INVALID) >= 25
