@@ -1,0 +1,97 @@
+"""Reading and writing objects: get, create-or-adopt, apply, delete, list and status patches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dbops.kube import session as kube_session
+from dbops.kube.resources import resource_type
+
+JSON = dict[str, Any]
+NOT_FOUND = 404
+CONFLICT = 409
+
+
+def get(kind: str, namespace: str, name: str) -> JSON | None:
+    """An object, or None when it does not exist."""
+    try:
+        return kube_session.session().request("GET", resource_type(kind).path(namespace, name))
+    except kube_session.ApiError as error:
+        if error.status == NOT_FOUND:
+            return None
+        raise
+
+
+def create_or_adopt(manifest: Mapping[str, Any]) -> tuple[JSON, bool]:
+    """Create an object; when one of that name exists, return it instead (adopt). True when created."""
+    metadata = manifest["metadata"]
+    kind = str(manifest["kind"])
+    path = resource_type(kind).path(metadata["namespace"])
+    try:
+        return kube_session.session().request("POST", path, body=manifest), True
+    except kube_session.ApiError as error:
+        if error.status != CONFLICT:
+            raise
+    existing = get(kind, metadata["namespace"], metadata["name"])
+    if existing is None:
+        raise kube_session.ApiError(CONFLICT, f"{kind} {metadata['name']} exists but cannot be read")
+    return existing, False
+
+
+def apply(manifest: Mapping[str, Any]) -> JSON:
+    """Create an object or merge-patch the existing one to match the manifest."""
+    existing, created = create_or_adopt(manifest)
+    if created:
+        return existing
+    metadata = manifest["metadata"]
+    body = {key: value for key, value in manifest.items() if key not in ("apiVersion", "kind", "metadata")}
+    body["metadata"] = {"labels": metadata.get("labels") or {}}
+    path = resource_type(str(manifest["kind"])).path(metadata["namespace"], metadata["name"])
+    return kube_session.session().request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+
+def delete(kind: str, namespace: str, name: str, *, propagation: str = "Background") -> bool:
+    """Delete an object (its dependents per propagation); False when it was already gone."""
+    body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+    try:
+        kube_session.session().request("DELETE", resource_type(kind).path(namespace, name), body=body)
+    except kube_session.ApiError as error:
+        if error.status == NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def list_objects(kind: str, namespace: str | None, *, label_selector: str = "") -> list[JSON]:
+    """Objects of a kind in a namespace (or everywhere), optionally filtered by labels."""
+    query = {"labelSelector": label_selector} if label_selector else None
+    answer = kube_session.session().request("GET", resource_type(kind).path(namespace), query=query)
+    items: list[JSON] = answer.get("items") or []
+    return items
+
+
+def patch_status(kind: str, namespace: str, name: str, status: Mapping[str, Any], *,
+                 resource_version: str | None = None) -> JSON:
+    """Merge-patch the status subresource; with resource_version, fail with 409 when the object changed."""
+    body: JSON = {"status": dict(status)}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    path = resource_type(kind).path(namespace, name, "status")
+    return kube_session.session().request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+
+def replace_status(kind: str, namespace: str, name: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> JSON:
+    """Replace the whole status (fields that disappeared are removed) guarded by the body's resourceVersion."""
+    document = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
+                "spec": body.get("spec", {}), "status": dict(status)}
+    path = resource_type(kind).path(namespace, name, "status")
+    return kube_session.session().request("PUT", path, body=document)
+
+
+def secret_keys(namespace: str, name: str) -> set[str] | None:
+    """The key names of a Secret (never its values), or None when it does not exist."""
+    secret = get("Secret", namespace, name)
+    if secret is None:
+        return None
+    return set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())

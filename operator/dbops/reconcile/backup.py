@@ -1,0 +1,153 @@
+"""Decisions for a DatabaseBackup: backup Job, then verify Job, then a terminal phase; deletion and expiry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from dbops.api.backup import Artifact, BackupSource, BackupVerificationResult, DatabaseBackupSpec, DatabaseBackupStatus
+from dbops.api.common import parse_duration
+from dbops.reconcile import results
+from dbops.reconcile.actions import Decision, JobRequest
+from dbops.reconcile.jobs import JobOutcome
+
+
+@dataclass(frozen=True)
+class BackupJobs:
+    """The observed Jobs of one DatabaseBackup and their deterministic names."""
+
+    backup: JobOutcome
+    verify: JobOutcome
+    backup_name: str
+    verify_name: str
+
+
+def needs_verification(spec: DatabaseBackupSpec) -> bool:
+    """Whether a verify Job runs after the backup Job."""
+    return spec.verify.decode or spec.verify.restore_test
+
+
+def artifact_directory(artifact: Artifact) -> str:
+    """The backup's directory (the one holding manifest.json)."""
+    if artifact.manifest_uri:
+        return artifact.manifest_uri.rsplit("/", 1)[0]
+    return artifact.uri.rsplit("/", 1)[0]
+
+
+def reconcile_backup(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, observed: BackupJobs,
+                     *, generation: int, now: datetime) -> Decision:
+    """The next step of a backup from its spec, status and Jobs."""
+    status = status.model_copy(deep=True)
+    decision = Decision(status)
+    if status.is_terminal:
+        _set_expiry(spec, status)
+        return decision
+    backup = observed.backup
+    if backup.state == "Missing":
+        name = observed.backup_name
+        decision.jobs.append(JobRequest("backup", name))
+        if status.phase != "Running":
+            status.mark_running(f"backup Job {name} created", generation=generation, now=now)
+            status.attempts += 1
+            decision.event("Normal", "BackupStarted", f"created backup Job {name}")
+        status.job_name = name
+        return decision
+    if backup.state == "Running":
+        if status.phase == "Pending":
+            status.mark_running("backup Job running", generation=generation, now=now)
+            status.attempts = max(status.attempts, 1)
+        status.job_name = status.job_name or observed.backup_name
+        return decision
+    if backup.state == "Failed":
+        status.mark_failed(backup.reason, backup.message, generation=generation, now=now)
+        decision.event("Warning", "BackupFailed", f"{backup.reason}: {backup.message}")
+        return decision
+    artifact = results.model_from_result(Artifact, backup.result.get("artifact"))
+    if artifact is None or not artifact.uri:
+        status.mark_failed("NoResult", "the backup Job succeeded but reported no artifact",
+                           generation=generation, now=now)
+        decision.event("Warning", "BackupFailed", "the backup Job reported no artifact")
+        return decision
+    status.artifact = artifact
+    status.source = results.model_from_result(BackupSource, backup.result.get("source"))
+    if needs_verification(spec) and not _verified(status, observed, decision, generation=generation, now=now):
+        return decision
+    _succeed(spec, status, decision, now=now, generation=generation)
+    return decision
+
+
+def _verified(status: DatabaseBackupStatus, observed: BackupJobs, decision: Decision, *, generation: int,
+              now: datetime) -> bool:
+    """Advance verification; True once the verify Job succeeded."""
+    assert status.artifact is not None
+    verify = observed.verify
+    if verify.state == "Missing":
+        name = observed.verify_name
+        decision.jobs.append(JobRequest("verify", name, {"artifact_dir": artifact_directory(status.artifact)}))
+        status.job_name = name
+        status.mark_progressing("Verifying", "Verifying", "verifying the stored backup", generation=generation,
+                                now=now)
+        decision.event("Normal", "VerificationStarted", f"created verify Job {name}")
+        return False
+    if verify.state == "Running":
+        if status.phase != "Verifying":
+            status.mark_progressing("Verifying", "Verifying", "verifying the stored backup", generation=generation,
+                                    now=now)
+        return False
+    status.verification = results.model_from_result(BackupVerificationResult, verify.result.get("verification"))
+    if verify.state == "Failed":
+        reason = verify.reason if verify.reason not in ("", "JobFailed") else "VerificationFailed"
+        status.mark_failed(reason, verify.message, generation=generation, now=now)
+        decision.event("Warning", "VerificationFailed", f"{reason}: {verify.message}")
+        return False
+    return True
+
+
+def _succeed(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, decision: Decision, *, now: datetime,
+             generation: int) -> None:
+    artifact = status.artifact
+    size = artifact.size_bytes if artifact else 0
+    message = f"backup stored at {artifact.uri if artifact else '?'} ({size} bytes)"
+    if status.mark_succeeded(message, generation=generation, now=now):
+        decision.event("Normal", "BackupSucceeded", message)
+    _set_expiry(spec, status)
+
+
+def _set_expiry(spec: DatabaseBackupSpec, status: DatabaseBackupStatus) -> None:
+    if spec.ttl and status.completed_at is not None and status.expires_at is None:
+        status.expires_at = status.completed_at + timedelta(seconds=parse_duration(spec.ttl))
+
+
+def is_expired(status: DatabaseBackupStatus, now: datetime) -> bool:
+    """Whether a finished backup's ttl has passed."""
+    return status.is_terminal and status.expires_at is not None and now >= status.expires_at
+
+
+@dataclass(frozen=True)
+class DeletionStep:
+    """What deleting a DatabaseBackup still needs."""
+
+    done: bool
+    """The finalizer may be released."""
+    job: JobRequest | None = None
+    """The artifact-deleting Job to create."""
+    message: str = ""
+    warning: bool = False
+
+
+def deletion_step(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, delete_job: JobOutcome,
+                  delete_job_name: str) -> DeletionStep:
+    """The next step of deleting a backup: run the artifact-deleting Job per deletionPolicy, then release."""
+    if spec.deletion_policy == "Retain" or status.artifact is None or not status.artifact.uri:
+        return DeletionStep(True, message="no stored artifact to delete" if spec.deletion_policy == "Delete"
+                            else "artifact retained (deletionPolicy: Retain)")
+    directory = artifact_directory(status.artifact)
+    if delete_job.state == "Missing":
+        return DeletionStep(False, JobRequest("delete", delete_job_name, {"artifact_dir": directory}),
+                            message=f"deleting artifact {directory}")
+    if delete_job.state == "Running":
+        return DeletionStep(False, message=f"deleting artifact {directory}")
+    if delete_job.state == "Failed":
+        return DeletionStep(True, message=f"could not delete artifact {directory}: {delete_job.message}",
+                            warning=True)
+    return DeletionStep(True, message=f"deleted artifact {directory}")

@@ -1,0 +1,58 @@
+"""Reading the runner's JSON result into status models, keeping only the fields they know."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from dbops.api.base import ApiModel
+
+M = TypeVar("M", bound=ApiModel)
+
+
+def known_fields(model: type[ApiModel], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of data that are fields of model (by alias), recursing into nested models."""
+    kept: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        if alias not in data or data[alias] is None:
+            continue
+        value = data[alias]
+        annotation = info.annotation
+        nested = _nested_model(annotation)
+        if nested is not None and isinstance(value, Mapping):
+            value = known_fields(nested, value)
+        elif nested is not None and isinstance(value, list):
+            value = [known_fields(nested, v) if isinstance(v, Mapping) else v for v in value]
+        kept[alias] = value
+    return kept
+
+
+def _nested_model(annotation: Any) -> type[ApiModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, ApiModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def model_from_result(model: type[M], data: Any) -> M | None:
+    """A status model from a part of the runner's result, or None when absent or malformed."""
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return model.model_validate(known_fields(model, data))
+    except ValidationError:
+        return None
+
+
+def models_from_result(model: type[M], data: Any) -> list[M]:
+    """A list of status models from a list in the runner's result (malformed entries dropped)."""
+    if not isinstance(data, list):
+        return []
+    parsed = (model_from_result(model, item) for item in data)
+    return [item for item in parsed if item is not None]

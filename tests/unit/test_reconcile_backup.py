@@ -1,0 +1,111 @@
+"""DatabaseBackup decisions: Job creation, adoption, results into status, verification, no regression."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
+from dbops.reconcile import backup as backup_reconcile
+from dbops.reconcile.jobs import MISSING, JobOutcome, job_outcome
+
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+SPEC = DatabaseBackupSpec.model_validate({
+    "database": {"uriSecretRef": {"name": "db", "key": "uri"}},
+    "storage": {"s3": {"bucket": "backups"}},
+    "ttl": "1h",
+})
+RESULT = {
+    "command": "backup", "ok": True, "exitCode": 0, "reason": "Succeeded", "message": "done",
+    "artifact": {"uri": "s3://backups/ns/db/b1/dump.zst", "manifestUri": "s3://backups/ns/db/b1/manifest.json",
+                 "sizeBytes": 1234, "sha256": "ab" * 32, "format": "custom", "codec": "zstd", "parts": 1},
+    "source": {"serverVersion": "18.1", "databaseSizeBytes": 9999, "tableCount": 3, "dumpToolVersion": "18.1",
+               "extra": "ignored"},
+}
+
+
+def observed(backup: JobOutcome, verify: JobOutcome = MISSING) -> backup_reconcile.BackupJobs:
+    return backup_reconcile.BackupJobs(backup, verify, "b1-backup-1", "b1-verify-1")
+
+
+def finished_job(condition: str, message: dict[str, Any] | str, exit_code: int = 0) -> JobOutcome:
+    job = {"status": {"conditions": [{"type": condition, "status": "True", "reason": "BackoffLimitExceeded"}]}}
+    text = message if isinstance(message, str) else json.dumps(message)
+    pod = {"status": {"containerStatuses": [{"state": {"terminated": {
+        "exitCode": exit_code, "message": text, "finishedAt": "2026-11-25T02:01:00Z"}}}]}}
+    return job_outcome(job, [pod])
+
+
+def test_a_new_backup_starts_its_job_and_runs() -> None:
+    decision = backup_reconcile.reconcile_backup(SPEC, DatabaseBackupStatus(), observed(MISSING), generation=1, now=NOW)
+    assert [job.role for job in decision.jobs] == ["backup"]
+    assert decision.status.phase == "Running"
+    assert decision.status.job_name == "b1-backup-1"
+    assert decision.events[0].reason == "BackupStarted"
+
+
+def test_an_adopted_running_job_is_not_created_again() -> None:
+    decision = backup_reconcile.reconcile_backup(SPEC, DatabaseBackupStatus(), observed(JobOutcome("Running")),
+                                                 generation=1, now=NOW)
+    assert decision.jobs == []
+    assert decision.status.phase == "Running"
+
+
+def test_backup_result_fills_status_then_verification_runs() -> None:
+    running = DatabaseBackupStatus(phase="Running")
+    decision = backup_reconcile.reconcile_backup(SPEC, running, observed(finished_job("Complete", RESULT)),
+                                                 generation=1, now=NOW)
+    assert decision.status.phase == "Verifying"
+    assert decision.jobs[0].role == "verify"
+    assert decision.jobs[0].params["artifact_dir"] == "s3://backups/ns/db/b1"
+    assert decision.status.artifact is not None and decision.status.artifact.size_bytes == 1234
+    assert decision.status.source is not None and decision.status.source.table_count == 3
+
+
+def test_verified_backup_succeeds_with_expiry() -> None:
+    verify_result = {"ok": True, "verification": {"decoded": True, "verifiedAt": "2026-11-25T02:02:00Z"}}
+    decision = backup_reconcile.reconcile_backup(
+        SPEC, DatabaseBackupStatus(phase="Verifying"),
+        observed(finished_job("Complete", RESULT), finished_job("Complete", verify_result)), generation=1, now=NOW)
+    status = decision.status
+    assert status.phase == "Succeeded"
+    assert status.condition("Ready") is not None and status.condition("Ready").status == "True"  # type: ignore[union-attr]
+    assert status.verification is not None and status.verification.decoded
+    assert status.expires_at == NOW + timedelta(hours=1)
+    assert backup_reconcile.is_expired(status, NOW + timedelta(hours=2))
+
+
+def test_failed_job_reports_the_runner_reason() -> None:
+    failure = {"ok": False, "exitCode": 2, "reason": "AuthenticationFailed",
+               "message": 'password authentication failed for user "app"'}
+    decision = backup_reconcile.reconcile_backup(SPEC, DatabaseBackupStatus(phase="Running"),
+                                                 observed(finished_job("Failed", failure, 2)), generation=1, now=NOW)
+    ready = decision.status.condition("Ready")
+    assert decision.status.phase == "Failed"
+    assert ready is not None and ready.reason == "AuthenticationFailed"
+    assert decision.events[-1].type == "Warning"
+
+
+def test_failed_job_without_json_uses_the_log_tail_redacted() -> None:
+    outcome = finished_job("Failed", "Traceback...\nconnect postgresql://u:hunter2@h/db failed", 4)
+    assert outcome.reason == "BackoffLimitExceeded"
+    assert "hunter2" not in outcome.message
+
+
+def test_terminal_phase_never_regresses() -> None:
+    done = DatabaseBackupStatus()
+    done.mark_failed("AuthenticationFailed", "no", generation=1, now=NOW)
+    for outcome in (MISSING, JobOutcome("Running"), finished_job("Complete", RESULT)):
+        decision = backup_reconcile.reconcile_backup(SPEC, done, observed(outcome), generation=2, now=NOW)
+        assert decision.status.phase == "Failed" and decision.jobs == []
+
+
+def test_deletion_runs_the_delete_job_only_with_delete_policy() -> None:
+    artifact = {k: v for k, v in RESULT["artifact"].items() if k != "parts"}
+    status = DatabaseBackupStatus.model_validate({"artifact": artifact})
+    step = backup_reconcile.deletion_step(SPEC, status, MISSING, "b1-delete-1")
+    assert not step.done and step.job is not None and step.job.params["artifact_dir"] == "s3://backups/ns/db/b1"
+    retain = SPEC.model_copy(update={"deletion_policy": "Retain"})
+    assert backup_reconcile.deletion_step(retain, status, MISSING, "b1-delete-1").done
+    assert backup_reconcile.deletion_step(SPEC, status, finished_job("Complete", {}), "b1-delete-1").done
