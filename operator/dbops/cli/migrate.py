@@ -1,18 +1,308 @@
-"""The `dbops migrate` command (placeholder until its issue lands)."""
+"""The ``dbops migrate plan|apply|down|status`` and ``dbops verify-db`` commands.
+
+Sources: ``--source DIR`` (``NNNN_name.up.sql`` / ``NNNN_name.down.sql``; a mounted ConfigMap) or
+``--inline-file FILE`` (JSON/YAML list of ``{version, name, up, down}``); or, for ``apply``,
+``--command -- ARGV…`` (a framework's own migration command). Credentials come only from
+``DBOPS_DATABASE_URI`` / ``PG*`` environment variables. Results follow ``dbops.runner.result``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import json
+import re
+from pathlib import Path
 from typing import Any
+
+from dbops import errors
+from dbops.runner import dbverify, prechecks, result
+from dbops.runner.migrations import apply, command, connect, history, lint, session, source
+
+_DURATION = re.compile(r"^\d+(?:\.\d+)?(?:us|ms|s|min|h|d)?$")
+_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "": 1.0}
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add the `migrate` subcommand."""
-    parser = subparsers.add_parser("migrate", help="not available yet")
-    parser.set_defaults(run=_run)
+    """Add the ``migrate`` subcommand (with plan/apply/down/status) and ``verify-db``."""
+    parser = subparsers.add_parser("migrate", help="plan, apply, roll back and inspect schema migrations")
+    actions = parser.add_subparsers(dest="migrate_action", required=True, metavar="ACTION")
+
+    plan_parser = actions.add_parser("plan", help="pending versions, plan hash, lint findings (read-only)")
+    _add_common(plan_parser)
+    _add_planning(plan_parser)
+    _add_lint(plan_parser)
+    plan_parser.set_defaults(run=_run_plan)
+
+    apply_parser = actions.add_parser("apply", help="apply pending migrations (or a framework command)")
+    _add_common(apply_parser)
+    _add_planning(apply_parser)
+    _add_lint(apply_parser)
+    _add_execution(apply_parser)
+    _add_prechecks(apply_parser, prefix="pre-check-")
+    _add_verification(apply_parser)
+    apply_parser.add_argument("--command", dest="command_mode", action="store_true",
+                              help="command mode: run the command given after '--' instead of SQL files")
+    apply_parser.add_argument("--command-timeout", type=float, help="seconds before the command is killed")
+    apply_parser.add_argument("framework_command", nargs="*", help=argparse.SUPPRESS)
+    apply_parser.set_defaults(run=_run_apply)
+
+    down_parser = actions.add_parser("down", help="run down migrations to an earlier version")
+    _add_common(down_parser)
+    down_parser.add_argument("--to", dest="to_version", required=True,
+                             help="the version to end at (0 = before the first migration)")
+    down_parser.add_argument("--baseline-version", help=argparse.SUPPRESS)
+    _add_lint(down_parser, default=False)
+    _add_execution(down_parser)
+    down_parser.set_defaults(run=_run_down)
+
+    status_parser = actions.add_parser("status", help="current version, applied, pending and drift")
+    _add_common(status_parser)
+    status_parser.set_defaults(run=_run_status)
+
+    verify_parser = subparsers.add_parser("verify-db", help="verify a live database after a migration")
+    connect.add_connection_arguments(verify_parser)
+    _add_verification(verify_parser, standalone=True)
+    verify_parser.add_argument("--history-table", default=history.DEFAULT_TABLE,
+                               help="excluded from row counts (default %(default)s)")
+    verify_parser.set_defaults(run=_run_verify_db)
 
 
-def _run(args: argparse.Namespace) -> int:
-    print("dbops migrate: not implemented yet", file=sys.stderr)
-    return 2
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    connect.add_connection_arguments(parser)
+    sources = parser.add_mutually_exclusive_group()
+    sources.add_argument("--source", type=Path, help="directory of NNNN_name.up.sql / NNNN_name.down.sql files")
+    sources.add_argument("--inline-file", type=Path, help="JSON/YAML list of {version, name, up, down}")
+    parser.add_argument("--history-table", default=history.DEFAULT_TABLE, help="default %(default)s")
+
+
+def _add_planning(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline-version", help="adopt a non-empty database without history at this version")
+    parser.add_argument("--target-version", help="stop at this version (lower than current needs --allow-down)")
+    parser.add_argument("--allow-down", action="store_true", help="allow a target below the current version")
+
+
+def _add_lint(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
+    parser.add_argument("--lint", action=argparse.BooleanOptionalAction, default=default,
+                        help="lint the SQL with squawk")
+    parser.add_argument("--lint-fail-on", choices=lint.SEVERITIES, default="error",
+                        help="fail at this lint severity (default %(default)s)")
+
+
+def _add_execution(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="run inside a transaction that is rolled back")
+    parser.add_argument("--lock-timeout", default="5s", help="lock_timeout per migration (default %(default)s)")
+    parser.add_argument("--statement-timeout", default="0", help="statement_timeout per migration (0 = none)")
+    parser.add_argument("--lock-retries", type=int, default=3, help="retries after a lock timeout (default 3)")
+    parser.add_argument("--lock-retry-backoff", type=float, default=1.0,
+                        help="seconds before the first retry, doubling (default 1)")
+    parser.add_argument("--lock-wait-timeout", default="60s",
+                        help="how long to wait for another runner's advisory lock (default %(default)s)")
+    parser.add_argument("--expect-plan-hash", help="refuse unless the plan hash equals this (manual approval)")
+
+
+def _add_prechecks(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    if prefix:
+        parser.add_argument("--pre-checks", action=argparse.BooleanOptionalAction, default=None,
+                            help="run pre-checks first (default: on in command mode, off otherwise)")
+    parser.add_argument(f"--{prefix}schema" if prefix else "--schema", dest="check_schema", default="public",
+                        help="schema that must be writable (default public)")
+    parser.add_argument("--max-active-connections", type=int, default=100)
+    parser.add_argument("--max-blocking-transaction-seconds", type=float, default=60.0)
+    parser.add_argument(f"--{prefix}fail-on" if prefix else "--fail-on", dest="check_fail_on",
+                        choices=("fail", "warn"), default="fail")
+
+
+def _add_verification(parser: argparse.ArgumentParser, *, standalone: bool = False) -> None:
+    if not standalone:
+        parser.add_argument("--verify", action="store_true", help="verify the database after applying")
+    flag = "--builtin" if standalone else "--verify-builtin"
+    parser.add_argument(flag, dest="verify_builtin", default=",".join(dbverify.BUILTINS),
+                        help="comma-separated builtins (default %(default)s; 'none' for none)")
+    parser.add_argument("--checks-file", type=Path, help="JSON/YAML list of {name, sql, expect}")
+    parser.add_argument("--row-count-tolerance", type=float, default=0.0,
+                        help="allowed row-count change in percent (default 0)")
+    if standalone:
+        parser.add_argument("--row-counts-before", type=Path, help="row counts from --row-counts-out")
+        parser.add_argument("--row-counts-out", type=Path, help="write the current row counts here")
+
+
+def _load_migrations(args: argparse.Namespace) -> list[source.Migration]:
+    if args.source is not None:
+        return source.load_directory(args.source)
+    if args.inline_file is not None:
+        return source.load_inline_file(args.inline_file)
+    raise errors.InvalidSpecError("give --source DIR or --inline-file FILE (or --command -- ARGV for apply)")
+
+
+def _duration(value: str, flag: str) -> str:
+    if not _DURATION.match(value.strip()):
+        raise errors.InvalidSpecError(f"{flag} {value!r} is not a duration like 500ms, 5s, 2min")
+    return value.strip()
+
+
+def _seconds(value: str, flag: str) -> float:
+    match = re.match(r"^(\d+(?:\.\d+)?)(ms|s|min|h)?$", value.strip())
+    if not match:
+        raise errors.InvalidSpecError(f"{flag} {value!r} is not a duration like 30s or 2min")
+    return float(match[1]) * _SECONDS[match[2] or ""]
+
+
+def _verify_config(args: argparse.Namespace) -> dbverify.VerifyConfig:
+    checks = dbverify.load_checks_file(args.checks_file) if args.checks_file else ()
+    return dbverify.VerifyConfig(builtins=dbverify.parse_builtins(args.verify_builtin), checks=checks,
+                                 row_count_tolerance_percent=args.row_count_tolerance)
+
+
+def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_down: bool = False) -> session.RunConfig:
+    has_execution = hasattr(args, "lock_timeout")
+    options = apply.ApplyOptions(
+        lock_timeout=_duration(args.lock_timeout, "--lock-timeout"),
+        statement_timeout=_duration(args.statement_timeout, "--statement-timeout"),
+        lock_retries=args.lock_retries,
+        retry_backoff_seconds=args.lock_retry_backoff,
+        dry_run=args.dry_run,
+    ) if has_execution else apply.ApplyOptions()
+    pre = None
+    if getattr(args, "pre_checks", None) or (getattr(args, "pre_checks", None) is None
+                                             and getattr(args, "command_mode", False)):
+        pre = prechecks.PreCheckConfig(schema=args.check_schema, max_active_connections=args.max_active_connections,
+                                       max_blocking_transaction_seconds=args.max_blocking_transaction_seconds,
+                                       fail_on=args.check_fail_on)
+    return session.RunConfig(
+        table=history.HistoryTable.parse(args.history_table),
+        baseline_version=getattr(args, "baseline_version", None) or None,
+        target_version=target if target is not None else getattr(args, "target_version", None) or None,
+        allow_down=allow_down or getattr(args, "allow_down", False),
+        apply=options,
+        lock_wait_seconds=_seconds(args.lock_wait_timeout, "--lock-wait-timeout") if has_execution else 60.0,
+        lint_enabled=args.lint,
+        lint_fail_on=args.lint_fail_on,
+        expect_plan_hash=getattr(args, "expect_plan_hash", None) or None,
+        prechecks=pre,
+        verify=_verify_config(args) if getattr(args, "verify", False) else None,
+    )
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    name = "migrate plan"
+    try:
+        config = _run_config(args)
+        migrations = _load_migrations(args)
+        with connect.connect(connect.target_from_arguments(args)) as connection:
+            migration_plan = session.make_plan(connection, migrations, config)
+    except Exception as error:
+        return _fail(name, error)
+    document = result.success(name, f"{len(migration_plan.pending)} pending ({migration_plan.direction})",
+                              plan=migration_plan.as_result(), currentVersion=migration_plan.current_version)
+    _print(document)
+    return result.emit(document, f"dbops {name}: {document['message']}, plan hash {migration_plan.hash[:12]}")
+
+
+def _run_apply(args: argparse.Namespace) -> int:
+    name = "migrate apply"
+    outcome = session.RunOutcome()
+    try:
+        config = _run_config(args)
+        target = connect.target_from_arguments(args)
+        if args.command_mode:
+            with connect.connect(target) as connection:
+                command.run_command(connection, args.framework_command, config, outcome=outcome,
+                                    timeout_seconds=args.command_timeout)
+            message = "migration command succeeded"
+        else:
+            if args.framework_command:
+                raise errors.InvalidSpecError(
+                    f"unexpected arguments {args.framework_command}; use --command -- ARGV for command mode"
+                )
+            migrations = _load_migrations(args)
+            with connect.connect(target) as connection:
+                session.run(connection, migrations, config, outcome)
+            applied = outcome.report.applied if outcome.report else []
+            verb = "would apply" if config.apply.dry_run else "applied"
+            message = f"{verb} {len(applied)} migrations; version {outcome.previous_version} → " + (
+                f"{outcome.current_version}" if not config.apply.dry_run else f"{_last(applied, outcome)}"
+            )
+    except Exception as error:
+        return _fail(name, error, **outcome.as_result())
+    document = result.success(name, message, **outcome.as_result())
+    _print(document)
+    return result.emit(document, f"dbops {name}: {message}")
+
+
+def _run_down(args: argparse.Namespace) -> int:
+    name = "migrate down"
+    outcome = session.RunOutcome()
+    try:
+        config = _run_config(args, target=args.to_version, allow_down=True)
+        migrations = _load_migrations(args)
+        with connect.connect(connect.target_from_arguments(args)) as connection:
+            session.run(connection, migrations, config, outcome)
+        applied = outcome.report.applied if outcome.report else []
+        message = f"rolled back {len(applied)} migrations; version {outcome.previous_version} → {outcome.current_version}"
+        if config.apply.dry_run:
+            message = f"dry run: would roll back {len(applied)} migrations"
+    except Exception as error:
+        return _fail(name, error, **outcome.as_result())
+    document = result.success(name, message, **outcome.as_result())
+    _print(document)
+    return result.emit(document, f"dbops {name}: {message}")
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    name = "migrate status"
+    try:
+        table = history.HistoryTable.parse(args.history_table)
+        migrations = _load_migrations(args) if (args.source or args.inline_file) else []
+        with connect.connect(connect.target_from_arguments(args)) as connection:
+            fields = session.status(connection, migrations, table)
+    except Exception as error:
+        return _fail(name, error)
+    message = f"at version {fields['currentVersion']}, {len(fields['pending'])} pending"
+    if fields["drift"]:
+        message += "; DRIFT detected"
+    document = result.success(name, message, **fields)
+    _print(document)
+    return result.emit(document, f"dbops {name}: {message}")
+
+
+def _run_verify_db(args: argparse.Namespace) -> int:
+    name = "verify-db"
+    verification: list[dbverify.CheckResult] = []
+    try:
+        config = _verify_config(args)
+        exclude = frozenset({str(history.HistoryTable.parse(args.history_table))})
+        config = dbverify.VerifyConfig(builtins=config.builtins, checks=config.checks,
+                                       row_count_tolerance_percent=config.row_count_tolerance_percent,
+                                       exclude_tables=exclude)
+        before = dbverify.load_row_counts(args.row_counts_before) if args.row_counts_before else None
+        with connect.connect(connect.target_from_arguments(args)) as connection:
+            verification = dbverify.verify(connection, config, before)
+            if args.row_counts_out:
+                counts = dbverify.row_counts(connection, exclude)
+                args.row_counts_out.write_text(json.dumps(counts, indent=1, sort_keys=True))
+        failed = [v for v in verification if not v.passed]
+        if failed:
+            raise errors.VerificationError(
+                "verification failed: " + "; ".join(f"{v.name}: {v.detail}" for v in failed[:5])
+            )
+    except Exception as error:
+        return _fail(name, error, verification=[v.as_result() for v in verification])
+    document = result.success(name, f"{len(verification)} verifications passed",
+                              verification=[v.as_result() for v in verification])
+    _print(document)
+    return result.emit(document, f"dbops {name}: {document['message']}")
+
+
+def _last(applied: list[apply.AppliedMigration], outcome: session.RunOutcome) -> str | None:
+    return applied[-1].version if applied else outcome.previous_version
+
+
+def _fail(name: str, error: BaseException, **fields: Any) -> int:
+    document = result.failure(name, error, **fields)
+    _print(document)
+    return result.emit(document, f"dbops {name} failed: {document['message']}")
+
+
+def _print(document: dict[str, Any]) -> None:
+    """The result on stdout too, for people at a terminal (the same ≤ 4 KiB JSON)."""
+    print(result.encode_result(document).decode())

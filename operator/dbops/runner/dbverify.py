@@ -1,0 +1,307 @@
+"""Post-migration verification of a live database: foreign keys and orphan rows, invalid indexes,
+row counts before vs after, and user SQL checks with expectations."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from psycopg import sql
+
+from dbops import errors
+
+Connection = psycopg.Connection[Any]
+BUILTINS = ("foreignKeys", "orphans", "invalidIndexes", "rowCounts")
+EXPECTATIONS = ("rows", "min", "max", "equals")
+
+_FOREIGN_KEYS = """
+SELECT con.conname, cn.nspname, cl.relname, fn.nspname, fl.relname, con.convalidated,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord)::text[],
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord)::text[]
+FROM pg_constraint con
+JOIN pg_class cl ON cl.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cl.relnamespace
+JOIN pg_class fl ON fl.oid = con.confrelid JOIN pg_namespace fn ON fn.oid = fl.relnamespace
+WHERE con.contype = 'f' AND con.conparentid = 0
+  AND cn.nspname NOT IN ('pg_catalog', 'information_schema') AND cn.nspname NOT LIKE 'pg\\_%'
+ORDER BY cn.nspname, cl.relname, con.conname
+"""
+
+_INVALID_INDEXES = """
+SELECT n.nspname, c.relname, t.relname
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE (NOT i.indisvalid OR NOT i.indisready)
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY 1, 2
+"""
+
+_TABLES = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one verification."""
+
+    name: str
+    passed: bool
+    detail: str
+
+    def as_result(self) -> dict[str, Any]:
+        """The ``verification[]`` entry of the result JSON."""
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class UserCheck:
+    """A user SQL check: ``{name, sql, expect: {rows | min | max | equals}}``."""
+
+    name: str
+    sql: str
+    expect: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Which verifications to run and how strictly."""
+
+    builtins: tuple[str, ...] = BUILTINS
+    checks: tuple[UserCheck, ...] = ()
+    row_count_tolerance_percent: float = 0.0
+    exclude_tables: frozenset[str] = field(default_factory=frozenset)
+    statement_timeout: str = "5min"
+
+
+def parse_builtins(text: str) -> tuple[str, ...]:
+    """Parse ``foreignKeys,orphans,…`` (empty or ``none`` for no builtins)."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip() and name.strip() != "none")
+    unknown = [name for name in names if name not in BUILTINS]
+    if unknown:
+        raise errors.InvalidSpecError(f"unknown builtin verification {unknown}; choose from {', '.join(BUILTINS)}")
+    return names
+
+
+def load_checks(document: Any, where: str = "checks") -> tuple[UserCheck, ...]:
+    """Validate a parsed list of user checks."""
+    if document is None:
+        return ()
+    if not isinstance(document, list):
+        raise errors.InvalidSpecError(f"{where}: expected a list of {{name, sql, expect}}")
+    checks = []
+    for position, item in enumerate(document, start=1):
+        if not isinstance(item, dict) or not {"name", "sql", "expect"} <= item.keys():
+            raise errors.InvalidSpecError(f"{where}: check {position} needs name, sql and expect")
+        expect = item["expect"]
+        if not isinstance(expect, dict) or not expect or set(expect) - set(EXPECTATIONS):
+            raise errors.InvalidSpecError(
+                f"{where}: check {item['name']!r}: expect must use {', '.join(EXPECTATIONS)}, got {expect!r}"
+            )
+        if "rows" in expect and (not isinstance(expect["rows"], int) or expect["rows"] < 0):
+            raise errors.InvalidSpecError(f"{where}: check {item['name']!r}: expect.rows must be a count")
+        checks.append(UserCheck(name=str(item["name"]), sql=str(item["sql"]), expect=dict(expect)))
+    return tuple(checks)
+
+
+def load_checks_file(path: Path) -> tuple[UserCheck, ...]:
+    """Load user checks from a JSON or YAML file."""
+    if not path.is_file():
+        raise errors.NotFoundError(f"checks file {path} does not exist")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise errors.InvalidSpecError(f"{path}: not valid JSON/YAML: {error}") from error
+    return load_checks(document, str(path))
+
+
+def row_counts(connection: Connection, exclude: Iterable[str] = ()) -> dict[str, int]:
+    """Exact ``count(*)`` of every user table (partitioned tables counted once), keyed ``schema.table``."""
+    excluded = set(exclude)
+    counts = {}
+    for schema, table in connection.execute(_TABLES).fetchall():
+        key = f"{schema}.{table}"
+        if key in excluded:
+            continue
+        row = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()
+        counts[key] = int(row[0]) if row else 0
+    return counts
+
+
+def load_row_counts(path: Path) -> dict[str, int]:
+    """Read row counts written by ``--row-counts-out``."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise errors.InvalidSpecError(f"row counts file {path}: {error}") from error
+    if not isinstance(document, dict) or not all(isinstance(v, int) for v in document.values()):
+        raise errors.InvalidSpecError(f"row counts file {path}: expected an object of table → count")
+    return {str(k): int(v) for k, v in document.items()}
+
+
+def verify(connection: Connection, config: VerifyConfig, before: dict[str, int] | None = None) -> list[CheckResult]:
+    """Run the configured verifications; every result says passed or not with a detail line."""
+    results: list[CheckResult] = []
+    with _timeout(connection, config.statement_timeout):
+        if "foreignKeys" in config.builtins or "orphans" in config.builtins:
+            results += check_foreign_keys(connection, with_orphans="orphans" in config.builtins,
+                                          with_summary="foreignKeys" in config.builtins)
+        if "invalidIndexes" in config.builtins:
+            results.append(check_invalid_indexes(connection))
+        if "rowCounts" in config.builtins:
+            if before is None:
+                results.append(CheckResult("rowCounts", True, "skipped: no row counts from before the migration"))
+            else:
+                after = row_counts(connection, config.exclude_tables)
+                results.append(compare_row_counts(before, after, config.row_count_tolerance_percent))
+        for check in config.checks:
+            results.append(run_user_check(connection, check))
+    return results
+
+
+def check_foreign_keys(connection: Connection, *, with_orphans: bool = True,
+                       with_summary: bool = True) -> list[CheckResult]:
+    """Count orphan rows of every foreign key, NOT VALID ones included (MATCH SIMPLE semantics)."""
+    keys = connection.execute(_FOREIGN_KEYS).fetchall()
+    results = []
+    broken = []
+    not_valid = []
+    for name, schema, table, ref_schema, ref_table, validated, columns, ref_columns in keys:
+        if not validated:
+            not_valid.append(f"{schema}.{table}.{name}")
+        orphans = _count_orphans(connection, schema, table, ref_schema, ref_table, columns, ref_columns)
+        if orphans:
+            broken.append(name)
+            if with_orphans:
+                results.append(CheckResult(
+                    f"orphans:{schema}.{table}.{name}", False,
+                    f"{orphans} rows of {schema}.{table}({', '.join(columns)}) have no match in "
+                    f"{ref_schema}.{ref_table}({', '.join(ref_columns)})"
+                    + ("" if validated else " (constraint is NOT VALID)"),
+                ))
+    if with_summary:
+        detail = f"{len(keys)} foreign keys checked, {len(not_valid)} NOT VALID"
+        if not_valid:
+            detail += f" ({', '.join(not_valid[:5])})"
+        detail += f"; {len(broken)} with orphan rows" if broken else "; every foreign key holds"
+        results.insert(0, CheckResult("foreignKeys", not broken, detail))
+    elif with_orphans and not broken:
+        results.append(CheckResult("orphans", True, f"no orphan rows in {len(keys)} foreign keys"))
+    return results
+
+
+def _count_orphans(connection: Connection, schema: str, table: str, ref_schema: str, ref_table: str,
+                   columns: list[str], ref_columns: list[str]) -> int:
+    not_null = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
+    matches = sql.SQL(" AND ").join(
+        sql.SQL("p.{} = c.{}").format(sql.Identifier(r), sql.Identifier(c))
+        for c, r in zip(columns, ref_columns, strict=True)
+    )
+    query = sql.SQL("SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
+        sql.Identifier(schema, table), not_null, sql.Identifier(ref_schema, ref_table), matches
+    )
+    row = connection.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
+def check_invalid_indexes(connection: Connection) -> CheckResult:
+    """Fail on indexes left invalid (e.g. by a failed ``CREATE INDEX CONCURRENTLY``)."""
+    invalid = [f"{schema}.{index} on {table}" for schema, index, table in connection.execute(_INVALID_INDEXES)]
+    if invalid:
+        return CheckResult("invalidIndexes", False,
+                           f"{len(invalid)} invalid indexes: {', '.join(invalid[:10])} (drop and recreate them)")
+    return CheckResult("invalidIndexes", True, "no invalid indexes")
+
+
+def compare_row_counts(before: dict[str, int], after: dict[str, int], tolerance_percent: float) -> CheckResult:
+    """Compare row counts of the tables present before and after, within a tolerance in percent."""
+    drifted = []
+    for table, count in sorted(before.items()):
+        if table not in after:
+            continue
+        allowed = math.floor(count * tolerance_percent / 100)
+        if abs(after[table] - count) > allowed:
+            drifted.append(f"{table} {count}→{after[table]}")
+    gone = sorted(set(before) - set(after))
+    new = sorted(set(after) - set(before))
+    detail = f"{len(set(before) & set(after))} tables compared (tolerance {tolerance_percent:g}%)"
+    if drifted:
+        detail += f"; changed: {', '.join(drifted[:10])}"
+    if gone:
+        detail += f"; dropped: {', '.join(gone[:5])}"
+    if new:
+        detail += f"; new: {', '.join(new[:5])}"
+    return CheckResult("rowCounts", not drifted, detail)
+
+
+def run_user_check(connection: Connection, check: UserCheck) -> CheckResult:
+    """Run one user check in a read-only transaction and compare with its expectation."""
+    try:
+        with connection.transaction(force_rollback=True):
+            connection.execute("SET TRANSACTION READ ONLY")
+            rows = connection.execute(check.sql.encode()).fetchall()
+    except psycopg.Error as error:
+        message = error.diag.message_primary or str(error).strip()
+        return CheckResult(check.name, False, f"query failed: {message} (SQLSTATE {error.sqlstate})")
+    return evaluate_expectation(check, rows)
+
+
+def evaluate_expectation(check: UserCheck, rows: list[tuple[Any, ...]]) -> CheckResult:
+    """Compare query rows with ``rows`` (row count), ``min``/``max``/``equals`` (first column of the first row)."""
+    expect = check.expect
+    problems = []
+    if "rows" in expect and len(rows) != expect["rows"]:
+        problems.append(f"expected {expect['rows']} rows, got {len(rows)}")
+    value = rows[0][0] if rows and rows[0] else None
+    if {"min", "max", "equals"} & expect.keys():
+        if not rows:
+            problems.append("expected a value, the query returned no rows")
+        else:
+            if "equals" in expect and not _equal(value, expect["equals"]):
+                problems.append(f"expected {expect['equals']!r}, got {value!r}")
+            if "min" in expect and not _compare(value, expect["min"], lambda a, b: a >= b):
+                problems.append(f"expected at least {expect['min']!r}, got {value!r}")
+            if "max" in expect and not _compare(value, expect["max"], lambda a, b: a <= b):
+                problems.append(f"expected at most {expect['max']!r}, got {value!r}")
+    if problems:
+        return CheckResult(check.name, False, "; ".join(problems))
+    shown = f"{len(rows)} rows" if "rows" in expect else f"value {value!r}"
+    return CheckResult(check.name, True, f"{shown} as expected")
+
+
+def _equal(value: Any, expected: Any) -> bool:
+    if isinstance(expected, bool) or value is None or expected is None:
+        return bool(value == expected)
+    if isinstance(expected, int | float):
+        with contextlib.suppress(TypeError, ValueError):
+            return float(value) == float(expected)
+        return False
+    return str(value) == str(expected)
+
+
+def _compare(value: Any, bound: Any, operator: Any) -> bool:
+    try:
+        return bool(operator(float(value), float(bound)))
+    except (TypeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _timeout(connection: Connection, statement_timeout: str) -> Any:
+    connection.execute("SELECT set_config('statement_timeout', %s, false)", (statement_timeout,))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            connection.execute("RESET statement_timeout")

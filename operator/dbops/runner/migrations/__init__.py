@@ -1,0 +1,1 @@
+"""Versioned schema migrations: sources, history, advisory lock, plan, lint, apply and command mode."""

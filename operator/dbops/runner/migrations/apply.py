@@ -1,0 +1,236 @@
+"""Executing a plan: each migration in its own transaction (or statement by statement when marked
+``-- dbops:no-transaction``), with per-migration ``lock_timeout``/``statement_timeout`` and retries on
+lock timeouts, recording the history in the same transaction; dry runs roll everything back."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from dbops import errors
+from dbops.runner.migrations import history, plan, source
+from dbops.runner.migrations import statements as sqlstatements
+
+Connection = psycopg.Connection[Any]
+NO_TRANSACTION_HINT = (
+    "this statement cannot run inside a transaction; put the line '-- dbops:no-transaction' in the "
+    "migration to run it outside one (alone, statement by statement)"
+)
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """Timeouts, retries and dry-run for one run."""
+
+    lock_timeout: str = "5s"
+    statement_timeout: str = "0"
+    lock_retries: int = 3
+    retry_backoff_seconds: float = 1.0
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """One migration that ran (or would run, in a dry run)."""
+
+    version: str
+    name: str
+    direction: str
+    duration_ms: int
+
+    def as_result(self) -> dict[str, Any]:
+        """camelCase form for the result JSON."""
+        return {"version": self.version, "name": self.name, "direction": self.direction,
+                "durationMs": self.duration_ms}
+
+
+@dataclass
+class ApplyReport:
+    """What happened."""
+
+    dry_run: bool
+    applied: list[AppliedMigration] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+class _StatementFailed(Exception):
+    """A statement of a migration raised a PostgreSQL error (internal; becomes a dbops error)."""
+
+    def __init__(self, statement: sqlstatements.Statement, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.statement = statement
+        self.error = error
+
+
+def execute_plan(
+    connection: Connection,
+    migration_plan: plan.Plan,
+    table: history.HistoryTable,
+    options: ApplyOptions,
+    *,
+    baseline: list[source.Migration] | None = None,
+    report: ApplyReport | None = None,
+) -> ApplyReport:
+    """Run the plan's steps in order; the caller holds the advisory lock and checked drift and baseline.
+
+    ``report`` (when given) is filled as steps finish, so the caller sees the progress after a failure.
+    """
+    report = report if report is not None else ApplyReport(dry_run=options.dry_run)
+    if options.dry_run:
+        with connection.transaction(force_rollback=True):
+            table.ensure(connection)
+            _record_baseline(connection, table, baseline or [], migration_plan.baseline_version)
+            for step in migration_plan.steps:
+                if step.script.no_transaction:
+                    report.skipped.append(step.migration.version)
+                    continue
+                started = time.monotonic()
+                _with_lock_retries(step, options, functools.partial(_run_statements, connection, step, options),
+                                   retries=0)
+                _record_step(connection, table, step, _elapsed_ms(started))
+                report.applied.append(_applied(step, started))
+        return report
+
+    with connection.transaction():
+        table.ensure(connection)
+        _record_baseline(connection, table, baseline or [], migration_plan.baseline_version)
+    for step in migration_plan.steps:
+        started = time.monotonic()
+        if step.script.no_transaction:
+            _run_without_transaction(connection, step, table, options)
+        else:
+            _with_lock_retries(step, options, functools.partial(_run_in_transaction, connection, step, table, options))
+        report.applied.append(_applied(step, started))
+    return report
+
+
+def _run_in_transaction(connection: Connection, step: plan.Step, table: history.HistoryTable,
+                        options: ApplyOptions) -> None:
+    started = time.monotonic()
+    with connection.transaction():
+        _run_statements(connection, step, options)
+        _record_step(connection, table, step, _elapsed_ms(started))
+
+
+def _run_without_transaction(connection: Connection, step: plan.Step, table: history.HistoryTable,
+                             options: ApplyOptions) -> None:
+    started = time.monotonic()
+    _set_timeouts(connection, options, local=False)
+    try:
+        for statement in step.script.statements:
+            _with_lock_retries(step, options, functools.partial(_execute, connection, statement))
+    except errors.DbopsError:
+        with contextlib.suppress(psycopg.Error):
+            if step.direction == "up":
+                table.record(connection, version=step.migration.version, name=step.migration.name,
+                             checksum=step.migration.checksum, duration_ms=_elapsed_ms(started), success=False)
+        raise
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            connection.execute("RESET lock_timeout")
+            connection.execute("RESET statement_timeout")
+    with connection.transaction():
+        _record_step(connection, table, step, _elapsed_ms(started))
+
+
+def _with_lock_retries(step: plan.Step, options: ApplyOptions, attempt: Callable[[], None],
+                       retries: int | None = None) -> None:
+    """Call ``attempt``; on a lock timeout wait and retry up to ``lock_retries`` times."""
+    retries = options.lock_retries if retries is None else retries
+    tries = 0
+    while True:
+        try:
+            attempt()
+            return
+        except _StatementFailed as failure:
+            if isinstance(failure.error, pgerrors.LockNotAvailable) and tries < retries:
+                tries += 1
+                time.sleep(options.retry_backoff_seconds * 2 ** (tries - 1))
+                continue
+            raise _describe_failure(step, failure, tries + 1, options) from None
+
+
+def _run_statements(connection: Connection, step: plan.Step, options: ApplyOptions) -> None:
+    _set_timeouts(connection, options, local=True)
+    for statement in step.script.statements:
+        _execute(connection, statement)
+
+
+def _execute(connection: Connection, statement: sqlstatements.Statement) -> None:
+    try:
+        connection.execute(statement.text.encode(), prepare=False)
+    except psycopg.Error as error:
+        raise _StatementFailed(statement, error) from error
+
+
+def _set_timeouts(connection: Connection, options: ApplyOptions, *, local: bool) -> None:
+    connection.execute(
+        "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
+        (options.lock_timeout, local, options.statement_timeout, local),
+    )
+
+
+def _record_step(connection: Connection, table: history.HistoryTable, step: plan.Step, duration_ms: int) -> None:
+    migration = step.migration
+    if step.direction == "up":
+        table.record(connection, version=migration.version, name=migration.name, checksum=migration.checksum,
+                     duration_ms=duration_ms, success=True)
+    else:
+        table.forget(connection, migration.version)
+
+
+def _record_baseline(connection: Connection, table: history.HistoryTable, migrations: list[source.Migration],
+                     baseline_version: str | None) -> None:
+    """Mark the source's versions up to the baseline as applied (kind ``baseline``)."""
+    if not baseline_version:
+        return
+    adopted = [m for m in migrations if m.number <= int(baseline_version)]
+    for migration in adopted:
+        table.record(connection, version=migration.version, name=migration.name, checksum=migration.checksum,
+                     duration_ms=0, success=True, kind="baseline")
+    if not adopted:
+        table.record(connection, version=baseline_version, name="baseline", checksum="", duration_ms=0,
+                     success=True, kind="baseline")
+
+
+def _describe_failure(step: plan.Step, failure: _StatementFailed, attempts: int,
+                      options: ApplyOptions) -> errors.DbopsError:
+    """An error naming the migration, the statement and the PostgreSQL error."""
+    statement, error = failure.statement, failure.error
+    total = len(step.script.statements)
+    diag = error.diag
+    primary = diag.message_primary or str(error).strip()
+    pg_text = f"{diag.severity or 'ERROR'}: {primary} (SQLSTATE {error.sqlstate or '?'})"
+    if diag.message_detail:
+        pg_text += f"; DETAIL: {diag.message_detail}"
+    head = (
+        f"migration {step.migration.label} ({step.direction}) failed at statement {statement.index} of {total} "
+        f"(line {statement.line}): {statement.summary()}: {pg_text}"
+    )
+    if isinstance(error, pgerrors.LockNotAvailable):
+        return errors.LockTimeoutError(
+            f"{head}; gave up after {attempts} attempts with lock_timeout {options.lock_timeout} "
+            "(a long transaction holds a conflicting lock)"
+        )
+    if isinstance(error, pgerrors.ActiveSqlTransaction) and not step.script.no_transaction:
+        return errors.MigrationError(f"{head}; {NO_TRANSACTION_HINT}")
+    if diag.message_hint:
+        head += f"; HINT: {diag.message_hint}"
+    if not step.script.no_transaction:
+        head += "; the migration was rolled back"
+    return errors.MigrationError(head)
+
+
+def _applied(step: plan.Step, started: float) -> AppliedMigration:
+    return AppliedMigration(step.migration.version, step.migration.name, step.direction, _elapsed_ms(started))
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

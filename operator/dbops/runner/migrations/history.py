@@ -1,0 +1,134 @@
+"""The migration history table (default ``public.dbops_migrations``): what ran, when, by whom, with which checksum."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dbops import errors
+
+DEFAULT_TABLE = "public.dbops_migrations"
+_PART = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
+_QUALIFIED = re.compile(rf"^(?:(?P<schema>{_PART})\.)?(?P<table>{_PART})$")
+
+Connection = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One row of the history table."""
+
+    version: str
+    name: str
+    checksum: str
+    applied_at: datetime
+    duration_ms: int
+    applied_by: str
+    success: bool
+    kind: str
+
+    @property
+    def number(self) -> int:
+        """The version as an integer."""
+        return int(self.version)
+
+
+@dataclass(frozen=True)
+class HistoryTable:
+    """A schema-qualified history table name."""
+
+    schema: str
+    table: str
+
+    @classmethod
+    def parse(cls, qualified: str) -> HistoryTable:
+        """Parse ``schema.table`` (``public`` when unqualified); quoted parts keep their case."""
+        match = _QUALIFIED.match(qualified.strip())
+        if not match:
+            raise errors.InvalidSpecError(f"history table {qualified!r} is not a valid [schema.]table name")
+        return cls(_unquote(match["schema"] or "public"), _unquote(match["table"]))
+
+    @property
+    def identifier(self) -> sql.Composable:
+        """The quoted, qualified identifier for SQL composition."""
+        return sql.Identifier(self.schema, self.table)
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    def exists(self, connection: Connection) -> bool:
+        """True when the table exists."""
+        row = connection.execute(
+            "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", (self.schema, self.table)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def ensure(self, connection: Connection) -> None:
+        """Create the schema and table when missing (idempotent)."""
+        if self.exists(connection):
+            return
+        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        connection.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " version text PRIMARY KEY,"
+                " name text NOT NULL,"
+                " checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now(),"
+                " duration_ms bigint NOT NULL DEFAULT 0,"
+                " applied_by text NOT NULL DEFAULT current_user,"
+                " success boolean NOT NULL,"
+                " kind text NOT NULL DEFAULT 'migration'"
+                ")"
+            ).format(self.identifier)
+        )
+
+    def rows(self, connection: Connection) -> list[HistoryRow]:
+        """Every row, by version (empty when the table does not exist)."""
+        if not self.exists(connection):
+            return []
+        cursor = connection.execute(
+            sql.SQL(
+                "SELECT version, name, checksum, applied_at, duration_ms, applied_by, success, kind FROM {}"
+            ).format(self.identifier)
+        )
+        rows = [HistoryRow(*row) for row in cursor.fetchall()]
+        return sorted(rows, key=lambda row: row.number)
+
+    def record(
+        self,
+        connection: Connection,
+        *,
+        version: str,
+        name: str,
+        checksum: str,
+        duration_ms: int,
+        success: bool,
+        kind: str = "migration",
+    ) -> None:
+        """Insert or replace the row of one version."""
+        connection.execute(
+            sql.SQL(
+                "INSERT INTO {} (version, name, checksum, duration_ms, success, kind, applied_by)"
+                " VALUES (%s, %s, %s, %s, %s, %s, current_user)"
+                " ON CONFLICT (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum,"
+                " applied_at = now(), duration_ms = excluded.duration_ms, success = excluded.success,"
+                " kind = excluded.kind, applied_by = excluded.applied_by"
+            ).format(self.identifier),
+            (version, name, checksum, duration_ms, success, kind),
+        )
+
+    def forget(self, connection: Connection, version: str) -> None:
+        """Delete the row of one version (after its down migration)."""
+        connection.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(self.identifier), (version,))
+
+
+def _unquote(part: str) -> str:
+    if part.startswith('"'):
+        return part[1:-1].replace('""', '"')
+    return part.lower()

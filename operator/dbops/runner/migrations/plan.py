@@ -1,0 +1,240 @@
+"""The migration plan: which versions run in which direction, refused on drift, with a stable hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dbops import errors
+from dbops.runner.migrations import history, source
+from dbops.runner.migrations import statements as sqlstatements
+
+_DESTRUCTIVE = (
+    ("drop table", re.compile(r"^DROP\s+TABLE\b", re.I)),
+    ("drop schema", re.compile(r"^DROP\s+SCHEMA\b", re.I)),
+    ("drop database", re.compile(r"^DROP\s+DATABASE\b", re.I)),
+    ("drop materialized view", re.compile(r"^DROP\s+MATERIALIZED\s+VIEW\b", re.I)),
+    ("drop type", re.compile(r"^DROP\s+(?:TYPE|DOMAIN)\b", re.I)),
+    ("drop sequence", re.compile(r"^DROP\s+SEQUENCE\b", re.I)),
+    ("truncate", re.compile(r"^TRUNCATE\b", re.I)),
+    ("drop column", re.compile(r"^ALTER\s+TABLE\b.*\bDROP\s+(?:COLUMN\s+)?(?!CONSTRAINT\b|DEFAULT\b|NOT\b|"
+                               r"IDENTITY\b|EXPRESSION\b)", re.I | re.S)),
+    ("column type change", re.compile(r"^ALTER\s+TABLE\b.*\bALTER\s+(?:COLUMN\s+)?\S+\s+(?:SET\s+DATA\s+)?TYPE\b",
+                                      re.I | re.S)),
+)
+
+
+@dataclass(frozen=True)
+class DestructiveStatement:
+    """A statement that drops or rewrites data."""
+
+    version: str
+    statement: int
+    line: int
+    kind: str
+
+    def as_result(self) -> dict[str, Any]:
+        """camelCase form for the result JSON."""
+        return {"version": self.version, "statement": self.statement, "line": self.line, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One migration to run in one direction."""
+
+    migration: source.Migration
+    direction: str
+
+    @property
+    def script(self) -> source.Script:
+        """The script this step executes."""
+        script = self.migration.up if self.direction == "up" else self.migration.down
+        assert script is not None
+        return script
+
+
+@dataclass
+class Plan:
+    """What ``apply`` or ``down`` would do, and whether it is safe to."""
+
+    direction: str
+    steps: list[Step]
+    current_version: str | None
+    target_version: str | None
+    history_table: str
+    baseline_version: str | None = None
+    retry_failed: list[str] = field(default_factory=list)
+    lint: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def pending(self) -> list[str]:
+        """Versions in execution order."""
+        return [step.migration.version for step in self.steps]
+
+    @property
+    def destructive_statements(self) -> list[DestructiveStatement]:
+        """Statements that drop or rewrite data."""
+        found = []
+        for step in self.steps:
+            for statement in step.script.statements:
+                kind = classify_destructive(statement)
+                if kind:
+                    found.append(DestructiveStatement(step.migration.version, statement.index, statement.line, kind))
+        return found
+
+    @property
+    def destructive(self) -> bool:
+        """True when any step drops or rewrites data (or lint says so)."""
+        return bool(self.destructive_statements) or any(f.get("destructive") for f in self.lint)
+
+    @property
+    def hash(self) -> str:
+        """A stable hash of the steps (direction, versions, checksums of the SQL to run) and the target."""
+        document = {
+            "historyTable": self.history_table,
+            "direction": self.direction,
+            "baseline": self.baseline_version,
+            "target": self.target_version,
+            "steps": [
+                [step.migration.version, step.migration.name, step.direction,
+                 source.checksum_of(step.script.sql), step.script.no_transaction]
+                for step in self.steps
+            ],
+        }
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+    def as_result(self) -> dict[str, Any]:
+        """The ``plan`` object of the result JSON."""
+        return {
+            "hash": self.hash,
+            "direction": self.direction,
+            "pending": self.pending,
+            "currentVersion": self.current_version,
+            "targetVersion": self.target_version,
+            "destructive": self.destructive,
+            "destructiveStatements": [d.as_result() for d in self.destructive_statements],
+            "lint": self.lint,
+        }
+
+
+def classify_destructive(statement: sqlstatements.Statement) -> str | None:
+    """The kind of data loss a statement may cause (``drop table`` …), or None."""
+    text = sqlstatements.strip_comments(statement.text)
+    for kind, pattern in _DESTRUCTIVE:
+        if pattern.search(text):
+            return kind
+    return None
+
+
+def applied_rows(rows: list[history.HistoryRow]) -> list[history.HistoryRow]:
+    """Rows of successfully applied versions."""
+    return [row for row in rows if row.success]
+
+
+def current_version(rows: list[history.HistoryRow]) -> str | None:
+    """The highest successfully applied version, or None."""
+    applied = applied_rows(rows)
+    return applied[-1].version if applied else None
+
+
+def check_drift(migrations: list[source.Migration], rows: list[history.HistoryRow]) -> None:
+    """Refuse when an applied migration was edited, or an applied version vanished from the source."""
+    by_number = {m.number: m for m in migrations}
+    first = migrations[0].number if migrations else None
+    for row in applied_rows(rows):
+        migration = by_number.get(row.number)
+        if migration is None:
+            if first is not None and row.number > first:
+                raise errors.MigrationError(
+                    f"applied migration {row.version}_{row.name} is missing from the source; "
+                    "refusing before any DDL (restore the file, or roll back with the previous source)",
+                    reason="MigrationDrift",
+                )
+            continue
+        if row.kind != "baseline" and row.checksum != migration.checksum:
+            raise errors.MigrationError(
+                f"migration {migration.label} was edited after it was applied (recorded sha256 "
+                f"{row.checksum[:12]}…, source {migration.checksum[:12]}…); refusing before any DDL — "
+                "restore the applied text and put the change in a new migration",
+                reason="MigrationDrift",
+            )
+
+
+def build_plan(
+    migrations: list[source.Migration],
+    rows: list[history.HistoryRow],
+    *,
+    history_table: str,
+    target_version: str | None = None,
+    allow_down: bool = False,
+    baseline_version: str | None = None,
+) -> Plan:
+    """Decide the steps from the source, the history and the target; raise MigrationError when unsafe."""
+    check_drift(migrations, rows)
+    applied = {row.number for row in applied_rows(rows)}
+    baseline = None
+    if not applied and baseline_version:
+        if not source.VERSION.match(baseline_version):
+            raise errors.InvalidSpecError(f"baseline version {baseline_version!r} is not a run of digits")
+        baseline = baseline_version
+        applied = {m.number for m in migrations if m.number <= int(baseline_version)}
+    current = max(applied) if applied else None
+    current_label = _version_label(current, migrations, rows, baseline)
+    if target_version in (None, ""):
+        target = migrations[-1].number if migrations else None
+    else:
+        assert target_version is not None
+        if not source.VERSION.match(target_version):
+            raise errors.InvalidSpecError(f"target version {target_version!r} is not a run of digits")
+        target = int(target_version)
+        if target != 0 and target not in {m.number for m in migrations}:
+            raise errors.InvalidSpecError(f"target version {target_version} is not in the source")
+    target_label = None if target is None else _version_label(target, migrations, rows, None) or str(target)
+
+    if current is not None and target is not None and target < current:
+        if not allow_down:
+            raise errors.MigrationError(
+                f"target version {target_label} is below the current version {current_label}; "
+                "running down migrations needs allowDown (--allow-down or `dbops migrate down`)",
+                reason="DownNotAllowed",
+            )
+        steps = []
+        for migration in sorted(migrations, key=lambda m: -m.number):
+            if target < migration.number <= current and migration.number in applied:
+                if migration.down is None:
+                    raise errors.MigrationError(
+                        f"migration {migration.label} has no down script; cannot go down to {target_label}",
+                        reason="NoDownMigration",
+                    )
+                steps.append(Step(migration, "down"))
+        return Plan("down", steps, current_label, target_label, history_table, baseline)
+
+    pending = [m for m in migrations if m.number not in applied and (target is None or m.number <= target)]
+    if current is not None:
+        late = [m for m in pending if m.number < current]
+        if late:
+            raise errors.MigrationError(
+                f"migration {late[0].label} is pending but the database is already at {current_label}; "
+                "versions must be applied in order (renumber it after the current version)",
+                reason="OutOfOrder",
+            )
+    failed = [row.version for row in rows if not row.success and row.number in {m.number for m in pending}]
+    return Plan("up" if pending else "none", [Step(m, "up") for m in pending], current_label, target_label,
+                history_table, baseline, retry_failed=failed)
+
+
+def _version_label(
+    number: int | None, migrations: list[source.Migration], rows: list[history.HistoryRow], baseline: str | None
+) -> str | None:
+    if number is None:
+        return None
+    for migration in migrations:
+        if migration.number == number:
+            return migration.version
+    for row in rows:
+        if row.number == number:
+            return row.version
+    return baseline or str(number)

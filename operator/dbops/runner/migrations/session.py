@@ -1,0 +1,169 @@
+"""One migration run end to end: lock, read state, plan, lint, approve, apply, verify."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from dbops import errors
+from dbops.runner import dbverify, prechecks
+from dbops.runner.migrations import apply, history, lint, lock, plan, source, state
+
+Connection = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs besides the connection and the migrations."""
+
+    table: history.HistoryTable = field(default_factory=lambda: history.HistoryTable.parse(history.DEFAULT_TABLE))
+    baseline_version: str | None = None
+    target_version: str | None = None
+    allow_down: bool = False
+    apply: apply.ApplyOptions = field(default_factory=apply.ApplyOptions)
+    lock_wait_seconds: float = 60.0
+    lint_enabled: bool = True
+    lint_fail_on: str = "error"
+    expect_plan_hash: str | None = None
+    prechecks: prechecks.PreCheckConfig | None = None
+    verify: dbverify.VerifyConfig | None = None
+
+
+@dataclass
+class RunOutcome:
+    """What a run found and did (also filled as far as it got when it fails)."""
+
+    plan: plan.Plan | None = None
+    report: apply.ApplyReport | None = None
+    previous_version: str | None = None
+    current_version: str | None = None
+    prechecks: list[prechecks.PreCheck] = field(default_factory=list)
+    verification: list[dbverify.CheckResult] = field(default_factory=list)
+
+    def as_result(self) -> dict[str, Any]:
+        """Result JSON fields (camelCase)."""
+        fields: dict[str, Any] = {}
+        if self.plan is not None:
+            fields["plan"] = self.plan.as_result()
+        fields["previousVersion"] = self.previous_version
+        fields["currentVersion"] = self.current_version
+        if self.report is not None:
+            fields["dryRun"] = self.report.dry_run
+            fields["applied"] = [a.as_result() for a in self.report.applied]
+            if self.report.skipped:
+                fields["skippedInDryRun"] = self.report.skipped
+        if self.prechecks:
+            fields["preChecks"] = [p.as_result() for p in self.prechecks]
+        if self.verification:
+            fields["verification"] = [v.as_result() for v in self.verification]
+        return fields
+
+
+def make_plan(connection: Connection, migrations: list[source.Migration], config: RunConfig) -> plan.Plan:
+    """Read the database and build the (linted) plan; raises when the run would be unsafe."""
+    database = state.read_state(connection, config.table)
+    state.refuse_unadopted(database, config.baseline_version, config.table)
+    result = plan.build_plan(
+        migrations, database.rows, history_table=str(config.table), target_version=config.target_version,
+        allow_down=config.allow_down, baseline_version=config.baseline_version,
+    )
+    if config.lint_enabled:
+        result.lint = [f.as_result() for f in lint.lint_plan(result, pg_version=database.server_version)]
+    return result
+
+
+def run(connection: Connection, migrations: list[source.Migration], config: RunConfig,
+        outcome: RunOutcome | None = None) -> RunOutcome:
+    """Apply (or dry-run) the plan under the advisory lock, with optional pre-checks and verification."""
+    outcome = outcome if outcome is not None else RunOutcome()
+    lock.watch_client_connection(connection)
+    if config.prechecks is not None:
+        outcome.prechecks = prechecks.run_prechecks(connection, config.prechecks)
+        prechecks.raise_on_failures(outcome.prechecks, config.prechecks.fail_on)
+    with lock.advisory_lock(connection, str(config.table), config.lock_wait_seconds):
+        outcome.plan = make_plan(connection, migrations, config)
+        outcome.previous_version = outcome.plan.current_version
+        outcome.current_version = outcome.plan.current_version
+        if config.expect_plan_hash and config.expect_plan_hash != outcome.plan.hash:
+            raise errors.MigrationError(
+                f"the plan changed: its hash is {outcome.plan.hash}, the approved hash is {config.expect_plan_hash}; "
+                "review and approve the new plan", reason="PlanChanged",
+            )
+        failing = lint.fails([_finding(f) for f in outcome.plan.lint], config.lint_fail_on)
+        if failing:
+            raise errors.MigrationError(
+                f"lint found {len(failing)} problems at or above {config.lint_fail_on}: "
+                + "; ".join(f"{f.version} line {f.line} {f.rule}: {f.message}" for f in failing[:5]),
+                reason="LintFailed",
+            )
+        before = _row_counts_before(connection, config)
+        outcome.report = apply.ApplyReport(dry_run=config.apply.dry_run)
+        try:
+            apply.execute_plan(connection, outcome.plan, config.table, config.apply, baseline=migrations,
+                               report=outcome.report)
+        finally:
+            if not config.apply.dry_run:
+                outcome.current_version = _version_after(outcome.plan, outcome.report)
+        if config.verify is not None:
+            verify_config = dataclasses.replace(
+                config.verify, exclude_tables=config.verify.exclude_tables | {str(config.table)}
+            )
+            outcome.verification = dbverify.verify(connection, verify_config, before)
+            _raise_on_verification(outcome.verification)
+    return outcome
+
+
+def status(connection: Connection, migrations: list[source.Migration], table: history.HistoryTable) -> dict[str, Any]:
+    """Current version, applied and pending versions, and drift (never raises on drift)."""
+    rows = table.rows(connection)
+    drift = None
+    try:
+        plan.check_drift(migrations, rows)
+    except errors.MigrationError as error:
+        drift = str(error)
+    applied_numbers = {row.number for row in plan.applied_rows(rows)}
+    return {
+        "historyTable": str(table),
+        "currentVersion": plan.current_version(rows),
+        "applied": [{"version": r.version, "name": r.name, "appliedAt": r.applied_at.isoformat(),
+                     "durationMs": r.duration_ms, "appliedBy": r.applied_by, "kind": r.kind}
+                    for r in rows if r.success],
+        "failed": [r.version for r in rows if not r.success],
+        "pending": [m.version for m in migrations if m.number not in applied_numbers
+                    and (not applied_numbers or m.number > max(applied_numbers))],
+        "drift": drift,
+    }
+
+
+def _row_counts_before(connection: Connection, config: RunConfig) -> dict[str, int] | None:
+    if config.verify is None or "rowCounts" not in config.verify.builtins:
+        return None
+    return dbverify.row_counts(connection, config.verify.exclude_tables | {str(config.table)})
+
+
+def _raise_on_verification(results: list[dbverify.CheckResult]) -> None:
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise errors.VerificationError(
+            "verification failed: " + "; ".join(f"{r.name}: {r.detail}" for r in failed[:5])
+        )
+
+
+def _version_after(migration_plan: plan.Plan, report: apply.ApplyReport) -> str | None:
+    """The version the database is at after the steps in the report (all of them, or up to a failure)."""
+    done = len(report.applied)
+    if migration_plan.direction == "up" and done:
+        return report.applied[-1].version
+    if migration_plan.direction == "down" and done:
+        if done == len(migration_plan.steps):
+            return None if migration_plan.target_version in (None, "0") else migration_plan.target_version
+        return migration_plan.steps[done].migration.version
+    return migration_plan.current_version
+
+
+def _finding(result: dict[str, Any]) -> lint.LintFinding:
+    return lint.LintFinding(version=result["version"], rule=result["rule"], level=result["level"],
+                            line=result["line"], message=result["message"])

@@ -1,0 +1,201 @@
+"""Migration sources: a directory (or mounted ConfigMap) of ``NNNN_name.up.sql`` files, or an inline list.
+
+Naming convention (one, validated):
+
+    <version>_<name>.up.sql      required; applied by ``dbops migrate apply``
+    <version>_<name>.down.sql    optional; applied by ``dbops migrate down``
+
+``version`` is a run of digits (``0001``), compared as an integer; versions must be
+unique and consecutive (no gaps). ``name`` matches ``[A-Za-z0-9][A-Za-z0-9_-]*``.
+Both files of one version must carry the same name. The characters fit ConfigMap
+keys, which cannot contain ``/``, so a ConfigMap mounts as exactly this directory.
+Hidden entries (the ``..data`` links of a mounted ConfigMap) and files that do not
+end in ``.sql`` are ignored; any other ``.sql`` file is an error.
+
+A line ``-- dbops:no-transaction`` in a file runs that file outside a transaction,
+one statement at a time (for ``CREATE INDEX CONCURRENTLY``). A single enclosing
+``BEGIN; … COMMIT;`` is accepted and dropped; other transaction control is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dbops import errors
+from dbops.runner.migrations import statements as sqlstatements
+
+FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)\.(?P<direction>up|down)\.sql$")
+VERSION = re.compile(r"^\d+$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+NO_TRANSACTION = re.compile(r"^\s*--\s*dbops:no-transaction\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Script:
+    """The SQL of one direction of a migration, split into statements."""
+
+    sql: str
+    statements: tuple[sqlstatements.Statement, ...]
+    no_transaction: bool
+
+    @classmethod
+    def parse(cls, sql: str, where: str) -> Script:
+        """Parse SQL text, validating its transaction control; ``where`` names it in errors."""
+        no_transaction = bool(NO_TRANSACTION.search(sql))
+        parsed = sqlstatements.split_statements(sql)
+        if not no_transaction:
+            parsed = sqlstatements.unwrap_transaction(parsed)
+        for statement in parsed:
+            if sqlstatements.is_transaction_control(statement):
+                raise errors.InvalidSpecError(
+                    f"{where}: statement {statement.index} (line {statement.line}) is transaction control "
+                    f"({statement.summary(40)}); dbops runs each migration in its own transaction — remove it, "
+                    "or add the line '-- dbops:no-transaction' to run the statements one by one"
+                )
+        return cls(sql=sql, statements=tuple(parsed), no_transaction=no_transaction)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One versioned migration: its up script, optional down script and checksum of the up SQL."""
+
+    version: str
+    name: str
+    up: Script
+    down: Script | None = None
+    checksum: str = field(default="")
+
+    @property
+    def number(self) -> int:
+        """The version as an integer (the sort key)."""
+        return int(self.version)
+
+    @property
+    def label(self) -> str:
+        """``0003_add_email`` — how errors and logs name the migration."""
+        return f"{self.version}_{self.name}"
+
+
+def checksum_of(sql: str) -> str:
+    """sha256 of the up SQL exactly as stored (the drift check compares this)."""
+    return hashlib.sha256(sql.encode()).hexdigest()
+
+
+def make_migration(version: str, name: str, up: str, down: str | None) -> Migration:
+    """Build and validate one migration from its parts."""
+    version = str(version)
+    if not VERSION.match(version):
+        raise errors.InvalidSpecError(f"migration version {version!r} is not a run of digits (e.g. 0001)")
+    if not NAME.match(name):
+        raise errors.InvalidSpecError(f"migration {version}: name {name!r} must match [A-Za-z0-9][A-Za-z0-9_-]*")
+    label = f"{version}_{name}"
+    up_script = Script.parse(up, f"migration {label} (up)")
+    if not up_script.statements:
+        raise errors.InvalidSpecError(f"migration {label}: the up script has no statements")
+    down_script = Script.parse(down, f"migration {label} (down)") if down is not None else None
+    return Migration(version=version, name=name, up=up_script, down=down_script, checksum=checksum_of(up))
+
+
+def validate_sequence(migrations: list[Migration]) -> list[Migration]:
+    """Sort by version and reject duplicate versions and gaps."""
+    ordered = sorted(migrations, key=lambda m: m.number)
+    for previous, current in itertools.pairwise(ordered):
+        if current.number == previous.number:
+            raise errors.InvalidSpecError(
+                f"duplicate migration version {current.version}: {previous.label} and {current.label}"
+            )
+        if current.number != previous.number + 1:
+            raise errors.InvalidSpecError(
+                f"gap in migration versions: {previous.label} is followed by {current.label} "
+                f"(expected version {previous.number + 1})"
+            )
+    return ordered
+
+
+def load_directory(path: Path) -> list[Migration]:
+    """Load migrations from a directory of ``NNNN_name.up.sql`` / ``NNNN_name.down.sql`` files."""
+    if not path.is_dir():
+        raise errors.NotFoundError(f"migration source directory {path} does not exist")
+    parts: dict[str, dict[str, tuple[str, str]]] = {}
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith(".") or not entry.name.endswith(".sql") or entry.is_dir():
+            continue
+        match = FILE_NAME.match(entry.name)
+        if not match:
+            raise errors.InvalidSpecError(
+                f"migration file {entry.name!r} does not follow the naming convention "
+                "<version>_<name>.up.sql / <version>_<name>.down.sql (e.g. 0001_create_users.up.sql)"
+            )
+        version, name, direction = match["version"], match["name"], match["direction"]
+        versions = parts.setdefault(str(int(version)), {})
+        if direction in versions:
+            raise errors.InvalidSpecError(
+                f"duplicate migration version {version}: {versions[direction][0]}_… and {entry.name}"
+            )
+        versions[direction] = (f"{version}_{name}", entry.read_text(encoding="utf-8"))
+    migrations = []
+    for files in parts.values():
+        if "up" not in files:
+            raise errors.InvalidSpecError(f"migration {files['down'][0]} has a .down.sql file but no .up.sql file")
+        up_label, up_sql = files["up"]
+        if "down" in files and files["down"][0] != up_label:
+            raise errors.InvalidSpecError(
+                f"migration files {up_label}.up.sql and {files['down'][0]}.down.sql disagree on version or name"
+            )
+        version, name = up_label.split("_", 1)
+        migrations.append(make_migration(version, name, up_sql, files["down"][1] if "down" in files else None))
+    return validate_sequence(migrations)
+
+
+def load_inline_file(path: Path) -> list[Migration]:
+    """Load migrations from a JSON or YAML list of ``{version, name, up, down}``."""
+    if not path.is_file():
+        raise errors.NotFoundError(f"inline migration file {path} does not exist")
+    try:
+        document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise errors.InvalidSpecError(f"{path}: not valid JSON/YAML: {error}") from error
+    return load_inline(document, str(path))
+
+
+def load_inline(document: Any, where: str = "inline migrations") -> list[Migration]:
+    """Validate an already parsed inline list of ``{version, name, up, down}``."""
+    if not isinstance(document, list):
+        raise errors.InvalidSpecError(f"{where}: expected a list of {{version, name, up, down}}")
+    migrations = []
+    for position, item in enumerate(document, start=1):
+        if not isinstance(item, dict) or not {"version", "name", "up"} <= item.keys():
+            raise errors.InvalidSpecError(f"{where}: item {position} needs version, name and up")
+        unknown = set(item) - {"version", "name", "up", "down"}
+        if unknown:
+            raise errors.InvalidSpecError(f"{where}: item {position} has unknown keys {sorted(unknown)}")
+        down = item.get("down")
+        migrations.append(
+            make_migration(str(item["version"]), str(item["name"]), str(item["up"]),
+                           None if down in (None, "") else str(down))
+        )
+    return validate_sequence(migrations)
+
+
+def render_file_set(migrations: list[Migration]) -> dict[str, str]:
+    """The file set (ConfigMap data) that represents the migrations in the naming convention."""
+    files = {f"{m.label}.up.sql": m.up.sql for m in migrations}
+    files.update({f"{m.label}.down.sql": m.down.sql for m in migrations if m.down is not None})
+    return files
+
+
+def dump_inline(migrations: list[Migration]) -> str:
+    """The migrations as an inline JSON list (the inverse of ``load_inline``)."""
+    return json.dumps(
+        [{"version": m.version, "name": m.name, "up": m.up.sql, "down": m.down.sql if m.down else None}
+         for m in migrations],
+        indent=2,
+    )

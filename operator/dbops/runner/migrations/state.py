@@ -1,0 +1,60 @@
+"""What a migration run needs to know about the database: server version, history, and whether it is empty."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from dbops import errors
+from dbops.runner.migrations import history
+
+Connection = psycopg.Connection[Any]
+
+# Relations in user schemas, excluding objects that belong to extensions and the history table itself.
+_USER_RELATIONS = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+  AND c.oid IS DISTINCT FROM to_regclass(format('%%I.%%I', %s::text, %s::text))
+"""
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """The facts a plan is built on."""
+
+    server_version: int
+    rows: list[history.HistoryRow]
+    user_relations: int
+
+    @property
+    def has_history(self) -> bool:
+        """True when any version was ever recorded as applied."""
+        return any(row.success for row in self.rows)
+
+
+def read_state(connection: Connection, table: history.HistoryTable) -> DatabaseState:
+    """Read server version, history rows and the number of user relations."""
+    rows = table.rows(connection)
+    count = connection.execute(_USER_RELATIONS, (table.schema, table.table)).fetchone()
+    return DatabaseState(
+        server_version=connection.info.server_version,
+        rows=rows,
+        user_relations=int(count[0]) if count else 0,
+    )
+
+
+def refuse_unadopted(state: DatabaseState, baseline_version: str | None, table: history.HistoryTable) -> None:
+    """Refuse a non-empty database without history unless a baseline version adopts it."""
+    if state.has_history or state.user_relations == 0 or baseline_version:
+        return
+    raise errors.MigrationError(
+        f"the database is not empty ({state.user_relations} relations) but has no migration history in {table}; "
+        "refusing to migrate — give a baseline version (--baseline-version / spec.baselineVersion) to adopt it "
+        "at that version",
+        reason="BaselineRequired",
+    )
