@@ -1,18 +1,78 @@
-"""The `dbops restore` command (placeholder until its issue lands)."""
+"""The ``dbops restore`` command: restore a stored backup into a database, checksum first."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import datetime
 from typing import Any
+
+from dbops import errors
+from dbops.runner import command, connection, restore, result, storage
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add the `restore` subcommand."""
-    parser = subparsers.add_parser("restore", help="not available yet")
+    """Add the ``restore`` subcommand."""
+    parser = subparsers.add_parser(
+        "restore", help="restore a stored backup into a database",
+        description="Verify the backup's checksums, then restore it into the connection's database, stopping "
+        "at the first error, then compare row counts with the manifest.",
+    )
+    parser.add_argument("--from", dest="source", required=True, metavar="LOCATION",
+                        help="the backup folder or its manifest.json (s3://… or a directory)")
+    connection.add_arguments(parser)
+    storage.add_arguments(parser)
+    parser.add_argument("--mode", choices=restore.MODES, default="full")
+    parser.add_argument("--table", action="append", default=[], metavar="[SCHEMA.]TABLE",
+                        help="a table to restore in mode tables (repeatable)")
+    parser.add_argument("--create", action="store_true", help="create the target database if it does not exist")
+    parser.add_argument("--clean", action="store_true", help="drop objects before recreating them")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="parallel pg_restore jobs (> 1 downloads to a temporary file first)")
+    parser.add_argument("--confirm-overwrite", default="", metavar="DBNAME",
+                        help="required (equal to the target database name) to restore over a non-empty database")
+    parser.add_argument("--terminate-connections", action="store_true",
+                        help="terminate other sessions on the target first")
+    parser.add_argument("--no-row-count-check", action="store_true")
+    parser.add_argument("--no-owner", action="store_true", help="skip ownership and privileges")
+    parser.add_argument("--pg-bin-dir", metavar="DIR")
+    parser.add_argument("--result-path", metavar="PATH")
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    print("dbops restore: not implemented yet", file=sys.stderr)
-    return 2
+    def work() -> tuple[dict[str, Any], str]:
+        started = datetime.datetime.now(datetime.UTC)
+        store = storage.open_storage(storage.backup_location(args.source), storage.options_from_args(args))
+        settings = connection.from_args(args)
+        outcome = restore.run_restore(store, settings, restore.RestoreOptions(
+            mode=args.mode, tables=tuple(args.table), create=args.create, clean=args.clean, jobs=args.jobs,
+            confirm_overwrite=args.confirm_overwrite, terminate_connections=args.terminate_connections,
+            row_count_check=not args.no_row_count_check, no_owner=args.no_owner, pg_bin_dir=args.pg_bin_dir,
+        ))
+        completed = datetime.datetime.now(datetime.UTC)
+        manifest = outcome.manifest
+        dump = manifest.objects[0]
+        fields: dict[str, Any] = {
+            "restoredFrom": {"uri": store.location.uri(dump.name) if len(manifest.objects) == 1
+                             else store.location.uri("dump/"), "sha256": dump.sha256 if len(manifest.objects) == 1
+                             else "", "manifestUri": store.location.uri("manifest.json")},
+            "mode": args.mode,
+            "target": settings.describe(),
+            "tablesRestored": len(outcome.tables_restored),
+            "startedAt": started.isoformat(),
+            "completedAt": completed.isoformat(),
+            "durationSeconds": round((completed - started).total_seconds(), 3),
+        }
+        if outcome.row_counts is not None:
+            fields["verification"] = {"rowCounts": outcome.row_counts.as_result()}
+        if outcome.row_counts is not None and not outcome.row_counts.passed:
+            message = (f"restored {manifest.name} into {settings.describe()} but row counts differ: "
+                       f"{'; '.join(outcome.row_counts.mismatches)[:1000]}")
+            return result.failure("restore", errors.VerificationError(message), **fields), message
+        summary = (f"restored {manifest.name} ({args.mode}, {len(outcome.tables_restored)} tables) into "
+                   f"{settings.describe()} in {fields['durationSeconds']:.1f}s")
+        if outcome.row_counts is not None:
+            summary += f"; row counts match for {outcome.row_counts.tables_compared} tables"
+        return result.success("restore", summary, **fields), summary
+
+    return command.execute("restore", work, args.result_path)

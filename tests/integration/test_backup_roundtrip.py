@@ -1,0 +1,98 @@
+"""Backup → verify → restore round trips through a local directory, on PostgreSQL 15 and 18."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.integration import datasets
+from tests.integration.runner_cli import run_dbops, runner_env, tools_path
+
+from dbops_testbed.postgres import PostgresServer
+
+
+def _round_trip(server: PostgresServer, source: str, tmp_path: Path, env: dict[str, str], *backup_args: str) -> str:
+    storage = tmp_path / "store"
+    backup = run_dbops(["backup", "--dbname", source, "--storage", str(storage), "--name", "b1", *backup_args],
+                       env, tmp_path)
+    assert backup.code == 0, backup.stderr
+    folder = storage / "local" / source / "b1"
+    verify = run_dbops(["verify", "--from", str(folder)], env, tmp_path)
+    assert verify.code == 0, verify.stderr
+    assert verify.result["verification"]["decoded"] is True
+    target = f"{source}_copy"
+    restore = run_dbops(["restore", "--from", str(folder / "manifest.json"), "--dbname", target, "--create"],
+                        env, tmp_path)
+    assert restore.code == 0, restore.stderr
+    assert restore.result["verification"]["rowCounts"]["passed"] is True
+    assert restore.result["verification"]["rowCounts"]["tablesCompared"] == len(datasets.TABLES)
+    return target
+
+
+def test_round_trip_preserves_schema_and_data(database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    server, source = database
+    datasets.create_dataset(server, source)
+    env = runner_env(server)
+    target = _round_trip(server, source, tmp_path, env)
+    try:
+        assert datasets.schema_dump(server, target) == datasets.schema_dump(server, source)
+        assert datasets.table_checksums(server, target) == datasets.table_checksums(server, source)
+    finally:
+        server.drop_database(target)
+
+
+def test_manifest_is_written_last_with_objects_versions_and_row_counts(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, source = database
+    datasets.create_dataset(server, source, users=120, bookings=700)
+    storage = tmp_path / "store"
+    run = run_dbops(["backup", "--dbname", source, "--storage", str(storage), "--name", "nightly",
+                     "--namespace", "prod"], runner_env(server), tmp_path)
+    assert run.code == 0, run.stderr
+    folder = storage / "prod" / source / "nightly"
+    assert sorted(p.name for p in folder.iterdir()) == ["dump.zst", "manifest.json"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == "custom" and manifest["codec"] == "zstd"
+    assert manifest["objects"][0]["name"] == "dump.zst"
+    assert manifest["objects"][0]["sizeBytes"] == (folder / "dump.zst").stat().st_size
+    assert manifest["serverVersion"].startswith(str(server.major))
+    rows = {f"{t['schema']}.{t['name']}": t["rows"] for t in manifest["tables"]}
+    assert rows["app.users"] == 120 and rows["app.bookings"] == 700
+    assert manifest["startedAt"] <= manifest["completedAt"]
+    artifact = run.result["artifact"]
+    assert artifact["uri"] == (folder / "dump.zst").as_uri()
+    assert artifact["manifestUri"] == (folder / "manifest.json").as_uri()
+    assert artifact["sha256"] == manifest["objects"][0]["sha256"]
+    assert run.result["source"]["tableCount"] == len(datasets.TABLES)
+    assert run.result["source"]["databaseSizeBytes"] > 0
+    again = run_dbops(["backup", "--dbname", source, "--storage", str(storage), "--name", "nightly",
+                       "--namespace", "prod"], runner_env(server), tmp_path)
+    assert again.code == 2 and again.result["reason"] == "AlreadyExists"
+
+
+@pytest.mark.parametrize("codec", ["gzip", "none"])
+def test_other_codecs_round_trip(database: tuple[PostgresServer, str], tmp_path: Path, codec: str) -> None:
+    server, source = database
+    datasets.create_dataset(server, source, users=50, bookings=200, events=100)
+    target = _round_trip(server, source, tmp_path, runner_env(server), "--compression", codec)
+    try:
+        suffix = {"gzip": ".gz", "none": ""}[codec]
+        assert (tmp_path / "store" / "local" / source / "b1" / f"dump{suffix}").is_file()
+        assert datasets.table_checksums(server, target) == datasets.table_checksums(server, source)
+    finally:
+        server.drop_database(target)
+
+
+def test_newer_tools_than_the_server_round_trip(database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    """pg_dump/pg_restore 18 against each server (their script sets transaction_timeout, unknown before 17)."""
+    server, source = database
+    datasets.create_dataset(server, source, users=50, bookings=200, events=100)
+    env = runner_env(server, DBOPS_PG_BIN_DIR=tools_path(newest_only=True))
+    target = _round_trip(server, source, tmp_path, env)
+    try:
+        assert datasets.schema_dump(server, target) == datasets.schema_dump(server, source)
+        assert datasets.table_checksums(server, target) == datasets.table_checksums(server, source)
+    finally:
+        server.drop_database(target)
