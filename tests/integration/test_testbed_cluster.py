@@ -1,0 +1,280 @@
+"""Acceptance tests of the test bed: the real control plane with pods run by the process executor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from tests.fixtures.cluster import read_json, wait_for
+
+from dbops_testbed.controlplane import ControlPlane
+from dbops_testbed.executor import ProcessNodeExecutor
+
+pytestmark = pytest.mark.timeout(300)
+
+COMPLIANT_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def job_manifest(name: str, command: list[str], **spec: Any) -> dict[str, Any]:
+    """A batch/v1 Job running one container with `command` (restartPolicy Never)."""
+    container: dict[str, Any] = {"name": "main", "image": "dbops:test", "command": command}
+    container.update(spec.pop("container", {}))
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    pod_spec.update(spec.pop("pod", {}))
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, **spec.pop("metadata", {})},
+        "spec": {"backoffLimit": 0, "template": {"spec": pod_spec}, **spec},
+    }
+
+
+def pod_manifest(name: str, command: list[str], **pod: Any) -> dict[str, Any]:
+    """A bare v1 Pod running one container with `command` (restartPolicy Never)."""
+    container: dict[str, Any] = {"name": "main", "image": "dbops:test", "command": command}
+    container.update(pod.pop("container", {}))
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "containers": [container], **pod}}
+
+
+def job_condition(kube_client: Any, namespace: str, name: str) -> str | None:
+    """The type of the Job's terminal condition (Complete / Failed) once it is True."""
+    job = read_json(client.BatchV1Api(kube_client).read_namespaced_job(name, namespace, _preload_content=False))
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
+            return str(condition["type"])
+    return None
+
+
+def job_pods(kube_client: Any, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The pods the Job controller made for a Job."""
+    pods = read_json(client.CoreV1Api(kube_client).list_namespaced_pod(
+        namespace, label_selector=f"batch.kubernetes.io/job-name={name}", _preload_content=False))
+    return list(pods["items"])
+
+
+def read_pod(kube_client: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """A pod as JSON, or None once it is gone."""
+    try:
+        return read_json(client.CoreV1Api(kube_client).read_namespaced_pod(name, namespace, _preload_content=False))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def terminated(pod: dict[str, Any]) -> dict[str, Any]:
+    """The terminated state of the pod's first container."""
+    return dict(pod["status"]["containerStatuses"][0]["state"]["terminated"])
+
+
+def test_job_completes_with_termination_message_and_secret_env(
+    kube_client: Any, namespace: str, node_executor: ProcessNodeExecutor | None
+) -> None:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"password": "s3cr3t"}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"},
+                                                  "data": {"mode": "fast", "config.json": '{"level": 3}'}})
+    script = (
+        "import json, os, pathlib;"
+        "cfg = json.loads(pathlib.Path('/etc/dbops-test/config.json').read_text());"
+        "msg = {'password': os.environ['DB_PASSWORD'], 'mode': os.environ['MODE'], 'pod': os.environ['POD_NAME'],"
+        " 'namespace': os.environ['POD_NAMESPACE'], 'level': cfg['level'], 'cwd': os.getcwd(),"
+        " 'expanded': os.environ['EXPANDED']};"
+        "open('/dev/termination-log', 'w').write(json.dumps(msg))"
+    )
+    manifest = job_manifest("hello", ["python3", "-c", script], container={
+        "workingDir": "/tmp",
+        "env": [
+            {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "EXPANDED", "value": "mode=$(MODE)"},
+        ],
+        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": ""}],
+        "volumeMounts": [{"name": "settings", "mountPath": "/etc/dbops-test", "readOnly": True}],
+    }, pod={"volumes": [{"name": "settings", "configMap": {"name": "settings"}}]})
+    # envFrom yields "mode" and "config.json"; MODE must come from a plain key too.
+    manifest["spec"]["template"]["spec"]["containers"][0]["env"].insert(
+        0, {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}})
+    client.BatchV1Api(kube_client).create_namespaced_job(namespace, manifest)
+
+    assert wait_for(lambda: job_condition(kube_client, namespace, "hello"), timeout=120,
+                    message="the Job to finish") == "Complete"
+    (pod,) = job_pods(kube_client, namespace, "hello")
+    assert pod["status"]["phase"] == "Succeeded"
+    state = terminated(pod)
+    assert state["exitCode"] == 0
+    assert state["reason"] == "Completed"
+    message = json.loads(state["message"])
+    assert message == {"password": "s3cr3t", "mode": "fast", "pod": pod["metadata"]["name"],
+                       "namespace": namespace, "level": 3, "cwd": "/tmp", "expanded": "mode=fast"}
+    assert not Path("/dev/termination-log").exists(), "the termination log must stay inside the pod"
+
+
+def test_failing_job_fails_after_backoff_limit(kube_client: Any, namespace: str) -> None:
+    manifest = job_manifest("broken", ["sh", "-c", "echo 'it broke' > /dev/termination-log; exit 3"],
+                            backoffLimit=1)
+    client.BatchV1Api(kube_client).create_namespaced_job(namespace, manifest)
+
+    assert wait_for(lambda: job_condition(kube_client, namespace, "broken"), timeout=180,
+                    message="the Job to fail") == "Failed"
+    pods = job_pods(kube_client, namespace, "broken")
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["status"]["phase"] == "Failed"
+        state = terminated(pod)
+        assert state["exitCode"] == 3
+        assert state["reason"] == "Error"
+        assert state["message"].strip() == "it broke"
+    job = read_json(client.BatchV1Api(kube_client).read_namespaced_job("broken", namespace, _preload_content=False))
+    assert job["status"]["failed"] == 2
+    reasons = {c["reason"] for c in job["status"]["conditions"] if c["type"] == "Failed"}
+    assert reasons == {"BackoffLimitExceeded"}
+
+
+def test_missing_secret_waits_then_runs(kube_client: Any, namespace: str) -> None:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_pod(namespace, pod_manifest(
+        "waits", ["sh", "-c", 'printf %s "$TOKEN" > /dev/termination-log'], container={
+            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}]}))
+
+    def waiting_reason() -> str | None:
+        pod = read_pod(kube_client, namespace, "waits")
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+        return statuses[0]["state"].get("waiting", {}).get("reason") if statuses else None
+
+    assert wait_for(waiting_reason, message="the container to wait") == "CreateContainerConfigError"
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "later"}, "stringData": {"token": "t0k"}})
+    pod = wait_for(lambda: (p := read_pod(kube_client, namespace, "waits")) and
+                   p["status"].get("phase") == "Succeeded" and p, message="the pod to succeed")
+    assert terminated(pod)["message"] == "t0k"
+
+
+def test_owner_deletion_garbage_collects_job_and_pods(
+    kube_client: Any, namespace: str, node_executor: ProcessNodeExecutor | None
+) -> None:
+    core = client.CoreV1Api(kube_client)
+    owner = read_json(core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "owner"}, "data": {}}, _preload_content=False))
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"],
+                 "blockOwnerDeletion": True}
+    client.BatchV1Api(kube_client).create_namespaced_job(
+        namespace, job_manifest("owned", ["sleep", "300"], metadata={"ownerReferences": [reference]}))
+    pod = wait_for(lambda: [p for p in job_pods(kube_client, namespace, "owned")
+                            if p.get("status", {}).get("phase") == "Running"], message="the Job's pod to run")[0]
+    if node_executor is not None:
+        assert (namespace, pod["metadata"]["name"]) in node_executor.running_pods()
+
+    core.delete_namespaced_config_map("owner", namespace, body={"propagationPolicy": "Foreground"})
+
+    def job_gone() -> bool:
+        try:
+            client.BatchV1Api(kube_client).read_namespaced_job("owned", namespace, _preload_content=False)
+            return False
+        except ApiException as error:
+            return error.status == 404
+
+    wait_for(job_gone, timeout=120, message="the garbage collector to delete the Job")
+    wait_for(lambda: read_pod(kube_client, namespace, pod["metadata"]["name"]) is None, timeout=120,
+             message="the Job's pod to be deleted")
+    if node_executor is not None:
+        assert (namespace, pod["metadata"]["name"]) not in node_executor.running_pods()
+
+
+def test_pod_deletion_kills_the_process(
+    kube_client: Any, namespace: str, node_executor: ProcessNodeExecutor | None
+) -> None:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_pod(namespace, pod_manifest("sleeper", ["sleep", "300"]))
+    wait_for(lambda: (read_pod(kube_client, namespace, "sleeper") or {}).get("status", {}).get("phase") == "Running",
+             message="the pod to run")
+    core.delete_namespaced_pod("sleeper", namespace)  # default grace period: SIGTERM ends sleep at once
+    wait_for(lambda: read_pod(kube_client, namespace, "sleeper") is None, timeout=60,
+             message="the pod deletion to finish")
+    if node_executor is not None:
+        assert (namespace, "sleeper") not in node_executor.running_pods()
+
+
+def test_restricted_namespace_refuses_privileged_pod(kube_client: Any, restricted_namespace: str) -> None:
+    core = client.CoreV1Api(kube_client)
+    privileged = pod_manifest("privileged", ["true"], container={"securityContext": {"privileged": True}})
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod(restricted_namespace, privileged)
+    assert refused.value.status == 403
+    assert "violates PodSecurity" in str(refused.value.body)
+
+    compliant = pod_manifest("compliant", ["true"], automountServiceAccountToken=False,
+                             securityContext={"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                             container={"securityContext": COMPLIANT_SECURITY})
+    core.create_namespaced_pod(restricted_namespace, compliant)
+    wait_for(lambda: (read_pod(kube_client, restricted_namespace, "compliant") or {})
+             .get("status", {}).get("phase") == "Succeeded", message="the compliant pod to succeed")
+
+
+def test_active_deadline_kills_long_running_pod(
+    kube_client: Any, namespace: str, node_executor: ProcessNodeExecutor | None
+) -> None:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_pod(namespace, pod_manifest("slow", ["sleep", "300"], activeDeadlineSeconds=3))
+    pod = wait_for(lambda: (p := read_pod(kube_client, namespace, "slow")) and
+                   p["status"].get("phase") == "Failed" and p, timeout=90, message="the deadline to kill the pod")
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    assert terminated(pod)["exitCode"] == 128 + 15
+    if node_executor is not None:
+        assert (namespace, "slow") not in node_executor.running_pods()
+
+
+def test_job_active_deadline_fails_the_job(kube_client: Any, namespace: str) -> None:
+    client.BatchV1Api(kube_client).create_namespaced_job(
+        namespace, job_manifest("late", ["sleep", "300"], activeDeadlineSeconds=5))
+    assert wait_for(lambda: job_condition(kube_client, namespace, "late"), timeout=120,
+                    message="the Job deadline") == "Failed"
+    job = read_json(client.BatchV1Api(kube_client).read_namespaced_job("late", namespace, _preload_content=False))
+    assert {c["reason"] for c in job["status"]["conditions"] if c["type"] == "Failed"} == {"DeadlineExceeded"}
+    wait_for(lambda: all(p.get("status", {}).get("phase") == "Failed" or p["metadata"].get("deletionTimestamp")
+                         for p in job_pods(kube_client, namespace, "late")), timeout=60,
+             message="the Job's pods to stop")
+
+
+def test_in_cluster_service_account_reaches_the_api(kube_client: Any, namespace: str,
+                                                    control_plane: ControlPlane) -> None:
+    if control_plane.external:
+        pytest.skip("in-cluster reachability depends on the external cluster's network")
+    script = ("from kubernetes import client, config; config.load_incluster_config();"
+              "open('/dev/termination-log', 'w').write(client.VersionApi().get_code().git_version)")
+    client.CoreV1Api(kube_client).create_namespaced_pod(namespace, pod_manifest("incluster", ["python3", "-c", script]))
+    pod = wait_for(lambda: (p := read_pod(kube_client, namespace, "incluster")) and
+                   p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=90, message="the pod to end")
+    assert terminated(pod)["message"].startswith("v1.")
+
+
+def test_cronjob_creates_a_job(kube_client: Any, namespace: str) -> None:
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "tick"},
+        "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": job_manifest("unused", ["true"])["spec"]}},
+    }
+    client.BatchV1Api(kube_client).create_namespaced_cron_job(namespace, cronjob)
+
+    def owned_jobs() -> list[dict[str, Any]]:
+        jobs = read_json(client.BatchV1Api(kube_client).list_namespaced_job(namespace, _preload_content=False))
+        return [job for job in jobs["items"]
+                if any(ref["kind"] == "CronJob" and ref["name"] == "tick"
+                       for ref in job["metadata"].get("ownerReferences") or [])]
+
+    (job, *_) = wait_for(owned_jobs, timeout=150, interval=1.0, message="the CronJob to create a Job")
+    assert wait_for(lambda: job_condition(kube_client, namespace, job["metadata"]["name"]), timeout=120,
+                    message="the CronJob's Job to finish") == "Complete"
+    client.BatchV1Api(kube_client).delete_namespaced_cron_job("tick", namespace)
