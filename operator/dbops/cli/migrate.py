@@ -114,7 +114,8 @@ def _add_prechecks(parser: argparse.ArgumentParser, *, prefix: str = "") -> None
 
 def _add_verification(parser: argparse.ArgumentParser, *, standalone: bool = False) -> None:
     if not standalone:
-        parser.add_argument("--verify", action="store_true", help="verify the database after applying")
+        parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
+                            help="verify the database afterwards (default: on in command mode, off otherwise)")
     flag = "--builtin" if standalone else "--verify-builtin"
     parser.add_argument(flag, dest="verify_builtin", default=",".join(dbverify.BUILTINS),
                         help="comma-separated builtins (default %(default)s; 'none' for none)")
@@ -163,8 +164,7 @@ def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_do
         dry_run=args.dry_run,
     ) if has_execution else apply.ApplyOptions()
     pre = None
-    if getattr(args, "pre_checks", None) or (getattr(args, "pre_checks", None) is None
-                                             and getattr(args, "command_mode", False)):
+    if _enabled(getattr(args, "pre_checks", False), args):
         pre = prechecks.PreCheckConfig(schema=args.check_schema, max_active_connections=args.max_active_connections,
                                        max_blocking_transaction_seconds=args.max_blocking_transaction_seconds,
                                        fail_on=args.check_fail_on)
@@ -179,8 +179,13 @@ def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_do
         lint_fail_on=args.lint_fail_on,
         expect_plan_hash=getattr(args, "expect_plan_hash", None) or None,
         prechecks=pre,
-        verify=_verify_config(args) if getattr(args, "verify", False) else None,
+        verify=_verify_config(args) if _enabled(getattr(args, "verify", False), args) else None,
     )
+
+
+def _enabled(flag: bool | None, args: argparse.Namespace) -> bool:
+    """An on/off flag whose default (None) means on in command mode and off otherwise."""
+    return bool(getattr(args, "command_mode", False)) if flag is None else flag
 
 
 def _run_plan(args: argparse.Namespace) -> int:
