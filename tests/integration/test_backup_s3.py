@@ -1,0 +1,122 @@
+"""Backups to a real S3-compatible store (MinIO): multipart streaming, aborts, clear errors."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from tests.integration import datasets
+from tests.integration.runner_cli import finished, popen_dbops, run_dbops, runner_env
+
+from dbops_testbed.minio import MinioServer
+from dbops_testbed.postgres import PostgresServer
+
+
+def _s3_args(minio: MinioServer) -> list[str]:
+    return ["--s3-endpoint", minio.endpoint, "--s3-force-path-style"]
+
+
+@pytest.mark.parametrize("checksum", ["when_required", "when_supported"])
+def test_s3_round_trip_with_each_checksum_setting(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path, checksum: str
+) -> None:
+    server, source = database
+    datasets.create_dataset(server, source)
+    env = runner_env(server, **minio_server.env(), DBOPS_S3_CHECKSUM=checksum)
+    s3 = _s3_args(minio_server)
+    backup = run_dbops(["backup", "--dbname", source, "--storage", f"s3://{bucket}/prod", "--name", "b1",
+                        "--namespace", "team", *s3], env, tmp_path)
+    assert backup.code == 0, backup.stderr
+    folder = f"s3://{bucket}/prod/team/{source}/b1"
+    assert backup.result["artifact"]["uri"] == f"{folder}/dump.zst"
+    assert backup.result["artifact"]["manifestUri"] == f"{folder}/manifest.json"
+    keys = sorted(o["Key"] for o in minio_server.client().list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == [f"prod/team/{source}/b1/dump.zst", f"prod/team/{source}/b1/manifest.json"]
+    verify = run_dbops(["verify", "--from", f"{folder}/manifest.json", *s3], env, tmp_path)
+    assert verify.code == 0, verify.stderr
+    target = f"{source}_s3"
+    restore = run_dbops(["restore", "--from", folder, "--dbname", target, "--create", *s3], env, tmp_path)
+    assert restore.code == 0, restore.stderr
+    try:
+        assert restore.result["restoredFrom"]["uri"] == f"{folder}/dump.zst"
+        assert datasets.table_checksums(server, target) == datasets.table_checksums(server, source)
+    finally:
+        server.drop_database(target)
+    deleted = run_dbops(["delete-backup", "--from", folder, *s3], env, tmp_path)
+    assert deleted.code == 0, deleted.stderr
+    assert deleted.result["deletedObjects"] == 2
+    assert minio_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def _fill_with_incompressible_rows(server: PostgresServer, dbname: str) -> None:
+    server.psql(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS v "
+        "FROM generate_series(1, 500000) g",
+        dbname,
+    )
+
+
+def test_terminated_pg_dump_fails_and_aborts_the_multipart_upload(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path
+) -> None:
+    server, source = database
+    _fill_with_incompressible_rows(server, source)
+    env = runner_env(server, **minio_server.env())
+    client = minio_server.client()
+    result_path = tmp_path / "result.json"
+    # zstd level 19 is slow enough that pg_dump is still streaming when the first part is uploaded.
+    process = popen_dbops(["backup", "--dbname", source, "--storage", f"s3://{bucket}/p", "--name", "killed",
+                           "--compression-level", "19", *_s3_args(minio_server)], env, result_path)
+    try:
+        deadline = time.monotonic() + 300
+        while not client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+            assert process.poll() is None, "the backup ended before a multipart upload started"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        terminated = server.psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname = '{source}' AND application_name = 'pg_dump'"
+        )
+        assert terminated == "1"
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    run = finished(process, stdout, stderr, result_path)
+    assert run.code != 0
+    assert run.result["ok"] is False
+    assert "pg_dump" in run.result["message"]
+    assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_missing_bucket_is_named(database: tuple[PostgresServer, str], minio_server: MinioServer,
+                                 tmp_path: Path) -> None:
+    server, source = database
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    run = run_dbops(["backup", "--dbname", source, "--storage", f"s3://{missing}/x", *_s3_args(minio_server)],
+                    runner_env(server, **minio_server.env()), tmp_path)
+    assert run.code == 2
+    assert run.result["reason"] == "NotFound"
+    lines = [line for line in run.stderr.splitlines() if "failed" in line]
+    assert len(lines) == 1 and f"S3 bucket '{missing}' does not exist" in lines[0]
+    assert minio_server.secret_key not in run.output
+
+
+def test_wrong_s3_secret_is_access_denied_without_the_secret(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path
+) -> None:
+    server, source = database
+    wrong = "Wrong-secret-key-0042"
+    env = runner_env(server, **{**minio_server.env(), "AWS_SECRET_ACCESS_KEY": wrong})
+    run = run_dbops(["backup", "--dbname", source, "--storage", f"s3://{bucket}/x", *_s3_args(minio_server)],
+                    env, tmp_path)
+    assert run.code == 2
+    assert run.result["reason"] == "AuthenticationFailed"
+    assert wrong not in run.output
+    assert server.password not in run.output
+    assert json.dumps(run.result).count("access denied") == 1
