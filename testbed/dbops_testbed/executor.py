@@ -80,8 +80,8 @@ class ProcessNodeExecutor:
       a private tmpfs on ``/dev`` (null, zero, full, random, urandom, tty bind-mounted, fd/std*
       links, a fresh ``/dev/shm``, ``/dev/pts``), each volume bind-mounted at its ``mountPath``,
       and a per-container file at ``terminationMessagePath`` (default ``/dev/termination-log``).
-      Missing mount points outside ``/dev`` are created as empty directories/files on the host
-      (a mount namespace cannot avoid that). ``workingDir`` is created if missing (default ``/``).
+      Missing mount points outside ``/dev`` (and a missing ``workingDir``, default ``/``) are created
+      on the host, shared by reference count, and removed again when no running pod needs them.
     - Pod status follows the kubelet: Pending (ContainerCreating) → Running → Succeeded / Failed,
       with ``containerStatuses[].state.terminated`` (exitCode, reason Completed/Error, message
       read from the termination message file, capped to 4096 bytes; ``FallbackToLogsOnError``
@@ -129,6 +129,7 @@ class ProcessNodeExecutor:
         self._bound: set[str] = set()
         self._deletions_sent: set[str] = set()
         self._pod_dirs: dict[tuple[str, str], Path] = {}
+        self.mount_points = _HostMountPoints()
         self._watch_thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -425,6 +426,59 @@ class ProcessNodeExecutor:
         return True
 
 
+class _HostMountPoints:
+    """Mount points the executor had to create on the host, counted by user and removed when unused.
+
+    A mount namespace cannot bind-mount onto a path that does not exist, and creating it inside
+    the namespace still creates it on the shared filesystem. So missing mount points (outside the
+    private /dev) are created here and removed again, if still empty, once no pod uses them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[Path, int] = {}
+
+    def acquire(self, path: Path, *, is_file: bool) -> list[Path]:
+        """Create the missing components of `path`; return what this caller now holds."""
+        held: list[Path] = []
+        with self._lock:
+            current = Path("/")
+            parts = path.parts[1:]
+            for index, part in enumerate(parts):
+                current = current / part
+                if current in self._users:
+                    self._users[current] += 1
+                    held.append(current)
+                    continue
+                if current.exists() or current.is_symlink():
+                    continue
+                if index == len(parts) - 1 and is_file:
+                    current.touch()
+                else:
+                    current.mkdir()
+                self._users[current] = 1
+                held.append(current)
+        return held
+
+    def release(self, held: list[Path]) -> None:
+        """Give back paths from `acquire`; remove the ones nobody uses any more (if still empty)."""
+        with self._lock:
+            for path in reversed(held):
+                self._users[path] -= 1
+                if self._users[path] > 0:
+                    continue
+                del self._users[path]
+                with contextlib.suppress(OSError):
+                    if path.is_dir() and not path.is_symlink():
+                        path.rmdir()
+                    elif path.stat().st_size == 0:
+                        path.unlink()
+
+
+def _on_private_dev(path: str) -> bool:
+    return path == "/dev" or path.startswith("/dev/")
+
+
 @dataclass
 class _Mount:
     """One bind mount inside a container's mount namespace."""
@@ -501,6 +555,8 @@ class _PodWorker(threading.Thread):
             container.state = {"waiting": {"reason": "PodInitializing"}} if self.init_containers else container.state
         self.initialized = not self.init_containers
         self.volumes: dict[str, Path] = {}
+        self.held_mount_points: list[Path] = []
+        self.acquired_targets: set[str] = set()
 
     def request_stop(self, *, grace: float, reason: str, pod_gone: bool = False) -> None:
         """Ask the worker to kill its containers (SIGTERM, SIGKILL after `grace` seconds)."""
@@ -524,6 +580,7 @@ class _PodWorker(threading.Thread):
             self._kill_all(0.0)
             shutil.rmtree(self.pod_dir / "volumes", ignore_errors=True)
             shutil.rmtree(self.pod_dir / "dev", ignore_errors=True)
+            self.executor.mount_points.release(self.held_mount_points)
             self.executor._worker_done(self)
 
     def _run(self) -> None:
@@ -959,7 +1016,15 @@ class _PodWorker(threading.Thread):
             'mkdir "$stage/pts"; mount --bind /dev/pts "$stage/pts"; ln -s pts/ptmx "$stage/ptmx"',
             'mount --move "$stage" /dev',
         ]
-        for mount in self._mounts(container):
+        mounts = self._mounts(container)
+        message_target = container.spec.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
+        working_dir = container.spec.get("workingDir") or "/"
+        for path, is_file in [*((m.target, not m.source.is_dir()) for m in mounts), (message_target, True),
+                              (working_dir, False)]:
+            if path not in self.acquired_targets and not _on_private_dev(path):
+                self.acquired_targets.add(path)
+                self.held_mount_points += self.executor.mount_points.acquire(Path(path), is_file=is_file)
+        for mount in mounts:
             target = q(mount.target)
             if mount.source.is_dir():
                 lines.append(f"mkdir -p {target}")
@@ -968,12 +1033,12 @@ class _PodWorker(threading.Thread):
             lines.append(f"mount --bind {q(str(mount.source))} {target}")
             if mount.read_only:
                 lines.append(f"mount -o remount,bind,ro {target}")
-        message_path = q(container.spec.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH)
+        message_path = q(message_target)
         lines += [
             f'mkdir -p "$(dirname {message_path})"; [ -e {message_path} ] || touch {message_path}',
             f"mount --bind {q(str(message_file))} {message_path}",
-            f"mkdir -p {q(container.spec.get('workingDir') or '/')}",
-            f"cd {q(container.spec.get('workingDir') or '/')}",
+            f"mkdir -p {q(working_dir)}",
+            f"cd {q(working_dir)}",
             'PATH="$_container_path"; unset _container_path stage dev',
             'exec "$@"',
         ]

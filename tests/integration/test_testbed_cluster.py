@@ -120,6 +120,9 @@ def test_job_completes_with_termination_message_and_secret_env(
     assert message == {"password": "s3cr3t", "mode": "fast", "pod": pod["metadata"]["name"],
                        "namespace": namespace, "level": 3, "cwd": "/tmp", "expanded": "mode=fast"}
     assert not Path("/dev/termination-log").exists(), "the termination log must stay inside the pod"
+    if node_executor is not None:
+        wait_for(lambda: not Path("/etc/dbops-test").exists(), timeout=30,
+                 message="the executor to remove the mount point it created")
 
 
 def test_failing_job_fails_after_backoff_limit(kube_client: Any, namespace: str) -> None:
