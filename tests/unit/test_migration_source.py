@@ -110,3 +110,22 @@ def test_inline_yaml_with_unknown_keys_is_rejected(tmp_path: Path) -> None:
     path.write_text("- {version: '1', name: a, up: 'SELECT 1', sql: oops}\n")
     with pytest.raises(errors.InvalidSpecError, match="unknown keys"):
         source.load_inline_file(path)
+
+
+def test_password_literals_are_masked_in_statement_summaries() -> None:
+    statement = sqlstatements.split_statements("CREATE ROLE app LOGIN PASSWORD 'hunter2'")[0]
+    assert "hunter2" not in statement.summary()
+    assert statement.summary() == "CREATE ROLE app LOGIN PASSWORD '****'"
+
+
+def test_a_mounted_configmap_directory_is_read_through_its_links(tmp_path: Path) -> None:
+    """Kubernetes mounts ConfigMap keys as links into a hidden, timestamped directory."""
+    data = tmp_path / "..2026_11_25_10_00_00.123"
+    data.mkdir()
+    write(data, {"0001_a.up.sql": "CREATE TABLE a (i int);", "0001_a.down.sql": "DROP TABLE a;"})
+    (tmp_path / "..data").symlink_to(data.name)
+    for name in ("0001_a.up.sql", "0001_a.down.sql"):
+        (tmp_path / name).symlink_to(f"..data/{name}")
+    migrations = source.load_directory(tmp_path)
+    assert [m.label for m in migrations] == ["0001_a"]
+    assert migrations[0].down is not None and migrations[0].down.sql == "DROP TABLE a;"

@@ -84,6 +84,9 @@ def connect(target: ConnectionTarget, *, application_name: str = APPLICATION_NAM
         connection = psycopg.connect(conninfo, autocommit=True)
     except psycopg.OperationalError as error:
         raise map_connect_error(error, target) from None
+    except psycopg.ProgrammingError as error:
+        text = redact(str(error).strip(), os.environ.get("PGPASSWORD"))
+        raise errors.InvalidSpecError(f"invalid connection parameters: {text}") from None
     return connection
 
 

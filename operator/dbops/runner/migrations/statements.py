@@ -9,6 +9,7 @@ _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 _TRANSACTION_CONTROL = re.compile(
     r"^(?:BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT)\b", re.IGNORECASE
 )
+_PASSWORD_LITERAL = re.compile(r"(\bPASSWORD\s+)(?:E?'(?:[^']|'')*'|\$[^$]*\$.*?\$[^$]*\$)", re.IGNORECASE | re.DOTALL)
 _OPENING = re.compile(r"^(?:BEGIN|START\s+TRANSACTION)\b", re.IGNORECASE)
 _CLOSING = re.compile(r"^(?:COMMIT|END)\b", re.IGNORECASE)
 
@@ -22,8 +23,8 @@ class Statement:
     text: str
 
     def summary(self, limit: int = 160) -> str:
-        """The statement on one line, shortened to ``limit`` characters."""
-        flat = " ".join(strip_comments(self.text).split())
+        """The statement on one line, shortened to ``limit`` characters, ``PASSWORD '…'`` masked."""
+        flat = " ".join(_PASSWORD_LITERAL.sub(r"\1'****'", strip_comments(self.text)).split())
         return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
