@@ -281,3 +281,85 @@ def test_cronjob_creates_a_job(kube_client: Any, namespace: str) -> None:
     assert wait_for(lambda: job_condition(kube_client, namespace, job["metadata"]["name"]), timeout=120,
                     message="the CronJob's Job to finish") == "Complete"
     client.BatchV1Api(kube_client).delete_namespaced_cron_job("tick", namespace)
+
+
+def test_init_containers_volumes_and_read_only_mounts(
+    kube_client: Any, namespace: str, node_executor: ProcessNodeExecutor | None
+) -> None:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "files"},
+                                              "stringData": {"key": "k3y", "other": "unused"}})
+    check = "\n".join([
+        "import json, os, pathlib",
+        "secret = pathlib.Path('/secrets/nested/key')",
+        "try:",
+        "    open('/secrets/new', 'w')",
+        "    read_only_errno = 0",
+        "except OSError as error:",
+        "    read_only_errno = error.errno",
+        "msg = {'greeting': pathlib.Path('/work/greeting').read_text(), 'secret': secret.read_text(),",
+        "       'mode': oct(secret.stat().st_mode & 0o777), 'listing': sorted(os.listdir('/secrets')),",
+        "       'read_only_errno': read_only_errno, 'sub': pathlib.Path('/sub/hello').read_text()}",
+        "open('/tmp/result.json', 'w').write(json.dumps(msg))",
+    ])
+    volume_mounts = [{"name": "work", "mountPath": "/work"},
+                     {"name": "files", "mountPath": "/secrets", "readOnly": True},
+                     {"name": "work", "mountPath": "/sub", "subPath": "inner"}]
+    pod = pod_manifest("init", ["python3", "-c", check], container={
+        "volumeMounts": volume_mounts, "terminationMessagePath": "/tmp/result.json"},
+        initContainers=[
+            {"name": "first", "image": "busybox", "command": ["sh", "-c", "printf hi > /work/greeting"],
+             "volumeMounts": volume_mounts},
+            {"name": "second", "image": "busybox",
+             "command": ["sh", "-c", "printf ' there' >> /work/greeting; printf x > /sub/hello"],
+             "volumeMounts": volume_mounts},
+        ],
+        volumes=[{"name": "work", "emptyDir": {}},
+                 {"name": "files", "secret": {"secretName": "files", "defaultMode": 0o400,
+                                              "items": [{"key": "key", "path": "nested/key"}]}}])
+    core.create_namespaced_pod(namespace, pod)
+    done = wait_for(lambda: (p := read_pod(kube_client, namespace, "init")) and
+                    p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=90, message="the pod to end")
+    assert done["status"]["phase"] == "Succeeded", (done["status"], node_executor and node_executor.logs(namespace, "init"))
+    assert [s["state"]["terminated"]["exitCode"] for s in done["status"]["initContainerStatuses"]] == [0, 0]
+    assert json.loads(terminated(done)["message"]) == {
+        "greeting": "hi there", "secret": "k3y", "mode": "0o400", "listing": ["nested"],
+        "read_only_errno": 30, "sub": "x"}
+
+
+def test_on_failure_restarts_the_container_in_place(kube_client: Any, namespace: str) -> None:
+    script = "if [ -e /state/once ]; then echo second > /dev/termination-log; else touch /state/once; exit 1; fi"
+    client.CoreV1Api(kube_client).create_namespaced_pod(namespace, pod_manifest(
+        "flaky", ["sh", "-c", script], restartPolicy="OnFailure", volumes=[{"name": "state", "emptyDir": {}}],
+        container={"volumeMounts": [{"name": "state", "mountPath": "/state"}]}))
+    pod = wait_for(lambda: (p := read_pod(kube_client, namespace, "flaky")) and
+                   p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=120, message="the pod to end")
+    assert pod["status"]["phase"] == "Succeeded"
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert status["state"]["terminated"]["message"].strip() == "second"
+
+
+def test_log_fallback_and_missing_executable(
+    kube_client: Any, namespace: str, node_executor: ProcessNodeExecutor | None
+) -> None:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_pod(namespace, pod_manifest(
+        "noisy", ["sh", "-c", "echo first line; echo 'last words' >&2; exit 7"],
+        container={"terminationMessagePolicy": "FallbackToLogsOnError"}))
+    core.create_namespaced_pod(namespace, pod_manifest("missing", ["no-such-dbops-command"]))
+
+    def ended(name: str) -> dict[str, Any] | None:
+        pod = read_pod(kube_client, namespace, name)
+        return pod if pod and pod["status"].get("phase") in ("Succeeded", "Failed") else None
+
+    noisy = wait_for(lambda: ended("noisy"), timeout=90, message="the noisy pod to end")
+    assert terminated(noisy)["exitCode"] == 7
+    assert terminated(noisy)["message"] == "first line\nlast words\n"
+    if node_executor is not None:
+        assert node_executor.logs(namespace, "noisy") == "first line\nlast words\n"
+    missing = wait_for(lambda: ended("missing"), timeout=90, message="the pod without executable to end")
+    assert missing["status"]["phase"] == "Failed"
+    assert terminated(missing)["reason"] == "StartError"
+    assert "no-such-dbops-command" in terminated(missing)["message"]
