@@ -4,7 +4,9 @@ lock timeouts, dry run and down migrations."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from tests.integration.migrate_support import (
@@ -122,6 +124,23 @@ def test_concurrent_index_needs_the_no_transaction_directive(
     assert server.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_email'::regclass", db) == "t"
 
 
+def release_after_two_waiting_attempts(server: PostgresServer, db: str, blocker: psycopg.Connection[Any],
+                                       stop: threading.Event) -> None:
+    """Commit the blocking transaction once dbops has waited for the lock in two separate attempts."""
+    waits, waiting_before = 0, False
+    with psycopg.connect(server.uri(db), sslmode="disable", autocommit=True) as observer:
+        while not stop.is_set() and waits < 2:
+            row = observer.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE NOT l.granted AND a.datname = current_database() AND a.application_name = 'dbops'"
+            ).fetchone()
+            waiting = bool(row and row[0])
+            waits += waiting and not waiting_before
+            waiting_before = waiting
+            time.sleep(0.005)
+    blocker.commit()
+
+
 def test_lock_timeout_is_retried_then_succeeds_or_fails_clearly(
     database: tuple[PostgresServer, str], tmp_path: Path
 ) -> None:
@@ -136,15 +155,18 @@ def test_lock_timeout_is_retried_then_succeeds_or_fails_clearly(
         assert code == 3 and doc["reason"] == "LockHeld"
         assert "0002_add_name" in doc["message"] and "gave up after 3 attempts" in doc["message"]
         assert "lock timeout" in doc["message"]
-        release = threading.Timer(1.5, blocker.commit)
+        assert server.psql("SELECT count(*) FROM dbops_migrations", db) == "1"
+        stop = threading.Event()
+        release = threading.Thread(target=release_after_two_waiting_attempts, args=(server, db, blocker, stop))
         release.start()
         try:
             code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--lock-timeout",
-                                     "100ms", "--lock-retries", "12", "--lock-retry-backoff", "0.2")
+                                     "200ms", "--lock-retries", "20", "--lock-retry-backoff", "0.3")
         finally:
+            stop.set()
             release.join()
     assert code == 0, doc
-    assert doc["applied"][0]["durationMs"] >= 1000
+    assert doc["applied"][0]["lockRetries"] >= 1
     assert server.psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users'"
                        " AND column_name = 'name'", db) == "1"
 

@@ -57,3 +57,10 @@ def test_a_failing_command_and_a_failed_verification_are_reported(
     assert code == 1 and doc["reason"] == "VerificationFailed"
     assert {v["name"]: v["passed"] for v in doc["verification"]}["has-mentors"] is False
     assert table_exists(server, db, "mentorship_mentor")
+
+
+def test_command_mode_refuses_options_it_cannot_honour(database: tuple[PostgresServer, str]) -> None:
+    server, db = database
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--dry-run", *DJANGO_MIGRATE)
+    assert code == 2 and doc["reason"] == "InvalidSpec" and "--dry-run" in doc["message"]
+    assert not table_exists(server, db, "django_migrations")

@@ -210,6 +210,11 @@ def _run_apply(args: argparse.Namespace) -> int:
         config = _run_config(args)
         target = connect.target_from_arguments(args)
         if args.command_mode:
+            if args.dry_run or args.source or args.inline_file or args.target_version or args.baseline_version:
+                raise errors.InvalidSpecError(
+                    "command mode runs the framework's own command: --dry-run, --source, --inline-file, "
+                    "--target-version and --baseline-version do not apply (use the framework's options)"
+                )
             with connect.connect(target) as connection:
                 command.run_command(connection, args.framework_command, config, outcome=outcome,
                                     timeout_seconds=args.command_timeout)

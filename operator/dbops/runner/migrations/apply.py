@@ -19,6 +19,7 @@ from dbops.runner.migrations import history, plan, source
 from dbops.runner.migrations import statements as sqlstatements
 
 Connection = psycopg.Connection[Any]
+MAX_BACKOFF_SECONDS = 30.0
 NO_TRANSACTION_HINT = (
     "this statement cannot run inside a transaction; put the line '-- dbops:no-transaction' in the "
     "migration to run it outside one (alone, statement by statement)"
@@ -44,11 +45,15 @@ class AppliedMigration:
     name: str
     direction: str
     duration_ms: int
+    lock_retries: int = 0
 
     def as_result(self) -> dict[str, Any]:
-        """camelCase form for the result JSON."""
-        return {"version": self.version, "name": self.name, "direction": self.direction,
-                "durationMs": self.duration_ms}
+        """camelCase form for the result JSON (``lockRetries`` only when there were any)."""
+        result = {"version": self.version, "name": self.name, "direction": self.direction,
+                  "durationMs": self.duration_ms}
+        if self.lock_retries:
+            result["lockRetries"] = self.lock_retries
+        return result
 
 
 @dataclass
@@ -104,10 +109,12 @@ def execute_plan(
     for step in migration_plan.steps:
         started = time.monotonic()
         if step.script.no_transaction:
-            _run_without_transaction(connection, step, table, options)
+            retried = _run_without_transaction(connection, step, table, options)
         else:
-            _with_lock_retries(step, options, functools.partial(_run_in_transaction, connection, step, table, options))
-        report.applied.append(_applied(step, started))
+            retried = _with_lock_retries(
+                step, options, functools.partial(_run_in_transaction, connection, step, table, options)
+            )
+        report.applied.append(_applied(step, started, retried))
     return report
 
 
@@ -120,12 +127,14 @@ def _run_in_transaction(connection: Connection, step: plan.Step, table: history.
 
 
 def _run_without_transaction(connection: Connection, step: plan.Step, table: history.HistoryTable,
-                             options: ApplyOptions) -> None:
+                             options: ApplyOptions) -> int:
+    """Run the statements one by one in autocommit; return the number of lock-timeout retries."""
     started = time.monotonic()
+    retried = 0
     _set_timeouts(connection, options, local=False)
     try:
         for statement in step.script.statements:
-            _with_lock_retries(step, options, functools.partial(_execute, connection, statement))
+            retried += _with_lock_retries(step, options, functools.partial(_execute, connection, statement))
     except errors.DbopsError:
         with contextlib.suppress(psycopg.Error):
             if step.direction == "up":
@@ -138,21 +147,25 @@ def _run_without_transaction(connection: Connection, step: plan.Step, table: his
             connection.execute("RESET statement_timeout")
     with connection.transaction():
         _record_step(connection, table, step, _elapsed_ms(started))
+    return retried
 
 
 def _with_lock_retries(step: plan.Step, options: ApplyOptions, attempt: Callable[[], None],
-                       retries: int | None = None) -> None:
-    """Call ``attempt``; on a lock timeout wait and retry up to ``lock_retries`` times."""
+                       retries: int | None = None) -> int:
+    """Call ``attempt``; on a lock timeout wait (doubling, at most 30 s) and retry up to ``lock_retries`` times.
+
+    Returns how many retries it took.
+    """
     retries = options.lock_retries if retries is None else retries
     tries = 0
     while True:
         try:
             attempt()
-            return
+            return tries
         except _StatementFailed as failure:
             if isinstance(failure.error, pgerrors.LockNotAvailable) and tries < retries:
                 tries += 1
-                time.sleep(options.retry_backoff_seconds * 2 ** (tries - 1))
+                time.sleep(min(options.retry_backoff_seconds * 2 ** (tries - 1), MAX_BACKOFF_SECONDS))
                 continue
             raise _describe_failure(step, failure, tries + 1, options) from None
 
@@ -228,8 +241,9 @@ def _describe_failure(step: plan.Step, failure: _StatementFailed, attempts: int,
     return errors.MigrationError(head)
 
 
-def _applied(step: plan.Step, started: float) -> AppliedMigration:
-    return AppliedMigration(step.migration.version, step.migration.name, step.direction, _elapsed_ms(started))
+def _applied(step: plan.Step, started: float, lock_retries: int = 0) -> AppliedMigration:
+    return AppliedMigration(step.migration.version, step.migration.name, step.direction, _elapsed_ms(started),
+                            lock_retries)
 
 
 def _elapsed_ms(started: float) -> int:
