@@ -256,3 +256,18 @@ def test_inline_file_source(database: tuple[PostgresServer, str], tmp_path: Path
     assert code == 0, doc
     assert server.psql("SELECT version FROM ops.history", db) == "0001"
     assert table_exists(server, db, "users")
+
+
+def test_statement_timeout_applies_per_migration(database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    server, db = database
+    src = write_migrations(tmp_path / "m", {"0001_slow": ("CREATE TABLE slow (id int);\nSELECT pg_sleep(30);", None)})
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--statement-timeout", "300ms",
+                             "--no-lint", env={"DBOPS_APPLIED_BY": "ns/mentorhub-schema"})
+    assert code == 2
+    assert "0001_slow (up) failed at statement 2 of 2" in doc["message"] and "57014" in doc["message"]
+    assert not table_exists(server, db, "slow")
+    write_migrations(src, {"0001_slow": ("CREATE TABLE slow (id int);\nSELECT pg_sleep(0.01);", None)})
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--statement-timeout", "20s",
+                             "--no-lint", env={"DBOPS_APPLIED_BY": "ns/mentorhub-schema"})
+    assert code == 0, doc
+    assert server.psql("SELECT applied_by FROM dbops_migrations", db) == "ns/mentorhub-schema"

@@ -3,7 +3,15 @@
 Sources: ``--source DIR`` (``NNNN_name.up.sql`` / ``NNNN_name.down.sql``; a mounted ConfigMap) or
 ``--inline-file FILE`` (JSON/YAML list of ``{version, name, up, down}``); or, for ``apply``,
 ``--command -- ARGV…`` (a framework's own migration command). Credentials come only from
-``DBOPS_DATABASE_URI`` / ``PG*`` environment variables. Results follow ``dbops.runner.result``.
+``DBOPS_DATABASE_URI`` / ``PG*`` environment variables. Results follow ``dbops.runner.result``:
+
+    0  done (and verified, where asked); also a dry run that would succeed
+    1  pre-checks or post-migration verification failed (reason PreChecksFailed / VerificationFailed)
+    2  a migration failed, drifted (MigrationDrift), needs a baseline (BaselineRequired), lint failed
+       (LintFailed), the plan changed (PlanChanged), down not allowed, or bad input / credentials
+    3  retry later: another runner holds the advisory lock, lock_timeout retries exhausted (LockHeld),
+       or PostgreSQL unreachable
+    4  a bug in dbops
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ from psycopg import sql
 from dbops import errors
 
 DEFAULT_TABLE = "public.dbops_migrations"
+APPLIED_BY_VARIABLE = "DBOPS_APPLIED_BY"  # e.g. set by the operator to namespace/DatabaseMigration name
 _PART = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _QUALIFIED = re.compile(rf"^(?:(?P<schema>{_PART})\.)?(?P<table>{_PART})$")
 
@@ -111,16 +113,16 @@ class HistoryTable:
         success: bool,
         kind: str = "migration",
     ) -> None:
-        """Insert or replace the row of one version."""
+        """Insert or replace the row of one version (``applied_by``: ``$DBOPS_APPLIED_BY`` or the database user)."""
         connection.execute(
             sql.SQL(
                 "INSERT INTO {} (version, name, checksum, duration_ms, success, kind, applied_by)"
-                " VALUES (%s, %s, %s, %s, %s, %s, current_user)"
+                " VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, current_user))"
                 " ON CONFLICT (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum,"
                 " applied_at = now(), duration_ms = excluded.duration_ms, success = excluded.success,"
                 " kind = excluded.kind, applied_by = excluded.applied_by"
             ).format(self.identifier),
-            (version, name, checksum, duration_ms, success, kind),
+            (version, name, checksum, duration_ms, success, kind, os.environ.get(APPLIED_BY_VARIABLE) or None),
         )
 
     def forget(self, connection: Connection, version: str) -> None:

@@ -117,6 +117,7 @@ class Plan:
             "destructive": self.destructive,
             "destructiveStatements": [d.as_result() for d in self.destructive_statements],
             "lint": self.lint,
+            **({"retryingFailed": self.retry_failed} if self.retry_failed else {}),
         }
 
 
