@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,50 @@ def test_tools_older_than_the_server_are_refused(pg_server: PostgresServer, tmp_
     assert run.code == 2
     assert run.result["reason"] == "Unsupported"
     assert "no pg_dump of major version 18" in run.result["message"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 1 MiB tmpfs (needs root; skipped elsewhere)."""
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_disk_full_is_named_and_leaves_no_partial_files(
+    database: tuple[PostgresServer, str], tmp_path: Path, tiny_disk: Path
+) -> None:
+    server, dbname = database
+    server.psql("CREATE TABLE noise AS SELECT md5(g::text) || md5((g * 3)::text) AS v "
+                "FROM generate_series(1, 100000) g", dbname)
+    run = run_dbops(["backup", "--dbname", dbname, "--storage", str(tiny_disk), "--compression", "none"],
+                    runner_env(server), tmp_path)
+    assert run.code == 2
+    assert run.result["reason"] == "DiskFull"
+    assert "disk full" in run.result["message"]
+    assert [p for p in tiny_disk.rglob("*") if p.is_file()] == []
+
+
+def test_delete_backup_removes_the_manifest_and_dump_and_is_idempotent(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, dbname = database
+    server.psql("CREATE TABLE t AS SELECT 1 AS x", dbname)
+    env = runner_env(server)
+    assert run_dbops(["backup", "--dbname", dbname, "--storage", str(tmp_path / "s"), "--name", "b"],
+                     env, tmp_path).code == 0
+    folder = tmp_path / "s" / "local" / dbname / "b"
+    (tmp_path / "s" / "local" / dbname / "other.txt").write_text("not ours")
+    first = run_dbops(["delete-backup", "--from", str(folder / "manifest.json")], env, tmp_path)
+    assert first.code == 0 and first.result["deletedObjects"] == 2
+    assert not folder.exists()
+    assert (tmp_path / "s" / "local" / dbname / "other.txt").exists()
+    second = run_dbops(["delete-backup", "--from", str(folder)], env, tmp_path)
+    assert second.code == 0 and second.result["deletedObjects"] == 0
