@@ -90,6 +90,8 @@ class ProcessNodeExecutor:
       killed and the pod fails with reason ``DeadlineExceeded``.
     - Pod deletion: SIGTERM to the container's process group, SIGKILL after the grace period
       (capped to 30 s), final status, then delete with grace 0 (as the kubelet finishes deletion).
+      When a container's main process ends, whatever it left running (its process group and any
+      process in its mount namespace, even after setsid) is killed, as a runtime does.
     - restartPolicy: ``Never`` (what Jobs use) ends the pod on the first exit; ``OnFailure``
       restarts a failed container in place (restartCount, lastState, CrashLoopBackOff with a
       doubling back-off starting at `restart_backoff_seconds`), ``Always`` also restarts on success.
@@ -504,6 +506,7 @@ class _Container:
     exit_code: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
+    mount_namespace: str | None = None
 
     @property
     def name(self) -> str:
@@ -642,6 +645,7 @@ class _PodWorker(threading.Thread):
                 return "deadline"
             changed = False
             for container in containers:
+                _note_mount_namespace(container)
                 if container.process is not None and container.process.poll() is not None:
                     self._record_exit(container)
                     changed = True
@@ -717,12 +721,15 @@ class _PodWorker(threading.Thread):
         )
         container.started_at = _now()
         container.exit_code = None
+        container.mount_namespace = None
         container.state = {"running": {"startedAt": container.started_at}}
         logger.info("pod %s/%s: started container %s (restart %d)", self.namespace, self.name, spec["name"],
                     container.restart_count)
 
     def _record_exit(self, container: _Container) -> None:
+        """Record a container's exit and kill what it left behind, as a runtime does when PID 1 exits."""
         assert container.process is not None
+        _kill_leftovers(container)
         code = container.process.returncode
         exit_code = 128 - code if code < 0 else code
         container.exit_code = exit_code
@@ -750,6 +757,7 @@ class _PodWorker(threading.Thread):
         running = [c for c in self.init_containers + self.containers if c.process is not None]
         for container in running:
             assert container.process is not None
+            _note_mount_namespace(container)
             _signal_group(container.process, signal.SIGTERM if grace > 0 else signal.SIGKILL)
         end = time.monotonic() + grace
         for container in running:
@@ -759,7 +767,6 @@ class _PodWorker(threading.Thread):
             except subprocess.TimeoutExpired:
                 _signal_group(container.process, signal.SIGKILL)
                 container.process.wait()
-            _signal_group(container.process, signal.SIGKILL)  # stragglers left in the group
             self._record_exit(container)
         for container in self.init_containers + self.containers:
             container.restart_at = None
@@ -1054,6 +1061,30 @@ def _expand(text: str, env: dict[str, str]) -> str:
         return env.get(match.group(1), match.group(0))
 
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", replace, text)
+
+
+def _note_mount_namespace(container: _Container) -> None:
+    """Remember the container's mount namespace once its process has entered it."""
+    if container.mount_namespace is not None or container.process is None:
+        return
+    with contextlib.suppress(OSError):
+        namespace = os.readlink(f"/proc/{container.process.pid}/ns/mnt")
+        if namespace != os.readlink("/proc/self/ns/mnt"):
+            container.mount_namespace = namespace
+
+
+def _kill_leftovers(container: _Container) -> None:
+    """SIGKILL the container's process group and every process still in its mount namespace."""
+    assert container.process is not None
+    _signal_group(container.process, signal.SIGKILL)
+    if container.mount_namespace is None or container.mount_namespace == os.readlink("/proc/self/ns/mnt"):
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{entry}/ns/mnt") == container.mount_namespace:
+                os.kill(int(entry), signal.SIGKILL)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -363,3 +363,33 @@ def test_log_fallback_and_missing_executable(
     assert missing["status"]["phase"] == "Failed"
     assert terminated(missing)["reason"] == "StartError"
     assert "no-such-dbops-command" in terminated(missing)["message"]
+
+
+def test_the_project_cli_runs_in_a_job(kube_client: Any, namespace: str) -> None:
+    client.BatchV1Api(kube_client).create_namespaced_job(namespace, job_manifest("cli", ["dbops", "--help"]))
+    assert wait_for(lambda: job_condition(kube_client, namespace, "cli"), timeout=120,
+                    message="the dbops Job to finish") == "Complete"
+
+
+def test_processes_left_behind_by_a_container_are_killed(
+    kube_client: Any, namespace: str, node_executor: ProcessNodeExecutor | None
+) -> None:
+    if node_executor is None:
+        pytest.skip("inspects the local processes of the simulated node")
+    marker = "4321.5"
+    client.CoreV1Api(kube_client).create_namespaced_pod(namespace, pod_manifest(
+        "daemonizer", ["sh", "-c", f"setsid sleep {marker} & sleep {marker} & sleep 1; echo started"]))
+    wait_for(lambda: (read_pod(kube_client, namespace, "daemonizer") or {}).get("status", {}).get("phase")
+             == "Succeeded", timeout=90, message="the pod to succeed")
+
+    def leftovers() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(entry.name)
+            except OSError:
+                pass
+        return found
+
+    wait_for(lambda: not leftovers(), timeout=30, message="the leftover processes to be killed")
