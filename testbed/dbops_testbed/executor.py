@@ -114,6 +114,14 @@ class ProcessNodeExecutor:
         restart_backoff_seconds: float = 10.0,
         extra_env: dict[str, str] | None = None,
     ) -> None:
+        """Prepare (not start) a node.
+
+        `api_client`: a `kubernetes.client.ApiClient` with rights over nodes and pods (admin).
+        `node_name`: the Node to register. `work_dir`: where pod directories live (a temporary
+        directory removed by `stop()` by default). `bind_unscheduled`: bind pods that have no node.
+        `restart_backoff_seconds`: the first OnFailure/Always restart delay (doubling, capped at
+        300 s). `extra_env`: variables added to every container's base environment (pod env wins).
+        """
         from kubernetes import client
 
         self.api_client = api_client
