@@ -271,3 +271,27 @@ def test_statement_timeout_applies_per_migration(database: tuple[PostgresServer,
                              "--no-lint", env={"DBOPS_APPLIED_BY": "ns/mentorhub-schema"})
     assert code == 0, doc
     assert server.psql("SELECT applied_by FROM dbops_migrations", db) == "ns/mentorhub-schema"
+
+
+def test_a_failed_no_transaction_migration_is_recorded_as_failed_and_retried(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, db = database
+    broken = ("-- dbops:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS users_email ON users (email);\n"
+              "CREATE INDEX CONCURRENTLY users_nope ON users (nope);")
+    src = write_migrations(tmp_path / "m", {"0001_create_users": USERS, "0002_indexes": (broken, None)})
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
+    assert code == 2
+    assert "0002_indexes (up) failed at statement 2 of 2 (line 3)" in doc["message"]
+    assert "rolled back" not in doc["message"]
+    assert server.psql("SELECT version || ':' || success FROM dbops_migrations ORDER BY version", db).splitlines() == [
+        "0001:true", "0002:false"]
+    code, doc, _ = run_dbops(server, db, "migrate", "status", "--source", str(src))
+    assert doc["failed"] == ["0002"] and doc["currentVersion"] == "0001" and doc["pending"] == ["0002"]
+    fixed = broken.replace("users_nope ON users (nope)", "IF NOT EXISTS users_id_email ON users (id, email)")
+    write_migrations(src, {"0002_indexes": (fixed, None)})
+    code, doc, _ = run_dbops(server, db, "migrate", "plan", "--source", str(src))
+    assert doc["plan"]["retryingFailed"] == ["0002"]
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
+    assert code == 0, doc
+    assert server.psql("SELECT bool_and(success) FROM dbops_migrations", db) == "t"

@@ -68,6 +68,7 @@ def test_missing_create_privilege_fails(database: tuple[PostgresServer, str]) ->
         env = {"DBOPS_DATABASE_URI": server.uri(db, user=role, password="wrong")}
         code, doc, _ = run_dbops(server, db, "check", env=env)
         assert code == 2 and doc["reason"] == "AuthenticationFailed"
+        assert by_name(doc)["connectivity"]["result"] == "fail"
         env = {"DBOPS_DATABASE_URI": server.uri("no_such_db")}
         code, doc, _ = run_dbops(server, db, "check", env=env)
         assert code == 2 and doc["reason"] == "NotFound"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dbops import errors
 from dbops.runner import prechecks, result
 from dbops.runner.migrations import connect
 
@@ -37,6 +38,8 @@ def _run(args: argparse.Namespace) -> int:
             results = prechecks.run_prechecks(connection, config)
         prechecks.raise_on_failures(results, config.fail_on)
     except Exception as error:
+        if not results and isinstance(error, errors.DbopsError):  # could not connect: connectivity failed
+            results = [prechecks.PreCheck("connectivity", "fail", error.message)]
         document = result.failure(name, error, preChecks=[r.as_result() for r in results])
         print(result.encode_result(document).decode())
         return result.emit(document, f"dbops {name} failed: {document['message']}")
