@@ -128,3 +128,9 @@ def test_row_counts_within_tolerance() -> None:
     assert dbverify.compare_row_counts({"a": 100}, {"a": 100, "b": 1}, 0).passed
     assert not dbverify.compare_row_counts({"a": 100}, {"a": 99}, 0).passed
     assert dbverify.compare_row_counts({"a": 100}, {"a": 99}, 1).passed
+
+
+def test_an_unknown_squawk_rule_is_a_configuration_error() -> None:
+    ms = [source.make_migration("0001", "a", "CREATE TABLE a (i int);", None)]
+    with pytest.raises(errors.ConfigurationError, match="squawk failed"):
+        lint.lint_plan(build(ms, []), excluded_rules=("no-such-rule",))

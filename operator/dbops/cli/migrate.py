@@ -94,6 +94,8 @@ def _add_lint(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
                         help="lint the SQL with squawk")
     parser.add_argument("--lint-fail-on", choices=lint.SEVERITIES, default="error",
                         help="fail at this lint severity (default %(default)s)")
+    parser.add_argument("--lint-exclude", default=",".join(lint.DEFAULT_EXCLUDED_RULES),
+                        help="comma-separated squawk rules to skip (default: %(default)s)")
 
 
 def _add_execution(parser: argparse.ArgumentParser) -> None:
@@ -185,6 +187,7 @@ def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_do
         lock_wait_seconds=_seconds(args.lock_wait_timeout, "--lock-wait-timeout") if has_execution else 60.0,
         lint_enabled=args.lint,
         lint_fail_on=args.lint_fail_on,
+        lint_excluded_rules=tuple(rule.strip() for rule in args.lint_exclude.split(",") if rule.strip()),
         expect_plan_hash=getattr(args, "expect_plan_hash", None) or None,
         prechecks=pre,
         verify=_verify_config(args) if _enabled(getattr(args, "verify", False), args) else None,

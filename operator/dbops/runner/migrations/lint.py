@@ -86,8 +86,10 @@ def _run_squawk(binary: str, files: dict[str, str], in_transaction: bool, pg_ver
     if excluded_rules:
         command.append(f"--exclude={','.join(excluded_rules)}")
     completed = subprocess.run([*command, *files], capture_output=True, text=True, timeout=120, check=False)
+    if not completed.stdout.strip() and completed.returncode == 0:
+        return []
     try:
-        report = json.loads(completed.stdout or "[]")
+        report = json.loads(completed.stdout)
     except json.JSONDecodeError:
         raise errors.ConfigurationError(
             f"squawk failed (exit {completed.returncode}): {(completed.stderr or completed.stdout).strip()[:300]}"

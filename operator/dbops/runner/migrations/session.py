@@ -27,6 +27,7 @@ class RunConfig:
     lock_wait_seconds: float = 60.0
     lint_enabled: bool = True
     lint_fail_on: str = "error"
+    lint_excluded_rules: tuple[str, ...] = lint.DEFAULT_EXCLUDED_RULES
     expect_plan_hash: str | None = None
     prechecks: prechecks.PreCheckConfig | None = None
     verify: dbverify.VerifyConfig | None = None
@@ -71,7 +72,9 @@ def make_plan(connection: Connection, migrations: list[source.Migration], config
         allow_down=config.allow_down, baseline_version=config.baseline_version,
     )
     if config.lint_enabled:
-        result.lint = [f.as_result() for f in lint.lint_plan(result, pg_version=database.server_version)]
+        findings = lint.lint_plan(result, pg_version=database.server_version,
+                                  excluded_rules=config.lint_excluded_rules)
+        result.lint = [f.as_result() for f in findings]
     return result
 
 
