@@ -1031,7 +1031,7 @@ class _PodWorker(threading.Thread):
             'mkdir "$stage/pts"; mount --bind /dev/pts "$stage/pts"; ln -s pts/ptmx "$stage/ptmx"',
             'mount --move "$stage" /dev',
         ]
-        mounts = self._mounts(container)
+        mounts = sorted(self._mounts(container), key=lambda mount: len(Path(mount.target).parts))
         message_target = container.spec.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
         working_dir = container.spec.get("workingDir") or "/"
         for path, is_file in [*((m.target, not m.source.is_dir()) for m in mounts), (message_target, True),
@@ -1039,22 +1039,32 @@ class _PodWorker(threading.Thread):
             if path not in self.acquired_targets and not _on_private_dev(path):
                 self.acquired_targets.add(path)
                 self.held_mount_points += self.executor.mount_points.acquire(Path(path), is_file=is_file)
-        for mount in mounts:
+        # Sources are first bound inside the private /dev: a later mount (say an emptyDir on /tmp)
+        # may hide the host paths they come from.
+        sources = [*((mount.source, mount.source.is_dir()) for mount in mounts), (message_file, False)]
+        lines.insert(lines.index('mount --move "$stage" /dev'), 'mkdir "$stage/.dbops-sources"')
+        for index, (source, is_dir) in enumerate(sources):
+            lines.insert(lines.index('mount --move "$stage" /dev'),
+                         f'{"mkdir" if is_dir else "touch"} "$stage/.dbops-sources/{index}"; '
+                         f'mount --bind {q(str(source))} "$stage/.dbops-sources/{index}"')
+        for index, mount in enumerate(mounts):
             target = q(mount.target)
             if mount.source.is_dir():
                 lines.append(f"mkdir -p {target}")
             else:
                 lines.append(f'mkdir -p "$(dirname {target})"; [ -e {target} ] || touch {target}')
-            lines.append(f"mount --bind {q(str(mount.source))} {target}")
+            lines.append(f"mount --bind /dev/.dbops-sources/{index} {target}")
             if mount.read_only:
                 lines.append(f"mount -o remount,bind,ro {target}")
         message_path = q(message_target)
         lines += [
             f'mkdir -p "$(dirname {message_path})"; [ -e {message_path} ] || touch {message_path}',
-            f"mount --bind {q(str(message_file))} {message_path}",
+            f"mount --bind /dev/.dbops-sources/{len(mounts)} {message_path}",
+            "for source in /dev/.dbops-sources/*; do umount -l \"$source\"; done",
+            "rm -rf /dev/.dbops-sources",
             f"mkdir -p {q(working_dir)}",
             f"cd {q(working_dir)}",
-            'PATH="$_container_path"; unset _container_path stage dev',
+            'PATH="$_container_path"; unset _container_path stage dev source',
             'exec "$@"',
         ]
         return "\n".join(lines) + "\n"

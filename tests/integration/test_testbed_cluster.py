@@ -90,7 +90,8 @@ def test_job_completes_with_termination_message_and_secret_env(
         "cfg = json.loads(pathlib.Path('/etc/dbops-test/config.json').read_text());"
         "msg = {'password': os.environ['DB_PASSWORD'], 'mode': os.environ['MODE'], 'pod': os.environ['POD_NAME'],"
         " 'namespace': os.environ['POD_NAMESPACE'], 'level': cfg['level'], 'cwd': os.getcwd(),"
-        " 'expanded': os.environ['EXPANDED']};"
+        " 'expanded': os.environ['EXPANDED'], 'dev': sorted(os.listdir('/dev'))};"
+        "open('/tmp/scratch-only-in-pod', 'w').write('x');"
         "open('/dev/termination-log', 'w').write(json.dumps(msg))"
     )
     manifest = job_manifest("hello", ["python3", "-c", script], container={
@@ -102,8 +103,10 @@ def test_job_completes_with_termination_message_and_secret_env(
             {"name": "EXPANDED", "value": "mode=$(MODE)"},
         ],
         "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": ""}],
-        "volumeMounts": [{"name": "settings", "mountPath": "/etc/dbops-test", "readOnly": True}],
-    }, pod={"volumes": [{"name": "settings", "configMap": {"name": "settings"}}]})
+        "volumeMounts": [{"name": "settings", "mountPath": "/etc/dbops-test", "readOnly": True},
+                         {"name": "scratch", "mountPath": "/tmp"}],
+    }, pod={"volumes": [{"name": "settings", "configMap": {"name": "settings"}},
+                        {"name": "scratch", "emptyDir": {}}]})
     # envFrom yields "mode" and "config.json"; MODE must come from a plain key too.
     manifest["spec"]["template"]["spec"]["containers"][0]["env"].insert(
         0, {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}})
@@ -118,8 +121,11 @@ def test_job_completes_with_termination_message_and_secret_env(
     assert state["reason"] == "Completed"
     message = json.loads(state["message"])
     assert message == {"password": "s3cr3t", "mode": "fast", "pod": pod["metadata"]["name"],
-                       "namespace": namespace, "level": 3, "cwd": "/tmp", "expanded": "mode=fast"}
+                       "namespace": namespace, "level": 3, "cwd": "/tmp", "expanded": "mode=fast",
+                       "dev": ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout",
+                               "termination-log", "tty", "urandom", "zero"]}
     assert not Path("/dev/termination-log").exists(), "the termination log must stay inside the pod"
+    assert not Path("/tmp/scratch-only-in-pod").exists(), "/tmp is an emptyDir in the pod"
     if node_executor is not None:
         wait_for(lambda: not Path("/etc/dbops-test").exists(), timeout=30,
                  message="the executor to remove the mount point it created")
