@@ -295,3 +295,14 @@ def test_a_failed_no_transaction_migration_is_recorded_as_failed_and_retried(
     code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
     assert code == 0, doc
     assert server.psql("SELECT bool_and(success) FROM dbops_migrations", db) == "t"
+
+
+def test_an_incompatible_history_table_is_a_clear_error(database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    server, db = database
+    server.psql("CREATE TABLE flyway_history (installed_rank int)", db)
+    src = write_migrations(tmp_path / "m", {"0001_create_users": USERS})
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--history-table",
+                             "flyway_history")
+    assert code == 2 and doc["reason"] == "MigrationFailed"
+    assert "PostgreSQL refused migrating" in doc["message"] and "42703" in doc["message"]
+    assert not table_exists(server, db, "users")

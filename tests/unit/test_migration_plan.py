@@ -134,3 +134,11 @@ def test_an_unknown_squawk_rule_is_a_configuration_error() -> None:
     ms = [source.make_migration("0001", "a", "CREATE TABLE a (i int);", None)]
     with pytest.raises(errors.ConfigurationError, match="squawk failed"):
         lint.lint_plan(build(ms, []), excluded_rules=("no-such-rule",))
+
+
+def test_source_hash_follows_every_script() -> None:
+    ms = migrations()
+    plain = build(ms, []).as_result()["sourceHash"]
+    assert plain == source.source_hash(migrations())
+    edited_down = [*ms[:2], source.make_migration("0003", "m3", "CREATE TABLE t3 (i int);", "DROP TABLE t3 CASCADE;")]
+    assert source.source_hash(edited_down) != plain

@@ -204,7 +204,8 @@ def _run_plan(args: argparse.Namespace) -> int:
     try:
         config = _run_config(args)
         migrations = _load_migrations(args)
-        with connect.connect(connect.target_from_arguments(args)) as connection:
+        with connect.connect(connect.target_from_arguments(args)) as connection, \
+                connect.translated_errors("planning"):
             migration_plan = session.make_plan(connection, migrations, config)
     except Exception as error:
         return _fail(name, error)
@@ -226,7 +227,7 @@ def _run_apply(args: argparse.Namespace) -> int:
                     "command mode runs the framework's own command: --dry-run, --source, --inline-file, "
                     "--target-version and --baseline-version do not apply (use the framework's options)"
                 )
-            with connect.connect(target) as connection:
+            with connect.connect(target) as connection, connect.translated_errors("the command run"):
                 command.run_command(connection, args.framework_command, config, outcome=outcome,
                                     timeout_seconds=args.command_timeout)
             message = "migration command succeeded"
@@ -236,7 +237,7 @@ def _run_apply(args: argparse.Namespace) -> int:
                     f"unexpected arguments {args.framework_command}; use --command -- ARGV for command mode"
                 )
             migrations = _load_migrations(args)
-            with connect.connect(target) as connection:
+            with connect.connect(target) as connection, connect.translated_errors("migrating"):
                 session.run(connection, migrations, config, outcome)
             applied = outcome.report.applied if outcome.report else []
             verb = "would apply" if config.apply.dry_run else "applied"
@@ -256,7 +257,8 @@ def _run_down(args: argparse.Namespace) -> int:
     try:
         config = _run_config(args, target=args.to_version, allow_down=True)
         migrations = _load_migrations(args)
-        with connect.connect(connect.target_from_arguments(args)) as connection:
+        with connect.connect(connect.target_from_arguments(args)) as connection, \
+                connect.translated_errors("migrating down"):
             session.run(connection, migrations, config, outcome)
         applied = outcome.report.applied if outcome.report else []
         message = f"rolled back {len(applied)} migrations; version {outcome.previous_version} → {outcome.current_version}"
@@ -274,7 +276,8 @@ def _run_status(args: argparse.Namespace) -> int:
     try:
         table = history.HistoryTable.parse(args.history_table)
         migrations = _load_migrations(args) if (args.source or args.inline_file) else []
-        with connect.connect(connect.target_from_arguments(args)) as connection:
+        with connect.connect(connect.target_from_arguments(args)) as connection, \
+                connect.translated_errors("reading the history"):
             fields = session.status(connection, migrations, table)
     except Exception as error:
         return _fail(name, error)
@@ -296,7 +299,8 @@ def _run_verify_db(args: argparse.Namespace) -> int:
                                        row_count_tolerance_percent=config.row_count_tolerance_percent,
                                        exclude_tables=exclude)
         before = dbverify.load_row_counts(args.row_counts_before) if args.row_counts_before else None
-        with connect.connect(connect.target_from_arguments(args)) as connection:
+        with connect.connect(connect.target_from_arguments(args)) as connection, \
+                connect.translated_errors("verifying"):
             verification = dbverify.verify(connection, config, before)
             if args.row_counts_out:
                 counts = dbverify.row_counts(connection, exclude)

@@ -12,7 +12,9 @@ the migrations' own small copy until that lands.)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,3 +108,17 @@ def map_connect_error(error: psycopg.OperationalError, target: ConnectionTarget)
     if "invalid" in lowered and ("uri" in lowered or "connection option" in lowered or "sslmode" in lowered):
         return errors.InvalidSpecError(f"invalid connection parameters ({where}): {text}")
     return errors.TransientError(f"cannot reach PostgreSQL ({where}): {text}")
+
+
+@contextlib.contextmanager
+def translated_errors(doing: str) -> Iterator[None]:
+    """Turn stray PostgreSQL errors into dbops errors: a lost connection is transient, the rest permanent."""
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        text = redact(str(error).strip(), os.environ.get("PGPASSWORD"))
+        raise errors.TransientError(f"lost the connection to PostgreSQL while {doing}: {text}") from None
+    except psycopg.Error as error:
+        primary = error.diag.message_primary or str(error).strip()
+        text = redact(f"{primary} (SQLSTATE {error.sqlstate or '?'})", os.environ.get("PGPASSWORD"))
+        raise errors.MigrationError(f"PostgreSQL refused {doing}: {text}") from None

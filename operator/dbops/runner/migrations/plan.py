@@ -68,6 +68,7 @@ class Plan:
     baseline_version: str | None = None
     retry_failed: list[str] = field(default_factory=list)
     lint: list[dict[str, Any]] = field(default_factory=list)
+    source_hash: str = ""
 
     @property
     def pending(self) -> list[str]:
@@ -117,6 +118,7 @@ class Plan:
             "destructive": self.destructive,
             "destructiveStatements": [d.as_result() for d in self.destructive_statements],
             "lint": self.lint,
+            "sourceHash": self.source_hash,
             **({"retryingFailed": self.retry_failed} if self.retry_failed else {}),
         }
 
@@ -175,6 +177,7 @@ def build_plan(
 ) -> Plan:
     """Decide the steps from the source, the history and the target; raise MigrationError when unsafe."""
     check_drift(migrations, rows)
+    fingerprint = source.source_hash(migrations)
     applied = {row.number for row in applied_rows(rows)}
     baseline = None
     if not applied and baseline_version:
@@ -211,7 +214,7 @@ def build_plan(
                         reason="NoDownMigration",
                     )
                 steps.append(Step(migration, "down"))
-        return Plan("down", steps, current_label, target_label, history_table, baseline)
+        return Plan("down", steps, current_label, target_label, history_table, baseline, source_hash=fingerprint)
 
     pending = [m for m in migrations if m.number not in applied and (target is None or m.number <= target)]
     if current is not None:
@@ -224,7 +227,7 @@ def build_plan(
             )
     failed = [row.version for row in rows if not row.success and row.number in {m.number for m in pending}]
     return Plan("up" if pending else "none", [Step(m, "up") for m in pending], current_label, target_label,
-                history_table, baseline, retry_failed=failed)
+                history_table, baseline, retry_failed=failed, source_hash=fingerprint)
 
 
 def _version_label(

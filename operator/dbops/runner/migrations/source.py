@@ -89,6 +89,17 @@ def checksum_of(sql: str) -> str:
     return hashlib.sha256(sql.encode()).hexdigest()
 
 
+def source_hash(migrations: list[Migration]) -> str:
+    """sha256 over every version, name, up and down script: changes whenever the source changes."""
+    digest = hashlib.sha256()
+    for migration in migrations:
+        down = migration.down.sql if migration.down is not None else ""
+        for part in (migration.version, migration.name, migration.up.sql, down):
+            digest.update(part.encode())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def make_migration(version: str, name: str, up: str, down: str | None) -> Migration:
     """Build and validate one migration from its parts."""
     version = str(version)
