@@ -1,0 +1,101 @@
+"""DatabaseBackup: read → decide (dbops.reconcile.backup) → create Jobs → write status; deletion and ttl."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
+from dbops.api.status import utcnow
+from dbops.controller import driver, metrics
+from dbops.controller.config import CONFIG
+from dbops.kube import events, objects
+from dbops.kube import jobs as kube_jobs
+from dbops.reconcile import backup as backup_reconcile
+from dbops.reconcile.jobs import MISSING
+from dbops.specs import env as env_specs
+from dbops.specs import jobs as job_specs
+from dbops.specs.owner import Owner
+
+KIND = "DatabaseBackup"
+ACTIVE_ROLES = ("backup", "verify")
+
+
+def job_builder(owner: Owner, spec: DatabaseBackupSpec) -> driver.JobBuilder:
+    """Builds this backup's Jobs by role."""
+
+    def build(role: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if role == "backup":
+            return job_specs.build_backup_job(owner, spec, image=CONFIG.image)
+        if role == "verify":
+            return job_specs.build_verify_job(owner, spec, str(params["artifact_dir"]), image=CONFIG.image)
+        if role == "delete":
+            return job_specs.build_delete_artifact_job(owner, spec, str(params["artifact_dir"]), image=CONFIG.image)
+        raise ValueError(f"unknown backup role {role}")
+
+    return build
+
+
+def reconcile(body: dict[str, Any]) -> None:
+    """One reconcile of a DatabaseBackup body."""
+    owner = Owner.from_body(body)
+    status = DatabaseBackupStatus.model_validate(body.get("status") or {})
+    if status.is_terminal:
+        metrics.PHASES.record(KIND, owner.namespace, owner.name, status.phase)
+        return
+    spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
+    names = {role: job_specs.job_name(owner, role) for role in ACTIVE_ROLES}
+    observed = backup_reconcile.BackupJobs(
+        backup=driver.read_job(owner.namespace, names["backup"]),
+        verify=driver.read_job(owner.namespace, names["verify"]) if status.phase == "Verifying" else MISSING,
+        backup_name=names["backup"], verify_name=names["verify"],
+    )
+    if observed.backup.state == "Missing":
+        driver.require_secrets(owner.namespace, env_specs.secret_references(spec.database, spec.storage))
+    decision = backup_reconcile.reconcile_backup(spec, status, observed, generation=owner.generation, now=utcnow())
+    driver.start_jobs(owner, decision, job_builder(owner, spec))
+    driver.write_status(owner, body, decision)
+    assert isinstance(decision.status, DatabaseBackupStatus)
+    _record_outcome(owner, spec, decision.status)
+
+
+def _record_outcome(owner: Owner, spec: DatabaseBackupSpec, status: DatabaseBackupStatus) -> None:
+    if not status.is_terminal or status.duration_seconds is None:
+        return
+    database = spec.database.name or "default"
+    metrics.BACKUP_DURATION.labels(owner.namespace, status.phase).observe(status.duration_seconds)
+    if status.phase == "Succeeded" and status.completed_at is not None:
+        metrics.BACKUP_LAST_SUCCESS.labels(owner.namespace, database).set(status.completed_at.timestamp())
+        if status.artifact is not None:
+            metrics.BACKUP_SIZE.labels(owner.namespace, database).set(status.artifact.size_bytes)
+
+
+def finalize(body: Mapping[str, Any], retry: int) -> None:
+    """Deletion: stop running Jobs, then delete the stored artifact per deletionPolicy; retried until done."""
+    owner = Owner.from_body(body)
+    for role in ACTIVE_ROLES:
+        kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, role))
+    spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
+    status = DatabaseBackupStatus.model_validate(body.get("status") or {})
+    delete_name = job_specs.job_name(owner, "delete")
+    step = backup_reconcile.deletion_step(spec, status, driver.read_job(owner.namespace, delete_name), delete_name)
+    if step.job is not None:
+        manifest = driver.with_job_env(job_builder(owner, spec)(step.job.role, step.job.params))
+        objects.create_or_adopt(manifest)
+    if not step.done:
+        raise kopf.TemporaryError(step.message, delay=min(2.0 + retry, 10.0))
+    if step.warning:
+        events.emit(driver.involved(owner), "Warning", "ArtifactNotDeleted", step.message)
+    driver.logger.info("DatabaseBackup %s/%s deleted: %s", owner.namespace, owner.name, step.message)
+    metrics.PHASES.record(KIND, owner.namespace, owner.name, None)
+
+
+def expire(body: Mapping[str, Any]) -> None:
+    """Delete a finished backup whose ttl passed."""
+    status = DatabaseBackupStatus.model_validate(body.get("status") or {})
+    if backup_reconcile.is_expired(status, utcnow()):
+        owner = Owner.from_body(body)
+        driver.logger.info("DatabaseBackup %s/%s expired (ttl); deleting it", owner.namespace, owner.name)
+        objects.delete(KIND, owner.namespace, owner.name)

@@ -1,0 +1,85 @@
+"""The Kopf handlers: thin adapters from events and timers to the per-kind reconcilers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import kopf
+
+from dbops.api.backup import DatabaseBackupStatus
+from dbops.api.base import GROUP, VERSION
+from dbops.api.kinds import BACKUP
+from dbops.api.status import TERMINAL_PHASES, ResourceStatus
+from dbops.controller import backup, driver
+from dbops.controller.config import CONFIG
+from dbops.controller.registry import REGISTRY
+from dbops.reconcile.jobs import job_state
+from dbops.specs.owner import KIND_LABEL, MANAGED_BY, MANAGER
+
+logger = logging.getLogger("dbops.controller")
+
+Reconciler = tuple[Callable[[dict[str, Any]], None], type[ResourceStatus]]
+RECONCILERS: dict[str, Reconciler] = {
+    BACKUP.kind: (backup.reconcile, DatabaseBackupStatus),
+}
+
+
+def reconcile(kind: str, namespace: str, name: str, retry: int = 0) -> None:
+    """Reconcile one resource of a kind."""
+    function, status_model = RECONCILERS[kind]
+    driver.run(kind, namespace, name, retry, function, status_model)
+
+
+def _unfinished(status: Mapping[str, Any], **_: Any) -> bool:
+    return status.get("phase") not in TERMINAL_PHASES
+
+
+# DatabaseBackup ---------------------------------------------------------------------------------
+
+@kopf.on.resume(GROUP, VERSION, BACKUP.plural, registry=REGISTRY)
+@kopf.on.create(GROUP, VERSION, BACKUP.plural, registry=REGISTRY)
+@kopf.on.update(GROUP, VERSION, BACKUP.plural, field="spec", registry=REGISTRY)
+def backup_changed(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
+    """A DatabaseBackup appeared, changed or was found at startup."""
+    reconcile(BACKUP.kind, namespace or "", name, retry)
+
+
+@kopf.timer(GROUP, VERSION, BACKUP.plural, interval=CONFIG.recheck_seconds, initial_delay=CONFIG.recheck_seconds,
+            when=_unfinished, registry=REGISTRY)
+def backup_recheck(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
+    """Re-read an unfinished DatabaseBackup in case an event was missed."""
+    reconcile(BACKUP.kind, namespace or "", name, retry)
+
+
+@kopf.timer(GROUP, VERSION, BACKUP.plural, interval=60.0, idle=0,
+            when=lambda spec, status, **_: bool(spec.get("ttl")) and status.get("phase") in TERMINAL_PHASES,
+            registry=REGISTRY)
+def backup_expiry(body: kopf.Body, **_: Any) -> None:
+    """Delete a finished DatabaseBackup when its ttl has passed."""
+    backup.expire(body)
+
+
+@kopf.on.delete(GROUP, VERSION, BACKUP.plural, registry=REGISTRY)
+def backup_deleted(body: kopf.Body, retry: int = 0, **_: Any) -> None:
+    """Stop the backup's Jobs and delete its artifact per deletionPolicy before the resource goes."""
+    backup.finalize(body, retry)
+
+
+# Jobs -------------------------------------------------------------------------------------------
+
+@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER}, registry=REGISTRY)
+def job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A Job we made changed: when it finished, reconcile the resource that owns it."""
+    if type == "DELETED" or job_state(body) not in ("Succeeded", "Failed"):
+        return
+    kind = (body.get("metadata", {}).get("labels") or {}).get(KIND_LABEL)
+    owners = [ref for ref in body.get("metadata", {}).get("ownerReferences") or [] if ref.get("kind") == kind]
+    if kind not in RECONCILERS or not owners:
+        return
+    try:
+        reconcile(kind, body["metadata"]["namespace"], owners[0]["name"])
+    except kopf.TemporaryError as error:
+        logger.info("reconcile of %s %s after Job %s deferred: %s", kind, owners[0]["name"],
+                    body["metadata"]["name"], error)
