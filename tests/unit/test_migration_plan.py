@@ -142,3 +142,13 @@ def test_source_hash_follows_every_script() -> None:
     assert plain == source.source_hash(migrations())
     edited_down = [*ms[:2], source.make_migration("0003", "m3", "CREATE TABLE t3 (i int);", "DROP TABLE t3 CASCADE;")]
     assert source.source_hash(edited_down) != plain
+
+
+def test_target_version_limits_up_and_down_needs_down_scripts() -> None:
+    ms = migrations()
+    assert build(ms, [], target_version="0002").pending == ["0001", "0002"]
+    with pytest.raises(errors.InvalidSpecError, match="not in the source"):
+        build(ms, [], target_version="0009")
+    no_down = [source.make_migration("0001", "a", "CREATE TABLE a (i int);", None)]
+    with pytest.raises(errors.MigrationError, match="no down script"):
+        build(no_down, [row(no_down[0])], target_version="0", allow_down=True)
