@@ -58,6 +58,12 @@ ADMISSION_PLUGINS = (
 STARTUP_TIMEOUT = 120.0
 
 
+def die_with_parent(argv: Sequence[str]) -> list[str]:
+    """Prefix a command so it is SIGKILLed when the thread that started it dies (even by SIGKILL)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", *argv] if setpriv else list(argv)
+
+
 @dataclass
 class ControlPlane:
     """A Kubernetes API endpoint the tests talk to: the local control plane or an existing cluster."""
@@ -142,7 +148,7 @@ def _start(plane: ControlPlane, root: Path, logs: list[IO[bytes]]) -> None:
         log = open(root / f"{name}.log", "wb")  # noqa: SIM115
         logs.append(log)
         process = subprocess.Popen(
-            [str(plane.bin_dir / name if plane.bin_dir else name), *args],
+            die_with_parent([str(plane.bin_dir / name if plane.bin_dir else name), *args]),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         plane.processes[name] = process

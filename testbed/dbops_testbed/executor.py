@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from dbops_testbed.controlplane import die_with_parent
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_NODE_NAME = "dbops-testbed-node"
@@ -723,7 +725,7 @@ class _PodWorker(threading.Thread):
         if container.log is None:
             container.log = open(self.pod_dir / "logs" / f"{container.name}.log", "ab")  # noqa: SIM115
         container.process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", str(setup), *argv],
+            die_with_parent(["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", str(setup), *argv]),
             env=container.env, stdin=subprocess.DEVNULL, stdout=container.log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd="/",
         )

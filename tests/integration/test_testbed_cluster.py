@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from tests.fixtures.cluster import read_json, wait_for
 
-from dbops_testbed.controlplane import ControlPlane
+from dbops_testbed.controlplane import EXTERNAL_KUBECONFIG_ENV, ControlPlane
 from dbops_testbed.executor import ProcessNodeExecutor
 
 pytestmark = pytest.mark.timeout(300)
@@ -399,3 +403,37 @@ def test_processes_left_behind_by_a_container_are_killed(
         return found
 
     wait_for(lambda: not leftovers(), timeout=30, message="the leftover processes to be killed")
+
+
+def test_control_plane_dies_with_a_killed_test_process(tmp_path: Path) -> None:
+    ready = tmp_path / "server"
+    script = (
+        "import pathlib, sys, time\n"
+        "from dbops_testbed.controlplane import running_control_plane\n"
+        "with running_control_plane() as plane:\n"
+        "    pids = ' '.join(str(p.pid) for p in plane.processes.values())\n"
+        "    pathlib.Path(sys.argv[1]).write_text(f'{plane.log_dir} {pids}')\n"
+        "    time.sleep(600)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "testbed")}
+    env.pop(EXTERNAL_KUBECONFIG_ENV, None)
+    holder = subprocess.Popen([sys.executable, "-c", script, str(ready)], env=env, start_new_session=True)
+    try:
+        state, *pids_text = wait_for(lambda: ready.exists() and ready.read_text(), timeout=120,
+                                     message="the control plane to start").split()
+        pids = [int(pid) for pid in pids_text]
+        assert len(pids) == 3
+    finally:
+        holder.kill()
+        holder.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=30,
+             message="etcd, kube-apiserver and kube-controller-manager to die with their parent")
+    shutil.rmtree(state, ignore_errors=True)  # the killed holder could not remove its directory
