@@ -437,3 +437,15 @@ def test_control_plane_dies_with_a_killed_test_process(tmp_path: Path) -> None:
     wait_for(lambda: not any(alive(pid) for pid in pids), timeout=30,
              message="etcd, kube-apiserver and kube-controller-manager to die with their parent")
     shutil.rmtree(state, ignore_errors=True)  # the killed holder could not remove its directory
+
+
+def test_pod_failure_policy_fails_the_job_on_a_permanent_exit_code(kube_client: Any, namespace: str) -> None:
+    manifest = job_manifest("permanent", ["sh", "-c", "exit 42"], backoffLimit=3, podFailurePolicy={"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}}]})
+    client.BatchV1Api(kube_client).create_namespaced_job(namespace, manifest)
+    assert wait_for(lambda: job_condition(kube_client, namespace, "permanent"), timeout=120,
+                    message="the Job to fail") == "Failed"
+    job = read_json(client.BatchV1Api(kube_client).read_namespaced_job("permanent", namespace,
+                                                                       _preload_content=False))
+    assert {c["reason"] for c in job["status"]["conditions"] if c["type"] == "Failed"} == {"PodFailurePolicy"}
+    assert len(job_pods(kube_client, namespace, "permanent")) == 1
