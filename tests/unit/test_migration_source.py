@@ -129,3 +129,9 @@ def test_a_mounted_configmap_directory_is_read_through_its_links(tmp_path: Path)
     migrations = source.load_directory(tmp_path)
     assert [m.label for m in migrations] == ["0001_a"]
     assert migrations[0].down is not None and migrations[0].down.sql == "DROP TABLE a;"
+
+
+def test_an_empty_directory_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, {"README.md": "nothing here"})
+    with pytest.raises(errors.InvalidSpecError, match="no migrations"):
+        source.load_directory(tmp_path)

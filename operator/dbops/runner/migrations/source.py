@@ -163,6 +163,10 @@ def load_directory(path: Path) -> list[Migration]:
             )
         version, name = up_label.split("_", 1)
         migrations.append(make_migration(version, name, up_sql, files["down"][1] if "down" in files else None))
+    if not migrations:
+        raise errors.InvalidSpecError(
+            f"no migrations in {path} (expected files like 0001_create_users.up.sql); is the right ConfigMap mounted?"
+        )
     return validate_sequence(migrations)
 
 
