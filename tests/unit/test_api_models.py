@@ -44,7 +44,7 @@ def test_unknown_fields_are_rejected() -> None:
 
 
 def test_negative_parallel_jobs_is_rejected() -> None:
-    with pytest.raises(ValidationError, match="parallel_jobs|parallelJobs"):
+    with pytest.raises(ValidationError, match=r"parallel_jobs|parallelJobs"):
         DatabaseBackupSpec.model_validate({**MINIMAL_BACKUP, "parallelJobs": -1})
 
 

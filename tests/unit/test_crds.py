@@ -54,4 +54,4 @@ def test_crd_names_category_and_status_subresource(kind: kinds.Kind) -> None:
     assert spec["names"]["categories"] == ["dbops"]
     assert spec["names"]["shortNames"]
     assert spec["versions"][0]["subresources"] == {"status": {}}
-    assert [c["name"] for c in spec["versions"][0]["additionalPrinterColumns"]][0] == "Phase"
+    assert spec["versions"][0]["additionalPrinterColumns"][0]["name"] == "Phase"
