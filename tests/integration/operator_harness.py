@@ -30,7 +30,9 @@ PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
 class RunningOperator:
     """A `dbops operator` subprocess watching one namespace; logs go to a file."""
 
-    def __init__(self, control_plane: ControlPlane, namespace: str, *extra: str) -> None:
+    def __init__(self, control_plane: ControlPlane, namespace: str, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
+        self.env = env or {}
         self.control_plane = control_plane
         self.namespace = namespace
         self.extra = extra
@@ -39,7 +41,7 @@ class RunningOperator:
 
     def start(self) -> None:
         """Start the operator process."""
-        env = {**os.environ, "KUBECONFIG": str(self.control_plane.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.control_plane.kubeconfig), **self.env}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         args = [
             sys.executable, "-m", "dbops.cli.main", "operator", "--namespace", self.namespace,

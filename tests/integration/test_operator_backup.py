@@ -1,52 +1,21 @@
 """DatabaseBackup end to end: resource → Jobs → status, Events, artifacts in MinIO; bad credentials canary."""
+# ruff: noqa: F811  (pytest fixtures imported from operator_fixtures are parameters here)
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.fixtures.crds import installed_crds  # noqa: F401  (fixture)
 from tests.integration import operator_harness as harness
+from tests.integration.operator_fixtures import app_database, installed_crds, operator, postgres, s3_secret  # noqa: F401
 
-from dbops_testbed.controlplane import ControlPlane
 from dbops_testbed.minio import MinioServer
-from dbops_testbed.postgres import PostgresServer, running_postgres
+from dbops_testbed.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(600)
 BACKUP = "DatabaseBackup"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL 18 server for the operator tests."""
-    with running_postgres(18) as server:
-        yield server
-
-
-@pytest.fixture
-def app_database(postgres: PostgresServer) -> Iterator[str]:
-    """A database with two small tables."""
-    name = f"app_{uuid.uuid4().hex[:8]}"
-    postgres.create_database(name)
-    postgres.psql("CREATE TABLE users (id serial primary key, email text not null);"
-                  "INSERT INTO users (email) SELECT 'u' || g || '@x' FROM generate_series(1, 200) g;"
-                  "CREATE TABLE bookings (id serial primary key, user_id int references users(id));"
-                  "INSERT INTO bookings (user_id) SELECT 1 + g % 200 FROM generate_series(1, 500) g;", name)
-    yield name
-    postgres.drop_database(name)
-
-
-@pytest.fixture
-def operator(installed_crds: ControlPlane, namespace: str, kube_client: Any,  # noqa: F811
-             minio_server: MinioServer) -> Iterator[harness.RunningOperator]:
-    """An operator watching the test namespace, with the S3 credentials Secret in place."""
-    harness.create_secret(kube_client, namespace, "s3", {"AWS_ACCESS_KEY_ID": minio_server.access_key,
-                                                         "AWS_SECRET_ACCESS_KEY": minio_server.secret_key})
-    with harness.running_operator(installed_crds, namespace) as running:
-        yield running
 
 
 def backup_spec(minio: MinioServer, bucket: str, **extra: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -16,7 +17,7 @@ from dbops.controller import metrics
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import session as kube_session
-from dbops.reconcile.actions import Decision
+from dbops.reconcile.actions import ChildRequest, Decision
 from dbops.reconcile.jobs import JobOutcome, job_outcome, job_state
 from dbops.redaction import redact
 from dbops.specs.owner import ROLE_LABEL, Owner
@@ -75,6 +76,31 @@ def with_job_env(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+PARENT_ANNOTATION = "dbops.io/parent"
+FAULT_EXIT_AFTER_JOB_CREATE = "DBOPS_FAULT_EXIT_AFTER_JOB_CREATE"
+"""Set to 1 (tests only) to make the operator exit right after creating a Job, before writing status."""
+
+
+def child_manifest(owner: Owner, child: ChildRequest) -> dict[str, Any]:
+    """The manifest of a child dbops resource, labelled (and annotated with the full name) for its parent."""
+    from dbops.api.base import API_VERSION
+
+    metadata: dict[str, Any] = {
+        "name": child.name, "namespace": owner.namespace, "labels": owner.parent_labels(),
+        "annotations": {PARENT_ANNOTATION: f"{owner.kind}/{owner.name}"},
+    }
+    if child.owned:
+        metadata["ownerReferences"] = [owner.owner_reference(controller=False)]
+    return {"apiVersion": API_VERSION, "kind": child.kind, "metadata": metadata, "spec": child.spec}
+
+
+def parent_of(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the parent of a child dbops resource."""
+    value = str(((body.get("metadata") or {}).get("annotations") or {}).get(PARENT_ANNOTATION) or "")
+    kind, _, name = value.partition("/")
+    return (kind, name) if kind and name else None
+
+
 def start_jobs(owner: Owner, decision: Decision, build: JobBuilder) -> None:
     """Create the Jobs a decision asks for; an existing Job of the same name is adopted."""
     for request in decision.jobs:
@@ -83,8 +109,15 @@ def start_jobs(owner: Owner, decision: Decision, build: JobBuilder) -> None:
         _, created = objects.create_or_adopt(manifest)
         counter = metrics.JOBS_CREATED if created else metrics.JOBS_ADOPTED
         counter.labels(owner.kind, request.role).inc()
+        if created and os.environ.get(FAULT_EXIT_AFTER_JOB_CREATE) == "1":
+            os._exit(137)  # fault injection for the crash-consistency tests: die before the status patch
         logger.info("%s Job %s for %s %s/%s", "created" if created else "adopted", request.name, owner.kind,
                     owner.namespace, owner.name)
+    for child in decision.children:
+        manifest = child_manifest(owner, child)
+        _, created = objects.create_or_adopt(manifest)
+        logger.info("%s %s %s for %s %s/%s", "created" if created else "adopted", child.kind, child.name,
+                    owner.kind, owner.namespace, owner.name)
     for manifest in decision.create:
         _, created = objects.create_or_adopt(manifest)
         logger.info("%s %s %s for %s %s/%s", "created" if created else "adopted", manifest["kind"],

@@ -10,19 +10,21 @@ import kopf
 
 from dbops.api.backup import DatabaseBackupStatus
 from dbops.api.base import GROUP, VERSION
-from dbops.api.kinds import BACKUP
+from dbops.api.kinds import BACKUP, RESTORE, Kind
+from dbops.api.restore import DatabaseRestoreStatus
 from dbops.api.status import TERMINAL_PHASES, ResourceStatus
-from dbops.controller import backup, driver
+from dbops.controller import backup, driver, restore
 from dbops.controller.config import CONFIG
 from dbops.controller.registry import REGISTRY
 from dbops.reconcile.jobs import job_state
-from dbops.specs.owner import KIND_LABEL, MANAGED_BY, MANAGER
+from dbops.specs.owner import KIND_LABEL, MANAGED_BY, MANAGER, PARENT_KIND_LABEL
 
 logger = logging.getLogger("dbops.controller")
 
 Reconciler = tuple[Callable[[dict[str, Any]], None], type[ResourceStatus]]
 RECONCILERS: dict[str, Reconciler] = {
     BACKUP.kind: (backup.reconcile, DatabaseBackupStatus),
+    RESTORE.kind: (restore.reconcile, DatabaseRestoreStatus),
 }
 
 
@@ -36,22 +38,29 @@ def _unfinished(status: Mapping[str, Any], **_: Any) -> bool:
     return status.get("phase") not in TERMINAL_PHASES
 
 
-# DatabaseBackup ---------------------------------------------------------------------------------
+# Every kind: create, resume, spec change, periodic re-check of unfinished resources --------------
 
-@kopf.on.resume(GROUP, VERSION, BACKUP.plural, registry=REGISTRY)
-@kopf.on.create(GROUP, VERSION, BACKUP.plural, registry=REGISTRY)
-@kopf.on.update(GROUP, VERSION, BACKUP.plural, field="spec", registry=REGISTRY)
-def backup_changed(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
-    """A DatabaseBackup appeared, changed or was found at startup."""
-    reconcile(BACKUP.kind, namespace or "", name, retry)
+def _register(kind: Kind) -> None:
+    def changed(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
+        """A resource appeared, changed or was found at startup."""
+        reconcile(kind.kind, namespace or "", name, retry)
+
+    def recheck(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
+        """Re-read an unfinished resource in case an event was missed or a wait is over."""
+        reconcile(kind.kind, namespace or "", name, retry)
+
+    kopf.on.resume(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
+    kopf.on.create(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
+    kopf.on.update(GROUP, VERSION, kind.plural, field="spec", registry=REGISTRY, id="reconcile")(changed)
+    kopf.timer(GROUP, VERSION, kind.plural, interval=CONFIG.recheck_seconds, initial_delay=CONFIG.recheck_seconds,
+               when=_unfinished, registry=REGISTRY, id="recheck")(recheck)
 
 
-@kopf.timer(GROUP, VERSION, BACKUP.plural, interval=CONFIG.recheck_seconds, initial_delay=CONFIG.recheck_seconds,
-            when=_unfinished, registry=REGISTRY)
-def backup_recheck(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
-    """Re-read an unfinished DatabaseBackup in case an event was missed."""
-    reconcile(BACKUP.kind, namespace or "", name, retry)
+for _kind in (BACKUP, RESTORE):
+    _register(_kind)
 
+
+# DatabaseBackup: ttl and deletion ---------------------------------------------------------------
 
 @kopf.timer(GROUP, VERSION, BACKUP.plural, interval=60.0, idle=0,
             when=lambda spec, status, **_: bool(spec.get("ttl")) and status.get("phase") in TERMINAL_PHASES,
@@ -83,3 +92,22 @@ def job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     except kopf.TemporaryError as error:
         logger.info("reconcile of %s %s after Job %s deferred: %s", kind, owners[0]["name"],
                     body["metadata"]["name"], error)
+
+
+# Child resources: a finished child backup or restore moves its parent on ------------------------
+
+def _child_finished(body: kopf.Body, type: str | None, **_: Any) -> None:
+    if type == "DELETED" or (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+        return
+    parent = driver.parent_of(body)
+    if parent is None or parent[0] not in RECONCILERS:
+        return
+    try:
+        reconcile(parent[0], body["metadata"]["namespace"], parent[1])
+    except kopf.TemporaryError as error:
+        logger.info("reconcile of %s %s after its child finished deferred: %s", parent[0], parent[1], error)
+
+
+for _kind in (BACKUP, RESTORE):
+    kopf.on.event(GROUP, VERSION, _kind.plural, labels={PARENT_KIND_LABEL: kopf.PRESENT}, registry=REGISTRY,
+                  id="child-finished")(_child_finished)

@@ -28,6 +28,17 @@ class JobRequest:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ChildRequest:
+    """A child dbops resource to create (a safety or pre-migration backup, a rollback restore)."""
+
+    kind: str
+    name: str
+    spec: dict[str, Any]
+    owned: bool = True
+    """Whether the child is garbage-collected with its parent."""
+
+
 @dataclass
 class Decision:
     """The outcome of one reconcile: the new status and the side effects that lead to it."""
@@ -35,6 +46,8 @@ class Decision:
     status: ResourceStatus
     jobs: list[JobRequest] = field(default_factory=list)
     """Jobs to create (AlreadyExists means adopt)."""
+    children: list[ChildRequest] = field(default_factory=list)
+    """Child dbops resources to create (AlreadyExists means adopt)."""
     create: list[dict[str, Any]] = field(default_factory=list)
     """Other objects to create (AlreadyExists means adopt), e.g. child DatabaseBackups."""
     apply: list[dict[str, Any]] = field(default_factory=list)

@@ -193,6 +193,8 @@ def build_restore_job(owner: Owner, spec: DatabaseRestoreSpec, source_storage: S
         args += ["--confirm-overwrite", spec.confirm_overwrite]
     if spec.terminate_connections:
         args.append("--terminate-connections")
+    if not spec.verify.row_counts:
+        args.append("--no-row-count-check")
     work = RunnerWork(
         role="restore", args=args, env=[*env_specs.database_env(spec.target.database), *access.env],
         volumes=access.volumes, mounts=access.mounts,

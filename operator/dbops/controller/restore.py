@@ -1,0 +1,89 @@
+"""DatabaseRestore: resolve the source backup → decide (dbops.reconcile.restore) → Jobs and children → status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dbops import errors
+from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
+from dbops.api.common import Storage
+from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus
+from dbops.api.status import utcnow
+from dbops.controller import driver, metrics
+from dbops.controller.config import CONFIG
+from dbops.kube import objects
+from dbops.reconcile import backup as backup_reconcile
+from dbops.reconcile import restore as restore_reconcile
+from dbops.reconcile.children import ChildState, child_state
+from dbops.specs import env as env_specs
+from dbops.specs import jobs as job_specs
+from dbops.specs import naming
+from dbops.specs import storage as storage_specs
+from dbops.specs.owner import Owner
+
+KIND = "DatabaseRestore"
+
+
+def resolve_source(namespace: str, spec: DatabaseRestoreSpec) -> restore_reconcile.RestoreSource:
+    """The backup to restore: from a DatabaseBackup (which must have succeeded) or a storage location."""
+    source = spec.source
+    if source.backup_ref is not None:
+        name = source.backup_ref.name
+        body = objects.get("DatabaseBackup", namespace, name)
+        if body is None:
+            raise errors.MissingReferenceError(f"DatabaseBackup {name} not found")
+        status = DatabaseBackupStatus.model_validate(body.get("status") or {})
+        backup_spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
+        if status.phase == "Failed":
+            return restore_reconcile.RestoreSource("Failed", message=f"DatabaseBackup {name} failed: {status.message}")
+        if status.phase != "Succeeded" or status.artifact is None:
+            return restore_reconcile.RestoreSource("Waiting", message=f"waiting for DatabaseBackup {name} to succeed")
+        return restore_reconcile.RestoreSource(
+            "Ready", artifact_dir=backup_reconcile.artifact_directory(status.artifact),
+            storage=backup_spec.storage.to_wire(), sha256=status.artifact.sha256, backup_name=name)
+    assert source.storage is not None
+    location = storage_specs.storage_access(source.storage).location
+    return restore_reconcile.RestoreSource("Ready", artifact_dir=storage_specs.join_location(location, source.path or ""),
+                                           storage=source.storage.to_wire())
+
+
+def job_builder(owner: Owner, spec: DatabaseRestoreSpec) -> driver.JobBuilder:
+    """Builds this restore's Jobs by role."""
+
+    def build(role: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if role == "restore":
+            storage = Storage.model_validate(params["storage"])
+            return job_specs.build_restore_job(owner, spec, storage, str(params["artifact_dir"]), image=CONFIG.image)
+        raise ValueError(f"unknown restore role {role}")
+
+    return build
+
+
+def safety_backup_name(owner: Owner) -> str:
+    """The deterministic name of the safety backup."""
+    return naming.child_name(owner.name, "safety", owner.uid)
+
+
+def reconcile(body: dict[str, Any]) -> None:
+    """One reconcile of a DatabaseRestore body."""
+    owner = Owner.from_body(body)
+    status = DatabaseRestoreStatus.model_validate(body.get("status") or {})
+    if status.is_terminal:
+        metrics.PHASES.record(KIND, owner.namespace, owner.name, status.phase)
+        return
+    spec = DatabaseRestoreSpec.model_validate(body.get("spec") or {})
+    source = resolve_source(owner.namespace, spec)
+    safety_name = safety_backup_name(owner)
+    safety = (child_state(safety_name, objects.get("DatabaseBackup", owner.namespace, safety_name))
+              if spec.safety_backup.enabled else ChildState(safety_name))
+    job_name = job_specs.job_name(owner, "restore")
+    restore_job = driver.read_job(owner.namespace, job_name)
+    if restore_job.state == "Missing" and source.state == "Ready":
+        source_storage = Storage.model_validate(source.storage)
+        driver.require_secrets(owner.namespace, env_specs.secret_references(
+            spec.target.database, source_storage, spec.safety_backup.storage if spec.safety_backup.enabled else None))
+    observed = restore_reconcile.RestoreObserved(source, safety, restore_job, job_name)
+    decision = restore_reconcile.reconcile_restore(spec, status, observed, generation=owner.generation, now=utcnow())
+    driver.start_jobs(owner, decision, job_builder(owner, spec))
+    driver.write_status(owner, body, decision)

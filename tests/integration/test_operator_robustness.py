@@ -1,0 +1,142 @@
+"""Crash consistency: an operator killed between Job creation and status patch, down while Jobs finish,
+and resources deleted mid-Job; Pod Security `restricted` admits every Job pod."""
+# ruff: noqa: F811  (pytest fixtures imported from operator_fixtures are parameters here)
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from tests.integration import operator_harness as harness
+from tests.integration.operator_fixtures import app_database, installed_crds, operator, postgres, s3_secret  # noqa: F401
+
+from dbops_testbed.controlplane import ControlPlane
+from dbops_testbed.minio import MinioServer
+from dbops_testbed.postgres import PostgresServer
+
+pytestmark = pytest.mark.timeout(1200)
+BACKUP = "DatabaseBackup"
+CRASHES = 20
+
+
+def spec(minio: MinioServer, bucket: str, **extra: Any) -> dict[str, Any]:
+    return {"database": {"uriSecretRef": {"name": "db", "key": "uri"}},
+            "storage": harness.s3_storage(minio, bucket), **extra}
+
+
+def test_operator_killed_after_every_job_creation_never_duplicates_jobs(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str,
+        postgres: PostgresServer, app_database: str, minio_server: MinioServer, bucket: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    names = [f"crash-{i:02d}" for i in range(CRASHES // 2 + 2)]
+    for name in names:
+        harness.create_resource(kube_client, namespace, BACKUP, name, spec(minio_server, bucket))
+    crashes = 0
+    operator = harness.RunningOperator(installed_crds, namespace, "--workers", "1",
+                                       env={"DBOPS_FAULT_EXIT_AFTER_JOB_CREATE": "1"})
+    deadline = time.monotonic() + 900
+    while crashes < CRASHES * 2 and time.monotonic() < deadline:
+        operator.start()
+        assert operator.process is not None
+        try:
+            code = operator.process.wait(timeout=90)
+        except Exception:
+            operator.kill()
+            code = None
+        operator.process = None
+        if code == 137:
+            crashes += 1
+        jobs = harness.list_jobs(kube_client, namespace)
+        if len(jobs) == 2 * len(names):
+            break
+    assert crashes >= CRASHES, f"only {crashes} crashes after Job creation"
+    try:
+        with harness.running_operator(installed_crds, namespace) as healthy:
+            for name in names:
+                body = harness.wait_for_phase(kube_client, namespace, BACKUP, name, {"Succeeded", "Failed"})
+                assert body["status"]["phase"] == "Succeeded", body["status"]
+            assert healthy.alive()
+    finally:
+        operator.log_path.unlink(missing_ok=True)
+    per_owner = Counter((job["metadata"]["labels"]["dbops.io/name"], job["metadata"]["labels"]["dbops.io/role"])
+                        for job in harness.list_jobs(kube_client, namespace))
+    assert set(per_owner.values()) == {1}, per_owner
+    assert len(per_owner) == 2 * len(names)
+    print(f"crashes between Job creation and status patch: {crashes}; duplicate Jobs: 0")
+
+
+def test_operator_down_while_the_job_finishes_catches_up_after_restart(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str,
+        postgres: PostgresServer, app_database: str, minio_server: MinioServer, bucket: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    operator = harness.RunningOperator(installed_crds, namespace)
+    operator.start()
+    try:
+        harness.create_resource(kube_client, namespace, BACKUP, "offline",
+                                spec(minio_server, bucket, verify={"decode": False}))
+        harness.wait_for_phase(kube_client, namespace, BACKUP, "offline", {"Running"})
+        operator.kill()
+
+        def job_finished() -> bool:
+            jobs = harness.list_jobs(kube_client, namespace)
+            return bool(jobs) and all(
+                any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
+                    for c in (job.get("status") or {}).get("conditions") or []) for job in jobs)
+
+        harness.eventually(job_finished, timeout=240, message="the backup Job to finish")
+        assert harness.get_resource(kube_client, namespace, BACKUP, "offline")["status"]["phase"] == "Running"
+        restarted = time.monotonic()
+        operator.start()
+        body = harness.wait_for_phase(kube_client, namespace, BACKUP, "offline", {"Succeeded", "Failed"},
+                                      timeout=120)
+        caught_up = time.monotonic() - restarted
+        assert body["status"]["phase"] == "Succeeded"
+        assert caught_up <= 60, f"took {caught_up:.1f}s after restart"
+        print(f"terminal phase {caught_up:.1f}s after the operator restarted")
+    finally:
+        operator.stop()
+        operator.log_path.unlink(missing_ok=True)
+
+
+def test_backup_deleted_mid_job_removes_jobs_and_pods_and_leaves_no_artifact(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
+        app_database: str, minio_server: MinioServer, bucket: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    harness.create_resource(kube_client, namespace, BACKUP, "doomed", spec(minio_server, bucket))
+    harness.eventually(lambda: harness.list_jobs(kube_client, namespace), message="the backup Job")
+    harness.delete_resource(kube_client, namespace, BACKUP, "doomed")
+
+    harness.eventually(lambda: harness.get_resource(kube_client, namespace, BACKUP, "doomed") is None,
+                       message="the backup to be finalized")
+    harness.eventually(lambda: not harness.list_jobs(kube_client, namespace)
+                       or all(j["metadata"].get("labels", {}).get("dbops.io/role") == "delete"
+                              for j in harness.list_jobs(kube_client, namespace)),
+                       message="the backup's Jobs to be deleted")
+    harness.eventually(lambda: not [p for p in harness.list_pods(kube_client, namespace)
+                                    if p["metadata"]["labels"].get("dbops.io/role") in ("backup", "verify")],
+                       message="the backup's pods to be deleted")
+    harness.eventually(lambda: not [k for k in harness.s3_keys(minio_server, bucket) if "/doomed/" in k],
+                       timeout=120, message="no artifact left (deletionPolicy: Delete)")
+
+
+def test_every_job_pod_is_admitted_in_a_restricted_namespace(
+        installed_crds: ControlPlane, kube_client: Any, restricted_namespace: str,
+        minio_server: MinioServer, postgres: PostgresServer, app_database: str, bucket: str) -> None:
+    namespace = restricted_namespace
+    harness.create_secret(kube_client, namespace, "s3", {"AWS_ACCESS_KEY_ID": minio_server.access_key,
+                                                         "AWS_SECRET_ACCESS_KEY": minio_server.secret_key})
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    with harness.running_operator(installed_crds, namespace):
+        harness.create_resource(kube_client, namespace, BACKUP, "restricted", spec(minio_server, bucket))
+        harness.wait_for_phase(kube_client, namespace, BACKUP, "restricted", {"Succeeded"})
+        harness.create_resource(kube_client, namespace, "DatabaseRestore", "restricted", {
+            "source": {"backupRef": {"name": "restricted"}},
+            "target": {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}},
+            "clean": True, "confirmOverwrite": app_database})
+        harness.wait_for_phase(kube_client, namespace, "DatabaseRestore", "restricted", {"Succeeded"})
+    rejected = [e for e in harness.list_events(kube_client, namespace) if e["reason"] == "FailedCreate"]
+    assert rejected == []
+    pods = harness.list_pods(kube_client, namespace)
+    assert len(pods) >= 3
