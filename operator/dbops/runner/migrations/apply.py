@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg import pq
 
 from dbops import errors
 from dbops.runner.migrations import history, plan, source
@@ -20,6 +21,7 @@ from dbops.runner.migrations import statements as sqlstatements
 
 Connection = psycopg.Connection[Any]
 MAX_BACKOFF_SECONDS = 30.0
+_SUCCESS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
 NO_TRANSACTION_HINT = (
     "this statement cannot run inside a transaction; put the line '-- dbops:no-transaction' in the "
     "migration to run it outside one (alone, statement by statement)"
@@ -97,9 +99,11 @@ def execute_plan(
                     report.skipped.append(step.migration.version)
                     continue
                 started = time.monotonic()
-                _with_lock_retries(step, options, functools.partial(_run_statements, connection, step, options),
-                                   retries=0)
-                _record_step(connection, table, step, _elapsed_ms(started))
+                _with_lock_retries(
+                    step, options,
+                    functools.partial(_run_pipelined, connection, step, table, options, own_transaction=False),
+                    retries=0,
+                )
                 report.applied.append(_applied(step, started))
         return report
 
@@ -112,18 +116,36 @@ def execute_plan(
             retried = _run_without_transaction(connection, step, table, options)
         else:
             retried = _with_lock_retries(
-                step, options, functools.partial(_run_in_transaction, connection, step, table, options)
+                step, options, functools.partial(_run_pipelined, connection, step, table, options)
             )
         report.applied.append(_applied(step, started, retried))
     return report
 
 
-def _run_in_transaction(connection: Connection, step: plan.Step, table: history.HistoryTable,
-                        options: ApplyOptions) -> None:
-    started = time.monotonic()
-    with connection.transaction():
-        _run_statements(connection, step, options)
-        _record_step(connection, table, step, _elapsed_ms(started))
+def _run_pipelined(connection: Connection, step: plan.Step, table: history.HistoryTable, options: ApplyOptions,
+                   *, own_transaction: bool = True) -> None:
+    """BEGIN, the timeouts, every statement, the history row and COMMIT in one pipeline (one round trip).
+
+    PostgreSQL skips the rest of the pipeline after an error, and the transaction rolls back; the
+    failing statement is the first one without a successful result.
+    """
+    sent: list[tuple[sqlstatements.Statement, psycopg.Cursor[Any]]] = []
+    try:
+        with connection.pipeline(), connection.transaction() if own_transaction else contextlib.nullcontext():
+            _set_timeouts(connection, options, local=True)
+            for statement in step.script.statements:
+                sent.append((statement, connection.execute(statement.text.encode(), prepare=False)))
+            _record_step(connection, table, step, None)
+    except psycopg.Error as error:
+        failed = next((statement for statement, cursor in sent if not _succeeded(cursor)), None)
+        if failed is None:
+            raise
+        raise _StatementFailed(failed, error) from error
+
+
+def _succeeded(cursor: psycopg.Cursor[Any]) -> bool:
+    result = cursor.pgresult
+    return result is not None and result.status in _SUCCESS
 
 
 def _run_without_transaction(connection: Connection, step: plan.Step, table: history.HistoryTable,
@@ -170,12 +192,6 @@ def _with_lock_retries(step: plan.Step, options: ApplyOptions, attempt: Callable
             raise _describe_failure(step, failure, tries + 1, options) from None
 
 
-def _run_statements(connection: Connection, step: plan.Step, options: ApplyOptions) -> None:
-    _set_timeouts(connection, options, local=True)
-    for statement in step.script.statements:
-        _execute(connection, statement)
-
-
 def _execute(connection: Connection, statement: sqlstatements.Statement) -> None:
     try:
         connection.execute(statement.text.encode(), prepare=False)
@@ -190,7 +206,8 @@ def _set_timeouts(connection: Connection, options: ApplyOptions, *, local: bool)
     )
 
 
-def _record_step(connection: Connection, table: history.HistoryTable, step: plan.Step, duration_ms: int) -> None:
+def _record_step(connection: Connection, table: history.HistoryTable, step: plan.Step,
+                 duration_ms: int | None) -> None:
     migration = step.migration
     if step.direction == "up":
         table.record(connection, version=migration.version, name=migration.name, checksum=migration.checksum,

@@ -109,15 +109,21 @@ class HistoryTable:
         version: str,
         name: str,
         checksum: str,
-        duration_ms: int,
+        duration_ms: int | None,
         success: bool,
         kind: str = "migration",
     ) -> None:
-        """Insert or replace the row of one version (``applied_by``: ``$DBOPS_APPLIED_BY`` or the database user)."""
+        """Insert or replace the row of one version.
+
+        ``duration_ms`` None means "since the transaction began"; ``applied_by`` is ``$DBOPS_APPLIED_BY``
+        or the database user.
+        """
         connection.execute(
             sql.SQL(
                 "INSERT INTO {} (version, name, checksum, duration_ms, success, kind, applied_by)"
-                " VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, current_user))"
+                " VALUES (%s, %s, %s,"
+                " coalesce(%s, (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint),"
+                " %s, %s, coalesce(%s, current_user))"
                 " ON CONFLICT (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum,"
                 " applied_at = now(), duration_ms = excluded.duration_ms, success = excluded.success,"
                 " kind = excluded.kind, applied_by = excluded.applied_by"
