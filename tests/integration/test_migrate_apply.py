@@ -306,3 +306,18 @@ def test_an_incompatible_history_table_is_a_clear_error(database: tuple[Postgres
     assert code == 2 and doc["reason"] == "MigrationFailed"
     assert "PostgreSQL refused migrating" in doc["message"] and "42703" in doc["message"]
     assert not table_exists(server, db, "users")
+
+
+def test_a_syntax_error_is_caught_by_lint_or_named_at_its_statement(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, db = database
+    src = write_migrations(tmp_path / "m", {"0001_typo": ("CREATE TABLE a (id int);\nCREATE TABLEX b (id int);",
+                                                          None)})
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
+    assert code == 2 and doc["reason"] == "LintFailed" and "syntax-error" in doc["message"]
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--no-lint")
+    assert code == 2
+    assert "0001_typo (up) failed at statement 2 of 2 (line 2)" in doc["message"] and "42601" in doc["message"]
+    assert not table_exists(server, db, "a")
+    assert server.psql("SELECT count(*) FROM dbops_migrations", db) == "0"
