@@ -10,10 +10,11 @@ import kopf
 
 from dbops.api.backup import DatabaseBackupStatus
 from dbops.api.base import GROUP, VERSION
-from dbops.api.kinds import BACKUP, RESTORE, Kind
+from dbops.api.kinds import BACKUP, MIGRATION, RESTORE, Kind
+from dbops.api.migration import DatabaseMigrationStatus
 from dbops.api.restore import DatabaseRestoreStatus
 from dbops.api.status import TERMINAL_PHASES, ResourceStatus
-from dbops.controller import backup, driver, restore
+from dbops.controller import backup, driver, migration, restore
 from dbops.controller.config import CONFIG
 from dbops.controller.registry import REGISTRY
 from dbops.reconcile.jobs import job_state
@@ -25,6 +26,7 @@ Reconciler = tuple[Callable[[dict[str, Any]], None], type[ResourceStatus]]
 RECONCILERS: dict[str, Reconciler] = {
     BACKUP.kind: (backup.reconcile, DatabaseBackupStatus),
     RESTORE.kind: (restore.reconcile, DatabaseRestoreStatus),
+    MIGRATION.kind: (migration.reconcile, DatabaseMigrationStatus),
 }
 
 
@@ -40,6 +42,11 @@ def _unfinished(status: Mapping[str, Any], **_: Any) -> bool:
 
 # Every kind: create, resume, spec change, periodic re-check of unfinished resources --------------
 
+def _unfinished_or_sourced(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    """Unfinished, or a migration whose ConfigMap content may change (re-hashed on each re-check)."""
+    return _unfinished(status) or bool((spec.get("source") or {}).get("configMapRef"))
+
+
 def _register(kind: Kind) -> None:
     def changed(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
         """A resource appeared, changed or was found at startup."""
@@ -53,10 +60,11 @@ def _register(kind: Kind) -> None:
     kopf.on.create(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
     kopf.on.update(GROUP, VERSION, kind.plural, field="spec", registry=REGISTRY, id="reconcile")(changed)
     kopf.timer(GROUP, VERSION, kind.plural, interval=CONFIG.recheck_seconds, initial_delay=CONFIG.recheck_seconds,
-               when=_unfinished, registry=REGISTRY, id="recheck")(recheck)
+               when=_unfinished_or_sourced if kind is MIGRATION else _unfinished, registry=REGISTRY,
+               id="recheck")(recheck)
 
 
-for _kind in (BACKUP, RESTORE):
+for _kind in (BACKUP, RESTORE, MIGRATION):
     _register(_kind)
 
 

@@ -1,0 +1,255 @@
+"""Decisions for a DatabaseMigration: window, plan, approval, pre-checks, pre-backup, apply, rollback."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dbops.api.migration import (
+    AppliedMigration,
+    CheckResult,
+    DatabaseMigrationSpec,
+    DatabaseMigrationStatus,
+    MigrationPlan,
+    VerificationResult,
+)
+from dbops.reconcile import results
+from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
+from dbops.reconcile.children import ChildState
+from dbops.reconcile.jobs import JobOutcome
+from dbops.reconcile.window import WindowState
+
+WAIT_SECONDS = 10.0
+MAX_WINDOW_WAIT_SECONDS = 300.0
+IDLE_PHASES = frozenset({"Pending", "Waiting", "AwaitingApproval"})
+
+
+@dataclass(frozen=True)
+class MigrationJobs:
+    """The observed Jobs of the current run and their deterministic names."""
+
+    plan: JobOutcome
+    check: JobOutcome
+    apply: JobOutcome
+    names: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MigrationObserved:
+    """What the controller read for one DatabaseMigration."""
+
+    revision: str
+    """Hash of the migration content and the spec (without approval): a change starts a new run."""
+    jobs: MigrationJobs
+    backup: ChildState
+    restore: ChildState
+    window: WindowState | None
+    database_name: str = ""
+    """Name of the database (for confirmOverwrite of the rollback restore), when known."""
+
+
+def pre_backup_spec(spec: DatabaseMigrationSpec) -> dict[str, Any]:
+    """The DatabaseBackup spec of the pre-migration backup."""
+    assert spec.backup.storage is not None
+    return {"database": spec.database.to_wire(), "storage": spec.backup.storage.to_wire(), "deletionPolicy": "Retain",
+            "verify": {"decode": True}}
+
+
+def rollback_restore_spec(spec: DatabaseMigrationSpec, backup_name: str, database_name: str) -> dict[str, Any]:
+    """The DatabaseRestore spec that puts the pre-migration backup back."""
+    return {
+        "source": {"backupRef": {"name": backup_name}},
+        "target": {"database": spec.database.to_wire()},
+        "clean": True, "confirmOverwrite": database_name, "terminateConnections": True,
+    }
+
+
+def reconcile_migration(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, observed: MigrationObserved,
+                        *, generation: int, now: datetime) -> Decision:
+    """The next step of a migration run."""
+    status = status.model_copy(deep=True)
+    if status.source_hash != observed.revision and (status.is_terminal or status.phase in IDLE_PHASES):
+        status = DatabaseMigrationStatus(current_version=status.current_version, source_hash=observed.revision,
+                                         conditions=status.conditions)
+    decision = Decision(status)
+    if status.is_terminal:
+        return decision
+    if status.source_hash != observed.revision:
+        decision.requeue_after = WAIT_SECONDS  # a run of the previous revision finishes first
+    run = _Run(spec, status, observed, decision, generation, now)
+    run.step()
+    return decision
+
+
+class _Run:
+    """One pass over the steps of a run; each step returns True when the next may start."""
+
+    def __init__(self, spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, observed: MigrationObserved,
+                 decision: Decision, generation: int, now: datetime) -> None:
+        self.spec, self.status, self.observed, self.decision = spec, status, observed, decision
+        self.generation, self.now = generation, now
+
+    def progress(self, phase: str, reason: str, message: str) -> None:
+        if self.status.phase != phase or self.status.message != message:
+            self.status.mark_progressing(phase, reason, message, generation=self.generation, now=self.now)
+
+    def fail(self, reason: str, message: str, event: str = "MigrationFailed") -> None:
+        if self.status.mark_failed(reason, message, generation=self.generation, now=self.now):
+            self.decision.event("Warning", event, f"{reason}: {message}")
+
+    def start_job(self, role: str, phase: str, message: str, **params: Any) -> None:
+        name = self.observed.jobs.names[role]
+        self.decision.jobs.append(JobRequest(role, name, params))
+        self.status.job_name = name
+        self.progress(phase, phase, message)
+        self.decision.event("Normal", f"{phase}Started", f"created {role} Job {name}")
+
+    def step(self) -> None:
+        started = self.status.phase not in IDLE_PHASES
+        if not started and not self.window_open():
+            return
+        if not self.planned() or not self.approved() or not self.checked() or not self.backed_up():
+            return
+        self.applied()
+
+    def window_open(self) -> bool:
+        window = self.observed.window
+        if window is None or window.open:
+            self.status.next_window = None
+            return True
+        self.status.next_window = window.next_start.isoformat()
+        self.progress("Waiting", "WaitingForWindow", f"waiting for the maintenance window at {window.next_start.isoformat()}")
+        self.decision.requeue_after = min(MAX_WINDOW_WAIT_SECONDS,
+                                          max(1.0, (window.next_start - self.now).total_seconds()))
+        return False
+
+    def planned(self) -> bool:
+        plan = self.observed.jobs.plan
+        if plan.state == "Missing":
+            self.start_job("plan", "Planning", "planning the migration")
+            return False
+        if plan.state == "Running":
+            self.progress("Planning", "Planning", "planning the migration")
+            return False
+        if plan.state == "Failed":
+            self.fail(plan.reason, plan.message)
+            return False
+        self.status.plan = _plan(plan.result.get("plan"))
+        version = plan.result.get("currentVersion")
+        if isinstance(version, str | int) and not self.status.current_version:
+            self.status.current_version = str(version)
+        if self.status.plan is not None and not self.status.plan.pending:
+            message = f"up to date at version {self.status.current_version or 'none'}"
+            if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
+                self.decision.event("Normal", "MigrationSucceeded", message)
+            return False
+        return True
+
+    def approved(self) -> bool:
+        if self.spec.approval.mode != "Manual":
+            return True
+        plan_hash = self.status.plan.hash if self.status.plan else ""
+        if plan_hash and self.spec.approval.approved_plan_hash == plan_hash:
+            return True
+        self.progress("AwaitingApproval", "AwaitingApproval",
+                      f"set spec.approval.approvedPlanHash to {plan_hash} to approve this plan")
+        return False
+
+    def checked(self) -> bool:
+        if not self.spec.pre_checks.enabled:
+            return True
+        check = self.observed.jobs.check
+        if check.state == "Missing":
+            self.start_job("check", "Checking", "running pre-migration checks")
+            return False
+        if check.state == "Running":
+            self.progress("Checking", "Checking", "running pre-migration checks")
+            return False
+        self.status.pre_checks = results.models_from_result(CheckResult, check.result.get("preChecks"))
+        if check.state == "Failed":
+            self.fail("PreChecksFailed" if check.reason in ("", "JobFailed", "VerificationFailed") else check.reason,
+                      check.message)
+            return False
+        return True
+
+    def backed_up(self) -> bool:
+        if not self.spec.backup.enabled:
+            return True
+        child = self.observed.backup
+        self.status.backup_name = child.name
+        if not child.exists:
+            self.decision.children.append(ChildRequest("DatabaseBackup", child.name, pre_backup_spec(self.spec),
+                                                       owned=False))
+            self.progress("BackingUp", "BackingUp", f"taking pre-migration backup {child.name}")
+            self.decision.event("Normal", "BackupStarted", f"created DatabaseBackup {child.name}")
+            return False
+        if child.phase == "Succeeded":
+            return True
+        if child.finished:
+            self.fail("BackupFailed", f"pre-migration backup {child.name} failed: {child.message}")
+            return False
+        self.progress("BackingUp", "BackingUp", f"waiting for pre-migration backup {child.name}")
+        self.decision.requeue_after = WAIT_SECONDS
+        return False
+
+    def applied(self) -> None:
+        apply = self.observed.jobs.apply
+        if self.status.phase == "RollingBack":
+            self.rolled_back()
+            return
+        if apply.state == "Missing":
+            plan_hash = self.status.plan.hash if self.status.plan and self.spec.approval.mode == "Manual" else ""
+            self.start_job("apply", "Migrating", "applying migrations", expect_plan_hash=plan_hash)
+            return
+        if apply.state == "Running":
+            self.progress("Migrating", "Migrating", "applying migrations")
+            return
+        result = apply.result
+        self.status.applied = results.models_from_result(AppliedMigration, result.get("applied"))
+        self.status.verification = results.models_from_result(VerificationResult, result.get("verification"))
+        if result.get("previousVersion") is not None:
+            self.status.previous_version = str(result.get("previousVersion") or "")
+        if result.get("currentVersion") is not None:
+            self.status.current_version = str(result.get("currentVersion") or "")
+        if apply.state == "Succeeded":
+            message = f"applied {len(self.status.applied)} migrations; now at version {self.status.current_version}"
+            if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
+                self.decision.event("Normal", "MigrationSucceeded", message)
+            return
+        if self.spec.on_failure == "RestoreBackup" and self.spec.backup.enabled and self.observed.backup.phase == "Succeeded":
+            self.status.message = f"{apply.reason}: {apply.message}"
+            self.decision.event("Warning", "MigrationFailed", f"{apply.reason}: {apply.message}; rolling back")
+            self.rolled_back(failure=f"{apply.reason}: {apply.message}")
+            return
+        self.fail(apply.reason, apply.message)
+
+    def rolled_back(self, failure: str = "") -> None:
+        child = self.observed.restore
+        self.status.restore_name = child.name
+        if not child.exists:
+            spec = rollback_restore_spec(self.spec, self.observed.backup.name, self.observed.database_name)
+            self.decision.children.append(ChildRequest("DatabaseRestore", child.name, spec))
+            self.progress("RollingBack", "RollingBack",
+                          f"migration failed ({failure}); restoring pre-migration backup {self.observed.backup.name}")
+            return
+        if not child.finished:
+            self.decision.requeue_after = WAIT_SECONDS
+            return
+        if child.phase == "Succeeded":
+            message = f"migration failed; database restored from {self.observed.backup.name} ({self.status.message})"
+            self.status.mark_failed("RolledBack", message, generation=self.generation, now=self.now)
+            self.status.phase = "RolledBack"
+            self.decision.event("Warning", "MigrationRolledBack", message)
+            return
+        self.fail("RollbackFailed", f"restore {child.name} failed: {child.message}")
+
+
+def _plan(data: Any) -> MigrationPlan | None:
+    if not isinstance(data, dict):
+        return None
+    lint = [item if isinstance(item, str) else json.dumps(item, sort_keys=True)[:512]
+            for item in data.get("lint") or []]
+    return MigrationPlan(hash=str(data.get("hash") or ""), pending=[str(v) for v in data.get("pending") or []],
+                         lint=lint[:100], destructive=bool(data.get("destructive")))

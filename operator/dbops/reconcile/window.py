@@ -1,0 +1,34 @@
+"""Maintenance windows: whether one is open now, and when the next one starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from dbops.api.common import parse_duration
+from dbops.api.migration import MaintenanceWindow
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """Whether a window is open at a moment, and the next start."""
+
+    open: bool
+    next_start: datetime
+    closes_at: datetime | None = None
+
+
+def window_state(window: MaintenanceWindow, now: datetime) -> WindowState:
+    """The state of a maintenance window at ``now`` (an aware datetime)."""
+    zone = ZoneInfo(window.time_zone)
+    local_now = now.astimezone(zone)
+    length = timedelta(seconds=parse_duration(window.duration))
+    previous_start: datetime = croniter(window.schedule, local_now).get_prev(datetime)
+    next_start: datetime = croniter(window.schedule, local_now).get_next(datetime)
+    closes_at = previous_start + length
+    if previous_start <= local_now < closes_at:
+        return WindowState(True, next_start, closes_at)
+    return WindowState(False, next_start)
