@@ -1,0 +1,127 @@
+"""DatabaseMigration decisions: window, plan, approval, checks, pre-backup, apply, rollback."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus, MaintenanceWindow
+from dbops.reconcile import migration as m
+from dbops.reconcile.children import ChildState
+from dbops.reconcile.jobs import MISSING, JobOutcome, job_outcome
+from dbops.reconcile.window import window_state
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday
+NAMES = {"plan": "m-plan-1", "check": "m-check-1", "apply": "m-apply-1"}
+BASE = {"database": {"uriSecretRef": {"name": "db", "key": "uri"}},
+        "source": {"inline": [{"version": "1", "name": "a", "up": "select 1"}]}}
+
+
+def spec(**extra: Any) -> DatabaseMigrationSpec:
+    return DatabaseMigrationSpec.model_validate({**BASE, **extra})
+
+
+def done(result: dict[str, Any], ok: bool = True) -> JobOutcome:
+    job = {"status": {"conditions": [{"type": "Complete" if ok else "Failed", "status": "True"}]}}
+    pod = {"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0 if ok else 1,
+                                                                        "message": json.dumps(result)}}}]}}
+    return job_outcome(job, [pod])
+
+
+PLAN = done({"plan": {"hash": "abcdef0123456789", "pending": ["1"], "lint": [{"rule": "x"}], "destructive": False},
+             "currentVersion": ""})
+
+
+def observe(plan: JobOutcome = MISSING, check: JobOutcome = MISSING, apply: JobOutcome = MISSING,
+            backup: ChildState | None = None, restore: ChildState | None = None, window: Any = None,
+            revision: str = "rev1") -> m.MigrationObserved:
+    return m.MigrationObserved(revision, m.MigrationJobs(plan, check, apply, NAMES), backup or ChildState("pre"),
+                               restore or ChildState("rb"), window, "app")
+
+
+def run(s: DatabaseMigrationSpec, status: DatabaseMigrationStatus, observed: m.MigrationObserved) -> Any:
+    return m.reconcile_migration(s, status, observed, generation=1, now=NOW)
+
+
+def test_a_new_migration_plans_first() -> None:
+    decision = run(spec(), DatabaseMigrationStatus(), observe())
+    assert [j.role for j in decision.jobs] == ["plan"]
+    assert decision.status.phase == "Planning" and decision.status.source_hash == "rev1"
+
+
+def test_outside_the_window_it_waits_with_the_next_start() -> None:
+    window = window_state(MaintenanceWindow(schedule="0 2 * * SUN", duration="2h"), NOW)
+    assert not window.open
+    decision = run(spec(window={"schedule": "0 2 * * SUN", "duration": "2h"}), DatabaseMigrationStatus(),
+                   observe(window=window))
+    assert decision.jobs == [] and decision.status.phase == "Waiting"
+    assert decision.status.next_window is not None and decision.status.next_window.startswith("2026-11-29T02:00")
+    assert decision.requeue_after is not None and decision.requeue_after <= 300
+
+
+def test_window_open_inside_its_duration() -> None:
+    window = MaintenanceWindow(schedule="0 11 * * *", duration="2h", time_zone="UTC")
+    assert window_state(window, NOW).open
+    assert not window_state(MaintenanceWindow(schedule="0 11 * * *", duration="30m"), NOW).open
+
+
+def test_manual_approval_waits_until_the_hash_matches() -> None:
+    status = DatabaseMigrationStatus(source_hash="rev1", phase="Planning")
+    decision = run(spec(approval={"mode": "Manual"}), status, observe(plan=PLAN))
+    assert decision.status.phase == "AwaitingApproval" and "abcdef0123456789" in decision.status.message
+    approved = spec(approval={"mode": "Manual", "approvedPlanHash": "abcdef0123456789"}, preChecks={"enabled": False})
+    decision = run(approved, decision.status, observe(plan=PLAN))
+    assert [j.role for j in decision.jobs] == ["apply"]
+    assert decision.jobs[0].params["expect_plan_hash"] == "abcdef0123456789"
+
+
+def test_pre_checks_then_pre_backup_then_apply() -> None:
+    s = spec(backup={"enabled": True, "storage": {"s3": {"bucket": "bkt"}}})
+    status = DatabaseMigrationStatus(source_hash="rev1", phase="Planning")
+    decision = run(s, status, observe(plan=PLAN))
+    assert [j.role for j in decision.jobs] == ["check"]
+    checks = done({"preChecks": [{"name": "connections", "result": "pass", "detail": "3"}]})
+    decision = run(s, decision.status, observe(plan=PLAN, check=checks))
+    assert decision.children[0].kind == "DatabaseBackup" and decision.status.phase == "BackingUp"
+    decision = run(s, decision.status, observe(plan=PLAN, check=checks, backup=ChildState("pre", "Succeeded")))
+    assert [j.role for j in decision.jobs] == ["apply"] and decision.status.pre_checks[0].name == "connections"
+
+
+def test_failed_apply_with_restore_backup_rolls_back() -> None:
+    s = spec(backup={"enabled": True, "storage": {"s3": {"bucket": "bkt"}}}, onFailure="RestoreBackup",
+             preChecks={"enabled": False})
+    failed = done({"reason": "MigrationFailed", "message": "relation missing", "currentVersion": "2"}, ok=False)
+    status = DatabaseMigrationStatus(source_hash="rev1", phase="Migrating")
+    backup = ChildState("pre", "Succeeded")
+    decision = run(s, status, observe(plan=PLAN, apply=failed, backup=backup))
+    assert decision.status.phase == "RollingBack"
+    restore = decision.children[0]
+    assert restore.kind == "DatabaseRestore" and restore.spec["source"]["backupRef"]["name"] == "pre"
+    assert restore.spec["confirmOverwrite"] == "app"
+    decision = run(s, decision.status, observe(plan=PLAN, apply=failed, backup=backup,
+                                               restore=ChildState("rb", "Succeeded")))
+    assert decision.status.phase == "RolledBack" and decision.status.is_terminal
+
+
+def test_failed_apply_without_rollback_fails_and_stays_failed() -> None:
+    failed = done({"reason": "LockHeld", "message": "lock"}, ok=False)
+    decision = run(spec(preChecks={"enabled": False}), DatabaseMigrationStatus(source_hash="rev1", phase="Migrating"),
+                   observe(plan=PLAN, apply=failed))
+    assert decision.status.phase == "Failed"
+    again = run(spec(preChecks={"enabled": False}), decision.status, observe(plan=PLAN, apply=failed))
+    assert again.status.phase == "Failed" and again.jobs == []
+
+
+def test_a_new_revision_starts_a_new_run_after_a_terminal_one() -> None:
+    finished = DatabaseMigrationStatus(source_hash="rev1", current_version="1")
+    finished.mark_succeeded("ok", generation=1, now=NOW)
+    decision = run(spec(), finished, observe(revision="rev2"))
+    assert decision.status.phase == "Planning" and decision.status.source_hash == "rev2"
+    assert decision.status.current_version == "1"
+
+
+def test_nothing_pending_succeeds_without_applying() -> None:
+    empty = done({"plan": {"hash": "00aa00aa00aa", "pending": []}, "currentVersion": "7"})
+    decision = run(spec(), DatabaseMigrationStatus(source_hash="rev1", phase="Planning"), observe(plan=empty))
+    assert decision.status.phase == "Succeeded" and decision.jobs == []
