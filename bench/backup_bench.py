@@ -137,13 +137,13 @@ def main() -> None:
             print(f"pg_dump -Fc -Z0 > /dev/null            {raw.seconds:7.1f}s", flush=True)
             to_s3 = run_measured(dbops("backup", "--dbname", "big", "--storage", f"s3://{bucket}/bench",
                                        "--name", "big", *s3), env)
-            print(f"dbops backup → MinIO (zstd 3)           {to_s3.seconds:7.1f}s  runner peak RSS "
+            print(f"dbops backup → MinIO (zstd 1)           {to_s3.seconds:7.1f}s  runner peak RSS "
                   f"{to_s3.peak_rss / MIB:.0f} MiB, temp {to_s3.temp_bytes} B", flush=True)
             local_root = work / "store"
             to_dir = run_measured(dbops("backup", "--dbname", "big", "--storage", str(local_root), "--name", "big"),
                                   env)
             dump_size = (local_root / "local" / "big" / "big" / "dump.zst").stat().st_size
-            print(f"dbops backup → directory (zstd 3)       {to_dir.seconds:7.1f}s  {dump_size / MIB:.0f} MiB",
+            print(f"dbops backup → directory (zstd 1)       {to_dir.seconds:7.1f}s  {dump_size / MIB:.0f} MiB",
                   flush=True)
             script = work / "runbook.sql"
             runbook = run_measured([pg_dump, "-d", "big", ">", str(script), "&&", "gzip", "-f", str(script)],
