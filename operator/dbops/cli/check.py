@@ -34,8 +34,7 @@ def _run(args: argparse.Namespace) -> int:
             max_blocking_transaction_seconds=args.max_blocking_transaction_seconds,
             fail_on=args.fail_on,
         )
-        target = connect.target_from_arguments(args)
-        with connect.connect(target, application_name="dbops-check") as connection, \
+        with connect.session(args, application_name="dbops-check") as connection, \
                 connect.translated_errors("the pre-checks"):
             results = prechecks.run_prechecks(connection, config)
         prechecks.raise_on_failures(results, config.fail_on)

@@ -204,7 +204,7 @@ def _run_plan(args: argparse.Namespace) -> int:
     try:
         config = _run_config(args)
         migrations = _load_migrations(args)
-        with connect.connect(connect.target_from_arguments(args)) as connection, \
+        with connect.session(args) as connection, \
                 connect.translated_errors("planning"):
             migration_plan = session.make_plan(connection, migrations, config)
     except Exception as error:
@@ -220,14 +220,13 @@ def _run_apply(args: argparse.Namespace) -> int:
     outcome = session.RunOutcome()
     try:
         config = _run_config(args)
-        target = connect.target_from_arguments(args)
         if args.command_mode:
             if args.dry_run or args.source or args.inline_file or args.target_version or args.baseline_version:
                 raise errors.InvalidSpecError(
                     "command mode runs the framework's own command: --dry-run, --source, --inline-file, "
                     "--target-version and --baseline-version do not apply (use the framework's options)"
                 )
-            with connect.connect(target) as connection, connect.translated_errors("the command run"):
+            with connect.session(args) as connection, connect.translated_errors("the command run"):
                 command.run_command(connection, args.framework_command, config, outcome=outcome,
                                     timeout_seconds=args.command_timeout)
             message = "migration command succeeded"
@@ -237,7 +236,7 @@ def _run_apply(args: argparse.Namespace) -> int:
                     f"unexpected arguments {args.framework_command}; use --command -- ARGV for command mode"
                 )
             migrations = _load_migrations(args)
-            with connect.connect(target) as connection, connect.translated_errors("migrating"):
+            with connect.session(args) as connection, connect.translated_errors("migrating"):
                 session.run(connection, migrations, config, outcome)
             applied = outcome.report.applied if outcome.report else []
             verb = "would apply" if config.apply.dry_run else "applied"
@@ -257,7 +256,7 @@ def _run_down(args: argparse.Namespace) -> int:
     try:
         config = _run_config(args, target=args.to_version, allow_down=True)
         migrations = _load_migrations(args)
-        with connect.connect(connect.target_from_arguments(args)) as connection, \
+        with connect.session(args) as connection, \
                 connect.translated_errors("migrating down"):
             session.run(connection, migrations, config, outcome)
         applied = outcome.report.applied if outcome.report else []
@@ -276,7 +275,7 @@ def _run_status(args: argparse.Namespace) -> int:
     try:
         table = history.HistoryTable.parse(args.history_table)
         migrations = _load_migrations(args) if (args.source or args.inline_file) else []
-        with connect.connect(connect.target_from_arguments(args)) as connection, \
+        with connect.session(args) as connection, \
                 connect.translated_errors("reading the history"):
             fields = session.status(connection, migrations, table)
     except Exception as error:
@@ -299,7 +298,7 @@ def _run_verify_db(args: argparse.Namespace) -> int:
                                        row_count_tolerance_percent=config.row_count_tolerance_percent,
                                        exclude_tables=exclude)
         before = dbverify.load_row_counts(args.row_counts_before) if args.row_counts_before else None
-        with connect.connect(connect.target_from_arguments(args)) as connection, \
+        with connect.session(args) as connection, \
                 connect.translated_errors("verifying"):
             verification = dbverify.verify(connection, config, before)
             if args.row_counts_out:
