@@ -9,34 +9,39 @@ from collections.abc import Sequence
 
 import dbops
 
-# Each module defines ``register(subparsers)``; it adds its subcommand with ``set_defaults(run=...)``,
-# where ``run(args) -> int`` returns the process exit code.
-COMMAND_MODULES = (
-    "dbops.cli.crds",
-    "dbops.cli.operator",
-    "dbops.cli.backup",
-    "dbops.cli.restore",
-    "dbops.cli.verify",
-    "dbops.cli.migrate",
-    "dbops.cli.check",
-    "dbops.cli.trigger",
-)
+# Subcommand → the module that registers it. Each module defines ``register(subparsers)``, which adds its
+# subcommand(s) with ``set_defaults(run=...)``; ``run(args) -> int`` returns the process exit code.
+COMMAND_MODULES = {
+    "crds": "dbops.cli.crds",
+    "operator": "dbops.cli.operator",
+    "backup": "dbops.cli.backup",
+    "delete-backup": "dbops.cli.backup",
+    "restore": "dbops.cli.restore",
+    "verify": "dbops.cli.verify",
+    "migrate": "dbops.cli.migrate",
+    "verify-db": "dbops.cli.migrate",
+    "check": "dbops.cli.check",
+    "trigger": "dbops.cli.trigger",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: with only the given subcommand's module loaded (fast Job start), or all of them."""
     parser = argparse.ArgumentParser(prog="dbops", description=dbops.__doc__)
     parser.add_argument("--version", action="version", version=f"dbops {dbops.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
+    for name in dict.fromkeys(modules):
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen subcommand."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = arguments[0] if arguments else None
+    parser = build_parser(command)
+    args = parser.parse_args(arguments)
     code: int = args.run(args)
     return code
 
