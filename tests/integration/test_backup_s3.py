@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -59,9 +60,11 @@ def _fill_with_incompressible_rows(server: PostgresServer, dbname: str) -> None:
     )
 
 
-def test_terminated_pg_dump_fails_and_aborts_the_multipart_upload(
-    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path
+@pytest.mark.parametrize("interruption", ["pg_terminate_backend", "SIGTERM"])
+def test_interrupted_backup_fails_and_aborts_the_multipart_upload(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path, interruption: str
 ) -> None:
+    """pg_dump's backend terminated mid-stream, or the runner itself stopped (as on pod deletion)."""
     server, source = database
     _fill_with_incompressible_rows(server, source)
     env = runner_env(server, **minio_server.env())
@@ -76,22 +79,29 @@ def test_terminated_pg_dump_fails_and_aborts_the_multipart_upload(
             assert process.poll() is None, "the backup ended before a multipart upload started"
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        terminated = server.psql(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            f"WHERE datname = '{source}' AND application_name = 'pg_dump'"
-        )
-        assert terminated == "1"
+        if interruption == "SIGTERM":
+            process.send_signal(signal.SIGTERM)
+        else:
+            terminated = server.psql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE datname = '{source}' AND application_name = 'pg_dump'"
+            )
+            assert terminated == "1"
         stdout, stderr = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
     run = finished(process, stdout, stderr, result_path)
-    assert run.code != 0
     assert run.result["ok"] is False
-    assert "pg_dump" in run.result["message"]
+    if interruption == "SIGTERM":
+        assert run.code == 3 and run.result["reason"] == "Interrupted"
+    else:
+        assert run.code != 0 and "pg_dump" in run.result["message"]
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert server.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{source}' "
+                       "AND application_name = 'pg_dump'") == "0"
 
 
 def test_missing_bucket_is_named(database: tuple[PostgresServer, str], minio_server: MinioServer,
