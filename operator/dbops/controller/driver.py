@@ -69,7 +69,8 @@ def with_job_env(manifest: dict[str, Any]) -> dict[str, Any]:
     from dbops.controller.config import CONFIG
 
     if CONFIG.job_env:
-        for container in manifest["spec"]["template"]["spec"]["containers"]:
+        job_spec = manifest["spec"]["jobTemplate"]["spec"] if manifest["kind"] == "CronJob" else manifest["spec"]
+        for container in job_spec["template"]["spec"]["containers"]:
             names = {env["name"] for env in container.get("env", [])}
             container.setdefault("env", []).extend(
                 {"name": name, "value": value} for name, value in sorted(CONFIG.job_env.items()) if name not in names)

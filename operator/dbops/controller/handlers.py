@@ -10,11 +10,12 @@ import kopf
 
 from dbops.api.backup import DatabaseBackupStatus
 from dbops.api.base import GROUP, VERSION
-from dbops.api.kinds import BACKUP, MIGRATION, RESTORE, Kind
+from dbops.api.kinds import BACKUP, MIGRATION, RESTORE, SCHEDULE, Kind
 from dbops.api.migration import DatabaseMigrationStatus
 from dbops.api.restore import DatabaseRestoreStatus
+from dbops.api.schedule import DatabaseBackupScheduleStatus
 from dbops.api.status import TERMINAL_PHASES, ResourceStatus
-from dbops.controller import backup, driver, migration, restore
+from dbops.controller import backup, driver, migration, restore, schedule
 from dbops.controller.config import CONFIG
 from dbops.controller.registry import REGISTRY
 from dbops.reconcile.jobs import job_state
@@ -27,6 +28,7 @@ RECONCILERS: dict[str, Reconciler] = {
     BACKUP.kind: (backup.reconcile, DatabaseBackupStatus),
     RESTORE.kind: (restore.reconcile, DatabaseRestoreStatus),
     MIGRATION.kind: (migration.reconcile, DatabaseMigrationStatus),
+    SCHEDULE.kind: (schedule.reconcile, DatabaseBackupScheduleStatus),
 }
 
 
@@ -37,7 +39,7 @@ def reconcile(kind: str, namespace: str, name: str, retry: int = 0) -> None:
 
 
 def _unfinished(status: Mapping[str, Any], **_: Any) -> bool:
-    return status.get("phase") not in TERMINAL_PHASES
+    return status.get("phase") not in TERMINAL_PHASES  # schedules are never terminal: always re-checked
 
 
 # Every kind: create, resume, spec change, periodic re-check of unfinished resources --------------
@@ -64,7 +66,7 @@ def _register(kind: Kind) -> None:
                id="recheck")(recheck)
 
 
-for _kind in (BACKUP, RESTORE, MIGRATION):
+for _kind in (BACKUP, RESTORE, MIGRATION, SCHEDULE):
     _register(_kind)
 
 

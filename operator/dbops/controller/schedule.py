@@ -1,0 +1,56 @@
+"""DatabaseBackupSchedule: own the trigger CronJob and its RBAC, report backups, prune per retention."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dbops.api.schedule import DatabaseBackupScheduleSpec, DatabaseBackupScheduleStatus
+from dbops.api.status import utcnow
+from dbops.controller import driver, metrics
+from dbops.controller.config import CONFIG
+from dbops.kube import objects
+from dbops.reconcile import schedule as schedule_reconcile
+from dbops.specs import cronjobs, rbac
+from dbops.specs.owner import Owner
+
+KIND = "DatabaseBackupSchedule"
+SCHEDULE_LABEL = "dbops.io/schedule"
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+
+def reconcile(body: dict[str, Any]) -> None:
+    """One reconcile of a DatabaseBackupSchedule body."""
+    owner = Owner.from_body(body)
+    spec = DatabaseBackupScheduleSpec.model_validate(body.get("spec") or {})
+    status = DatabaseBackupScheduleStatus.model_validate(body.get("status") or {})
+    cron_name = cronjobs.cron_job_name(owner)
+    cron_job = objects.get("CronJob", owner.namespace, cron_name)
+    if cron_job is None or status.observed_generation != owner.generation:
+        for manifest in (rbac.build_trigger_service_account(owner), rbac.build_trigger_role(owner),
+                         rbac.build_trigger_role_binding(owner)):
+            objects.apply(manifest)
+        cron_job = objects.apply(driver.with_job_env(cronjobs.build_trigger_cron_job(owner, spec, image=CONFIG.image)))
+    backups = [
+        schedule_reconcile.ScheduledBackup(
+            name=item["metadata"]["name"],
+            phase=str((item.get("status") or {}).get("phase") or "Pending"),
+            created_at=_time(item["metadata"].get("creationTimestamp")) or utcnow(),
+            completed_at=_time((item.get("status") or {}).get("completedAt")),
+        )
+        for item in objects.list_objects("DatabaseBackup", owner.namespace,
+                                         label_selector=f"{SCHEDULE_LABEL}={owner.name}")
+        if not item["metadata"].get("deletionTimestamp")
+    ]
+    decision = schedule_reconcile.reconcile_schedule(
+        spec, status, backups, cron_job_name=cron_name,
+        last_schedule_time=_time(((cron_job or {}).get("status") or {}).get("lastScheduleTime")),
+        generation=owner.generation, now=utcnow())
+    for target in decision.delete:
+        target["namespace"] = owner.namespace
+    driver.start_jobs(owner, decision, lambda role, params: {})
+    driver.write_status(owner, body, decision)
+    metrics.PHASES.record(KIND, owner.namespace, owner.name, decision.status.phase)
