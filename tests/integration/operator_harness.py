@@ -31,8 +31,9 @@ class RunningOperator:
     """A `dbops operator` subprocess watching one namespace; logs go to a file."""
 
     def __init__(self, control_plane: ControlPlane, namespace: str, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, kubeconfig: Path | None = None) -> None:
         self.env = env or {}
+        self.kubeconfig = kubeconfig or control_plane.kubeconfig
         self.control_plane = control_plane
         self.namespace = namespace
         self.extra = extra
@@ -41,7 +42,7 @@ class RunningOperator:
 
     def start(self) -> None:
         """Start the operator process."""
-        env = {**os.environ, "KUBECONFIG": str(self.control_plane.kubeconfig), **self.env}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         args = [
             sys.executable, "-m", "dbops.cli.main", "operator", "--namespace", self.namespace,
@@ -80,9 +81,10 @@ class RunningOperator:
 
 
 @contextlib.contextmanager
-def running_operator(control_plane: ControlPlane, namespace: str, *extra: str) -> Iterator[RunningOperator]:
+def running_operator(control_plane: ControlPlane, namespace: str, *extra: str,
+                     kubeconfig: Path | None = None) -> Iterator[RunningOperator]:
     """An operator for the duration of the block."""
-    operator = RunningOperator(control_plane, namespace, *extra)
+    operator = RunningOperator(control_plane, namespace, *extra, kubeconfig=kubeconfig)
     operator.start()
     try:
         yield operator

@@ -1,0 +1,74 @@
+"""The operator's ClusterRole (manifests/operator/rbac.yaml) is enough: backup and restore as that ServiceAccount."""
+# ruff: noqa: F811  (pytest fixtures imported from operator_fixtures are parameters here)
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from tests.fixtures.cluster import read_json
+from tests.integration import operator_harness as harness
+from tests.integration.operator_fixtures import app_database, installed_crds, postgres, s3_secret  # noqa: F401
+
+from dbops_testbed.controlplane import ControlPlane
+from dbops_testbed.minio import MinioServer
+from dbops_testbed.postgres import PostgresServer
+
+pytestmark = pytest.mark.timeout(600)
+RBAC = Path(__file__).resolve().parents[2] / "manifests" / "operator" / "rbac.yaml"
+
+
+def service_account_kubeconfig(control_plane: ControlPlane, kube_client: Any, namespace: str) -> Path:
+    """A kubeconfig authenticating as the ServiceAccount `dbops-operator` bound to the operator ClusterRole."""
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "dbops-operator"}}, _preload_content=False)
+    documents = list(yaml.safe_load_all(RBAC.read_text()))
+    role = next(d for d in documents if d["kind"] == "ClusterRole")
+    role["metadata"]["name"] = f"dbops-operator-{namespace}"
+    binding = next(d for d in documents if d["kind"] == "ClusterRoleBinding")
+    binding["metadata"]["name"] = f"dbops-operator-{namespace}"
+    binding["roleRef"]["name"] = role["metadata"]["name"]
+    binding["subjects"][0]["namespace"] = namespace
+    rbac_api = client.RbacAuthorizationV1Api(kube_client)
+    rbac_api.create_cluster_role(role, _preload_content=False)
+    rbac_api.create_cluster_role_binding(binding, _preload_content=False)
+    token = read_json(core.create_namespaced_service_account_token(
+        "dbops-operator", namespace, {"spec": {"expirationSeconds": 3600}}, _preload_content=False))["status"]["token"]
+    config = yaml.safe_load(control_plane.kubeconfig.read_text())
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    context["context"]["user"] = "dbops-operator"
+    config["users"] = [{"name": "dbops-operator", "user": {"token": token}}]
+    path = Path(tempfile.mkstemp(prefix="dbops-sa-", suffix=".kubeconfig")[1])
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_backup_and_restore_work_with_only_the_operator_cluster_role(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
+        app_database: str, minio_server: MinioServer, bucket: str) -> None:
+    kubeconfig = service_account_kubeconfig(installed_crds, kube_client, namespace)
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    try:
+        with harness.running_operator(installed_crds, namespace, kubeconfig=kubeconfig) as operator:
+            harness.create_resource(kube_client, namespace, "DatabaseBackup", "rbac", {
+                "database": {"uriSecretRef": {"name": "db", "key": "uri"}},
+                "storage": harness.s3_storage(minio_server, bucket)})
+            body = harness.wait_for_phase(kube_client, namespace, "DatabaseBackup", "rbac", {"Succeeded", "Failed"})
+            assert body["status"]["phase"] == "Succeeded", body["status"]
+            harness.create_resource(kube_client, namespace, "DatabaseRestore", "rbac", {
+                "source": {"backupRef": {"name": "rbac"}},
+                "target": {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}},
+                "clean": True, "confirmOverwrite": app_database,
+                "safetyBackup": {"enabled": True, "storage": harness.s3_storage(minio_server, bucket)}})
+            body = harness.wait_for_phase(kube_client, namespace, "DatabaseRestore", "rbac", {"Succeeded", "Failed"})
+            assert body["status"]["phase"] == "Succeeded", body["status"]
+            assert "Forbidden" not in operator.logs() and "403" not in operator.logs()
+    finally:
+        kubeconfig.unlink(missing_ok=True)
+        rbac_api = client.RbacAuthorizationV1Api(kube_client)
+        rbac_api.delete_cluster_role_binding(f"dbops-operator-{namespace}", _preload_content=False)
+        rbac_api.delete_cluster_role(f"dbops-operator-{namespace}", _preload_content=False)
