@@ -107,12 +107,12 @@ def database_exists(settings: connection.ConnectionSettings) -> bool:
 @contextlib.contextmanager
 def maintenance_connection(settings: connection.ConnectionSettings) -> Iterator[psycopg.Connection[Any]]:
     """A connection to the server's ``postgres`` (or ``template1``) database."""
-    try:
-        with settings.with_dbname("postgres").connect() as conn:
-            yield conn
-    except errors.NotFoundError:
-        with settings.with_dbname("template1").connect() as conn:
-            yield conn
+    with contextlib.ExitStack() as stack:
+        try:
+            conn = stack.enter_context(settings.with_dbname("postgres").connect())
+        except errors.NotFoundError:
+            conn = stack.enter_context(settings.with_dbname("template1").connect())
+        yield conn
 
 
 def create_database(settings: connection.ConnectionSettings) -> None:
@@ -153,16 +153,55 @@ def user_object_count(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """What the restore learned about its target before touching it."""
+
+    server: connection.ServerInfo
+    tools: pgtools.PgTools
+    clean: bool
+    superuser: bool
+
+
+def _prepare_target(
+    settings: connection.ConnectionSettings, options: RestoreOptions, manifest: BackupManifest
+) -> _Target:
+    """Create the target if asked, refuse unconfirmed overwrites, pick tools, terminate sessions if asked."""
+    if not database_exists(settings):
+        if not options.create:
+            raise errors.NotFoundError(
+                f'database "{settings.dbname}" does not exist on {settings.describe()} (use --create)'
+            )
+        create_database(settings)
+    with settings.connect() as conn:
+        server = connection.server_info(conn)
+        needed = max(server.major, pgtools.major_of(manifest.dump_tool_version))
+        tools = pgtools.find_tools(needed, options.pg_bin_dir)
+        clean = options.clean
+        if options.mode in ("full", "schema-only") and user_object_count(conn) > 0:
+            if options.confirm_overwrite != settings.dbname:
+                raise errors.InvalidSpecError(
+                    f'database "{settings.dbname}" is not empty: restoring over it needs '
+                    f"--confirm-overwrite {settings.dbname}",
+                    reason="OverwriteNotConfirmed",
+                )
+            clean = True
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        superuser = bool(row and row[0])
+    if options.terminate_connections:
+        with maintenance_connection(settings) as admin:
+            terminate_connections(admin, settings.dbname)
+    return _Target(server=server, tools=tools, clean=clean, superuser=superuser)
+
+
 def run_restore(
     store: storage.Storage, settings: connection.ConnectionSettings, options: RestoreOptions
 ) -> RestoreOutcome:
     """Restore the backup in ``store`` (its folder) into the database of ``settings``."""
     if options.mode not in MODES:
         raise errors.InvalidSpecError(f"mode must be one of {', '.join(MODES)}")
-    if options.mode == "tables" and not options.tables:
-        raise errors.InvalidSpecError("mode tables needs at least one --table")
-    if options.mode != "tables" and options.tables:
-        raise errors.InvalidSpecError("--table only applies to mode tables")
+    if (options.mode == "tables") != bool(options.tables):
+        raise errors.InvalidSpecError("mode tables needs --table, and --table needs mode tables")
     manifest = artifact.load_manifest(store)
     tables = resolve_tables(manifest, options.tables) if options.mode == "tables" else []
     if manifest.format == "plain" and options.mode != "full":
@@ -170,55 +209,25 @@ def run_restore(
     if options.mode in ("tables", "data-only") and manifest.scope.schema_only:
         raise errors.InvalidSpecError(f"backup {manifest.name} is schema-only: it holds no data to restore")
 
-    # Refuse a bad artifact before anything touches the target.
-    seekable = options.jobs > 1 or manifest.format == "directory"
     with contextlib.ExitStack() as stack:
+        # Refuse a bad artifact before anything touches the target.
         local: Path | None = None
-        if seekable:
+        if options.jobs > 1 or manifest.format == "directory":
             local = stack.enter_context(artifact.local_copy(store, manifest))
         else:
             artifact.verify_checksums(store, manifest)
-
-        if not database_exists(settings):
-            if not options.create:
-                raise errors.NotFoundError(
-                    f'database "{settings.dbname}" does not exist on {settings.describe()} (use --create)'
-                )
-            create_database(settings)
-        with settings.connect() as conn:
-            server = connection.server_info(conn)
-            tools = pgtools.find_tools(max(server.major, pgtools.major_of(manifest.dump_tool_version)), options.pg_bin_dir)
-            clean = options.clean
-            if options.mode in ("full", "schema-only") and user_object_count(conn) > 0:
-                if options.confirm_overwrite != settings.dbname:
-                    raise errors.InvalidSpecError(
-                        f'database "{settings.dbname}" is not empty: restoring over it needs '
-                        f"--confirm-overwrite {settings.dbname}",
-                        reason="OverwriteNotConfirmed",
-                    )
-                clean = True
-            row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
-            superuser = bool(row and row[0])
-            if options.terminate_connections:
-                with maintenance_connection(settings) as admin:
-                    terminate_connections(admin, settings.dbname)
-
+        target = _prepare_target(settings, options, manifest)
         if options.mode == "tables":
-            _restore_tables(store, manifest, settings, tools, tables, local, superuser, server.major)
+            _restore_tables(store, manifest, settings, target, tables, local)
         elif manifest.format == "plain":
-            _restore_plain(store, manifest, settings, tools)
+            _restore_plain(store, manifest, settings, target.tools)
         else:
-            _run_pg_restore(store, manifest, settings, tools, options, clean, superuser, local, server.major)
+            _run_pg_restore(store, manifest, settings, target, options, local)
 
-    expected = manifest.rows_by_table()
-    if options.mode == "tables":
+    restored = tables or [table.qualified_name for table in manifest.tables]
+    expected = {} if options.mode == "schema-only" else manifest.rows_by_table()
+    if tables:
         expected = {name: rows for name, rows in expected.items() if name in tables}
-        restored = tables
-    elif options.mode == "schema-only":
-        expected = {}
-        restored = [table.qualified_name for table in manifest.tables]
-    else:
-        restored = [table.qualified_name for table in manifest.tables]
     report = None
     if options.row_count_check:
         with settings.connect() as conn:
@@ -329,22 +338,23 @@ def _feed_archive(
 
 
 def _run_pg_restore(
-    store: storage.Storage, manifest: BackupManifest, settings: connection.ConnectionSettings,
-    tools: pgtools.PgTools, options: RestoreOptions, clean: bool, superuser: bool, local: Path | None,
-    server_major: int,
+    store: storage.Storage, manifest: BackupManifest, settings: connection.ConnectionSettings, target: _Target,
+    options: RestoreOptions, local: Path | None,
 ) -> None:
+    tools = target.tools
     args: list[str] = []
-    if clean:
+    if target.clean:
         args += ["--clean", "--if-exists"]
     if options.mode == "schema-only":
         args.append("--schema-only")
     if options.mode == "data-only":
         args.append("--data-only")
-        if superuser:
+        if target.superuser:
             args.append("--disable-triggers")
     if options.no_owner:
         args += ["--no-owner", "--no-privileges"]
-    if needs_settings_filter(server_major, tools.major) and (local is None or options.jobs <= 1):
+    if needs_settings_filter(target.server.major, tools.major):
+        # pg_restore -j cannot drop the setting older servers reject: one stream through psql instead.
         _sql_pipeline(store, manifest, settings, tools, args, local, filter_settings=True)
         return
     args = [tools.path("pg_restore"), "--exit-on-error", "--dbname", settings.conninfo(), *args]
@@ -450,10 +460,11 @@ def _archive_listing(
 
 
 def _restore_tables(
-    store: storage.Storage, manifest: BackupManifest, settings: connection.ConnectionSettings,
-    tools: pgtools.PgTools, tables: list[str], local: Path | None, superuser: bool, server_major: int,
+    store: storage.Storage, manifest: BackupManifest, settings: connection.ConnectionSettings, target: _Target,
+    tables: list[str], local: Path | None,
 ) -> None:
     """Replace the rows of some tables with the backup's, in one transaction (FK triggers off as superuser)."""
+    tools = target.tools
     with settings.connect() as conn:
         missing = []
         for name in tables:
@@ -467,14 +478,14 @@ def _restore_tables(
             )
         sequences = _owned_sequences(conn, tables)
     listing = table_data_list(_archive_listing(store, manifest, tools, local), tables, sequences)
-    prologue = ("SET session_replication_role = replica;\n" if superuser else "") + "".join(
+    prologue = ("SET session_replication_role = replica;\n" if target.superuser else "") + "".join(
         f"DELETE FROM ONLY {_quoted(name)};\n" for name in tables
     )
     with tempfile.TemporaryDirectory(prefix="dbops-tables-") as work:
         list_file = Path(work, "restore.list")
         list_file.write_text(listing)
         _sql_pipeline(store, manifest, settings, tools, ["-L", str(list_file)], local, prologue=prologue,
-                      filter_settings=needs_settings_filter(server_major, tools.major))
+                      filter_settings=needs_settings_filter(target.server.major, tools.major))
 
 
 def _quoted(qualified: str) -> str:
