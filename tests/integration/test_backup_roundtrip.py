@@ -85,13 +85,26 @@ def test_other_codecs_round_trip(database: tuple[PostgresServer, str], tmp_path:
         server.drop_database(target)
 
 
-def test_newer_tools_than_the_server_round_trip(database: tuple[PostgresServer, str], tmp_path: Path) -> None:
-    """pg_dump/pg_restore 18 against each server (their script sets transaction_timeout, unknown before 17)."""
+@pytest.mark.parametrize(("backup_args", "restore_args"), [
+    ((), ()), ((), ("--jobs", "2")), (("--format", "plain"), ()),
+], ids=["custom", "custom-jobs2", "plain"])
+def test_newer_tools_than_the_server_round_trip(
+    database: tuple[PostgresServer, str], tmp_path: Path, backup_args: tuple[str, ...],
+    restore_args: tuple[str, ...],
+) -> None:
+    """pg_dump/pg_restore/psql 18 against each server (their scripts set transaction_timeout, unknown before 17)."""
     server, source = database
     datasets.create_dataset(server, source, users=50, bookings=200, events=100)
     env = runner_env(server, DBOPS_PG_BIN_DIR=tools_path(newest_only=True))
-    target = _round_trip(server, source, tmp_path, env)
+    storage = tmp_path / "store"
+    backup = run_dbops(["backup", "--dbname", source, "--storage", str(storage), "--name", "b", *backup_args],
+                       env, tmp_path)
+    assert backup.code == 0, backup.stderr
+    target = f"{source}_new_tools"
+    restore = run_dbops(["restore", "--from", str(storage / "local" / source / "b"), "--dbname", target,
+                         "--create", *restore_args], env, tmp_path)
     try:
+        assert restore.code == 0, restore.stderr
         assert datasets.schema_dump(server, target) == datasets.schema_dump(server, source)
         assert datasets.table_checksums(server, target) == datasets.table_checksums(server, source)
     finally:

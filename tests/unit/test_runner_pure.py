@@ -176,3 +176,15 @@ def test_connection_errors_are_mapped_and_redacted(message: str, kind: type, tex
     error = connection.connection_error(message + " postgresql://app:Pw-9876@h/shop", settings)
     assert isinstance(error, kind)
     assert text in str(error) and "Pw-9876" not in str(error)
+
+
+def test_settings_filter_works_on_arbitrary_chunks() -> None:
+    script = (b"SET statement_timeout = 0;\nSET transaction_timeout = 0;\n"
+              b"CREATE TABLE t (v text);\nSET transaction_timeout = 0;\n")
+    out: list[bytes] = []
+    sink = restore.SettingsFilter(out.append)
+    for i in range(len(script)):
+        sink(script[i:i + 1])
+    sink.flush()
+    assert b"".join(out) == (b"SET statement_timeout = 0;\nCREATE TABLE t (v text);\n"
+                             b"SET transaction_timeout = 0;\n")

@@ -8,7 +8,7 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -220,7 +220,7 @@ def run_restore(
         if options.mode == "tables":
             _restore_tables(store, manifest, settings, target, tables, local)
         elif manifest.format == "plain":
-            _restore_plain(store, manifest, settings, target.tools)
+            _restore_plain(store, manifest, settings, target)
         else:
             _run_pg_restore(store, manifest, settings, target, options, local)
 
@@ -256,16 +256,49 @@ def needs_settings_filter(server_major: int, tools_major: int) -> bool:
     return server_major < 17 <= tools_major
 
 
+class SettingsFilter:
+    """A sink wrapper dropping ``SET transaction_timeout`` from a SQL script's header; the rest passes raw.
+
+    The header ends at the first statement that creates or loads something, so row data is never touched.
+    """
+
+    _UNKNOWN = (b"SET transaction_timeout",)
+    _HEADER_END = (b"COPY ", b"CREATE ", b"ALTER ", b"SELECT pg_catalog.lo_", b"INSERT ")
+
+    def __init__(self, sink: Callable[[bytes], object]) -> None:
+        self._sink = sink
+        self._pending = b""
+        self._in_header = True
+
+    def __call__(self, data: bytes) -> None:
+        """Filter and forward a chunk."""
+        if not self._in_header:
+            self._sink(data)
+            return
+        self._pending += data
+        while self._in_header and b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
+            if not line.startswith(self._UNKNOWN):
+                self._sink(line + b"\n")
+            if line.startswith(self._HEADER_END):
+                self._in_header = False
+        if not self._in_header and self._pending:
+            self._sink(self._pending)
+            self._pending = b""
+
+    def flush(self) -> None:
+        """Forward whatever is still held back."""
+        if self._pending:
+            self._sink(self._pending)
+            self._pending = b""
+
+
 def drop_unknown_settings(source: IO[bytes], sink: IO[bytes]) -> None:
-    """Copy a pg_restore script, dropping ``SET transaction_timeout`` from its header; the rest goes through raw."""
-    for line in source:
-        if line.startswith(b"SET transaction_timeout"):
-            continue
-        sink.write(line)
-        if line.startswith((b"COPY ", b"CREATE ", b"ALTER ", b"SELECT pg_catalog.lo_")):
-            break
+    """Copy a script from a pipe to a pipe through a :class:`SettingsFilter`."""
+    script = SettingsFilter(sink.write)
     while chunk := source.read(backup.CHUNK):
-        sink.write(chunk)
+        script(chunk)
+    script.flush()
 
 
 def _sql_pipeline(
@@ -382,16 +415,22 @@ def _run_pg_restore(
 
 
 def _restore_plain(
-    store: storage.Storage, manifest: BackupManifest, settings: connection.ConnectionSettings,
-    tools: pgtools.PgTools,
+    store: storage.Storage, manifest: BackupManifest, settings: connection.ConnectionSettings, target: _Target,
 ) -> None:
-    args = [tools.path("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+    args = [target.tools.path("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
             "--dbname", settings.conninfo(), "-f", "-"]
     with tempfile.TemporaryFile() as stderr_file:
         process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr_file,
                                    env=settings.subprocess_env())
+        sink: Callable[[bytes], object] = artifact.feed_process(process)
+        script = SettingsFilter(sink) if needs_settings_filter(target.server.major, pgtools.major_of(manifest.dump_tool_version)) else None
         try:
-            _feed_archive(process, store, manifest, "restore")
+            try:
+                artifact.stream_verified(store, manifest.objects[0], manifest.codec, script or sink, "restore")
+                if script is not None:
+                    script.flush()
+            finally:
+                artifact.close_stdin(process)
         except BaseException:
             _wait_or_kill(process)
             raise
