@@ -207,6 +207,11 @@ def tool_error(tool: str, stderr: str, settings: connection.ConnectionSettings) 
         return connection.connection_error(text, settings)
     if "password authentication failed" in lowered or re.search(r'database "[^"]+" does not exist', text):
         return connection.connection_error(text, settings)
+    if "ssl support is not compiled in" in lowered:
+        return errors.ConfigurationError(
+            f"{tool} was built without SSL support but the connection needs TLS: {_error_line(text)} "
+            "(point --pg-bin-dir at client tools built with OpenSSL)"
+        )
     if "server version mismatch" in lowered or "aborting because of server version mismatch" in lowered:
         return errors.ConfigurationError(f"{tool}: {_error_line(text)}")
     if "permission denied" in lowered:
