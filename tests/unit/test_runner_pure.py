@@ -8,7 +8,7 @@ import os
 import pytest
 
 from dbops import errors
-from dbops.runner import backup, compression, connection, restore, storage
+from dbops.runner import backup, compression, connection, progress, restore, storage
 from dbops.runner.manifest import BackupScope, parse_manifest
 
 PAYLOAD = os.urandom(200_000) + b"abc" * 100_000
@@ -188,3 +188,25 @@ def test_settings_filter_works_on_arbitrary_chunks() -> None:
     sink.flush()
     assert b"".join(out) == (b"SET statement_timeout = 0;\nCREATE TABLE t (v text);\n"
                              b"SET transaction_timeout = 0;\n")
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_logs_lines_off_a_terminal_and_redraws_on_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBOPS_PROGRESS_INTERVAL", "0")
+    log = io.StringIO()
+    meter = progress.Progress("backup db", stream=log)
+    meter.add(3 * 1024 * 1024)
+    meter.finish()
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("backup db: 3.0 MiB at ") and lines[-1].endswith("s")
+    assert "\r" not in log.getvalue()
+    tty = _Tty()
+    live = progress.Progress("restore", total=10, stream=tty)
+    live.add(5)
+    live.finish()
+    assert tty.getvalue().startswith("\r\x1b[K") and "(50% of ~10 B)" in tty.getvalue()
+    assert progress.format_bytes(1536) == "1.5 KiB" and progress.format_bytes(10) == "10 B"
