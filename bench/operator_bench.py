@@ -49,7 +49,8 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def start_operator(plane: ControlPlane, namespace: str, metrics_port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+def start_operator(plane: ControlPlane, namespace: str, metrics_port: int, log: Path, workers: int,
+                   recheck: str) -> subprocess.Popen[bytes]:
     """`dbops operator` as a subprocess."""
     env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "PYTHONPATH": str(ROOT / "operator")}
     handle = log.open("ab")
@@ -57,7 +58,7 @@ def start_operator(plane: ControlPlane, namespace: str, metrics_port: int, log: 
         return subprocess.Popen(
             [sys.executable, "-m", "dbops.cli.main", "operator", "--namespace", namespace, "--image", "dbops:bench",
              "--metrics-port", str(metrics_port), "--health-port", "0", "--workers", str(workers),
-             "--recheck-seconds", "60"],
+             "--recheck-seconds", recheck],
             stdout=handle, stderr=subprocess.STDOUT, env=env)
     finally:
         handle.close()
@@ -96,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=16, help="operator handler threads")
+    parser.add_argument("--recheck-seconds", default="60", help="operator --recheck-seconds (0: no timers)")
     args = parser.parse_args()
     log = Path(tempfile.mkstemp(prefix="dbops-bench-operator-", suffix=".log")[1])
     with running_control_plane() as plane:
@@ -110,7 +112,7 @@ def main() -> None:
             objects.create_or_adopt({"apiVersion": "v1", "kind": "Secret",
                                      "metadata": {"name": name, "namespace": namespace}, "data": encoded})
         port = free_port()
-        operator = start_operator(plane, namespace, port, log, args.workers)
+        operator = start_operator(plane, namespace, port, log, args.workers, args.recheck_seconds)
         try:
             wait(lambda: metric_total(port, "controller_runtime_reconcile_total", "") >= 0, 120)
             time.sleep(10)
@@ -143,7 +145,7 @@ def main() -> None:
             operator.send_signal(signal.SIGKILL)
             operator.wait(30)
             restarted = time.monotonic()
-            operator = start_operator(plane, namespace, port, log, args.workers)
+            operator = start_operator(plane, namespace, port, log, args.workers, args.recheck_seconds)
             relisted = wait(lambda: metric_total(port, "dbops_resources", 'kind="DatabaseBackup"') >= args.count,
                             600, interval=1.0)
             time.sleep(5)

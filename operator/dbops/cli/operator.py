@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--metrics-port", type=int, default=8080, help="port of /metrics (0: off)")
     parser.add_argument("--health-port", type=int, default=8081, help="port of /healthz (0: off)")
     parser.add_argument("--recheck-seconds", type=float, default=30.0,
-                        help="re-read unfinished resources this often")
+                        help="re-read unfinished resources this often (0: only on events)")
     parser.add_argument("--workers", type=int, default=16, help="handler threads")
     parser.add_argument("--job-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a plain env var for every runner container (repeatable; never credentials)")

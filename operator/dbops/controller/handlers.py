@@ -61,9 +61,10 @@ def _register(kind: Kind) -> None:
     kopf.on.resume(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
     kopf.on.create(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
     kopf.on.update(GROUP, VERSION, kind.plural, field="spec", registry=REGISTRY, id="reconcile")(changed)
-    kopf.timer(GROUP, VERSION, kind.plural, interval=CONFIG.recheck_seconds, initial_delay=CONFIG.recheck_seconds,
-               when=_unfinished_or_sourced if kind is MIGRATION else _unfinished, registry=REGISTRY,
-               id="recheck")(recheck)
+    if CONFIG.recheck_seconds > 0:
+        kopf.timer(GROUP, VERSION, kind.plural, interval=CONFIG.recheck_seconds,
+                   initial_delay=CONFIG.recheck_seconds, when=_unfinished_or_sourced if kind is MIGRATION
+                   else _unfinished, registry=REGISTRY, id="recheck")(recheck)
 
 
 for _kind in (BACKUP, RESTORE, MIGRATION, SCHEDULE):
