@@ -133,3 +133,43 @@ def test_wrong_s3_secret_is_access_denied_without_the_secret(
     assert wrong not in run.output
     assert server.password not in run.output
     assert json.dumps(run.result).count("access denied") == 1
+
+
+def test_two_runs_of_the_same_backup_commit_exactly_one_consistent_manifest(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path
+) -> None:
+    server, source = database
+    datasets.create_dataset(server, source, users=3000, bookings=30000, events=5000)
+    env = runner_env(server, **minio_server.env())
+    args = ["backup", "--dbname", source, "--storage", f"s3://{bucket}/p", "--name", "same",
+            *_s3_args(minio_server)]
+    processes = [(popen_dbops(args, env, tmp_path / f"r{i}.json"), tmp_path / f"r{i}.json") for i in range(2)]
+    runs = [finished(p, *p.communicate(timeout=300), path) for p, path in processes]
+    assert sorted(run.code for run in runs) in ([0, 2], [0, 0]) or [r.code for r in runs if r.code == 0] == [0]
+    winners = [run for run in runs if run.code == 0]
+    assert len(winners) >= 1
+    for loser in (run for run in runs if run.code != 0):
+        assert loser.result["reason"] == "AlreadyExists", loser.stderr
+    client = minio_server.client()
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == [f"p/local/{source}/same/dump.zst", f"p/local/{source}/same/manifest.json"]
+    verify = run_dbops(["verify", "--from", f"s3://{bucket}/p/local/{source}/same", *_s3_args(minio_server)],
+                       env, tmp_path)
+    assert verify.code == 0, verify.stderr
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_a_retry_replaces_a_dump_left_without_manifest(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path
+) -> None:
+    server, source = database
+    server.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g", source)
+    minio_server.client().put_object(Bucket=bucket, Key=f"p/local/{source}/retry/dump.zst", Body=b"half a dump")
+    env = runner_env(server, **minio_server.env())
+    run = run_dbops(["backup", "--dbname", source, "--storage", f"s3://{bucket}/p", "--name", "retry",
+                     *_s3_args(minio_server)], env, tmp_path)
+    assert run.code == 0, run.stderr
+    assert "incomplete earlier attempt" in run.stderr
+    verify = run_dbops(["verify", "--from", run.result["artifact"]["manifestUri"], *_s3_args(minio_server)],
+                       env, tmp_path)
+    assert verify.code == 0, verify.stderr

@@ -92,7 +92,7 @@ def _run_delete(args: argparse.Namespace) -> int:
     def work() -> tuple[dict[str, Any], str]:
         folder = storage.backup_location(args.source)
         store = storage.open_storage(folder, storage.options_from_args(args))
-        keys = [key for key in store.list_keys() if key == MANIFEST_KEY or key.startswith("dump")]
+        keys = [key for key in store.list_keys() if key == MANIFEST_KEY or key.startswith(("dump", ".dump"))]
         if not keys:
             summary = f"nothing to delete at {folder.uri()}"
             return result.success("delete-backup", summary, deletedObjects=0, uri=folder.uri()), summary

@@ -11,6 +11,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -262,6 +263,7 @@ def run_backup(
         store = storage.open_storage(folder, _options_of(target))
         if store.exists(MANIFEST_KEY):
             raise errors.InvalidSpecError(f"backup {folder.uri()} already exists", reason="AlreadyExists")
+        _remove_incomplete_attempt(store)
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         snapshot = str(row[0])
@@ -298,8 +300,27 @@ def run_backup(
         tables=[TableRows(schema=s, name=t, rows=counted.get(f"{s}.{t}") if data else None) for s, t, data in tables],
         started_at=started, completed_at=datetime.datetime.now(datetime.UTC), dbops_version=dbops.__version__,
     )
-    store.put_bytes(MANIFEST_KEY, manifest.to_json())
+    try:
+        store.put_bytes(MANIFEST_KEY, manifest.to_json(), exclusive=True)
+    except errors.DbopsError as error:
+        if error.reason == "AlreadyExists":
+            raise errors.PermanentError(
+                f"backup {folder.uri()} was committed by another run meanwhile", reason="AlreadyExists"
+            ) from None
+        raise
     return BackupOutcome(manifest=manifest, location=folder)
+
+
+def _remove_incomplete_attempt(store: storage.Storage) -> None:
+    """Delete dump objects an earlier, killed attempt committed without a manifest (they are not a backup).
+
+    Temporary files of a local writer that may still be running (``.dump*.partial-*``) are left alone.
+    """
+    leftovers = [key for key in store.list_keys() if key.startswith("dump") and ".partial-" not in key]
+    if leftovers:
+        print(f"removing {len(leftovers)} object(s) of an incomplete earlier attempt at {store.location.uri()}",
+              file=sys.stderr, flush=True)
+        store.delete(leftovers)
 
 
 def _options_of(target: storage.Storage) -> storage.S3Options | None:
@@ -323,7 +344,7 @@ def _dump_stream(
     compressor = compression.compressor(options.codec, options.level)
     digest = hashlib.sha256()
     meter = progress.Progress(f"backup {settings.dbname} → {store.location.uri(name)}")
-    writer = store.writer(name, expected_size=expected_size)
+    writer = store.writer(name, expected_size=expected_size, exclusive=True)
     try:
         while chunk := process.stdout.read(CHUNK):
             meter.add(len(chunk))
@@ -380,7 +401,7 @@ def _dump_directory(
 def _store_file(path: Path, name: str, store: storage.Storage, options: BackupOptions, size: int) -> StoredObject:
     compressor = compression.compressor(options.codec, options.level)
     digest = hashlib.sha256()
-    writer = store.writer(name, expected_size=size)
+    writer = store.writer(name, expected_size=size, exclusive=True)
     try:
         with open(path, "rb") as handle:
             while chunk := handle.read(CHUNK):

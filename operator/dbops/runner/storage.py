@@ -98,14 +98,17 @@ class Storage(Protocol):
 
     location: Location
 
-    def writer(self, key: str, expected_size: int = 0) -> ObjectWriter:
-        """A writer for a new object; ``expected_size`` sizes S3 parts."""
+    def writer(self, key: str, expected_size: int = 0, *, exclusive: bool = False) -> ObjectWriter:
+        """A writer for a new object; ``expected_size`` sizes S3 parts.
+
+        With ``exclusive``, committing fails with AlreadyExists when the key exists by then.
+        """
 
     def read(self, key: str) -> Iterator[bytes]:
         """The object's bytes in chunks."""
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """Write a small object atomically."""
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
+        """Write a small object atomically (``exclusive``: never over an existing one)."""
 
     def get_bytes(self, key: str) -> bytes:
         """Read a small object."""
@@ -169,6 +172,11 @@ def part_size_for(expected_size: int) -> int:
 # --------------------------------------------------------------------------- local directories
 
 
+def already_exists(uri: str) -> errors.DbopsError:
+    """The error for an exclusive write that lost to another writer."""
+    return errors.PermanentError(f"{uri} already exists: another run committed it first", reason="AlreadyExists")
+
+
 def disk_error(error: OSError, path: Path) -> errors.DbopsError:
     """A clear error for a failed local write (disk full, permissions, other)."""
     if error.errno == errno.ENOSPC:
@@ -179,8 +187,9 @@ def disk_error(error: OSError, path: Path) -> errors.DbopsError:
 
 
 class _LocalWriter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, exclusive: bool) -> None:
         self._path = path
+        self._exclusive = exclusive
         self._temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +211,14 @@ class _LocalWriter:
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self._handle.close()
-            os.replace(self._temp, self._path)
+            if self._exclusive:
+                os.link(self._temp, self._path)  # fails when the name exists: no overwrite
+                self._temp.unlink()
+            else:
+                os.replace(self._temp, self._path)
+        except FileExistsError:
+            self.abort()
+            raise already_exists(self._path.as_uri()) from None
         except OSError as error:
             self.abort()
             raise disk_error(error, self._path) from None
@@ -222,9 +238,9 @@ class LocalStorage:
         self.location = location
         self._root = Path(location.path)
 
-    def writer(self, key: str, expected_size: int = 0) -> ObjectWriter:
-        """A writer to a temporary file renamed into place on commit."""
-        return _LocalWriter(self._root / key)
+    def writer(self, key: str, expected_size: int = 0, *, exclusive: bool = False) -> ObjectWriter:
+        """A writer to a temporary file renamed (or, exclusive, hard-linked) into place on commit."""
+        return _LocalWriter(self._root / key, exclusive)
 
     def read(self, key: str) -> Iterator[bytes]:
         """The file's bytes in chunks."""
@@ -237,9 +253,9 @@ class LocalStorage:
             while chunk := handle.read(READ_CHUNK):
                 yield chunk
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
         """Write a file atomically."""
-        writer = self.writer(key)
+        writer = self.writer(key, exclusive=exclusive)
         writer.write(data)
         writer.commit()
 
@@ -288,6 +304,8 @@ def _s3_error(error: Exception, what: str) -> errors.DbopsError:
             return errors.NotFoundError(f"{what}: no such object")
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden") or status == 403:
             return errors.AuthenticationError(f"{what}: access denied ({code or status})")
+        if code == "PreconditionFailed" or status == 412:
+            return errors.PermanentError(f"{what}: the object already exists", reason="AlreadyExists")
         if code == "EntityTooSmall":
             return errors.ConfigurationError(f"{what}: the store rejected the part size ({code})")
         return errors.TransientError(f"{what}: {code or status}: {redact(str(error))}")
@@ -312,8 +330,9 @@ def _call(what: str, function: Callable[..., T], **kwargs: Any) -> T:
 class _S3Writer:
     """Multipart upload with one part in flight; small objects go up with a single PUT."""
 
-    def __init__(self, storage: S3Storage, key: str, part_size: int) -> None:
+    def __init__(self, storage: S3Storage, key: str, part_size: int, exclusive: bool) -> None:
         self._storage = storage
+        self._conditions = {"IfNoneMatch": "*"} if exclusive else {}
         self._key = storage.full_key(key)
         self._uri = storage.location.uri(key)
         self._part_size = part_size
@@ -361,7 +380,7 @@ class _S3Writer:
         try:
             if self._upload_id is None:
                 _call(f"cannot upload {self._uri}", client.put_object, Bucket=self._storage.location.bucket,
-                      Key=self._key, Body=bytes(self._buffer))
+                      Key=self._key, Body=bytes(self._buffer), **self._conditions)
             else:
                 if self._buffer:
                     self._submit(bytes(self._buffer))
@@ -369,7 +388,8 @@ class _S3Writer:
                 self._wait_pending()
                 _call(f"cannot complete upload of {self._uri}", client.complete_multipart_upload,
                       Bucket=self._storage.location.bucket, Key=self._key, UploadId=self._upload_id,
-                      MultipartUpload={"Parts": sorted(self._parts, key=lambda p: int(p["PartNumber"]))})
+                      MultipartUpload={"Parts": sorted(self._parts, key=lambda p: int(p["PartNumber"]))},
+                      **self._conditions)
         except BaseException:
             self.abort()
             raise
@@ -417,9 +437,9 @@ class S3Storage:
         """The bucket key of a relative key."""
         return "/".join(p for p in (self.location.path.strip("/"), key) if p)
 
-    def writer(self, key: str, expected_size: int = 0) -> ObjectWriter:
-        """A multipart upload sized for ``expected_size`` bytes."""
-        return _S3Writer(self, key, part_size_for(expected_size))
+    def writer(self, key: str, expected_size: int = 0, *, exclusive: bool = False) -> ObjectWriter:
+        """A multipart upload sized for ``expected_size`` bytes (exclusive: ``If-None-Match: *``)."""
+        return _S3Writer(self, key, part_size_for(expected_size), exclusive)
 
     def read(self, key: str) -> Iterator[bytes]:
         """The object's bytes, streamed."""
@@ -435,10 +455,11 @@ class S3Storage:
         finally:
             body.close()
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """PUT a small object."""
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
+        """PUT a small object (exclusive: ``If-None-Match: *``)."""
+        conditions = {"IfNoneMatch": "*"} if exclusive else {}
         _call(f"cannot write {self.location.uri(key)}", self.client.put_object,
-              Bucket=self.location.bucket, Key=self.full_key(key), Body=data)
+              Bucket=self.location.bucket, Key=self.full_key(key), Body=data, **conditions)
 
     def get_bytes(self, key: str) -> bytes:
         """GET a small object."""
