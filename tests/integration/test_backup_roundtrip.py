@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration import datasets
-from tests.integration.runner_cli import run_dbops, runner_env, tools_path
+from tests.integration.runner_cli import finished, popen_dbops, run_dbops, runner_env, tools_path
 
 from dbops_testbed.postgres import PostgresServer
 
@@ -109,3 +109,19 @@ def test_newer_tools_than_the_server_round_trip(
         assert datasets.table_checksums(server, target) == datasets.table_checksums(server, source)
     finally:
         server.drop_database(target)
+
+
+def test_two_runs_of_the_same_local_backup_commit_exactly_one(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, source = database
+    datasets.create_dataset(server, source, users=3000, bookings=30000, events=5000)
+    env = runner_env(server)
+    args = ["backup", "--dbname", source, "--storage", str(tmp_path / "s"), "--name", "same"]
+    processes = [(popen_dbops(args, env, tmp_path / f"r{i}.json"), tmp_path / f"r{i}.json") for i in range(2)]
+    runs = [finished(p, *p.communicate(timeout=300), path) for p, path in processes]
+    assert sorted(run.code for run in runs) == [0, 2], [run.stderr for run in runs]
+    assert next(run for run in runs if run.code).result["reason"] == "AlreadyExists"
+    folder = tmp_path / "s" / "local" / source / "same"
+    assert sorted(p.name for p in folder.iterdir()) == ["dump.zst", "manifest.json"]
+    assert run_dbops(["verify", "--from", str(folder)], env, tmp_path).code == 0
