@@ -159,7 +159,7 @@ def test_two_runs_of_the_same_backup_commit_exactly_one_consistent_manifest(
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
-def test_a_retry_replaces_a_dump_left_without_manifest(
+def test_a_retry_replaces_a_dump_left_without_a_manifest(
     database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path
 ) -> None:
     server, source = database
@@ -169,7 +169,6 @@ def test_a_retry_replaces_a_dump_left_without_manifest(
     run = run_dbops(["backup", "--dbname", source, "--storage", f"s3://{bucket}/p", "--name", "retry",
                      *_s3_args(minio_server)], env, tmp_path)
     assert run.code == 0, run.stderr
-    assert "incomplete earlier attempt" in run.stderr
     verify = run_dbops(["verify", "--from", run.result["artifact"]["manifestUri"], *_s3_args(minio_server)],
                        env, tmp_path)
     assert verify.code == 0, verify.stderr

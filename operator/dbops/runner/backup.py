@@ -11,7 +11,6 @@ import hashlib
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -263,7 +262,6 @@ def run_backup(
         store = storage.open_storage(folder, _options_of(target))
         if store.exists(MANIFEST_KEY):
             raise errors.InvalidSpecError(f"backup {folder.uri()} already exists", reason="AlreadyExists")
-        _remove_incomplete_attempt(store)
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         snapshot = str(row[0])
@@ -280,11 +278,12 @@ def run_backup(
         counter = threading.Thread(target=count, name="row-counts", daemon=True)
         counter.start()
         command = [tools.path("pg_dump"), f"--snapshot={snapshot}", "--compress=0", *scope_args]
+        versions: dict[str, str | None] = {}
         try:
             if options.format == "directory":
-                objects = _dump_directory(command, settings, store, options, info.database_size_bytes)
+                objects = _dump_directory(command, settings, store, options, info.database_size_bytes, versions)
             else:
-                objects = [_dump_stream(command, settings, store, options, info.database_size_bytes)]
+                objects = [_dump_stream(command, settings, store, options, info.database_size_bytes, versions)]
         finally:
             counter.join()
         if counting_failure:
@@ -308,28 +307,34 @@ def run_backup(
                 f"backup {folder.uri()} was committed by another run meanwhile", reason="AlreadyExists"
             ) from None
         raise
+    replaced = [item.name for item in objects if store.version(item.name) != versions.get(item.name)]
+    if replaced:  # another run of the same backup overwrote our dump meanwhile: withdraw our manifest
+        store.delete([MANIFEST_KEY])
+        raise errors.TransientError(
+            f"backup {folder.uri()}: {', '.join(replaced)} was replaced while committing (another run of the "
+            "same backup?); retry", reason="ConcurrentRun",
+        )
     return BackupOutcome(manifest=manifest, location=folder)
-
-
-def _remove_incomplete_attempt(store: storage.Storage) -> None:
-    """Delete dump objects an earlier, killed attempt committed without a manifest (they are not a backup).
-
-    Temporary files of a local writer that may still be running (``.dump*.partial-*``) are left alone.
-    """
-    leftovers = [key for key in store.list_keys() if key.startswith("dump") and ".partial-" not in key]
-    if leftovers:
-        print(f"removing {len(leftovers)} object(s) of an incomplete earlier attempt at {store.location.uri()}",
-              file=sys.stderr, flush=True)
-        store.delete(leftovers)
 
 
 def _options_of(target: storage.Storage) -> storage.S3Options | None:
     return target.options if isinstance(target, storage.S3Storage) else None
 
 
+def _commit(writer: storage.ObjectWriter, store: storage.Storage, name: str,
+            versions: dict[str, str | None]) -> int:
+    """Commit a dump object unless the backup was committed meanwhile; remember the object's version."""
+    if store.exists(MANIFEST_KEY):
+        raise errors.PermanentError(f"backup {store.location.uri()} was committed by another run meanwhile",
+                                    reason="AlreadyExists")
+    size = writer.commit()
+    versions[name] = store.version(name)
+    return size
+
+
 def _dump_stream(
     command: list[str], settings: connection.ConnectionSettings, store: storage.Storage,
-    options: BackupOptions, expected_size: int,
+    options: BackupOptions, expected_size: int, versions: dict[str, str | None],
 ) -> StoredObject:
     """pg_dump (custom or plain) → compressor → sha256 → one stored object; no temporary file."""
     name = dump_name(options.format, options.codec)
@@ -344,7 +349,7 @@ def _dump_stream(
     compressor = compression.compressor(options.codec, options.level)
     digest = hashlib.sha256()
     meter = progress.Progress(f"backup {settings.dbname} → {store.location.uri(name)}")
-    writer = store.writer(name, expected_size=expected_size, exclusive=True)
+    writer = store.writer(name, expected_size=expected_size)
     try:
         while chunk := process.stdout.read(CHUNK):
             meter.add(len(chunk))
@@ -358,7 +363,7 @@ def _dump_stream(
         code = process.wait()
         if code != 0:
             raise tool_error("pg_dump", stderr.text(), settings)
-        size = writer.commit()
+        size = _commit(writer, store, name, versions)
     except BaseException:
         writer.abort()
         _kill(process)
@@ -369,7 +374,7 @@ def _dump_stream(
 
 def _dump_directory(
     command: list[str], settings: connection.ConnectionSettings, store: storage.Storage,
-    options: BackupOptions, expected_size: int,
+    options: BackupOptions, expected_size: int, versions: dict[str, str | None],
 ) -> list[StoredObject]:
     """pg_dump -Fd (parallel) into a staging folder, then each file compressed and stored under ``dump/``."""
     staging = Path(tempfile.mkdtemp(prefix="dbops-dump-"))
@@ -388,7 +393,7 @@ def _dump_directory(
         try:
             for path in sorted(target.iterdir()):
                 name = f"dump/{path.name}{suffix}"
-                objects.append(_store_file(path, name, store, options, path.stat().st_size))
+                objects.append(_store_file(path, name, store, options, path.stat().st_size, versions))
                 written.append(name)
         except BaseException:
             store.delete(written)
@@ -398,10 +403,13 @@ def _dump_directory(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _store_file(path: Path, name: str, store: storage.Storage, options: BackupOptions, size: int) -> StoredObject:
+def _store_file(
+    path: Path, name: str, store: storage.Storage, options: BackupOptions, size: int,
+    versions: dict[str, str | None],
+) -> StoredObject:
     compressor = compression.compressor(options.codec, options.level)
     digest = hashlib.sha256()
-    writer = store.writer(name, expected_size=size, exclusive=True)
+    writer = store.writer(name, expected_size=size)
     try:
         with open(path, "rb") as handle:
             while chunk := handle.read(CHUNK):
@@ -411,7 +419,7 @@ def _store_file(path: Path, name: str, store: storage.Storage, options: BackupOp
         packed = compressor.flush()
         digest.update(packed)
         writer.write(packed)
-        stored = writer.commit()
+        stored = _commit(writer, store, name, versions)
     except BaseException:
         writer.abort()
         raise

@@ -116,6 +116,9 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool:
         """Whether the object exists."""
 
+    def version(self, key: str) -> str | None:
+        """An identifier that changes whenever the object is rewritten (None when it does not exist)."""
+
     def list_keys(self) -> list[str]:
         """All keys under the location."""
 
@@ -270,6 +273,14 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         """Whether the file exists."""
         return (self._root / key).is_file()
+
+    def version(self, key: str) -> str | None:
+        """Inode and modification time of the file."""
+        try:
+            stat = (self._root / key).stat()
+        except FileNotFoundError:
+            return None
+        return f"{stat.st_ino}-{stat.st_mtime_ns}"
 
     def list_keys(self) -> list[str]:
         """Every file below the directory, as relative keys."""
@@ -473,6 +484,15 @@ class S3Storage:
         except errors.NotFoundError:
             return False
         return True
+
+    def version(self, key: str) -> str | None:
+        """The object's ETag."""
+        try:
+            response = _call(f"cannot read {self.location.uri(key)}", self.client.head_object,
+                             Bucket=self.location.bucket, Key=self.full_key(key))
+        except errors.NotFoundError:
+            return None
+        return str(response.get("ETag"))
 
     def check_bucket(self) -> None:
         """Fail with a clear error when the bucket is missing or not accessible."""
