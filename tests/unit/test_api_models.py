@@ -32,7 +32,7 @@ def test_every_example_validates_against_its_model(path: Path) -> None:
 def test_backup_defaults_follow_the_runbook_done_better() -> None:
     spec = DatabaseBackupSpec.model_validate(MINIMAL_BACKUP)
     assert spec.format == "custom"
-    assert (spec.compression.codec, spec.compression.level) == ("zstd", 3)
+    assert (spec.compression.codec, spec.compression.level) == ("zstd", 1)
     assert spec.verify.decode is True
     assert spec.deletion_policy == "Delete"
     assert spec.to_wire()["storage"] == {"s3": {"bucket": "backups", "prefix": "", "forcePathStyle": False}}
