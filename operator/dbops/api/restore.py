@@ -85,10 +85,15 @@ class DatabaseRestoreSpec(ApiModel):
                     "fieldPath": ".tables",
                 },
                 {
-                    "rule": "!self.clean || (has(self.confirmOverwrite) && self.confirmOverwrite != '' && "
+                    "rule": "!(self.clean || self.recreate) || (has(self.confirmOverwrite) && self.confirmOverwrite != '' && "
                     "(!has(self.target.database.name) || self.confirmOverwrite == self.target.database.name))",
-                    "message": "clean: true overwrites the target: set confirmOverwrite to the target database name",
+                    "message": "clean or recreate overwrites the target: set confirmOverwrite to the target database name",
                     "fieldPath": ".confirmOverwrite",
+                },
+                {
+                    "rule": "!self.recreate || self.mode == 'Full'",
+                    "message": "recreate is only used with mode: Full",
+                    "fieldPath": ".recreate",
                 },
                 {
                     "rule": "self.parallelJobs == 1 || self.mode != 'Tables'",
@@ -111,6 +116,8 @@ class DatabaseRestoreSpec(ApiModel):
     """Tables to restore with mode: Tables (schema-qualified or not)."""
     clean: bool = False
     """Drop objects before recreating them (needs confirmOverwrite)."""
+    recreate: bool = False
+    """Re-create the target database before a Full restore: drops objects not in the backup (needs CREATEDB)."""
     parallel_jobs: Annotated[int, Field(ge=1, le=16)] = 1
     """Parallel restore jobs (the archive is downloaded first when > 1)."""
     confirm_overwrite: Annotated[str, StringConstraints(max_length=63)] = ""

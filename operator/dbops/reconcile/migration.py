@@ -62,7 +62,7 @@ def rollback_restore_spec(spec: DatabaseMigrationSpec, backup_name: str, databas
     return {
         "source": {"backupRef": {"name": backup_name}},
         "target": {"database": spec.database.to_wire()},
-        "clean": True, "confirmOverwrite": database_name, "terminateConnections": True,
+        "recreate": True, "confirmOverwrite": database_name, "terminateConnections": True,
     }
 
 
