@@ -9,30 +9,35 @@ from collections.abc import Mapping
 from typing import Any
 
 from dbops import errors
+from dbops.api.common import SecretKeySelector
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
 from dbops.api.status import utcnow
 from dbops.controller import driver, metrics
 from dbops.controller.config import CONFIG
+from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
+from dbops.reconcile import command as command_reconcile
 from dbops.reconcile import migration as migration_reconcile
 from dbops.reconcile import window as window_reconcile
 from dbops.reconcile.children import child_state
+from dbops.reconcile.jobs import JobOutcome, job_state
+from dbops.specs import command_jobs, naming
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
-from dbops.specs import naming
 from dbops.specs.owner import Owner
 
 KIND = "DatabaseMigration"
 MIGRATION_FILE = re.compile(r"^[0-9]+_[A-Za-z0-9_]+\.(up|down)\.sql$")
 CHECKS_KEY = "checks.json"
 ROLES = ("plan", "check", "apply")
+COMMAND_ROLES = ("check", command_jobs.COMMAND_ROLE, command_jobs.VERIFY_ROLE)
 
 
 def source_files(namespace: str, spec: DatabaseMigrationSpec) -> dict[str, str]:
-    """The migration files (NNNN_name.up.sql / .down.sql) from the ConfigMap or the inline list."""
+    """The migration files (NNNN_name.up.sql / .down.sql) from the ConfigMap or the inline list (none in command mode)."""
     source = spec.source
     if source.command is not None:
-        raise errors.InvalidSpecError("source.command is not supported by the operator yet; use configMapRef or inline")
+        return {}
     if source.config_map_ref is not None:
         config_map = objects.get("ConfigMap", namespace, source.config_map_ref.name)
         if config_map is None:
@@ -81,14 +86,11 @@ def reconcile(body: dict[str, Any]) -> None:
     if status.is_terminal and status.source_hash == revision:
         metrics.PHASES.record(KIND, owner.namespace, owner.name, status.phase)
         return
-    driver.require_secrets(owner.namespace, env_specs.secret_references(
-        spec.database, spec.backup.storage if spec.backup.enabled else None))
+    driver.require_secrets(owner.namespace, [*env_specs.secret_references(
+        spec.database, spec.backup.storage if spec.backup.enabled else None), *command_secret_references(spec)])
     config_map = source_config_map(owner, spec, files, revision)
     objects.create_or_adopt(config_map)
-    names = {role: job_specs.job_name(owner, role, revision) for role in ROLES}
-    jobs = migration_reconcile.MigrationJobs(
-        plan=driver.read_job(owner.namespace, names["plan"]), check=driver.read_job(owner.namespace, names["check"]),
-        apply=driver.read_job(owner.namespace, names["apply"]), names=names)
+    jobs = observe_command_jobs(owner, revision) if spec.source.command is not None else observe_jobs(owner, revision)
     backup_name = naming.child_name(owner.name, "pre", owner.uid, revision)
     restore_name = naming.child_name(owner.name, "rollback", owner.uid, revision)
     backup_body = objects.get("DatabaseBackup", owner.namespace, backup_name) if spec.backup.enabled else None
@@ -107,11 +109,52 @@ def reconcile(body: dict[str, Any]) -> None:
     driver.write_status(owner, body, decision)
 
 
+def observe_jobs(owner: Owner, revision: str) -> migration_reconcile.MigrationJobs:
+    """The plan, check and apply Jobs of a SQL-source revision."""
+    names = {role: job_specs.job_name(owner, role, revision) for role in ROLES}
+    return migration_reconcile.MigrationJobs(
+        plan=driver.read_job(owner.namespace, names["plan"]), check=driver.read_job(owner.namespace, names["check"]),
+        apply=driver.read_job(owner.namespace, names["apply"]), names=names)
+
+
+def observe_command_jobs(owner: Owner, revision: str) -> migration_reconcile.MigrationJobs:
+    """The check, command (in the apply slot) and verify Jobs of a command-source revision."""
+    names = {role: job_specs.job_name(owner, role, revision) for role in COMMAND_ROLES}
+    return migration_reconcile.MigrationJobs(
+        plan=JobOutcome("Missing"), check=driver.read_job(owner.namespace, names["check"]),
+        apply=read_command_job(owner.namespace, names[command_jobs.COMMAND_ROLE]),
+        names=names, verify=driver.read_job(owner.namespace, names[command_jobs.VERIFY_ROLE]))
+
+
+def read_command_job(namespace: str, name: str) -> JobOutcome:
+    """The outcome of the framework command Job (exit code and output tail, not our JSON result)."""
+    job = kube_jobs.get_job(namespace, name)
+    pods = kube_jobs.job_pods(namespace, name) if job_state(job) in ("Succeeded", "Failed") else []
+    return command_reconcile.command_outcome(job, pods)
+
+
+def command_secret_references(spec: DatabaseMigrationSpec) -> list[SecretKeySelector]:
+    """The Secret keys the command's own env reads (non-optional secretKeyRefs)."""
+    if spec.source.command is None:
+        return []
+    selectors = []
+    for item in spec.source.command.env:
+        ref = (item.value_from or {}).get("secretKeyRef") or {}
+        if ref.get("name") and ref.get("key") and not ref.get("optional"):
+            selectors.append(SecretKeySelector(name=str(ref["name"]), key=str(ref["key"])))
+    return selectors
+
+
 def job_builder(owner: Owner, spec: DatabaseMigrationSpec, config_map: str, migration_files: list[str],
                 revision: str) -> driver.JobBuilder:
     """Builds this migration's Jobs by role."""
 
     def build(role: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if role == command_jobs.COMMAND_ROLE:
+            return command_jobs.build_command_job(owner, spec, revision=revision)
+        if role == command_jobs.VERIFY_ROLE:
+            return command_jobs.build_verify_db_job(owner, spec, source_config_map=config_map, revision=revision,
+                                                    image=CONFIG.image)
         if role == "check":
             return job_specs.build_check_job(owner, spec, revision=revision, image=CONFIG.image)
         return job_specs.build_migration_job(

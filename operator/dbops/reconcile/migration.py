@@ -1,4 +1,9 @@
-"""Decisions for a DatabaseMigration: window, plan, approval, pre-checks, pre-backup, apply, rollback."""
+"""Decisions for a DatabaseMigration: window, plan, approval, pre-checks, pre-backup, apply, rollback.
+
+Command mode (``source.command``): window → approval of the spec hash (status.sourceHash, also shown
+as status.plan.hash) → pre-checks → pre-backup → the framework command Job → the verify-db Job; no
+plan Job and no dry run (frameworks have their own dry-run options).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from dbops.api.migration import (
 from dbops.reconcile import results
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
 from dbops.reconcile.children import ChildState
-from dbops.reconcile.jobs import JobOutcome
+from dbops.reconcile.jobs import MISSING, JobOutcome
 from dbops.reconcile.window import WindowState
 
 WAIT_SECONDS = 10.0
@@ -33,7 +38,10 @@ class MigrationJobs:
     plan: JobOutcome
     check: JobOutcome
     apply: JobOutcome
+    """The apply Job, or in command mode the framework command Job."""
     names: dict[str, str]
+    verify: JobOutcome = MISSING
+    """The verify-db Job (command mode only)."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +115,17 @@ class _Run:
         self.decision.event("Normal", f"{phase}Started", f"created {role} Job {name}")
 
     def step(self) -> None:
+        command_mode = self.spec.source.command is not None
+        if command_mode and self.spec.dry_run:
+            self.fail("InvalidSpec", "dryRun is not supported with source.command: use the framework's own dry-run "
+                      "option (e.g. `manage.py migrate --plan`) in the command", event="InvalidSpec")
+            return
         started = self.status.phase not in IDLE_PHASES
         if not started and not self.window_open():
+            return
+        if command_mode:
+            if self.approved() and self.checked() and self.backed_up():
+                self.command_applied()
             return
         if not self.planned() or not self.approved() or not self.checked() or not self.backed_up():
             return
@@ -148,13 +165,16 @@ class _Run:
         return True
 
     def approved(self) -> bool:
+        if self.spec.source.command is not None:
+            self.status.plan = MigrationPlan(hash=self.status.source_hash)  # command mode approves the spec hash
         if self.spec.approval.mode != "Manual":
             return True
         plan_hash = self.status.plan.hash if self.status.plan else ""
         if plan_hash and self.spec.approval.approved_plan_hash == plan_hash:
             return True
+        what = "this command (image, command and env)" if self.spec.source.command is not None else "this plan"
         self.progress("AwaitingApproval", "AwaitingApproval",
-                      f"set spec.approval.approvedPlanHash to {plan_hash} to approve this plan")
+                      f"set spec.approval.approvedPlanHash to {plan_hash} to approve {what}")
         return False
 
     def checked(self) -> bool:
@@ -218,12 +238,46 @@ class _Run:
             if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
                 self.decision.event("Normal", "MigrationSucceeded", message)
             return
+        self.failed_run(apply.reason, apply.message)
+
+    def failed_run(self, reason: str, message: str) -> None:
+        """A failed apply (or command, or verification): roll back when asked and possible, else fail."""
         if self.spec.on_failure == "RestoreBackup" and self.spec.backup.enabled and self.observed.backup.phase == "Succeeded":
-            self.status.message = f"{apply.reason}: {apply.message}"
-            self.decision.event("Warning", "MigrationFailed", f"{apply.reason}: {apply.message}; rolling back")
-            self.rolled_back(failure=f"{apply.reason}: {apply.message}")
+            self.status.message = f"{reason}: {message}"
+            self.decision.event("Warning", "MigrationFailed", f"{reason}: {message}; rolling back")
+            self.rolled_back(failure=f"{reason}: {message}")
             return
-        self.fail(apply.reason, apply.message)
+        self.fail(reason, message)
+
+    def command_applied(self) -> None:
+        """Command mode: the framework command Job, then the verify-db Job."""
+        if self.status.phase == "RollingBack":
+            self.rolled_back()
+            return
+        command, verify = self.observed.jobs.apply, self.observed.jobs.verify
+        if command.state == "Missing":
+            self.start_job("command", "Migrating", "running the migration command")
+            return
+        if command.state == "Running":
+            self.progress("Migrating", "Migrating", "running the migration command")
+            return
+        if command.state == "Failed":
+            self.failed_run(command.reason or "MigrationFailed", command.message)
+            return
+        if verify.state == "Missing":
+            self.start_job("verify", "Verifying", "verifying the database after the migration command")
+            return
+        if verify.state == "Running":
+            self.progress("Verifying", "Verifying", "verifying the database after the migration command")
+            return
+        self.status.verification = results.models_from_result(VerificationResult, verify.result.get("verification"))
+        if verify.state == "Succeeded":
+            message = f"migration command succeeded; {len(self.status.verification)} verifications passed"
+            if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
+                self.decision.event("Normal", "MigrationSucceeded", message)
+            return
+        reason = verify.reason if verify.reason not in ("", "JobFailed") else "VerificationFailed"
+        self.failed_run(reason, verify.message)
 
     def rolled_back(self, failure: str = "") -> None:
         child = self.observed.restore
