@@ -48,6 +48,13 @@ def all_jobs() -> dict[str, dict[str, Any]]:
         "mode": "Tables", "tables": ["public.users", "public.bookings"], "clean": True,
         "confirmOverwrite": "restored", "terminateConnections": True,
     })
+    rollback = DatabaseRestoreSpec.model_validate({
+        "source": {"backupRef": {"name": "pre-migration"}},
+        "target": {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}},
+        "recreate": True, "confirmOverwrite": "mentorhub", "terminateConnections": True,
+        "verify": {"checks": [{"name": "no-orphans", "sql": "select 1 from bookings where user_id is null",
+                               "expect": {"rows": 0}}]},
+    })
     migration = DatabaseMigrationSpec.model_validate({
         "database": {"uriSecretRef": {"name": "db", "key": "uri"}},
         "source": {"configMapRef": {"name": "migrations"}},
@@ -65,6 +72,8 @@ def all_jobs() -> dict[str, dict[str, Any]]:
         "delete-artifact-s3": jobs.build_delete_artifact_job(OWNER, s3, "s3://backups/prod/p/db/n", image=IMAGE),
         "restore-tables": jobs.build_restore_job(restore_owner, restore, s3.storage, "s3://backups/prod/p/db/n",
                                                  image=IMAGE),
+        "restore-full-recreate": jobs.build_restore_job(restore_owner, rollback, s3.storage,
+                                                        "s3://backups/prod/p/db/n", image=IMAGE),
         "migration-plan": jobs.build_migration_job(migration_owner, migration, "plan", source_config_map="schema-src",
                                                    migration_files=files, revision="abc", image=IMAGE),
         "migration-apply": jobs.build_migration_job(

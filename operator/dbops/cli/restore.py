@@ -26,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                         help="a table to restore in mode tables (repeatable)")
     parser.add_argument("--create", action="store_true", help="create the target database if it does not exist")
     parser.add_argument("--clean", action="store_true", help="drop objects before recreating them")
+    parser.add_argument("--recreate", action="store_true",
+                        help="drop and re-create the target database (same owner, encoding and locale) after the "
+                        "checksums are verified, so objects not in the backup disappear too; mode full only, needs "
+                        "--confirm-overwrite DBNAME and CREATEDB")
+    parser.add_argument("--maintenance-dbname", default="postgres", metavar="DBNAME",
+                        help="database connected to for --recreate and --terminate-connections (default: postgres)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="parallel pg_restore jobs (> 1 downloads to a temporary file first)")
     parser.add_argument("--confirm-overwrite", default="", metavar="DBNAME",
@@ -33,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--terminate-connections", action="store_true",
                         help="terminate other sessions on the target first")
     parser.add_argument("--no-row-count-check", action="store_true")
+    parser.add_argument("--checks-json", metavar="JSON",
+                        help='SQL checks run against the restored database: [{"name", "sql", "expect": {rows|min|'
+                        'max|equals}}]')
+    parser.add_argument("--checks-file", metavar="FILE", help="the same checks as a JSON or YAML file")
     parser.add_argument("--no-owner", action="store_true", help="skip ownership and privileges")
     parser.add_argument("--pg-bin-dir", metavar="DIR")
     parser.add_argument("--result-path", metavar="PATH")
@@ -42,12 +52,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     def work() -> tuple[dict[str, Any], str]:
         started = datetime.datetime.now(datetime.UTC)
+        checks = restore.load_checks(args.checks_json, args.checks_file)
         store = storage.open_storage(storage.backup_location(args.source), storage.options_from_args(args))
         settings = connection.from_args(args)
         outcome = restore.run_restore(store, settings, restore.RestoreOptions(
-            mode=args.mode, tables=tuple(args.table), create=args.create, clean=args.clean, jobs=args.jobs,
-            confirm_overwrite=args.confirm_overwrite, terminate_connections=args.terminate_connections,
-            row_count_check=not args.no_row_count_check, no_owner=args.no_owner, pg_bin_dir=args.pg_bin_dir,
+            mode=args.mode, tables=tuple(args.table), create=args.create, clean=args.clean, recreate=args.recreate,
+            maintenance_dbname=args.maintenance_dbname, jobs=args.jobs, confirm_overwrite=args.confirm_overwrite,
+            terminate_connections=args.terminate_connections, row_count_check=not args.no_row_count_check,
+            no_owner=args.no_owner, pg_bin_dir=args.pg_bin_dir, checks=checks,
         ))
         completed = datetime.datetime.now(datetime.UTC)
         manifest = outcome.manifest
@@ -59,20 +71,34 @@ def _run(args: argparse.Namespace) -> int:
             "mode": args.mode,
             "target": settings.describe(),
             "tablesRestored": len(outcome.tables_restored),
+            "recreated": outcome.recreated,
             "startedAt": started.isoformat(),
             "completedAt": completed.isoformat(),
             "durationSeconds": round((completed - started).total_seconds(), 3),
         }
+        verification: dict[str, Any] = {}
         if outcome.row_counts is not None:
-            fields["verification"] = {"rowCounts": outcome.row_counts.as_result()}
-        if outcome.row_counts is not None and not outcome.row_counts.passed:
-            message = (f"restored {manifest.name} into {settings.describe()} but row counts differ: "
-                       f"{'; '.join(outcome.row_counts.mismatches)[:1000]}")
+            verification["rowCounts"] = outcome.row_counts.as_result()
+        if outcome.checks:
+            verification["checks"] = [check.as_result() for check in outcome.checks]
+        if verification:
+            fields["verification"] = verification
+        if not outcome.passed:
+            problems = [*(outcome.row_counts.mismatches if outcome.row_counts else []),
+                        *(f"check {c.name} failed: {c.detail}" for c in outcome.checks if not c.passed)]
+            failed = [c.name for c in outcome.checks if not c.passed]
+            what = " and ".join([*(["row counts differ"] if outcome.row_counts and not outcome.row_counts.passed
+                                   else []), *([f"checks failed ({', '.join(failed)})"] if failed else [])])
+            message = (f"restored {manifest.name} into {settings.describe()} but {what}: "
+                       f"{'; '.join(problems)[:1000]}")
             return result.failure("restore", errors.VerificationError(message), **fields), message
         summary = (f"restored {manifest.name} ({args.mode}, {len(outcome.tables_restored)} tables) into "
-                   f"{settings.describe()} in {fields['durationSeconds']:.1f}s")
+                   f"{'the re-created ' if outcome.recreated else ''}{settings.describe()} in "
+                   f"{fields['durationSeconds']:.1f}s")
         if outcome.row_counts is not None:
             summary += f"; row counts match for {outcome.row_counts.tables_compared} tables"
+        if outcome.checks:
+            summary += f"; {len(outcome.checks)} checks passed"
         return result.success("restore", summary, **fields), summary
 
     return command.execute("restore", work, args.result_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from dbops.api.backup import Artifact, BackupSource, BackupVerificationResult, DatabaseBackupSpec, DatabaseBackupStatus
 from dbops.api.common import parse_duration
@@ -94,13 +95,25 @@ def _verified(status: DatabaseBackupStatus, observed: BackupJobs, decision: Deci
             status.mark_progressing("Verifying", "Verifying", "verifying the stored backup", generation=generation,
                                     now=now)
         return False
-    status.verification = results.model_from_result(BackupVerificationResult, verify.result.get("verification"))
+    status.verification = _verification(verify.result.get("verification"))
     if verify.state == "Failed":
         reason = verify.reason if verify.reason not in ("", "JobFailed") else "VerificationFailed"
         status.mark_failed(reason, verify.message, generation=generation, now=now)
         decision.event("Warning", "VerificationFailed", f"{reason}: {verify.message}")
         return False
     return True
+
+
+def _verification(data: Any) -> BackupVerificationResult | None:
+    """The verification status, failed SQL checks folded into the restore test (passed and mismatches)."""
+    verification = results.model_from_result(BackupVerificationResult, data)
+    if verification is None or verification.restore_test is None:
+        return verification
+    failed = results.failed_checks(data.get("checks") if isinstance(data, dict) else None)
+    if failed:
+        verification.restore_test.passed = False
+        verification.restore_test.mismatches = [*verification.restore_test.mismatches, *failed]
+    return verification
 
 
 def _succeed(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, decision: Decision, *, now: datetime,

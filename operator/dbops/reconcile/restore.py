@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from dbops.api.backup import RestoreTestResult
 from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus, RestoredFrom
+from dbops.reconcile import results
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import JobOutcome
@@ -124,9 +125,16 @@ def _safety_backup_done(spec: DatabaseRestoreSpec, status: DatabaseRestoreStatus
 
 
 def _verification(data: Any) -> RestoreTestResult | None:
-    if not isinstance(data, dict) or not isinstance(data.get("rowCounts"), dict):
+    """Row counts and SQL checks of the restored database: passed only when both did."""
+    if not isinstance(data, dict):
         return None
-    row_counts = data["rowCounts"]
-    passed = bool(row_counts.get("passed"))
-    detail = str(row_counts.get("detail") or "")
-    return RestoreTestResult(passed=passed, mismatches=[] if passed or not detail else [detail[:1024]])
+    row_counts = data.get("rowCounts")
+    failed = results.failed_checks(data.get("checks"))
+    if not isinstance(row_counts, dict) and not isinstance(data.get("checks"), list):
+        return None
+    counts = row_counts if isinstance(row_counts, dict) else {}
+    mismatches = [str(m)[:1024] for m in counts.get("mismatches") or [] if isinstance(m, str)]
+    tables = counts.get("tablesCompared")
+    return RestoreTestResult(passed=bool(counts.get("passed", True)) and not failed,
+                             tables_compared=tables if isinstance(tables, int) else 0,
+                             mismatches=[*mismatches, *failed])

@@ -56,3 +56,11 @@ def models_from_result(model: type[M], data: Any) -> list[M]:
         return []
     parsed = (model_from_result(model, item) for item in data)
     return [item for item in parsed if item is not None]
+
+
+def failed_checks(data: Any) -> list[str]:
+    """``check NAME: detail`` for each failed entry of a result's ``verification.checks`` list."""
+    if not isinstance(data, list):
+        return []
+    return [f"check {item.get('name') or item.get('sql') or '?'}: {item.get('detail') or 'failed'}"[:1024]
+            for item in data if isinstance(item, Mapping) and item.get("passed") is False]

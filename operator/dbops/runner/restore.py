@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 import subprocess
 import tempfile
@@ -16,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from dbops import errors
-from dbops.runner import artifact, backup, compression, connection, pgtools, storage
+from dbops.runner import artifact, backup, compression, connection, dbverify, pgtools, storage
 from dbops.runner.manifest import BackupManifest
 
 MODES = ("full", "tables", "schema-only", "data-only")
@@ -31,12 +32,18 @@ class RestoreOptions:
     tables: tuple[str, ...] = ()
     create: bool = False
     clean: bool = False
+    recreate: bool = False
+    """Drop and re-create the target database (after the checksums are verified) before a full restore."""
+    maintenance_dbname: str = "postgres"
+    """The database to connect to for dropping and creating the target."""
     jobs: int = 1
     confirm_overwrite: str = ""
     terminate_connections: bool = False
     row_count_check: bool = True
     no_owner: bool = False
     pg_bin_dir: str | None = None
+    checks: tuple[dbverify.UserCheck, ...] = ()
+    """SQL checks with expectations run against the restored database."""
 
 
 @dataclasses.dataclass
@@ -63,6 +70,13 @@ class RestoreOutcome:
     manifest: BackupManifest
     tables_restored: list[str]
     row_counts: RowCountReport | None
+    checks: list[dbverify.CheckResult] = dataclasses.field(default_factory=list)
+    recreated: bool = False
+
+    @property
+    def passed(self) -> bool:
+        """Whether the row counts (when compared) and every check passed."""
+        return (self.row_counts is None or self.row_counts.passed) and all(check.passed for check in self.checks)
 
 
 def resolve_tables(manifest: BackupManifest, requested: tuple[str, ...]) -> list[str]:
@@ -105,12 +119,16 @@ def database_exists(settings: connection.ConnectionSettings) -> bool:
 
 
 @contextlib.contextmanager
-def maintenance_connection(settings: connection.ConnectionSettings) -> Iterator[psycopg.Connection[Any]]:
-    """A connection to the server's ``postgres`` (or ``template1``) database."""
+def maintenance_connection(
+    settings: connection.ConnectionSettings, dbname: str = "postgres"
+) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the server's maintenance database (``postgres``, else ``template1``)."""
     with contextlib.ExitStack() as stack:
         try:
-            conn = stack.enter_context(settings.with_dbname("postgres").connect())
+            conn = stack.enter_context(settings.with_dbname(dbname).connect())
         except errors.NotFoundError:
+            if dbname != "postgres":
+                raise
             conn = stack.enter_context(settings.with_dbname("template1").connect())
         yield conn
 
@@ -126,6 +144,54 @@ def drop_database(settings: connection.ConnectionSettings) -> None:
     with maintenance_connection(settings) as conn:
         terminate_connections(conn, settings.dbname)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(settings.dbname)))
+
+
+_DATABASE_PROPERTIES = """
+SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
+       pg_has_role(current_user, d.datdba, 'MEMBER'),
+       (SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user)
+FROM pg_database d WHERE d.datname = %s
+"""
+
+
+def recreate_database(settings: connection.ConnectionSettings, maintenance_dbname: str = "postgres") -> None:
+    """Drop the database (terminating its sessions) and create it empty with its owner, encoding and locale.
+
+    Privileges are checked first, so a role that could drop but not create never leaves the database gone.
+    """
+    dbname = settings.dbname
+    with maintenance_connection(settings, maintenance_dbname) as conn:
+        row = conn.execute(_DATABASE_PROPERTIES, (dbname,)).fetchone()
+        if row is None:
+            raise errors.NotFoundError(f'database "{dbname}" does not exist on {settings.describe()}')
+        owner, encoding, collate, ctype, owner_member, can_create = row
+        if not (owner_member and can_create):
+            raise errors.AuthenticationError(
+                f're-creating database "{dbname}" needs CREATEDB and membership in its owner role "{owner}"',
+                reason="InsufficientPrivileges",
+            )
+        create = sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+            sql.Identifier(dbname), sql.Identifier(owner), sql.Literal(encoding), sql.Literal(collate),
+            sql.Literal(ctype),
+        )
+        major = conn.info.server_version // 10000
+        if major >= 15:
+            locale_column = "datlocale" if major >= 17 else "daticulocale"
+            provider_row = conn.execute(
+                sql.SQL("SELECT datlocprovider, {} FROM pg_database WHERE datname = %s").format(
+                    sql.Identifier(locale_column)), (dbname,),
+            ).fetchone()
+            if provider_row is not None and provider_row[0] in ("i", "b"):
+                provider = "icu" if provider_row[0] == "i" else "builtin"
+                locale_option = "ICU_LOCALE" if provider == "icu" else "BUILTIN_LOCALE"
+                create += sql.SQL(" LOCALE_PROVIDER {} {} {}").format(
+                    sql.SQL(provider), sql.SQL(locale_option), sql.Literal(provider_row[1]))
+        if major >= 13:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        else:
+            terminate_connections(conn, dbname)
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(dbname)))
+        conn.execute(create)
 
 
 def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:
@@ -166,9 +232,11 @@ class _Target:
 def _prepare_target(
     settings: connection.ConnectionSettings, options: RestoreOptions, manifest: BackupManifest
 ) -> _Target:
-    """Create the target if asked, refuse unconfirmed overwrites, pick tools, terminate sessions if asked."""
-    if not database_exists(settings):
-        if not options.create:
+    """Create the target if asked, refuse unconfirmed overwrites, pick tools, re-create the database or
+    terminate sessions if asked."""
+    exists = database_exists(settings)
+    if not exists:
+        if not (options.create or options.recreate):
             raise errors.NotFoundError(
                 f'database "{settings.dbname}" does not exist on {settings.describe()} (use --create)'
             )
@@ -177,8 +245,8 @@ def _prepare_target(
         server = connection.server_info(conn)
         needed = max(server.major, pgtools.major_of(manifest.dump_tool_version))
         tools = pgtools.find_tools(needed, options.pg_bin_dir)
-        clean = options.clean
-        if options.mode in ("full", "schema-only") and user_object_count(conn) > 0:
+        clean = options.clean and not options.recreate
+        if options.mode in ("full", "schema-only") and not options.recreate and user_object_count(conn) > 0:
             if options.confirm_overwrite != settings.dbname:
                 raise errors.InvalidSpecError(
                     f'database "{settings.dbname}" is not empty: restoring over it needs '
@@ -188,8 +256,10 @@ def _prepare_target(
             clean = True
         row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         superuser = bool(row and row[0])
-    if options.terminate_connections:
-        with maintenance_connection(settings) as admin:
+    if options.recreate and exists:
+        recreate_database(settings, options.maintenance_dbname)
+    elif options.terminate_connections:
+        with maintenance_connection(settings, options.maintenance_dbname) as admin:
             terminate_connections(admin, settings.dbname)
     return _Target(server=server, tools=tools, clean=clean, superuser=superuser)
 
@@ -202,6 +272,13 @@ def run_restore(
         raise errors.InvalidSpecError(f"mode must be one of {', '.join(MODES)}")
     if (options.mode == "tables") != bool(options.tables):
         raise errors.InvalidSpecError("mode tables needs --table, and --table needs mode tables")
+    if options.recreate and options.mode != "full":
+        raise errors.InvalidSpecError("--recreate is only used with mode full")
+    if options.recreate and options.confirm_overwrite != settings.dbname:
+        raise errors.InvalidSpecError(
+            f'--recreate drops database "{settings.dbname}": confirm with --confirm-overwrite {settings.dbname}',
+            reason="OverwriteNotConfirmed",
+        )
     manifest = artifact.load_manifest(store)
     tables = resolve_tables(manifest, options.tables) if options.mode == "tables" else []
     if manifest.format == "plain" and options.mode != "full":
@@ -229,10 +306,37 @@ def run_restore(
     if tables:
         expected = {name: rows for name, rows in expected.items() if name in tables}
     report = None
-    if options.row_count_check:
+    checks: list[dbverify.CheckResult] = []
+    if options.row_count_check or options.checks:
         with settings.connect() as conn:
-            report = compare_row_counts(conn, expected)
-    return RestoreOutcome(manifest=manifest, tables_restored=restored, row_counts=report)
+            if options.row_count_check:
+                report = compare_row_counts(conn, expected)
+            if options.checks:
+                checks = run_checks(conn, options.checks)
+    return RestoreOutcome(manifest=manifest, tables_restored=restored, row_counts=report, checks=checks,
+                          recreated=options.recreate)
+
+
+def load_checks(checks_json: str | None = None, checks_file: str | None = None) -> tuple[dbverify.UserCheck, ...]:
+    """SQL checks from a JSON list of ``{name, sql, expect}`` and/or a JSON/YAML file of one."""
+    checks: tuple[dbverify.UserCheck, ...] = ()
+    if checks_json:
+        try:
+            document = json.loads(checks_json)
+        except ValueError as error:
+            raise errors.InvalidSpecError(f"--checks-json is not valid JSON: {error}") from error
+        checks += dbverify.load_checks(document, "--checks-json")
+    if checks_file:
+        checks += dbverify.load_checks_file(Path(checks_file))
+    names = [check.name for check in checks]
+    if len(set(names)) != len(names):
+        raise errors.InvalidSpecError(f"check names must be unique: {', '.join(names)}")
+    return checks
+
+
+def run_checks(conn: psycopg.Connection[Any], checks: tuple[dbverify.UserCheck, ...]) -> list[dbverify.CheckResult]:
+    """Run SQL checks with expectations (read-only, under a statement timeout) against a database."""
+    return dbverify.verify(conn, dbverify.VerifyConfig(builtins=(), checks=checks))
 
 
 def _pg_restore_error(stderr: str, settings: connection.ConnectionSettings) -> errors.DbopsError:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from dbops import errors
-from dbops.runner import artifact, connection, pgtools, restore, storage
+from dbops.runner import artifact, connection, dbverify, pgtools, restore, storage
 from dbops.runner.manifest import BackupManifest
 
 
@@ -34,13 +34,15 @@ class VerifyOutcome:
     decoded: bool
     restore_test: restore.RowCountReport | None = None
     checks: list[CheckResult] = dataclasses.field(default_factory=list)
+    user_checks: list[dbverify.CheckResult] = dataclasses.field(default_factory=list)
+    """Results of the SQL checks with expectations."""
     verified_at: datetime.datetime = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
     @property
     def passed(self) -> bool:
         """Whether everything that ran passed."""
         return (self.decoded and (self.restore_test is None or self.restore_test.passed)
-                and all(check.passed for check in self.checks))
+                and all(check.passed for check in self.checks) and all(check.passed for check in self.user_checks))
 
 
 def decode(store: storage.Storage, manifest: BackupManifest, pg_bin_dir: str | None = None) -> None:
@@ -98,15 +100,19 @@ def run_verify(
     *,
     scratch_server: connection.ConnectionSettings | None = None,
     checks: tuple[str, ...] = (),
+    user_checks: tuple[dbverify.UserCheck, ...] = (),
     pg_bin_dir: str | None = None,
 ) -> VerifyOutcome:
-    """Verify the backup in ``store``; with ``scratch_server``, also restore it into a scratch database there."""
+    """Verify the backup in ``store``; with ``scratch_server``, also restore it into a scratch database there.
+
+    ``checks`` are plain queries (see :func:`run_check`); ``user_checks`` carry expectations and run read-only.
+    """
     manifest = artifact.load_manifest(store)
     decode(store, manifest, pg_bin_dir)
     outcome = VerifyOutcome(manifest=manifest, decoded=True)
     if scratch_server is None:
-        if checks:
-            raise errors.InvalidSpecError("--check-sql needs --restore-test")
+        if checks or user_checks:
+            raise errors.InvalidSpecError("SQL checks need --restore-test")
         return outcome
     if manifest.scope.schema_only or manifest.scope.data_only:
         raise errors.InvalidSpecError("a restore test needs a backup with both schema and data")
@@ -117,9 +123,10 @@ def run_verify(
             mode="full", pg_bin_dir=pg_bin_dir, row_count_check=True, no_owner=True,
         ))
         outcome.restore_test = result.row_counts
-        if checks:
+        if checks or user_checks:
             with scratch.connect() as conn:
                 outcome.checks = [run_check(conn, query) for query in checks]
+                outcome.user_checks = restore.run_checks(conn, user_checks) if user_checks else []
     finally:
         with contextlib.suppress(errors.DbopsError, psycopg.Error):
             restore.drop_database(scratch)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from dbops.api.backup import DatabaseBackupSpec
-from dbops.api.common import JobTemplate, Storage
+from dbops.api.common import JobTemplate, SqlCheck, Storage
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.restore import DatabaseRestoreSpec
 from dbops.specs import env as env_specs
@@ -158,8 +159,8 @@ def build_verify_job(owner: Owner, spec: DatabaseBackupSpec, artifact_dir: str, 
     if spec.verify.restore_test:
         args.append("--restore-test")
         env = [*env_specs.database_env(spec.database), *env]
-        for check in spec.verify.checks:
-            args += ["--check-sql", check.sql]
+        if spec.verify.checks:
+            args += ["--checks-json", checks_json(spec.verify.checks)]
     work = RunnerWork(role="verify", args=args, env=env, volumes=access.volumes, mounts=access.mounts)
     return build_job(owner, work, name=job_name(owner, "verify"), image=image, template=spec.job_template)
 
@@ -171,6 +172,11 @@ def build_delete_artifact_job(owner: Owner, spec: DatabaseBackupSpec, artifact_d
                       env=list(access.env), volumes=access.volumes, mounts=access.mounts)
     template = (spec.job_template or JobTemplate()).model_copy(update={"ttl_seconds_after_finished": 600})
     return build_job(owner, work, name=job_name(owner, "delete"), image=image, template=template, owned=False)
+
+
+def checks_json(checks: list[SqlCheck]) -> str:
+    """The ``--checks-json`` argument: the checks' wire form as compact JSON (checks hold no secrets)."""
+    return json.dumps([check.to_wire() for check in checks], separators=(",", ":"))
 
 
 RESTORE_MODES = {"Full": "full", "Tables": "tables", "SchemaOnly": "schema-only", "DataOnly": "data-only"}
@@ -187,6 +193,8 @@ def build_restore_job(owner: Owner, spec: DatabaseRestoreSpec, source_storage: S
         args.append("--create")
     if spec.clean:
         args.append("--clean")
+    if spec.recreate:
+        args.append("--recreate")
     if spec.parallel_jobs > 1:
         args += ["--jobs", str(spec.parallel_jobs)]
     if spec.confirm_overwrite:
@@ -195,6 +203,8 @@ def build_restore_job(owner: Owner, spec: DatabaseRestoreSpec, source_storage: S
         args.append("--terminate-connections")
     if not spec.verify.row_counts:
         args.append("--no-row-count-check")
+    if spec.verify.checks:
+        args += ["--checks-json", checks_json(spec.verify.checks)]
     work = RunnerWork(
         role="restore", args=args, env=[*env_specs.database_env(spec.target.database), *access.env],
         volumes=access.volumes, mounts=access.mounts,
