@@ -123,6 +123,10 @@ INVALID = [
     ("restore-tables-mode-empty", RESTORE, "spec.tables", [], "tables must be listed with mode: Tables"),
     ("restore-parallel-negative", RESTORE, "spec.parallelJobs", 0, "spec.parallelJobs"),
     ("restore-safety-without-storage", RESTORE, "spec.safetyBackup", {"enabled": True}, "safety backup needs storage"),
+    ("restore-recreate-with-tables", RESTORE, "spec.recreate", True, "recreate is only used with mode: Full"),
+    ("restore-recreate-unconfirmed", RESTORE, "spec",
+     {"source": {"backupRef": {"name": "b"}}, "target": {"database": {"host": "h", "name": "app"}}, "recreate": True},
+     "set confirmOverwrite to the target database name"),
 ]
 
 
