@@ -99,11 +99,15 @@ def test_failed_migration_is_rolled_back_to_the_pre_migration_backup(
     harness.wait_for_phase(kube_client, namespace, MIGRATION, "risky", {"Succeeded"})
     before = schema_dump(postgres, app_database)
 
+    # Each migration commits on its own: 0002-0004 stay applied when 0005 fails, and the rollback must remove the
+    # table and type 0002 created (a restore with --clean would leave them, as they are not in the backup).
     failing = [
         *NOTES[:1],
-        {"version": "0002", "name": "users_nickname", "up": "ALTER TABLE users ADD COLUMN nickname text;"},
-        {"version": "0003", "name": "bookings_index", "up": "CREATE INDEX bookings_user ON bookings (user_id);"},
-        {"version": "0004", "name": "broken", "up": "ALTER TABLE no_such_table ADD COLUMN x int;"},
+        {"version": "0002", "name": "note_tags", "up": "CREATE TYPE tag_kind AS ENUM ('topic', 'mood'); "
+         "CREATE TABLE note_tags (id int PRIMARY KEY, note_id bigint REFERENCES notes (id), kind tag_kind);"},
+        {"version": "0003", "name": "users_nickname", "up": "ALTER TABLE users ADD COLUMN nickname text;"},
+        {"version": "0004", "name": "bookings_index", "up": "CREATE INDEX bookings_user ON bookings (user_id);"},
+        {"version": "0005", "name": "broken", "up": "ALTER TABLE no_such_table ADD COLUMN x int;"},
     ]
     patch_spec(kube_client, namespace, "risky", migration_spec(failing, **common))
 
@@ -116,6 +120,10 @@ def test_failed_migration_is_rolled_back_to_the_pre_migration_backup(
     body = harness.eventually(finished_run, timeout=400, message="the failed run to be rolled back")
     status = body["status"]
     assert status["phase"] == "RolledBack", status
+    assert "0002" in {applied["version"] for applied in status.get("applied") or []}, status
     restore = harness.get_resource(kube_client, namespace, "DatabaseRestore", status["restoreName"])
     assert restore is not None and restore["status"]["phase"] == "Succeeded"
+    assert restore["spec"]["recreate"] is True
+    assert postgres.psql("SELECT to_regclass('note_tags') IS NULL AND to_regtype('tag_kind') IS NULL",
+                         app_database) == "t"
     assert schema_dump(postgres, app_database) == before
