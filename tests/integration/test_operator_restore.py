@@ -63,3 +63,46 @@ def test_restore_of_a_missing_backup_waits_with_a_condition(
     harness.eventually(reported, message="a MissingReference condition")
     assert harness.list_jobs(kube_client, namespace) == []
     assert operator.alive()
+
+
+def test_failed_sql_checks_fail_backup_verification_and_the_restore_naming_them(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
+        app_database: str, minio_server: MinioServer, bucket: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    database = {"uriSecretRef": {"name": "db", "key": "uri"}}
+    storage = harness.s3_storage(minio_server, bucket)
+    users = {"name": "user-count", "sql": "SELECT count(*) FROM users", "expect": {"equals": "200"}}
+    orphans = {"name": "orphan-bookings", "sql": "SELECT b.id FROM bookings b LEFT JOIN users u ON u.id = b.user_id "
+                                                 "WHERE u.id IS NULL", "expect": {"rows": 0}}
+    too_many = {"name": "too-many-users", "sql": "SELECT count(*) FROM users", "expect": {"max": 100}}
+    for name, checks in (("good", [users, orphans]), ("checked", [users, too_many])):
+        harness.create_resource(kube_client, namespace, "DatabaseBackup", name, {
+            "database": database, "storage": storage, "verify": {"restoreTest": True, "checks": checks}})
+    good = harness.wait_for_phase(kube_client, namespace, "DatabaseBackup", "good", {"Succeeded", "Failed"},
+                                  timeout=400)["status"]
+    assert good["phase"] == "Succeeded", good
+    assert good["verification"]["restoreTest"]["passed"] is True
+    status = harness.wait_for_phase(kube_client, namespace, "DatabaseBackup", "checked", {"Succeeded", "Failed"},
+                                    timeout=400)["status"]
+    assert status["phase"] == "Failed", status
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "VerificationFailed" and "too-many-users" in ready["message"], ready
+    assert status["verification"]["restoreTest"]["passed"] is False
+    assert [m for m in status["verification"]["restoreTest"]["mismatches"] if m.startswith("check ")] == [
+        next(m for m in status["verification"]["restoreTest"]["mismatches"] if "too-many-users" in m)]
+
+    postgres.psql("CREATE TABLE leftover (id int)", app_database)
+    harness.create_resource(kube_client, namespace, "DatabaseRestore", "checked-restore", {
+        "source": {"backupRef": {"name": "good"}}, "target": {"database": database},
+        "recreate": True, "confirmOverwrite": app_database, "verify": {"checks": [users, orphans, too_many]},
+    })
+    status = harness.wait_for_phase(kube_client, namespace, "DatabaseRestore", "checked-restore",
+                                    {"Succeeded", "Failed"}, timeout=400)["status"]
+    assert status["phase"] == "Failed", status
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "VerificationFailed" and "too-many-users" in ready["message"], ready
+    assert "orphan-bookings" not in ready["message"]
+    assert status["verification"]["passed"] is False
+    assert any("too-many-users" in m for m in status["verification"]["mismatches"])
+    assert postgres.psql("SELECT count(*) FROM users", app_database).strip() == "200"
+    assert postgres.psql("SELECT to_regclass('leftover') IS NULL", app_database) == "t"
