@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 from tests.integration import operator_harness as harness
 from tests.integration.operator_fixtures import app_database, installed_crds, operator, postgres, s3_secret  # noqa: F401
 
+from dbops.api.base import GROUP, VERSION
 from dbops_testbed.minio import MinioServer
 from dbops_testbed.postgres import PostgresServer
 
@@ -25,11 +27,19 @@ MANAGE = Path(__file__).parent / "django_app" / "manage.py"
 DJANGO_MIGRATE = [sys.executable, str(MANAGE), "migrate", "--noinput"]
 HALF_DONE_THEN_FAIL = (
     "import os, psycopg\n"
+    "assert os.environ['APP_TOKEN'] == 'tok-123'\n"
     "with psycopg.connect(os.environ['DATABASE_URL'], autocommit=True) as c:\n"
     "    c.execute('CREATE TABLE half_done (id int)')\n"
     "print('connecting to', os.environ['DATABASE_URL'])\n"
     "print('boom: migration 0002_add_status failed')\n"
     "raise SystemExit(3)\n"
+)
+
+CREATE_NOTES = (
+    "import os, psycopg\n"
+    "with psycopg.connect(os.environ['DATABASE_URL'], autocommit=True) as c:\n"
+    "    c.execute('CREATE TABLE IF NOT EXISTS notes (id int)')\n"
+    "    c.execute('INSERT INTO notes VALUES (1)')\n"
 )
 
 
@@ -38,6 +48,11 @@ def command_spec(command: list[str], **extra: Any) -> dict[str, Any]:
             "source": {"command": {"image": "registry.example/mentorhub:1.4", "command": command,
                                    "env": [{"name": "DJANGO_SETTINGS_MODULE", "value": "mentorhub.settings"}]}},
             **extra}
+
+
+def patch_spec(kube_client: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    client.CustomObjectsApi(kube_client).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "databasemigrations", name, {"spec": spec}, _preload_content=False)
 
 
 def table_exists(server: PostgresServer, database: str, table: str) -> bool:
@@ -72,9 +87,11 @@ def test_a_failing_command_is_rolled_back_with_its_output_in_status(
         app_database: str, minio_server: MinioServer, bucket: str) -> None:
     password = postgres.password
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
-    harness.create_resource(kube_client, namespace, MIGRATION, "risky", command_spec(
-        [sys.executable, "-c", HALF_DONE_THEN_FAIL], preChecks={"enabled": False},
-        backup={"enabled": True, "storage": harness.s3_storage(minio_server, bucket)}, onFailure="RestoreBackup"))
+    spec = command_spec([sys.executable, "-c", HALF_DONE_THEN_FAIL], preChecks={"enabled": False},
+                        backup={"enabled": True, "storage": harness.s3_storage(minio_server, bucket)},
+                        onFailure="RestoreBackup")
+    spec["source"]["command"]["env"].append({"name": "APP_TOKEN", "value": "tok-123"})
+    harness.create_resource(kube_client, namespace, MIGRATION, "risky", spec)
 
     def finished_run() -> dict[str, Any] | None:
         body = harness.get_resource(kube_client, namespace, MIGRATION, "risky") or {}
@@ -112,3 +129,46 @@ def test_a_failing_command_without_backup_fails_and_dry_run_is_refused(
     assert broken["phase"] == "Failed" and ready["reason"] == "MigrationFailed", broken
     assert "no_such_app" in broken["message"] and "exited with code 1" in broken["message"]
     assert not [job for job in harness.list_jobs(kube_client, namespace) if "dry" in job["metadata"]["name"]]
+
+
+def test_manual_approval_of_the_spec_hash_and_a_new_image_re_runs(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
+        app_database: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    spec = command_spec([sys.executable, "-c", CREATE_NOTES], preChecks={"enabled": False},
+                        approval={"mode": "Manual"})
+    harness.create_resource(kube_client, namespace, MIGRATION, "gated", spec)
+    status = harness.wait_for_phase(kube_client, namespace, MIGRATION, "gated", {"AwaitingApproval", "Failed"})["status"]
+    first_hash = status["sourceHash"]
+    assert status["phase"] == "AwaitingApproval" and first_hash in status["message"], status
+    assert status["plan"]["hash"] == first_hash and not table_exists(postgres, app_database, "notes")
+
+    spec["approval"]["approvedPlanHash"] = first_hash
+    patch_spec(kube_client, namespace, "gated", spec)
+    status = harness.wait_for_phase(kube_client, namespace, MIGRATION, "gated", {"Succeeded", "Failed"})["status"]
+    assert status["phase"] == "Succeeded", status
+    assert postgres.psql("SELECT count(*) FROM notes", app_database) == "1"
+
+    spec["source"]["command"]["image"] = "registry.example/mentorhub:1.5"
+    patch_spec(kube_client, namespace, "gated", spec)
+
+    def awaiting_new_approval() -> dict[str, Any] | None:
+        current = (harness.get_resource(kube_client, namespace, MIGRATION, "gated") or {}).get("status") or {}
+        return current if current.get("phase") == "AwaitingApproval" and current["sourceHash"] != first_hash else None
+
+    status = harness.eventually(awaiting_new_approval, timeout=120, message="the new image to need a new approval")
+    spec["approval"]["approvedPlanHash"] = status["sourceHash"]
+    patch_spec(kube_client, namespace, "gated", spec)
+
+    def rerun_done() -> dict[str, Any] | None:
+        current = (harness.get_resource(kube_client, namespace, MIGRATION, "gated") or {}).get("status") or {}
+        return current if current.get("phase") in ("Succeeded", "Failed") and current["sourceHash"] != first_hash \
+            else None
+
+    status = harness.eventually(rerun_done, timeout=240, message="the re-run for the new image")
+    assert status["phase"] == "Succeeded", status
+    assert postgres.psql("SELECT count(*) FROM notes", app_database) == "2"
+    images = sorted(job["spec"]["template"]["spec"]["containers"][0]["image"]
+                    for job in harness.list_jobs(kube_client, namespace)
+                    if job["metadata"]["labels"]["dbops.io/role"] == "command")
+    assert images == ["registry.example/mentorhub:1.4", "registry.example/mentorhub:1.5"]

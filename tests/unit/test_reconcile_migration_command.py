@@ -6,6 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from dbops import errors
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
 from dbops.controller import migration as migration_controller
 from dbops.reconcile import command as command_reconcile
@@ -188,3 +191,10 @@ def test_command_env_secret_refs_are_checked_before_jobs_start() -> None:
         {"name": "PLAIN", "value": "1"}]}})
     refs = migration_controller.command_secret_references(s)
     assert [(r.name, r.key) for r in refs] == [("app", "secret-key")]
+
+
+def test_an_incomplete_value_from_reference_is_an_invalid_spec() -> None:
+    s = spec(source={"command": {**BASE["source"]["command"],  # type: ignore[dict-item]
+                                 "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {}}}]}})
+    with pytest.raises(errors.InvalidSpecError, match=r"env\[0\] \(TOKEN\): valueFrom\.secretKeyRef needs name and key"):
+        migration_controller.command_secret_references(s)
