@@ -143,3 +143,14 @@ def test_invalid_manifest_is_rejected_naming_the_field(
 
 def test_at_least_25_invalid_cases() -> None:
     assert len(INVALID) >= 25
+
+
+def test_command_env_value_from_survives_admission(installed_crds: ControlPlane, namespace: str) -> None:
+    value_from = {"secretKeyRef": {"name": "app", "key": "token", "optional": True}}
+    document = _set(_example(MIGRATION), "spec.source", {"command": {
+        "image": "registry.example/app:1", "command": ["python", "manage.py", "migrate"],
+        "env": [{"name": "TOKEN", "valueFrom": value_from}]}})
+    document = _set(document, "spec.approval", {"mode": "Automatic"})
+    installed_crds.kubectl("-n", namespace, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(document))
+    stored = yaml.safe_load(installed_crds.kubectl("-n", namespace, "get", "dbm", "mentorhub-schema", "-o", "yaml"))
+    assert stored["spec"]["source"]["command"]["env"][0]["valueFrom"] == value_from

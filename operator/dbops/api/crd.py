@@ -70,6 +70,10 @@ def _convert(node: Any, definitions: dict[str, Any]) -> Any:
         result["x-kubernetes-preserve-unknown-fields"] = True
     if result.get("type") == "object" and result.get("additionalProperties") is False:
         result.pop("additionalProperties")
+    if result.get("type") == "object" and result.get("additionalProperties") in (True, {}):
+        # dict[str, Any]: an untyped map would have its values pruned by the API server; keep them.
+        result.pop("additionalProperties")
+        result["x-kubernetes-preserve-unknown-fields"] = True
     if "default" in result and result["default"] is None:
         result.pop("default")
     return result

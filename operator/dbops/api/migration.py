@@ -44,14 +44,12 @@ class InlineMigration(ApiModel):
 class EnvVar(ApiModel):
     """An environment variable for command mode (values or Secret/ConfigMap references)."""
 
-    model_config = ApiModel.model_config | {"extra": "allow"}
-
     name: str
     """Variable name."""
     value: str | None = None
     """Literal value (never a credential: use valueFrom)."""
     value_from: dict[str, Any] | None = None
-    """A Kubernetes EnvVarSource."""
+    """A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef), copied into the Job as given."""
 
 
 class CommandSource(ApiModel):
