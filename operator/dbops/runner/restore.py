@@ -133,9 +133,9 @@ def maintenance_connection(
         yield conn
 
 
-def create_database(settings: connection.ConnectionSettings) -> None:
+def create_database(settings: connection.ConnectionSettings, maintenance_dbname: str = "postgres") -> None:
     """``CREATE DATABASE`` from template0."""
-    with maintenance_connection(settings) as conn:
+    with maintenance_connection(settings, maintenance_dbname) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(settings.dbname)))
 
 
@@ -240,7 +240,7 @@ def _prepare_target(
             raise errors.NotFoundError(
                 f'database "{settings.dbname}" does not exist on {settings.describe()} (use --create)'
             )
-        create_database(settings)
+        create_database(settings, options.maintenance_dbname)
     with settings.connect() as conn:
         server = connection.server_info(conn)
         needed = max(server.major, pgtools.major_of(manifest.dump_tool_version))
