@@ -38,6 +38,12 @@ MAX_GRACE_SECONDS = 30.0
 WATCH_TIMEOUT_SECONDS = 5
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# What the "image" holds: the interpreter, the virtualenv and the project's source tree. A pod volume
+# mounted over one of their parents (an emptyDir on /tmp while the checkout lives under /tmp) must not
+# hide them, so they are bound back on top of such volumes.
+IMAGE_PATHS = tuple(dict.fromkeys(
+    Path(path).resolve() for path in (sys.prefix, sys.base_prefix, Path(__file__).resolve().parents[2])
+))
 
 JSON = dict[str, Any]
 
@@ -1044,6 +1050,9 @@ class _PodWorker(threading.Thread):
         # Sources are first bound inside the private /dev: a later mount (say an emptyDir on /tmp)
         # may hide the host paths they come from.
         sources = [*((mount.source, mount.source.is_dir()) for mount in mounts), (message_file, False)]
+        hidden = [path for path in IMAGE_PATHS
+                  if any(path.is_relative_to(mount.target) for mount in mounts)]
+        sources += [(path, True) for path in hidden]
         lines.insert(lines.index('mount --move "$stage" /dev'), 'mkdir "$stage/.dbops-sources"')
         for index, (source, is_dir) in enumerate(sources):
             lines.insert(lines.index('mount --move "$stage" /dev'),
@@ -1058,6 +1067,9 @@ class _PodWorker(threading.Thread):
             lines.append(f"mount --bind /dev/.dbops-sources/{index} {target}")
             if mount.read_only:
                 lines.append(f"mount -o remount,bind,ro {target}")
+        for index, path in enumerate(hidden, start=len(mounts) + 1):
+            lines.append(f"mkdir -p {q(str(path))}")
+            lines.append(f"mount --bind /dev/.dbops-sources/{index} {q(str(path))}")
         message_path = q(message_target)
         lines += [
             f'mkdir -p "$(dirname {message_path})"; [ -e {message_path} ] || touch {message_path}',
