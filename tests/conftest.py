@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.cluster", "tests.fixtures.crds"]
+pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.cluster", "tests.fixtures.crds", "tests.fixtures.operator"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

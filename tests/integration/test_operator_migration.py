@@ -1,5 +1,4 @@
 """DatabaseMigration end to end: plan, pre-checks, apply; manual approval; a failed run rolled back."""
-# ruff: noqa: F811  (pytest fixtures imported from operator_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 from tests.integration import operator_harness as harness
-from tests.integration.operator_fixtures import app_database, installed_crds, operator, postgres, s3_secret  # noqa: F401
 
 from dbops.api.base import GROUP, VERSION
 from dbops_testbed import postgres as testbed_postgres

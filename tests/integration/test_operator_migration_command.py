@@ -4,7 +4,6 @@ The process executor ignores images and runs the container command on the host, 
 test project (tests/integration/django_app) and small ``python -c`` programs stand in for the
 user's application image.
 """
-# ruff: noqa: F811  (pytest fixtures imported from operator_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 from tests.integration import operator_harness as harness
-from tests.integration.operator_fixtures import app_database, installed_crds, operator, postgres, s3_secret  # noqa: F401
 
 from dbops.api.base import GROUP, VERSION
 from dbops_testbed.minio import MinioServer

@@ -1,5 +1,4 @@
 """Observability: /metrics (backup and controller-runtime style metrics) and /healthz of a running operator."""
-# ruff: noqa: F811  (pytest fixtures imported from operator_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from typing import Any
 
 import pytest
 from tests.integration import operator_harness as harness
-from tests.integration.operator_fixtures import app_database, installed_crds, postgres, s3_secret  # noqa: F401
 
 from dbops_testbed.controlplane import ControlPlane
 from dbops_testbed.minio import MinioServer

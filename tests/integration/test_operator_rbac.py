@@ -1,5 +1,4 @@
 """The operator's ClusterRole (manifests/operator/rbac.yaml) is enough: backup and restore as that ServiceAccount."""
-# ruff: noqa: F811  (pytest fixtures imported from operator_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import yaml
 from kubernetes import client
 from tests.fixtures.cluster import read_json
 from tests.integration import operator_harness as harness
-from tests.integration.operator_fixtures import app_database, installed_crds, postgres, s3_secret  # noqa: F401
 
 from dbops_testbed.controlplane import ControlPlane
 from dbops_testbed.minio import MinioServer

@@ -1,6 +1,5 @@
 """Crash consistency: an operator killed between Job creation and status patch, down while Jobs finish,
 and resources deleted mid-Job; Pod Security `restricted` admits every Job pod."""
-# ruff: noqa: F811  (pytest fixtures imported from operator_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from typing import Any
 
 import pytest
 from tests.integration import operator_harness as harness
-from tests.integration.operator_fixtures import app_database, installed_crds, operator, postgres, s3_secret  # noqa: F401
 
 from dbops_testbed.controlplane import ControlPlane
 from dbops_testbed.minio import MinioServer

@@ -1,5 +1,4 @@
 """DatabaseBackupSchedule end to end: the real CronJob controller fires `dbops trigger backup`, retention prunes."""
-# ruff: noqa: F811  (pytest fixtures imported from operator_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ from typing import Any
 
 import pytest
 from tests.integration import operator_harness as harness
-from tests.integration.operator_fixtures import app_database, installed_crds, operator, postgres, s3_secret  # noqa: F401
 
 from dbops_testbed.minio import MinioServer
 from dbops_testbed.postgres import PostgresServer
