@@ -245,7 +245,9 @@ def test_active_deadline_kills_long_running_pod(
     assert pod["status"]["reason"] == "DeadlineExceeded"
     assert terminated(pod)["exitCode"] == 128 + 15
     if node_executor is not None:
-        assert (namespace, "slow") not in node_executor.running_pods()
+        # The status is patched before the executor forgets the pod: wait for it to let go.
+        wait_for(lambda: (namespace, "slow") not in node_executor.running_pods(), timeout=30,
+                 message="the executor to forget the killed pod")
 
 
 def test_job_active_deadline_fails_the_job(kube_client: Any, namespace: str) -> None:
