@@ -202,7 +202,8 @@ def test_owner_deletion_garbage_collects_job_and_pods(
     wait_for(lambda: read_pod(kube_client, namespace, pod["metadata"]["name"]) is None, timeout=120,
              message="the Job's pod to be deleted")
     if node_executor is not None:
-        assert (namespace, pod["metadata"]["name"]) not in node_executor.running_pods()
+        wait_for(lambda: (namespace, pod["metadata"]["name"]) not in node_executor.running_pods(), timeout=30,
+                 message="the executor to forget the deleted pod")
 
 
 def test_pod_deletion_kills_the_process(
@@ -216,7 +217,8 @@ def test_pod_deletion_kills_the_process(
     wait_for(lambda: read_pod(kube_client, namespace, "sleeper") is None, timeout=60,
              message="the pod deletion to finish")
     if node_executor is not None:
-        assert (namespace, "sleeper") not in node_executor.running_pods()
+        wait_for(lambda: (namespace, "sleeper") not in node_executor.running_pods(), timeout=30,
+                 message="the executor to forget the deleted pod")
 
 
 def test_restricted_namespace_refuses_privileged_pod(kube_client: Any, restricted_namespace: str) -> None:
