@@ -56,9 +56,11 @@ def test_s3_round_trip_with_each_checksum_setting(
 
 
 def _fill_with_incompressible_rows(server: PostgresServer, dbname: str) -> None:
+    # ~200 MB of text: far more than pg_dump can run ahead of a level-19 compressor before the first part
+    # is uploaded, so it is certainly still streaming when it is interrupted.
     server.psql(
         "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS v "
-        "FROM generate_series(1, 500000) g",
+        "FROM generate_series(1, 2000000) g",
         dbname,
     )
 
