@@ -114,6 +114,16 @@ class _Run:
         self.progress(phase, phase, message)
         self.decision.event("Normal", f"{phase}Started", f"created {role} Job {name}")
 
+    def job_pending(self, job: JobOutcome, role: str, phase: str, message: str, **params: Any) -> bool:
+        """Start the role's Job when missing and report progress while it runs; True until it has finished."""
+        if job.state == "Missing":
+            self.start_job(role, phase, message, **params)
+            return True
+        if job.state == "Running":
+            self.progress(phase, phase, message)
+            return True
+        return False
+
     def step(self) -> None:
         command_mode = self.spec.source.command is not None
         if command_mode and self.spec.dry_run:
@@ -144,11 +154,7 @@ class _Run:
 
     def planned(self) -> bool:
         plan = self.observed.jobs.plan
-        if plan.state == "Missing":
-            self.start_job("plan", "Planning", "planning the migration")
-            return False
-        if plan.state == "Running":
-            self.progress("Planning", "Planning", "planning the migration")
+        if self.job_pending(plan, "plan", "Planning", "planning the migration"):
             return False
         if plan.state == "Failed":
             self.fail(plan.reason, plan.message)
@@ -181,11 +187,7 @@ class _Run:
         if not self.spec.pre_checks.enabled:
             return True
         check = self.observed.jobs.check
-        if check.state == "Missing":
-            self.start_job("check", "Checking", "running pre-migration checks")
-            return False
-        if check.state == "Running":
-            self.progress("Checking", "Checking", "running pre-migration checks")
+        if self.job_pending(check, "check", "Checking", "running pre-migration checks"):
             return False
         self.status.pre_checks = results.models_from_result(CheckResult, check.result.get("preChecks"))
         if check.state == "Failed":
@@ -219,12 +221,8 @@ class _Run:
         if self.status.phase == "RollingBack":
             self.rolled_back()
             return
-        if apply.state == "Missing":
-            plan_hash = self.status.plan.hash if self.status.plan and self.spec.approval.mode == "Manual" else ""
-            self.start_job("apply", "Migrating", "applying migrations", expect_plan_hash=plan_hash)
-            return
-        if apply.state == "Running":
-            self.progress("Migrating", "Migrating", "applying migrations")
+        plan_hash = self.status.plan.hash if self.status.plan and self.spec.approval.mode == "Manual" else ""
+        if self.job_pending(apply, "apply", "Migrating", "applying migrations", expect_plan_hash=plan_hash):
             return
         result = apply.result
         self.status.applied = results.models_from_result(AppliedMigration, result.get("applied"))
@@ -255,20 +253,12 @@ class _Run:
             self.rolled_back()
             return
         command, verify = self.observed.jobs.apply, self.observed.jobs.verify
-        if command.state == "Missing":
-            self.start_job("command", "Migrating", "running the migration command")
-            return
-        if command.state == "Running":
-            self.progress("Migrating", "Migrating", "running the migration command")
+        if self.job_pending(command, "command", "Migrating", "running the migration command"):
             return
         if command.state == "Failed":
             self.failed_run(command.reason or "MigrationFailed", command.message)
             return
-        if verify.state == "Missing":
-            self.start_job("verify", "Verifying", "verifying the database after the migration command")
-            return
-        if verify.state == "Running":
-            self.progress("Verifying", "Verifying", "verifying the database after the migration command")
+        if self.job_pending(verify, "verify", "Verifying", "verifying the database after the migration command"):
             return
         self.status.verification = results.models_from_result(VerificationResult, verify.result.get("verification"))
         if verify.state == "Succeeded":
