@@ -1,0 +1,357 @@
+"""Pod lifecycle and status on the node: one worker thread per pod runs its containers and reports status."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from dbops_testbed import images, sandbox
+from dbops_testbed.environment import container_env
+from dbops_testbed.objects import JSON, now
+from dbops_testbed.references import MissingReference
+from dbops_testbed.volumes import container_mounts, materialize_volumes
+
+if TYPE_CHECKING:
+    from dbops_testbed.executor import ProcessNodeExecutor
+
+logger = logging.getLogger(__name__)
+
+TERMINATION_MESSAGE_LIMIT = 4096
+FALLBACK_LOG_LIMIT = 2048
+FALLBACK_LOG_LINES = 80
+RETRY_INTERVAL = 2.0
+POLL_INTERVAL = 0.1
+MAX_GRACE_SECONDS = 30.0
+
+
+@dataclass
+class Container:
+    """One container's spec and its runtime state on this node."""
+
+    spec: JSON
+    init: bool
+    restart_count: int = 0
+    state: JSON = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
+    last_state: JSON = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+    started_at: str | None = None
+    restart_at: float | None = None
+    exit_code: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+    mount_namespace: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The container's name."""
+        return str(self.spec["name"])
+
+    def note_mount_namespace(self) -> None:
+        """Remember the container's mount namespace once its process has entered it."""
+        if self.mount_namespace is None and self.process is not None:
+            self.mount_namespace = sandbox.mount_namespace_of(self.process)
+
+    def status(self) -> JSON:
+        """This container's entry in the pod's (init)containerStatuses."""
+        running = "running" in self.state
+        return {
+            "name": self.name,
+            "image": self.spec.get("image", ""),
+            "imageID": f"process-executor://{self.spec.get('image', '')}",
+            "containerID": f"process://{self.process.pid}" if self.process else None,
+            "ready": running and not self.init,
+            "started": running,
+            "restartCount": self.restart_count,
+            "state": self.state,
+            "lastState": self.last_state,
+        }
+
+
+class PodWorker(threading.Thread):
+    """Runs one pod's containers and reports its status."""
+
+    def __init__(self, executor: ProcessNodeExecutor, pod: JSON, pod_dir: Path) -> None:
+        meta = pod["metadata"]
+        super().__init__(name=f"pod-{meta['namespace']}-{meta['name']}", daemon=True)
+        self.executor = executor
+        self.pod = pod
+        self.pod_dir = pod_dir
+        self.uid: str = meta["uid"]
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.spec: JSON = pod["spec"]
+        self.stop_event = threading.Event()
+        self.grace = 0.0
+        self.stop_reason = ""
+        self.deletion_requested = False
+        self.pod_gone = False
+        self.start_time = now()
+        self.started = time.monotonic()
+        deadline = self.spec.get("activeDeadlineSeconds")
+        self.deadline = self.started + float(deadline) if deadline is not None else None
+        self.restart_policy = self.spec.get("restartPolicy", "Always")
+        self.init_containers = [Container(spec, init=True) for spec in self.spec.get("initContainers") or []]
+        self.containers = [Container(spec, init=False) for spec in self.spec.get("containers") or []]
+        for container in self.init_containers[1:] + self.containers:
+            container.state = {"waiting": {"reason": "PodInitializing"}} if self.init_containers else container.state
+        self.initialized = not self.init_containers
+        self.volumes: dict[str, Path] = {}
+        self.held_mount_points: list[Path] = []
+        self.acquired_targets: set[str] = set()
+
+    def request_stop(self, *, grace: float, reason: str, pod_gone: bool = False) -> None:
+        """Ask the worker to kill its containers (SIGTERM, SIGKILL after `grace` seconds)."""
+        self.grace = min(grace, MAX_GRACE_SECONDS) if not self.stop_event.is_set() else min(self.grace, grace)
+        self.stop_reason = reason
+        self.pod_gone = self.pod_gone or pod_gone
+        if reason == "pod deleted":
+            self.deletion_requested = True
+        self.stop_event.set()
+
+    # -- main flow -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as error:
+            logger.exception("pod %s/%s failed in the executor", self.namespace, self.name)
+            self._kill_all(0.0)
+            self._report("Failed", reason="ExecutorError", message=f"process executor error: {error}")
+        finally:
+            self._kill_all(0.0)
+            shutil.rmtree(self.pod_dir / "volumes", ignore_errors=True)
+            shutil.rmtree(self.pod_dir / "dev", ignore_errors=True)
+            self.executor.mount_points.release(self.held_mount_points)
+            self.executor.worker_done(self)
+
+    def _run(self) -> None:
+        for name in ("volumes", "logs", "termination", "dev", "setup"):
+            (self.pod_dir / name).mkdir(parents=True, exist_ok=True)
+        self._report("Pending")
+        if not self._prepare():
+            return self._finish_stopped()
+        for container in self.init_containers:
+            outcome = self._supervise([container])
+            if outcome != "done":
+                return self._finish_stopped() if outcome == "stopped" else self._finish_deadline()
+            if container.exit_code != 0:
+                return self._report("Failed")
+        self.initialized = True
+        for container in self.containers:
+            container.state = {"waiting": {"reason": "ContainerCreating"}}
+        outcome = self._supervise(self.containers)
+        if outcome == "stopped":
+            return self._finish_stopped()
+        if outcome == "deadline":
+            return self._finish_deadline()
+        failed = any(container.exit_code != 0 for container in self.containers)
+        self._report("Failed" if failed else "Succeeded")
+        return None
+
+    def _prepare(self) -> bool:
+        """Resolve volumes and every container's env, waiting while references are missing."""
+        while True:
+            try:
+                materialize_volumes(self.executor, self.pod, self.pod_dir / "volumes", self.volumes)
+                for container in self.init_containers + self.containers:
+                    container.env = container_env(self.executor, self.pod, container.spec)
+                    container.argv = images.container_argv(container.spec, container.env)
+                return True
+            except MissingReference as missing:
+                for container in self.init_containers + self.containers:
+                    if "waiting" in container.state:
+                        container.state = {"waiting": {"reason": missing.reason, "message": missing.message}}
+                self._report("Pending")
+            if self._deadline_passed():
+                self._finish_deadline()
+                return False
+            if self.stop_event.wait(RETRY_INTERVAL):
+                return False
+
+    def _supervise(self, containers: list[Container]) -> str:
+        """Run containers until all ended for good: 'done', 'stopped' (deletion) or 'deadline'."""
+        for container in containers:
+            self._launch(container)
+        self._report("Running" if self.initialized else "Pending")
+        while True:
+            if self.stop_event.wait(POLL_INTERVAL):
+                self._kill_all(self.grace)
+                return "stopped"
+            if self._deadline_passed():
+                self._kill_all(float(self.spec.get("terminationGracePeriodSeconds", 30)))
+                return "deadline"
+            changed = False
+            for container in containers:
+                container.note_mount_namespace()
+                if container.process is not None and container.process.poll() is not None:
+                    self._record_exit(container)
+                    changed = True
+                    if self._should_restart(container):
+                        delay = min(self.executor.restart_backoff_seconds * 2 ** container.restart_count, 300.0)
+                        container.restart_at = time.monotonic() + delay
+                        container.last_state, container.state = container.state, {"waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": f"back-off {delay:.0f}s restarting failed container={container.name}"}}
+                elif container.restart_at is not None and time.monotonic() >= container.restart_at:
+                    container.restart_at = None
+                    container.restart_count += 1
+                    self._launch(container)
+                    changed = True
+            if all(container.process is None and container.restart_at is None for container in containers):
+                return "done"
+            if changed:
+                self._report("Running" if self.initialized else "Pending")
+
+    def _should_restart(self, container: Container) -> bool:
+        if self.restart_policy == "Always" and not container.init:
+            return True
+        return self.restart_policy in ("Always", "OnFailure") and container.exit_code != 0
+
+    def _deadline_passed(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _finish_stopped(self) -> None:
+        if self.pod_gone or self.executor.stopping:
+            return
+        for container in self.init_containers + self.containers:
+            if "waiting" in container.state and not container.init:
+                container.state = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                                                  "message": "The container could not be located when the pod "
+                                                             "was terminated", "startedAt": None,
+                                                  "finishedAt": now()}}
+        started = [container for container in self.containers if container.exit_code is not None]
+        failed = not started or any(container.exit_code != 0 for container in started)
+        self._report("Failed" if failed else "Succeeded")
+
+    def _finish_deadline(self) -> None:
+        self._report("Failed", reason="DeadlineExceeded",
+                     message="Pod was active on the node longer than the specified deadline")
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _launch(self, container: Container) -> None:
+        message_file = self.pod_dir / "termination" / container.name
+        message_file.write_bytes(b"")
+        error = images.start_error(container.argv, container.env)
+        if error is not None:
+            container.process = None
+            container.exit_code = 128
+            container.state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": error,
+                                              "startedAt": now(), "finishedAt": now()}}
+            if self._should_restart(container):
+                container.restart_at = time.monotonic() + self.executor.restart_backoff_seconds
+            return
+        setup = self.pod_dir / "setup" / f"{container.name}.sh"
+        setup.write_text(sandbox.setup_script(
+            stage=self.pod_dir / "dev" / container.name,
+            mounts=container_mounts(self.volumes, container.spec, container.env),
+            spec=container.spec, message_file=message_file, need_mount_point=self._need_mount_point))
+        if container.log is None:
+            container.log = open(self.pod_dir / "logs" / f"{container.name}.log", "ab")  # noqa: SIM115
+        container.process = sandbox.spawn(setup, container.argv, container.env, container.log)
+        container.started_at = now()
+        container.exit_code = None
+        container.mount_namespace = None
+        container.state = {"running": {"startedAt": container.started_at}}
+        logger.info("pod %s/%s: started container %s (restart %d)", self.namespace, self.name, container.name,
+                    container.restart_count)
+
+    def _need_mount_point(self, path: str, is_file: bool) -> None:
+        """Hold a host mount point for the pod's lifetime (once per path, whatever the restarts)."""
+        if path not in self.acquired_targets:
+            self.acquired_targets.add(path)
+            self.held_mount_points += self.executor.mount_points.acquire(Path(path), is_file=is_file)
+
+    def _record_exit(self, container: Container) -> None:
+        """Record a container's exit and kill what it left behind, as a runtime does when PID 1 exits."""
+        assert container.process is not None
+        sandbox.kill_leftovers(container.process, container.mount_namespace)
+        code = container.process.returncode
+        exit_code = 128 - code if code < 0 else code
+        container.exit_code = exit_code
+        container.state = {"terminated": {
+            "exitCode": exit_code,
+            "reason": "Completed" if exit_code == 0 else "Error",
+            "message": self._termination_message(container, exit_code) or None,
+            "startedAt": container.started_at,
+            "finishedAt": now(),
+            "containerID": f"process://{container.process.pid}",
+        }}
+        container.process = None
+
+    def _termination_message(self, container: Container, exit_code: int) -> str:
+        path = self.pod_dir / "termination" / container.name
+        data = path.read_bytes()[:TERMINATION_MESSAGE_LIMIT] if path.exists() else b""
+        policy = container.spec.get("terminationMessagePolicy", "File")
+        if not data.strip() and exit_code != 0 and policy == "FallbackToLogsOnError":
+            log = self.pod_dir / "logs" / f"{container.name}.log"
+            lines = log.read_bytes().splitlines(keepends=True)[-FALLBACK_LOG_LINES:] if log.exists() else []
+            data = b"".join(lines)[-FALLBACK_LOG_LIMIT:]
+        return data.decode(errors="replace")
+
+    def _kill_all(self, grace: float) -> None:
+        running = [c for c in self.init_containers + self.containers if c.process is not None]
+        for container in running:
+            assert container.process is not None
+            container.note_mount_namespace()
+            sandbox.signal_group(container.process, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+        end = time.monotonic() + grace
+        for container in running:
+            assert container.process is not None
+            try:
+                container.process.wait(timeout=max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                sandbox.signal_group(container.process, signal.SIGKILL)
+                container.process.wait()
+            self._record_exit(container)
+        for container in self.init_containers + self.containers:
+            container.restart_at = None
+            if container.log is not None:
+                container.log.close()
+                container.log = None
+
+    # -- status ----------------------------------------------------------------------------
+
+    def _report(self, phase: str, *, reason: str | None = None, message: str | None = None) -> None:
+        if self.pod_gone or self.executor.stopping:
+            return
+        timestamp = now()
+        running = phase == "Running"
+        ready = running and all("running" in c.state for c in self.containers)
+
+        def condition(kind: str, value: bool, why: str | None = None) -> JSON:
+            return {"type": kind, "status": "True" if value else "False", "lastProbeTime": None,
+                    "lastTransitionTime": timestamp, "reason": why}
+
+        terminal = phase in ("Succeeded", "Failed")
+        status: JSON = {
+            "phase": phase,
+            "reason": reason,
+            "message": message,
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": "127.0.0.1",
+            "podIPs": [{"ip": "127.0.0.1"}],
+            "startTime": self.start_time,
+            "conditions": [
+                condition("PodReadyToStartContainers", not terminal),
+                condition("Initialized", self.initialized, None if self.initialized else "ContainersNotInitialized"),
+                condition("ContainersReady", ready, None if ready else ("PodCompleted" if terminal
+                                                                         else "ContainersNotReady")),
+                condition("Ready", ready, None if ready else ("PodCompleted" if terminal else "ContainersNotReady")),
+            ],
+            "containerStatuses": [container.status() for container in self.containers],
+        }
+        if self.init_containers:
+            status["initContainerStatuses"] = [container.status() for container in self.init_containers]
+        if not self.executor.patch_pod_status(self.namespace, self.name, status):
+            self.pod_gone = True
+            self.stop_event.set()

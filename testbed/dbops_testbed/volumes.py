@@ -1,0 +1,143 @@
+"""Pod volumes on the node: secret, configMap, emptyDir, downwardAPI, projected, hostPath, PVC; and mounts."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dbops_testbed.environment import expand
+from dbops_testbed.objects import JSON
+from dbops_testbed.references import MissingReference, field_value, key_data
+
+if TYPE_CHECKING:
+    from dbops_testbed.executor import ProcessNodeExecutor
+
+
+@dataclass
+class Mount:
+    """One bind mount inside a container's mount namespace."""
+
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+def materialize_volumes(node: ProcessNodeExecutor, pod: JSON, directory: Path, volumes: dict[str, Path]) -> None:
+    """Make each of the pod's volumes a host path in `volumes` (name → path); files go under `directory`.
+
+    Volumes already in `volumes` are kept, so a retry after `MissingReference` only does what is left.
+    """
+    namespace = pod["metadata"]["namespace"]
+    for volume in pod["spec"].get("volumes") or []:
+        name = volume["name"]
+        if name in volumes:
+            continue
+        target = directory / name
+        if "hostPath" in volume:
+            host = Path(volume["hostPath"]["path"])
+            kind = volume["hostPath"].get("type") or ""
+            if not host.exists() and kind == "DirectoryOrCreate":
+                host.mkdir(parents=True)
+            elif not host.exists() and kind == "FileOrCreate":
+                host.touch()
+            volumes[name] = host
+            continue
+        if "persistentVolumeClaim" in volume:
+            claim = volume["persistentVolumeClaim"]["claimName"]
+            if node.read_object("PersistentVolumeClaim", namespace, claim) is None:
+                raise MissingReference("ContainerCreating", f'persistentvolumeclaim "{claim}" not found')
+            claim_dir = node.work_dir / "claims" / namespace / claim
+            claim_dir.mkdir(parents=True, exist_ok=True)
+            volumes[name] = claim_dir
+            continue
+        files = _volume_files(node, pod, volume)
+        staging = target.with_name(f".{name}.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for relative, (content, mode) in files.items():
+            path = staging / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            path.chmod(mode)
+        staging.rename(target)
+        volumes[name] = target
+
+
+def container_mounts(volumes: dict[str, Path], spec: JSON, env: dict[str, str]) -> list[Mount]:
+    """The bind mounts of container `spec` (`subPath`/`subPathExpr` resolved, created if missing)."""
+    mounts = []
+    for mount in spec.get("volumeMounts") or []:
+        source = volumes.get(mount["name"])
+        if source is None:
+            raise RuntimeError(f"volumeMount {mount['name']} names no volume of the pod")
+        sub_path = mount.get("subPath") or expand(mount.get("subPathExpr", ""), env)
+        if sub_path:
+            source = source / sub_path
+            if not source.exists():
+                source.mkdir(parents=True)
+        mounts.append(Mount(source, mount["mountPath"], bool(mount.get("readOnly"))))
+    return mounts
+
+
+def _volume_files(node: ProcessNodeExecutor, pod: JSON, volume: JSON) -> dict[str, tuple[bytes, int]]:
+    """The files of a secret/configMap/downwardAPI/projected/emptyDir volume: path → (content, mode)."""
+    if "emptyDir" in volume:
+        return {}
+    if "secret" in volume:
+        source = volume["secret"]
+        return _key_files(node, pod, "Secret", source.get("secretName", ""), source, source.get("defaultMode", 0o644))
+    if "configMap" in volume:
+        source = volume["configMap"]
+        return _key_files(node, pod, "ConfigMap", source.get("name", ""), source, source.get("defaultMode", 0o644))
+    if "downwardAPI" in volume:
+        source = volume["downwardAPI"]
+        return _downward_files(node, pod, source.get("items") or [], source.get("defaultMode", 0o644))
+    if "projected" in volume:
+        mode = volume["projected"].get("defaultMode", 0o644)
+        files: dict[str, tuple[bytes, int]] = {}
+        for source in volume["projected"].get("sources") or []:
+            if "secret" in source:
+                files.update(_key_files(node, pod, "Secret", source["secret"].get("name", ""), source["secret"], mode))
+            elif "configMap" in source:
+                files.update(_key_files(node, pod, "ConfigMap", source["configMap"].get("name", ""),
+                                        source["configMap"], mode))
+            elif "downwardAPI" in source:
+                files.update(_downward_files(node, pod, source["downwardAPI"].get("items") or [], mode))
+            elif "serviceAccountToken" in source:
+                token_source = source["serviceAccountToken"]
+                token = node.service_account_token(
+                    pod, token_source.get("audience"), int(token_source.get("expirationSeconds", 3600)))
+                files[token_source["path"]] = (token.encode(), mode)
+        return files
+    kinds = sorted(set(volume) - {"name"})
+    raise MissingReference("ContainerCreating", f"process executor: unsupported volume type {kinds}")
+
+
+def _key_files(node: ProcessNodeExecutor, pod: JSON, kind: str, name: str, source: JSON,
+               mode: int) -> dict[str, tuple[bytes, int]]:
+    namespace = pod["metadata"]["namespace"]
+    data = key_data(node, namespace, kind, name, optional=bool(source.get("optional")))
+    if data is None:
+        return {}
+    items = source.get("items")
+    if not items:
+        return {key: (value, mode) for key, value in data.items()}
+    files = {}
+    for item in items:
+        if item["key"] not in data:
+            if source.get("optional"):
+                continue
+            raise MissingReference("ContainerCreating", f'couldn\'t find key {item["key"]} in {kind} {namespace}/{name}')
+        files[item["path"]] = (data[item["key"]], item.get("mode", mode))
+    return files
+
+
+def _downward_files(node: ProcessNodeExecutor, pod: JSON, items: list[JSON], mode: int) -> dict[str, tuple[bytes, int]]:
+    files = {}
+    for item in items:
+        if "fieldRef" in item:
+            value = field_value(node, pod, item["fieldRef"]["fieldPath"], volume=True)
+            files[item["path"]] = (value.encode(), item.get("mode", mode))
+    return files
