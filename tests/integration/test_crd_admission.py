@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
+from tests.integration.admission import Admission
 
+from dbops import errors
+from dbops.api.migration import DatabaseMigrationSpec
+from dbops.cli.main import check_arguments
+from dbops.specs import jobs
 from dbops_testbed.controlplane import ControlPlane
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -110,6 +116,10 @@ INVALID = [
      "onFailure: RestoreBackup needs backup.enabled"),
     ("migration-window-duration", MIGRATION, "spec.window.duration", "two hours", "spec.window.duration"),
     ("migration-lock-retries-max", MIGRATION, "spec.timeouts.lockRetries", 1000, "spec.timeouts.lockRetries"),
+    ("migration-lock-timeout-postgres-limit", MIGRATION, "spec.timeouts.lockTimeout", "25d",
+     "spec.timeouts.lockTimeout: Invalid value: \"25d\": must be at most 24d20h31m23s"),
+    ("migration-statement-timeout-postgres-unit", MIGRATION, "spec.timeouts.statementTimeout", "5min",
+     "spec.timeouts.statementTimeout"),
     ("migration-check-no-expectation", MIGRATION, "spec.verify.checks", [{"name": "c", "sql": "SELECT 1", "expect": {}}],
      "set at least one of rows, min, max, equals"),
     ("migration-history-table-pattern", MIGRATION, "spec.historyTable", "drop table x;", "spec.historyTable"),
@@ -154,3 +164,31 @@ def test_command_env_value_from_survives_admission(installed_crds: ControlPlane,
     installed_crds.kubectl("-n", namespace, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(document))
     stored = yaml.safe_load(installed_crds.kubectl("-n", namespace, "get", "dbm", "mentorhub-schema", "-o", "yaml"))
     assert stored["spec"]["source"]["command"]["env"][0]["valueFrom"] == value_from
+
+
+DURATIONS = ["0", "0s", "5s", "5m", "1h30m", "1500ms", "2w", "24d20h31m23s647ms", "24d20h31m23s648ms", "25d",
+             "3w4d", "0000000000000000000005s", "99999999999999999999w", "5min", "1.5s", "5", "-1s", "5 s", "",
+             "1h 30m", "1m1m", "10000000000ms", "2147483647ms", "2147483648ms"]
+
+
+@pytest.mark.parametrize("value", DURATIONS)
+def test_api_server_model_and_runner_agree_on_a_timeout(installed_crds: ControlPlane, kube_client: Any,
+                                                         namespace: str, value: str) -> None:
+    """Differential, against the real API server: a timeout is admitted exactly when the runner flag takes it."""
+    spec = _set(_example(MIGRATION), "spec.timeouts", {"lockTimeout": value, "statementTimeout": value})["spec"]
+    admitted, message = Admission(kube_client, namespace).verdict("DatabaseMigration", spec)
+    try:
+        model = DatabaseMigrationSpec.model_validate(spec)
+        valid = True
+    except ValidationError:
+        valid = False
+    try:
+        check_arguments(["migrate", "apply", "--source", "/m", "--lock-timeout", value, "--statement-timeout", value])
+        accepted = True
+    except errors.InvalidSpecError:
+        accepted = False
+    assert (admitted, valid) == (accepted, accepted), message
+    if admitted:
+        check_arguments(jobs.migration_args(model, "apply"))
+    else:
+        assert "spec.timeouts.lockTimeout" in message

@@ -5,13 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from dbops.api.base import ApiModel
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w))+$"
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION_PATTERN = r"^(0|([0-9]+(ms|s|m|h|d|w))+)$"
+"""The one duration grammar of the API and of every runner flag: ``0``, ``500ms``, ``90s``, ``1h30m``, ``2w``."""
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+POSTGRES_MAX_MS = 2_147_483_647
+"""The largest ``lock_timeout``/``statement_timeout`` PostgreSQL accepts (INT_MAX milliseconds, ~24.8 days)."""
 
 ResourceName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
 SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", min_length=1, max_length=253)]
@@ -19,12 +23,53 @@ Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length
 SqlIdentifier = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
+def duration_milliseconds(value: str) -> int:
+    """Milliseconds in a duration of the API's grammar; ValueError naming the grammar otherwise."""
+    parts = _DURATION_PART.findall(value)
+    if value != "0" and (not parts or "".join(n + u for n, u in parts) != value):
+        raise ValueError(f"invalid duration {value!r}: use numbers with ms, s, m, h, d or w, e.g. 5s, 30d or 1h30m")
+    return sum(int(number) * _DURATION_MS[unit] for number, unit in parts)
+
+
 def parse_duration(value: str) -> float:
     """Seconds in a duration such as ``90s``, ``5m``, ``2h``, ``30d`` or ``1h30m``."""
-    parts = re.findall(r"([0-9]+)(ms|s|m|h|d|w)", value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise ValueError(f"invalid duration {value!r}: use a number with ms, s, m, h, d or w, e.g. 30d or 1h30m")
-    return sum(int(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    return duration_milliseconds(value) / 1000
+
+
+def postgres_duration(value: str) -> str:
+    """A duration as a PostgreSQL ``lock_timeout``/``statement_timeout`` value (``5400s``, ``250ms``).
+
+    The result is in the API's grammar too. Raises ValueError above PostgreSQL's limit, naming it.
+    """
+    milliseconds = duration_milliseconds(value)
+    if milliseconds > POSTGRES_MAX_MS:
+        raise ValueError(f"duration {value!r} is longer than PostgreSQL allows for a timeout (at most 24d20h31m23s)")
+    return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
+
+
+def _postgres_timeout(value: str) -> str:
+    postgres_duration(value)
+    return value
+
+
+_POSTGRES_TIMEOUT_RULE = (
+    # The CEL twin of postgres_duration's bound: numbers above 18 digits are refused before int() could overflow,
+    # and the sum is taken in doubles so no product overflows.
+    "self == '0' || self.findAll('[0-9]+(ms|s|m|h|d|w)').all(p, p.find('[1-9][0-9]*').size() <= 18) && "
+    "self.findAll('[0-9]+(ms|s|m|h|d|w)').map(p, (p.find('[1-9][0-9]*') == '' ? 0.0 : "
+    "double(int(p.find('[1-9][0-9]*')))) * (p.endsWith('ms') ? 1.0 : p.endsWith('s') ? 1000.0 : "
+    "p.endsWith('m') ? 60000.0 : p.endsWith('h') ? 3600000.0 : p.endsWith('d') ? 86400000.0 : 604800000.0))"
+    f".sum() <= {POSTGRES_MAX_MS}.0"
+)
+PostgresTimeout = Annotated[
+    Duration,
+    AfterValidator(_postgres_timeout),
+    Field(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": _POSTGRES_TIMEOUT_RULE,
+        "message": "must be at most 24d20h31m23s (PostgreSQL's limit for lock_timeout and statement_timeout)",
+    }]}),
+]
+"""A duration that becomes a PostgreSQL timeout: the API's grammar, at most INT_MAX milliseconds."""
 
 
 class SecretKeySelector(ApiModel):

@@ -12,6 +12,7 @@ from dbops.api.common import (
     Duration,
     JobTemplate,
     LocalObjectReference,
+    PostgresTimeout,
     SqlCheck,
     Storage,
     check_unique,
@@ -172,9 +173,9 @@ class Lint(ApiModel):
 class Timeouts(ApiModel):
     """Per-migration timeouts, so DDL never queues behind long transactions and blocks traffic."""
 
-    lock_timeout: Duration = "5s"
+    lock_timeout: PostgresTimeout = "5s"
     """lock_timeout for each migration."""
-    statement_timeout: Duration | None = None
+    statement_timeout: PostgresTimeout | None = None
     """statement_timeout for each migration."""
     lock_retries: Annotated[int, Field(ge=0, le=100)] = 3
     """Retries of a migration that hit lock_timeout."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import sys
 from collections.abc import Sequence
 
 import dbops
+from dbops import errors
 
 # Subcommand → the module that registers it. Each module defines ``register(subparsers)``, which adds its
 # subcommand(s) with ``set_defaults(run=...)``; ``run(args) -> int`` returns the process exit code.
@@ -44,6 +47,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     code: int = args.run(args)
     return code
+
+
+def check_arguments(argv: Sequence[str]) -> None:
+    """Parse a runner command line as a Job would, and build its configuration, without running it.
+
+    Raises InvalidSpecError naming the flag at fault: what the operator writes into a Job's args must pass this.
+    A subcommand checks more than argparse does when it sets ``check`` (a function of the parsed arguments).
+    """
+    arguments = list(argv)
+    parser = build_parser(arguments[0] if arguments else None)
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages):
+            args = parser.parse_args(arguments)
+    except SystemExit:
+        raise errors.InvalidSpecError(messages.getvalue().strip().splitlines()[-1]) from None
+    check = getattr(args, "check", None)
+    if check is not None:
+        check(args)
 
 
 def run() -> None:

@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from dbops import errors
+from dbops.api.common import parse_duration, postgres_duration
 from dbops.runner import dbverify, prechecks, result
 from dbops.runner.migrations import apply, command, connect, history, lint, session, source
-
-_DURATION = re.compile(r"^\d+(?:\.\d+)?(?:us|ms|s|min|h|d)?$")
-_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "": 1.0}
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -39,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_common(plan_parser)
     _add_planning(plan_parser)
     _add_lint(plan_parser)
-    plan_parser.set_defaults(run=_run_plan)
+    plan_parser.set_defaults(run=_run_plan, check=_run_config)
 
     apply_parser = actions.add_parser("apply", help="apply pending migrations (or a framework command)")
     _add_common(apply_parser)
@@ -52,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                               help="command mode: run the command given after '--' instead of SQL files")
     apply_parser.add_argument("--command-timeout", type=float, help="seconds before the command is killed")
     apply_parser.add_argument("framework_command", nargs="*", help=argparse.SUPPRESS)
-    apply_parser.set_defaults(run=_run_apply)
+    apply_parser.set_defaults(run=_run_apply, check=_run_config)
 
     down_parser = actions.add_parser("down", help="run down migrations to an earlier version")
     _add_common(down_parser)
@@ -61,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     down_parser.add_argument("--baseline-version", help=argparse.SUPPRESS)
     _add_lint(down_parser, default=False)
     _add_execution(down_parser)
-    down_parser.set_defaults(run=_run_down)
+    down_parser.set_defaults(run=_run_down, check=lambda args: _run_config(args, target=args.to_version))
 
     status_parser = actions.add_parser("status", help="current version, applied, pending and drift")
     _add_common(status_parser)
@@ -100,8 +97,8 @@ def _add_lint(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
 
 def _add_execution(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="run inside a transaction that is rolled back")
-    parser.add_argument("--lock-timeout", default="5s", help="lock_timeout per migration (default %(default)s)")
-    parser.add_argument("--statement-timeout", default="0", help="statement_timeout per migration (0 = none)")
+    parser.add_argument("--lock-timeout", default="5s", help="lock_timeout per migration, e.g. 5s, 500ms, 1h30m (default %(default)s)")
+    parser.add_argument("--statement-timeout", default="0", help="statement_timeout per migration, e.g. 30s, 2m (0 = none)")
     parser.add_argument("--lock-retries", type=int, default=3, help="retries after a lock timeout (default 3)")
     parser.add_argument("--lock-retry-backoff", type=float, default=1.0,
                         help="seconds before the first retry, doubling (default 1)")
@@ -146,16 +143,18 @@ def _load_migrations(args: argparse.Namespace) -> list[source.Migration]:
 
 
 def _duration(value: str, flag: str) -> str:
-    if not _DURATION.match(value.strip()):
-        raise errors.InvalidSpecError(f"{flag} {value!r} is not a duration like 500ms, 5s, 2min")
-    return value.strip()
+    """A timeout flag in the API's duration grammar, as the PostgreSQL value it sets."""
+    try:
+        return postgres_duration(value)
+    except ValueError as error:
+        raise errors.InvalidSpecError(f"{flag}: {error}") from None
 
 
 def _seconds(value: str, flag: str) -> float:
-    match = re.match(r"^(\d+(?:\.\d+)?)(ms|s|min|h)?$", value.strip())
-    if not match:
-        raise errors.InvalidSpecError(f"{flag} {value!r} is not a duration like 30s or 2min")
-    return float(match[1]) * _SECONDS[match[2] or ""]
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise errors.InvalidSpecError(f"{flag}: {error}") from None
 
 
 def _verify_config(args: argparse.Namespace) -> dbverify.VerifyConfig:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbops.api.backup import DatabaseBackupSpec
-from dbops.api.common import JobTemplate, SqlCheck, Storage
+from dbops.api.common import JobTemplate, SqlCheck, Storage, postgres_duration
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.restore import DatabaseRestoreSpec
 from dbops.specs import env as env_specs
@@ -229,9 +229,10 @@ def migration_args(spec: DatabaseMigrationSpec, action: str, *, expect_plan_hash
     if action == "apply":
         if spec.dry_run:
             args.append("--dry-run")
-        args += ["--lock-timeout", spec.timeouts.lock_timeout, "--lock-retries", str(spec.timeouts.lock_retries)]
-        if spec.timeouts.statement_timeout:
-            args += ["--statement-timeout", spec.timeouts.statement_timeout]
+        timeouts = spec.timeouts
+        args += ["--lock-timeout", postgres_duration(timeouts.lock_timeout), "--lock-retries", str(timeouts.lock_retries)]
+        if timeouts.statement_timeout:
+            args += ["--statement-timeout", postgres_duration(timeouts.statement_timeout)]
         if expect_plan_hash:
             args += ["--expect-plan-hash", expect_plan_hash]
         if spec.verify.builtin or checks_file:
