@@ -6,6 +6,9 @@ import re
 from typing import Any
 
 import pytest
+
+# A worktree set up before hypothesis joined the test dependencies skips this module until `bash scripts/setup`.
+pytest.importorskip("hypothesis", reason="run `bash scripts/setup` to install the test dependencies")
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
