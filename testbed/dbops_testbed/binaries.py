@@ -18,3 +18,16 @@ def testbed_bin() -> Path:
         return Path(override)
     result = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True)
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+HELM_BUILD_SCRIPT = BUILD_SCRIPT.parent / "build-helm.sh"
+
+
+@functools.cache
+def helm_bin() -> Path:
+    """The Helm binary (pinned in testbed/helm/go.mod, built once, cached beside the other binaries)."""
+    override = os.environ.get("DBOPS_HELM")
+    if override:
+        return Path(override)
+    result = subprocess.run(["bash", str(HELM_BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(result.stdout.strip().splitlines()[-1]) / "helm"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dbops.api import crd
+from dbops.cli import manifests
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -33,4 +34,8 @@ def run(args: argparse.Namespace) -> int:
     for name, text in rendered.items():
         (output / name).write_text(text)
         print(f"wrote {output / name}")
+    if output == Path("crds") and manifests.CHART_DIR.is_dir():
+        # In the repository root: refresh the copies in the chart and the kustomization too.
+        for path in manifests.write_files(Path(".")):
+            print(f"wrote {path}")
     return 0

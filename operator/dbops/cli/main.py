@@ -16,6 +16,7 @@ from dbops import errors
 # subcommand(s) with ``set_defaults(run=...)``; ``run(args) -> int`` returns the process exit code.
 COMMAND_MODULES = {
     "crds": "dbops.cli.crds",
+    "manifests": "dbops.cli.manifests",
     "operator": "dbops.cli.operator",
     "backup": "dbops.cli.backup",
     "delete-backup": "dbops.cli.backup",

@@ -1,0 +1,107 @@
+"""The operator's own RBAC rules, each with its reason: the one source of the chart's and kustomize's RBAC."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from dbops.api.base import GROUP
+from dbops.api.kinds import ALL_KINDS
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One PolicyRule and why the operator needs it."""
+
+    reason: str
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+
+    def policy_rule(self) -> Manifest:
+        """The rule as the RBAC API spells it."""
+        return {"apiGroups": list(self.api_groups), "resources": list(self.resources), "verbs": list(self.verbs)}
+
+
+_PLURALS = tuple(kind.plural for kind in ALL_KINDS)
+
+NAMESPACED_RULES: tuple[Rule, ...] = (
+    Rule("Kopf watches the four kinds; the operator creates child backups (pre-migration, safety) and restores "
+         "(rollback), patches Kopf's finalizer and progress annotations, and deletes children it replaces.",
+         (GROUP,), _PLURALS, ("get", "list", "watch", "create", "patch", "delete")),
+    Rule("Status is the operator's output: patched by Kopf and the driver, replaced when a stale status is reset.",
+         (GROUP,), tuple(f"{p}/status" for p in _PLURALS), ("get", "patch", "update")),
+    Rule("Jobs and CronJobs carry ownerReferences with blockOwnerDeletion to the dbops resource; clusters with "
+         "OwnerReferencesPermissionEnforcement (OpenShift) require update on the owner's finalizers subresource.",
+         (GROUP,), tuple(f"{p}/finalizers" for p in _PLURALS), ("update",)),
+    Rule("Every backup, restore, migration and check runs as a Job the operator creates, watches and deletes "
+         "(superseded or aborted runs).",
+         ("batch",), ("jobs",), ("get", "list", "watch", "create", "delete")),
+    Rule("A DatabaseBackupSchedule is a CronJob (created, then kept in sync by merge patch).",
+         ("batch",), ("cronjobs",), ("get", "create", "patch")),
+    Rule("A failed Job's pods hold the termination message and exit code the status reports.",
+         ("",), ("pods",), ("get", "list")),
+    Rule("Referenced Secrets are read one by one to check that the named keys exist before a Job starts (a clear "
+         "condition instead of a pod stuck in CreateContainerConfigError); never listed or watched.",
+         ("",), ("secrets",), ("get",)),
+    Rule("Migration sources are read from ConfigMaps; the operator writes a ConfigMap with the resolved plan.",
+         ("",), ("configmaps",), ("get", "create")),
+    Rule("A schedule's trigger pod runs as its own ServiceAccount (created per schedule, labels kept in sync).",
+         ("",), ("serviceaccounts",), ("get", "create", "patch")),
+    Rule("Warning and Normal Events on the resources.",
+         ("",), ("events",), ("create",)),
+    Rule("The trigger ServiceAccount's Role (get its schedule, create backups) and RoleBinding; the API server "
+         "only allows rules the operator itself holds (no escalate or bind).",
+         ("rbac.authorization.k8s.io",), ("roles", "rolebindings"), ("get", "create", "patch")),
+)
+
+CLUSTER_RULES: tuple[Rule, ...] = (
+    Rule("Kopf checks at start-up that the CRDs it serves are installed.",
+         ("apiextensions.k8s.io",), ("customresourcedefinitions",), ("get", "list", "watch")),
+    Rule("Kopf follows namespaces to start and stop its per-namespace watches.",
+         ("",), ("namespaces",), ("get", "list", "watch")),
+)
+
+
+def rules_yaml(rules: tuple[Rule, ...]) -> str:
+    """The rules as a YAML list, each preceded by its reason as a comment (for the chart and kustomize)."""
+    lines: list[str] = []
+    for rule in rules:
+        lines += [f"# {line}" for line in textwrap.wrap(rule.reason, 106)]
+        text = yaml.safe_dump([rule.policy_rule()], default_flow_style=None, sort_keys=False, width=200)
+        lines.append(text.rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def policy_rules(rules: tuple[Rule, ...]) -> list[Manifest]:
+    """The rules as the RBAC API spells them."""
+    return [rule.policy_rule() for rule in rules]
+
+
+def _indent(text: str, spaces: int) -> str:
+    return "".join(" " * spaces + line if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+def kustomize_rbac(*, name: str, namespace: str, labels: dict[str, str]) -> str:
+    """manifests/operator/rbac.yaml: one ClusterRole (watching every namespace) and its binding, with reasons."""
+    label_text = _indent(yaml.safe_dump(labels, sort_keys=True), 4)
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
+    return (
+        "# Generated by `dbops manifests` from operator/dbops/specs/operator_rbac.py: do not edit.\n"
+        "# Least privilege for `dbops operator --all-namespaces`; no wildcards. To confine the operator to some\n"
+        "# namespaces, use the Helm chart's watchNamespaces (a Role per namespace instead of this ClusterRole).\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n"
+        f"  name: {name}\n  labels:\n{label_text}rules:\n"
+        + _indent(rules_yaml(NAMESPACED_RULES + CLUSTER_RULES), 2)
+        + "---\n" + yaml.safe_dump(binding, sort_keys=False)
+    )
