@@ -25,7 +25,7 @@ MANAGE = Path(__file__).parent / "django_app" / "manage.py"
 DJANGO_MIGRATE = [sys.executable, str(MANAGE), "migrate", "--noinput"]
 HALF_DONE_THEN_FAIL = (
     "import os, psycopg\n"
-    "assert os.environ['APP_TOKEN'] == 'tok-123'\n"
+    "assert os.environ['APP_RELEASE'] == 'rel-123'\n"
     "with psycopg.connect(os.environ['DATABASE_URL'], autocommit=True) as c:\n"
     "    c.execute('CREATE TABLE half_done (id int)')\n"
     "print('connecting to', os.environ['DATABASE_URL'])\n"
@@ -88,7 +88,7 @@ def test_a_failing_command_is_rolled_back_with_its_output_in_status(
     spec = command_spec([sys.executable, "-c", HALF_DONE_THEN_FAIL], preChecks={"enabled": False},
                         backup={"enabled": True, "storage": harness.s3_storage(minio_server, bucket)},
                         onFailure="RestoreBackup")
-    spec["source"]["command"]["env"].append({"name": "APP_TOKEN", "value": "tok-123"})
+    spec["source"]["command"]["env"].append({"name": "APP_RELEASE", "value": "rel-123"})
     harness.create_resource(kube_client, namespace, MIGRATION, "risky", spec)
 
     def finished_run() -> dict[str, Any] | None:

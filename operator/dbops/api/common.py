@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
+from dbops.api import kubevalues
 from dbops.api.base import ApiModel
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -167,40 +168,92 @@ class Storage(ApiModel):
     """A PersistentVolumeClaim."""
 
 
+_TOLERATION_KEY = kubevalues.qualified_name_cel("self.key")
+
+
 class Toleration(ApiModel):
     """A pod toleration."""
 
-    key: str | None = None
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": f"!has(self.key) || self.key == '' || {_TOLERATION_KEY}",
+                 "message": "key must be a qualified name, e.g. dedicated or example.com/pool", "fieldPath": ".key"},
+                {"rule": "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+                 "message": "operator must be Exists when key is empty", "fieldPath": ".operator"},
+                {"rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                 "message": "value must be empty when operator is Exists", "fieldPath": ".value"},
+                {"rule": "(has(self.operator) && self.operator == 'Exists') || !has(self.value) || "
+                         f"self.value.matches(r'{kubevalues.LABEL_VALUE}')",
+                 "message": "value must be a label value (at most 63 letters, digits, '-', '_' or '.')",
+                 "fieldPath": ".value"},
+                {"rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                 "message": "tolerationSeconds needs effect: NoExecute", "fieldPath": ".tolerationSeconds"},
+            ]
+        }
+    }
+
+    key: Annotated[str, StringConstraints(max_length=317)] | None = None
     """Taint key."""
     operator: Literal["Exists", "Equal"] | None = None
     """Operator."""
-    value: str | None = None
+    value: Annotated[str, StringConstraints(max_length=63)] | None = None
     """Taint value."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """Taint effect."""
     toleration_seconds: int | None = None
     """Seconds a NoExecute toleration lasts."""
 
+    @model_validator(mode="after")
+    def _as_kubernetes_checks(self) -> Toleration:
+        if self.key:
+            problem = kubevalues.qualified_name_problem(self.key)
+            if problem:
+                raise ValueError(f"toleration key {problem}")
+        elif self.operator != "Exists":
+            raise ValueError("toleration operator must be Exists when key is empty")
+        if self.operator == "Exists" and self.value:
+            raise ValueError("toleration value must be empty when operator is Exists")
+        if self.operator != "Exists" and self.value is not None and not kubevalues.label_value(self.value):
+            raise ValueError(f"toleration value {self.value!r} must be a label value")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds needs effect: NoExecute")
+        return self
+
 
 class ResourceRequirements(ApiModel):
     """Container resource requests and limits."""
 
-    requests: dict[str, Annotated[str, StringConstraints(max_length=64)]] | None = None
-    """Requests, e.g. cpu: 100m, memory: 128Mi."""
-    limits: dict[str, Annotated[str, StringConstraints(max_length=64)]] | None = None
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [{
+                "rule": kubevalues.REQUESTS_WITHIN_LIMITS, "message": "a request must not exceed its limit",
+                "fieldPath": ".requests",
+            }]
+        }
+    }
+
+    requests: kubevalues.ResourceMap | None = None
+    """Requests of cpu, memory or ephemeral-storage, e.g. cpu: 100m, memory: 128Mi."""
+    limits: kubevalues.ResourceMap | None = None
     """Limits."""
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ResourceRequirements:
+        kubevalues.requests_within_limits(self.requests, self.limits)
+        return self
 
 
 class JobTemplate(ApiModel):
     """Overrides for every Job a resource spawns."""
 
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\s]+$")] | None = None
     """Runner image; defaults to the operator's configured image."""
     resources: ResourceRequirements | None = None
     """Container resources."""
-    node_selector: dict[str, str] | None = None
+    node_selector: kubevalues.LabelMap | None = None
     """Node selector."""
-    tolerations: list[Toleration] | None = None
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] | None = None
     """Tolerations."""
     active_deadline_seconds: Annotated[int, Field(ge=1)] | None = None
     """Deadline of each Job."""
@@ -208,9 +261,9 @@ class JobTemplate(ApiModel):
     """Retries of each Job (default 1)."""
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
     """Seconds after which finished Jobs are deleted."""
-    pod_labels: dict[str, str] | None = None
+    pod_labels: kubevalues.LabelMap | None = None
     """Extra pod labels."""
-    pod_annotations: dict[str, str] | None = None
+    pod_annotations: kubevalues.AnnotationMap | None = None
     """Extra pod annotations."""
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from dbops.api import kubevalues
 from dbops.api.base import ApiModel
 from dbops.api.common import (
     DatabaseConnection,
@@ -15,9 +16,9 @@ from dbops.api.common import (
     PostgresTimeout,
     SqlCheck,
     Storage,
-    check_unique,
 )
-from dbops.api.schedule import CronSchedule
+from dbops.api.cron import CronSchedule
+from dbops.api.kubevalues import TimeZone
 from dbops.api.status import ResourceStatus
 
 Version = Annotated[str, StringConstraints(pattern=r"^[0-9]+$", max_length=32)]
@@ -45,12 +46,32 @@ class InlineMigration(ApiModel):
 class EnvVar(ApiModel):
     """An environment variable for command mode (values or Secret/ConfigMap references)."""
 
-    name: str
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "!has(self.valueFrom) || !has(self.value) || self.value == ''",
+                 "message": "set value or valueFrom, not both", "fieldPath": ".valueFrom"},
+                {"rule": kubevalues.CREDENTIAL_LITERAL_CEL,
+                 "message": "a credential (a name with PASSWORD, SECRET, TOKEN or KEY, or a URL with a password) "
+                            "must not be a literal value: use valueFrom.secretKeyRef", "fieldPath": ".value"},
+            ]
+        }
+    }
+
+    name: Annotated[str, StringConstraints(pattern=kubevalues.ENV_NAME_PATTERN, max_length=253)]
     """Variable name."""
-    value: str | None = None
+    value: Annotated[str, StringConstraints(max_length=4096)] | None = None
     """Literal value (never a credential: use valueFrom)."""
     value_from: dict[str, Any] | None = None
     """A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef), copied into the Job as given."""
+
+    @model_validator(mode="after")
+    def _no_literal_credentials(self) -> EnvVar:
+        if self.value and self.value_from is not None:
+            raise ValueError(f"env {self.name}: set value or valueFrom, not both")
+        if kubevalues.credential_literal(self.name, self.value):
+            raise ValueError(f"env {self.name}: a credential must not be a literal value: use valueFrom.secretKeyRef")
+        return self
 
 
 class CommandSource(ApiModel):
@@ -60,7 +81,7 @@ class CommandSource(ApiModel):
     """The application image that holds the framework."""
     command: Annotated[list[Annotated[str, StringConstraints(max_length=4096)]], Field(min_length=1, max_length=64)]
     """Command and arguments."""
-    env: list[EnvVar] = Field(default_factory=list)
+    env: Annotated[list[EnvVar], Field(max_length=128)] = Field(default_factory=list)
     """Environment."""
 
 
@@ -81,7 +102,12 @@ class MigrationSource(ApiModel):
 
     config_map_ref: LocalObjectReference | None = None
     """A ConfigMap of NNNN_name.up.sql / NNNN_name.down.sql files."""
-    inline: Annotated[list[InlineMigration], Field(min_length=1, max_length=500)] | None = None
+    inline: Annotated[list[InlineMigration], Field(min_length=1, max_length=200, json_schema_extra={
+        "x-kubernetes-validations": [{
+            # Versions compare as numbers (0001 is 1), as the runner compares them.
+            "rule": "self.all(m, self.exists_one(n, n.version.find('[1-9][0-9]*') == m.version.find('[1-9][0-9]*')))",
+            "message": "inline migration versions must be unique (compared as numbers: 0001 and 1 are the same)",
+        }]})] | None = None
     """Migrations listed in the resource."""
     command: CommandSource | None = None
     """A framework command."""
@@ -89,8 +115,13 @@ class MigrationSource(ApiModel):
     @field_validator("inline")
     @classmethod
     def _unique_versions(cls, inline: list[InlineMigration] | None) -> list[InlineMigration] | None:
-        if inline is not None:
-            check_unique([m.version for m in inline], "migration version")
+        seen: dict[int, str] = {}
+        for migration in inline or []:
+            number = int(migration.version)  # as the runner compares them: 0001 is 1
+            if number in seen:
+                same = "" if seen[number] == migration.version else f" (the same number as {seen[number]})"
+                raise ValueError(f"duplicate migration version: {migration.version}{same}")
+            seen[number] = migration.version
         return inline
 
 
@@ -122,7 +153,7 @@ class MaintenanceWindow(ApiModel):
     """Cron expression for the window starts, e.g. "0 2 * * SUN"."""
     duration: Duration
     """Length of each window, e.g. 2h."""
-    time_zone: Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")] = "UTC"
+    time_zone: TimeZone = "UTC"
     """IANA time zone."""
 
 

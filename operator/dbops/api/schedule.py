@@ -5,18 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from dbops.api.backup import DatabaseBackupSpec
 from dbops.api.base import ApiModel
 from dbops.api.common import Duration
+from dbops.api.cron import CronSchedule
+from dbops.api.kubevalues import AnnotationMap, LabelMap, TimeZone
 from dbops.api.status import ResourceStatus
-
-CRON_PATTERN = (
-    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
-    r"([0-9*,/?LW#-]+|[A-Za-z]{3}(-[A-Za-z]{3})?)(\s+([0-9*,/?LW#-]+|[A-Za-z]{3}(-[A-Za-z]{3})?)){4})$"
-)
-CronSchedule = Annotated[str, StringConstraints(pattern=CRON_PATTERN, max_length=128)]
 
 
 class RetentionPolicy(ApiModel):
@@ -37,9 +33,9 @@ class RetentionPolicy(ApiModel):
 class BackupTemplateMetadata(ApiModel):
     """Labels and annotations for the backups a schedule creates."""
 
-    labels: dict[str, str] | None = None
+    labels: LabelMap | None = None
     """Labels."""
-    annotations: dict[str, str] | None = None
+    annotations: AnnotationMap | None = None
     """Annotations."""
 
 
@@ -57,7 +53,7 @@ class DatabaseBackupScheduleSpec(ApiModel):
 
     schedule: CronSchedule
     """Cron expression, e.g. "0 2 * * *" (the runbook's daily 02:00 backup)."""
-    time_zone: Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")] = "UTC"
+    time_zone: TimeZone = "UTC"
     """IANA time zone of the schedule."""
     suspend: bool = False
     """Stop creating backups."""
