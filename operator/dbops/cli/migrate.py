@@ -26,6 +26,11 @@ from dbops.api.common import parse_duration, postgres_duration
 from dbops.runner import dbverify, prechecks, result
 from dbops.runner.migrations import apply, command, connect, history, lint, session, source
 
+# Cheap, catalog-driven checks that catch what a migration can break (orphan counts stay under a size guard);
+# row counts are off for SQL files, whose data migrations change them on purpose.
+SQL_MODE_BUILTINS = ("foreignKeys", "invalidIndexes")
+DEFAULT_ORPHAN_SCAN_MAX_MB = 256.0
+
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``migrate`` subcommand (with plan/apply/down/status) and ``verify-db``."""
@@ -122,10 +127,18 @@ def _add_prechecks(parser: argparse.ArgumentParser, *, prefix: str = "") -> None
 def _add_verification(parser: argparse.ArgumentParser, *, standalone: bool = False) -> None:
     if not standalone:
         parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
-                            help="verify the database afterwards (default: on in command mode, off otherwise)")
-    flag = "--builtin" if standalone else "--verify-builtin"
-    parser.add_argument(flag, dest="verify_builtin", default=",".join(dbverify.BUILTINS),
-                        help="comma-separated builtins (default %(default)s; 'none' for none)")
+                            help="verify the database afterwards (default: on; the cheap builtins "
+                                 "for SQL files unless --verify or --verify-builtin asks for more)")
+        parser.add_argument("--verify-builtin", dest="verify_builtin", default=None,
+                            help="comma-separated builtins (default: " + ",".join(SQL_MODE_BUILTINS)
+                            + " for SQL files, all of " + ",".join(dbverify.BUILTINS)
+                            + " in command mode; 'none' for none)")
+        parser.add_argument("--orphan-scan-max-mb", type=float, default=DEFAULT_ORPHAN_SCAN_MAX_MB,
+                            help="count orphan rows only on referencing tables up to this size in MiB "
+                                 "(default %(default)g; 0 = every table, which can be slow)")
+    else:
+        parser.add_argument("--builtin", dest="verify_builtin", default=",".join(dbverify.BUILTINS),
+                            help="comma-separated builtins (default %(default)s; 'none' for none)")
     parser.add_argument("--checks-file", type=Path, help="JSON/YAML list of {name, sql, expect}")
     parser.add_argument("--row-count-tolerance", type=float, default=0.0,
                         help="allowed row-count change in percent (default 0)")
@@ -159,8 +172,14 @@ def _seconds(value: str, flag: str) -> float:
 
 def _verify_config(args: argparse.Namespace) -> dbverify.VerifyConfig:
     checks = dbverify.load_checks_file(args.checks_file) if args.checks_file else ()
-    return dbverify.VerifyConfig(builtins=dbverify.parse_builtins(args.verify_builtin), checks=checks,
-                                 row_count_tolerance_percent=args.row_count_tolerance)
+    builtins = args.verify_builtin
+    if builtins is None:
+        explicit = getattr(args, "verify", None) is True or getattr(args, "command_mode", False)
+        builtins = ",".join(dbverify.BUILTINS if explicit else SQL_MODE_BUILTINS)
+    max_mb = getattr(args, "orphan_scan_max_mb", 0.0)
+    return dbverify.VerifyConfig(builtins=dbverify.parse_builtins(builtins), checks=checks,
+                                 row_count_tolerance_percent=args.row_count_tolerance,
+                                 orphan_scan_max_bytes=int(max_mb * 1024 * 1024) if max_mb > 0 else None)
 
 
 def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_down: bool = False) -> session.RunConfig:
@@ -189,7 +208,8 @@ def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_do
         lint_excluded_rules=tuple(rule.strip() for rule in args.lint_exclude.split(",") if rule.strip()),
         expect_plan_hash=getattr(args, "expect_plan_hash", None) or None,
         prechecks=pre,
-        verify=_verify_config(args) if _enabled(getattr(args, "verify", False), args) else None,
+        verify=_verify_config(args) if getattr(args, "verify", False) is not False and hasattr(args, "verify")
+        else None,
     )
 
 

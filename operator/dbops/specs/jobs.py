@@ -235,8 +235,7 @@ def migration_args(spec: DatabaseMigrationSpec, action: str, *, expect_plan_hash
             args += ["--statement-timeout", postgres_duration(timeouts.statement_timeout)]
         if expect_plan_hash:
             args += ["--expect-plan-hash", expect_plan_hash]
-        if spec.verify.builtin or checks_file:
-            args.append("--verify")
+        args.append("--verify" if spec.verify.builtin or checks_file else "--no-verify")
         if spec.verify.builtin:
             args += ["--verify-builtin", ",".join(spec.verify.builtin)]
         if checks_file:

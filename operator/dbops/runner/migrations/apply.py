@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from psycopg import errors as pgerrors
 from psycopg import pq
 
 from dbops import errors
-from dbops.runner.migrations import history, plan, source
+from dbops.runner.migrations import history, leftovers, plan, source
 from dbops.runner.migrations import statements as sqlstatements
 
 Connection = psycopg.Connection[Any]
@@ -48,13 +49,16 @@ class AppliedMigration:
     direction: str
     duration_ms: int
     lock_retries: int = 0
+    rebuilt: tuple[str, ...] = ()
 
     def as_result(self) -> dict[str, Any]:
-        """camelCase form for the result JSON (``lockRetries`` only when there were any)."""
-        result = {"version": self.version, "name": self.name, "direction": self.direction,
-                  "durationMs": self.duration_ms}
+        """camelCase form for the result JSON (``lockRetries``/``rebuiltIndexes`` only when there were any)."""
+        result: dict[str, Any] = {"version": self.version, "name": self.name, "direction": self.direction,
+                                  "durationMs": self.duration_ms}
         if self.lock_retries:
             result["lockRetries"] = self.lock_retries
+        if self.rebuilt:
+            result["rebuiltIndexes"] = list(self.rebuilt)
         return result
 
 
@@ -112,27 +116,33 @@ def execute_plan(
         _record_baseline(connection, table, baseline or [], migration_plan.baseline_version)
     for step in migration_plan.steps:
         started = time.monotonic()
+        rebuilt: list[str] = []
         if step.script.no_transaction:
-            retried = _run_without_transaction(connection, step, table, options)
+            retried = _run_without_transaction(connection, step, table, options, rebuilt)
         else:
             retried = _with_lock_retries(
-                step, options, functools.partial(_run_pipelined, connection, step, table, options)
+                step, options, functools.partial(_run_pipelined, connection, step, table, options, rebuilt=rebuilt)
             )
-        report.applied.append(_applied(step, started, retried))
+        report.applied.append(_applied(step, started, retried, tuple(rebuilt)))
     return report
 
 
 def _run_pipelined(connection: Connection, step: plan.Step, table: history.HistoryTable, options: ApplyOptions,
-                   *, own_transaction: bool = True) -> None:
+                   *, own_transaction: bool = True, rebuilt: list[str] | None = None) -> None:
     """BEGIN, the timeouts, every statement, the history row and COMMIT in one pipeline (one round trip).
 
     PostgreSQL skips the rest of the pipeline after an error, and the transaction rolls back; the
-    failing statement is the first one without a successful result.
+    failing statement is the first one without a successful result. An INVALID index that a
+    ``CREATE INDEX`` of the migration names (left by an earlier failed build) is dropped first in the
+    same transaction, so ``IF NOT EXISTS`` cannot skip it.
     """
+    stale = _invalid_named_indexes(connection, step)
     sent: list[tuple[sqlstatements.Statement, psycopg.Cursor[Any]]] = []
     try:
         with connection.pipeline(), connection.transaction() if own_transaction else contextlib.nullcontext():
             _set_timeouts(connection, options, local=True)
+            for statement, name in stale:
+                sent.append((statement, connection.execute(leftovers.drop_statement(name, concurrently=False))))
             for statement in step.script.statements:
                 sent.append((statement, connection.execute(statement.text.encode(), prepare=False)))
             _record_step(connection, table, step, None)
@@ -141,6 +151,18 @@ def _run_pipelined(connection: Connection, step: plan.Step, table: history.Histo
         if failed is None:
             raise
         raise _StatementFailed(failed, error) from error
+    if rebuilt is not None:
+        rebuilt += [name for _, name in stale]
+
+
+def _invalid_named_indexes(connection: Connection, step: plan.Step) -> list[tuple[sqlstatements.Statement, str]]:
+    """(statement, index) for each ``CREATE INDEX`` of the step whose named index exists and is INVALID."""
+    found = []
+    for statement in step.script.statements:
+        ref = leftovers.index_created_by(statement)
+        if ref is not None and (invalid := leftovers.invalid_named_index(connection, ref)) is not None:
+            found.append((statement, invalid[1]))
+    return found
 
 
 def _succeeded(cursor: psycopg.Cursor[Any]) -> bool:
@@ -149,19 +171,44 @@ def _succeeded(cursor: psycopg.Cursor[Any]) -> bool:
 
 
 def _run_without_transaction(connection: Connection, step: plan.Step, table: history.HistoryTable,
-                             options: ApplyOptions) -> int:
-    """Run the statements one by one in autocommit; return the number of lock-timeout retries."""
+                             options: ApplyOptions, rebuilt: list[str]) -> int:
+    """Run the statements one by one in autocommit; return the number of lock-timeout retries.
+
+    Afterwards (and after a failure) check what the statements created or touched: an INVALID index
+    fails the migration and is dropped (or named, when it cannot be) so the next run rebuilds it; it is
+    never recorded as applied.
+    """
     started = time.monotonic()
     retried = 0
     _set_timeouts(connection, options, local=False)
+    invalid_before = leftovers.invalid_indexes(connection)
     try:
         for statement in step.script.statements:
-            retried += _with_lock_retries(step, options, functools.partial(_execute, connection, statement))
-    except errors.DbopsError:
+            retried += _with_lock_retries(
+                step, options, functools.partial(_execute_rebuilding, connection, statement, rebuilt)
+            )
+        broken, not_valid = leftovers.problems_after(connection, step.script.statements, invalid_before)
+        if broken or not_valid:
+            dropped, kept = leftovers.drop_invalid(connection, broken)
+            raise errors.MigrationError(
+                f"migration {step.migration.label} ({step.direction}) ran its {len(step.script.statements)} "
+                f"statements but left broken objects: {leftovers.describe(dropped, kept, not_valid)}; "
+                "not recorded as applied", reason="BrokenObjects",
+            )
+    except errors.DbopsError as error:
+        failure: errors.DbopsError = error
+        with contextlib.suppress(psycopg.Error):
+            if error.reason != "BrokenObjects":
+                broken, _ = leftovers.problems_after(connection, step.script.statements, invalid_before)
+                if broken:
+                    dropped, kept = leftovers.drop_invalid(connection, broken)
+                    failure = type(error)(f"{error}; {leftovers.describe(dropped, kept, [])}", reason=error.reason)
         with contextlib.suppress(psycopg.Error):
             if step.direction == "up":
                 table.record(connection, version=step.migration.version, name=step.migration.name,
                              checksum=step.migration.checksum, duration_ms=_elapsed_ms(started), success=False)
+        if failure is not error:
+            raise failure from None
         raise
     finally:
         with contextlib.suppress(psycopg.Error):
@@ -192,8 +239,16 @@ def _with_lock_retries(step: plan.Step, options: ApplyOptions, attempt: Callable
             raise _describe_failure(step, failure, tries + 1, options) from None
 
 
-def _execute(connection: Connection, statement: sqlstatements.Statement) -> None:
+def _execute_rebuilding(connection: Connection, statement: sqlstatements.Statement, rebuilt: list[str]) -> None:
+    """Run one statement in autocommit; an INVALID index it names (a failed earlier build) is dropped first."""
     try:
+        ref = leftovers.index_created_by(statement)
+        invalid = leftovers.invalid_named_index(connection, ref) if ref is not None else None
+        if invalid is not None:
+            print(f"dbops: dropping INVALID index {invalid[1]} left by an earlier attempt, to rebuild it",
+                  file=sys.stderr, flush=True)
+            connection.execute(leftovers.drop_statement(invalid[1], concurrently=True))
+            rebuilt.append(invalid[1])
         connection.execute(statement.text.encode(), prepare=False)
     except psycopg.Error as error:
         raise _StatementFailed(statement, error) from error
@@ -244,13 +299,15 @@ def _describe_failure(step: plan.Step, failure: _StatementFailed, attempts: int,
         f"migration {step.migration.label} ({step.direction}) failed at statement {statement.index} of {total} "
         f"(line {statement.line}): {statement.summary()}: {pg_text}"
     )
+    if isinstance(error, pgerrors.ActiveSqlTransaction) and not step.script.no_transaction:
+        return errors.MigrationError(f"{head}; {NO_TRANSACTION_HINT}")
+    if step.script.no_transaction:
+        head += _committed_before(step, statement)
     if isinstance(error, pgerrors.LockNotAvailable):
         return errors.LockTimeoutError(
             f"{head}; gave up after {attempts} attempts with lock_timeout {options.lock_timeout} "
             "(a long transaction holds a conflicting lock)"
         )
-    if isinstance(error, pgerrors.ActiveSqlTransaction) and not step.script.no_transaction:
-        return errors.MigrationError(f"{head}; {NO_TRANSACTION_HINT}")
     if diag.message_hint:
         head += f"; HINT: {diag.message_hint}"
     if not step.script.no_transaction:
@@ -258,9 +315,20 @@ def _describe_failure(step: plan.Step, failure: _StatementFailed, attempts: int,
     return errors.MigrationError(head)
 
 
-def _applied(step: plan.Step, started: float, lock_retries: int = 0) -> AppliedMigration:
+def _committed_before(step: plan.Step, statement: sqlstatements.Statement) -> str:
+    """Which earlier statements of a no-transaction migration were committed and stay."""
+    done = step.script.statements[: statement.index - 1]
+    if not done:
+        return "; no earlier statement of this no-transaction migration ran"
+    shown = ", ".join(f"{s.index} ({s.summary(60)})" for s in done[:3]) + (", …" if len(done) > 3 else "")
+    return (f"; statements 1-{len(done)} of this no-transaction migration were committed and stay: {shown}; "
+            "a re-run runs the whole file again, so they must be idempotent (IF NOT EXISTS)")
+
+
+def _applied(step: plan.Step, started: float, lock_retries: int = 0,
+             rebuilt: tuple[str, ...] = ()) -> AppliedMigration:
     return AppliedMigration(step.migration.version, step.migration.name, step.direction, _elapsed_ms(started),
-                            lock_retries)
+                            lock_retries, rebuilt)
 
 
 def _elapsed_ms(started: float) -> int:

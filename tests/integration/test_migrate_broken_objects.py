@@ -1,0 +1,149 @@
+"""A no-transaction migration that leaves broken objects (an INVALID index after a lock timeout or a killed
+runner, a constraint still NOT VALID) is never recorded as applied, and a re-run rebuilds what it left."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+from tests.integration.migrate_support import run_dbops, start_dbops, write_migrations
+
+from dbops_testbed.postgres import PostgresServer
+
+USERS = ("CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);\n"
+         "INSERT INTO users SELECT g, 'u' || g || '@example.org' FROM generate_series(1, 2000) g;", None)
+INDEX = ("-- dbops:no-transaction\n"
+         "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email ON users (email);\n", None)
+
+
+def index_state(server: PostgresServer, db: str, name: str) -> str:
+    """'valid', 'INVALID' or 'missing'."""
+    state = server.psql(f"SELECT CASE WHEN indisvalid THEN 'valid' ELSE 'INVALID' END FROM pg_index"
+                        f" WHERE indexrelid = to_regclass('{name}')", db)
+    return state or "missing"
+
+
+def history(server: PostgresServer, db: str) -> list[str]:
+    return server.psql("SELECT version || ':' || success FROM dbops_migrations ORDER BY version", db).splitlines()
+
+
+def wait_for(condition: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def test_concurrent_index_hitting_lock_timeout_is_not_recorded_and_rebuilt_on_retry(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, db = database
+    src = write_migrations(tmp_path / "m", {"0001_users": USERS})
+    assert run_dbops(server, db, "migrate", "apply", "--source", str(src))[0] == 0
+    write_migrations(src, {"0002_email_index": INDEX})
+    # An open transaction that wrote to users: CREATE INDEX CONCURRENTLY commits the (invalid) index entry,
+    # then waits for this writer, hits lock_timeout and leaves the INVALID index behind; the IF NOT EXISTS
+    # retry used to skip it and record 0002 as applied.
+    with psycopg.connect(server.uri(db), sslmode="disable") as blocker:
+        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
+        code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--lock-timeout", "200ms",
+                                 "--lock-retries", "1", "--lock-retry-backoff", "0.1")
+        assert code == 3, doc
+        assert doc["reason"] == "LockHeld"
+        assert "0002_email_index" in doc["message"]
+        assert "users_email" in doc["message"]  # named: dropped, or left INVALID for the next run to rebuild
+        assert history(server, db) == ["0001:true", "0002:false"]
+        assert index_state(server, db, "users_email") in ("missing", "INVALID")
+        blocker.commit()
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--lock-timeout", "5s")
+    assert code == 0, doc
+    assert index_state(server, db, "users_email") == "valid"
+    # built-in verification is on by default for SQL files: the cheap catalog checks
+    assert {v["name"]: v["passed"] for v in doc["verification"]} == {"foreignKeys": True, "invalidIndexes": True}
+    assert history(server, db) == ["0001:true", "0002:true"]
+
+
+def test_invalid_index_left_by_an_earlier_run_is_rebuilt_not_skipped(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, db = database
+    src = write_migrations(tmp_path / "m", {"0001_users": USERS, "0002_email_index": INDEX})
+    assert run_dbops(server, db, "migrate", "apply", "--source", str(src), "--target-version", "0001")[0] == 0
+    with psycopg.connect(server.uri(db), sslmode="disable") as blocker, \
+            psycopg.connect(server.uri(db), sslmode="disable", autocommit=True) as builder:
+        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
+        builder.execute("SET lock_timeout = '100ms'")
+        with contextlib.suppress(psycopg.errors.LockNotAvailable):
+            builder.execute("CREATE INDEX CONCURRENTLY users_email ON users (email)")
+        blocker.rollback()
+    assert index_state(server, db, "users_email") == "INVALID"
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
+    assert code == 0, doc
+    assert index_state(server, db, "users_email") == "valid"
+    assert history(server, db) == ["0001:true", "0002:true"]
+    assert doc["applied"][0]["rebuiltIndexes"] == ["public.users_email"]
+
+
+def test_runner_killed_during_a_concurrent_index_build_is_rebuilt_by_the_rerun(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, db = database
+    src = write_migrations(tmp_path / "m", {"0001_users": USERS})
+    assert run_dbops(server, db, "migrate", "apply", "--source", str(src))[0] == 0
+    write_migrations(src, {"0002_email_index": INDEX})
+    with psycopg.connect(server.uri(db), sslmode="disable") as blocker:
+        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
+        runner = start_dbops(server, db, tmp_path / "killed.json", "migrate", "apply", "--source", str(src),
+                             "--lock-timeout", "60s")
+        try:
+            wait_for(lambda: index_state(server, db, "users_email") == "INVALID")
+            os.kill(runner.pid, signal.SIGKILL)
+            runner.communicate(timeout=30)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+        # The server notices the vanished client (client_connection_check_interval) and aborts the build.
+        wait_for(lambda: server.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbops'"
+                                     " AND datname = current_database()", db) == "0")
+        blocker.commit()
+    assert index_state(server, db, "users_email") == "INVALID"
+    assert history(server, db) == ["0001:true"]
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
+    assert code == 0, doc
+    assert index_state(server, db, "users_email") == "valid"
+    assert history(server, db) == ["0001:true", "0002:true"]
+
+
+def test_validated_constraint_in_a_no_transaction_migration_passes_the_check(database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    server, db = database
+    fk = ("-- dbops:no-transaction\n"
+          "CREATE TABLE posts (id int PRIMARY KEY, user_id bigint);\n"
+          "INSERT INTO posts VALUES (1, 1);\n"
+          "ALTER TABLE posts ADD CONSTRAINT posts_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n"
+          "ALTER TABLE posts VALIDATE CONSTRAINT posts_user_fk;\n", None)
+    src = write_migrations(tmp_path / "m", {"0001_users": USERS, "0002_posts": fk})
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--no-lint")
+    assert code == 0, doc
+    assert server.psql("SELECT convalidated FROM pg_constraint WHERE conname = 'posts_user_fk'", db) == "t"
+    assert history(server, db) == ["0001:true", "0002:true"]
+
+
+def test_orphan_counts_skip_tables_above_the_size_guard(database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    server, db = database
+    posts = ("CREATE TABLE posts (id int PRIMARY KEY, user_id bigint);\nINSERT INTO posts VALUES (1, 999999);\n"
+             "ALTER TABLE posts ADD CONSTRAINT posts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id)"
+             " NOT VALID;", None)
+    src = write_migrations(tmp_path / "m", {"0001_users": USERS, "0002_posts": posts})
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--no-lint")
+    assert code == 1, doc
+    assert doc["reason"] == "VerificationFailed" and "orphan" in doc["message"]
+    server.psql("DELETE FROM dbops_migrations WHERE version = '0002'; DROP TABLE posts", db)
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--no-lint",
+                             "--orphan-scan-max-mb", "0.000001")
+    assert code == 0, doc["message"]
+    detail = {v["name"]: v["detail"] for v in doc["verification"]}["foreignKeys"]
+    assert "orphan count skipped on 1 keys" in detail and "public.posts.posts_user_id_fkey" in detail
