@@ -43,6 +43,15 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
+    # Workloads the way `helm install --wait` and a Deployment rollout need them.
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
+    "disruption-controller",
+    # PersistentVolumeClaims: the real binder binds claims to the test bed provisioner's volumes.
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
 )
 """The kube-controller-manager controllers the test bed runs (no node lifecycle, no pod GC, no scheduler)."""
 

@@ -31,14 +31,21 @@ def expand(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", replace, text)
 
 
-def container_env(node: ProcessNodeExecutor, pod: JSON, spec: JSON) -> dict[str, str]:
-    """The environment of container `spec` of `pod`; raises `MissingReference` while a reference is absent."""
+def container_env(node: ProcessNodeExecutor, pod: JSON, spec: JSON, *, image_env: dict[str, str] | None = None,
+                  home: str = "/root") -> dict[str, str]:
+    """The environment of container `spec` of `pod`; raises `MissingReference` while a reference is absent.
+
+    Layered as a runtime does: PATH and HOME, the image's ENV (its PATH excepted: the host's, with
+    the project's virtualenv first, stands for the image's), the service variables, the node's
+    `extra_env`, then the pod's `envFrom` and `env`.
+    """
     namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
     env: dict[str, str] = {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", SYSTEM_PATH)]),
-        "HOME": "/root",
+        "HOME": home,
         "HOSTNAME": name,
     }
+    env.update({key: value for key, value in (image_env or {}).items() if key != "PATH"})
     endpoint = node.api_endpoint
     if endpoint is not None:
         host, port = endpoint

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dbops_testbed.images import ImageConfig, ImageStore
 from dbops_testbed.objects import JSON, now, response_json
 from dbops_testbed.pods import PodWorker
 from dbops_testbed.references import MissingReference
@@ -92,6 +93,7 @@ class ProcessNodeExecutor:
         bind_unscheduled: bool = True,
         restart_backoff_seconds: float = 10.0,
         extra_env: dict[str, str] | None = None,
+        images: dict[str, ImageConfig] | None = None,
     ) -> None:
         """Prepare (not start) a node.
 
@@ -100,6 +102,8 @@ class ProcessNodeExecutor:
         directory removed by `stop()` by default). `bind_unscheduled`: bind pods that have no node.
         `restart_backoff_seconds`: the first OnFailure/Always restart delay (doubling, capped at
         300 s). `extra_env`: variables added to every container's base environment (pod env wins).
+        `images`: the non-project images this node can run, by repository (default
+        `dbops_testbed.images.TEST_IMAGES`); the project's image always runs.
         """
         from kubernetes import client
 
@@ -109,6 +113,7 @@ class ProcessNodeExecutor:
         self.bind_unscheduled = bind_unscheduled
         self.restart_backoff_seconds = restart_backoff_seconds
         self.extra_env = dict(extra_env or {})
+        self.images = ImageStore(images)
         self._own_work_dir = work_dir is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="dbops-node-"))
         self._lock = threading.RLock()

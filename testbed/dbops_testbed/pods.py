@@ -14,8 +14,10 @@ from typing import IO, TYPE_CHECKING
 
 from dbops_testbed import images, sandbox
 from dbops_testbed.environment import container_env
+from dbops_testbed.images import ImageConfig, ImagePullError
 from dbops_testbed.objects import JSON, now
 from dbops_testbed.references import MissingReference
+from dbops_testbed.security import Identity, identity
 from dbops_testbed.volumes import container_mounts, materialize_volumes
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ class Container:
     env: dict[str, str] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
     mount_namespace: str | None = None
+    image: ImageConfig | None = None
+    identity: Identity = field(default_factory=lambda: Identity(0, 0))
 
     @property
     def name(self) -> str:
@@ -161,10 +165,11 @@ class PodWorker(threading.Thread):
         while True:
             try:
                 materialize_volumes(self.executor, self.pod, self.pod_dir / "volumes", self.volumes)
-                for container in self.init_containers + self.containers:
-                    container.env = container_env(self.executor, self.pod, container.spec)
-                    container.argv = images.container_argv(container.spec, container.env)
-                return True
+                if self._pull_images():
+                    for container in self.init_containers + self.containers:
+                        self._configure(container)
+                    return True
+                self._report("Pending")
             except MissingReference as missing:
                 for container in self.init_containers + self.containers:
                     if "waiting" in container.state:
@@ -175,6 +180,28 @@ class PodWorker(threading.Thread):
                 return False
             if self.stop_event.wait(RETRY_INTERVAL):
                 return False
+
+    def _pull_images(self) -> bool:
+        """Resolve every container's image; those that cannot be pulled wait in ErrImagePull."""
+        pulled = True
+        for container in self.init_containers + self.containers:
+            try:
+                container.image = self.executor.images.resolve(container.spec.get("image", ""))
+            except ImagePullError as error:
+                pulled = False
+                container.state = {"waiting": {"reason": "ErrImagePull", "message": str(error)}}
+        return pulled
+
+    def _configure(self, container: Container) -> None:
+        """The container's identity, environment and argv from its spec and image."""
+        assert container.image is not None
+        container.identity = identity(self.spec, container.spec, container.image)
+        container.env = container_env(self.executor, self.pod, container.spec, image_env=container.image.env,
+                                      home=container.identity.home)
+        argv = images.container_argv(container.spec, container.image, container.env)
+        if images.is_project_image(container.spec.get("image", "")):
+            argv = images.host_executable(argv)
+        container.argv = argv
 
     def _supervise(self, containers: list[Container]) -> str:
         """Run containers until all ended for good: 'done', 'stopped' (deletion) or 'deadline'."""
@@ -240,6 +267,7 @@ class PodWorker(threading.Thread):
     def _launch(self, container: Container) -> None:
         message_file = self.pod_dir / "termination" / container.name
         message_file.write_bytes(b"")
+        message_file.chmod(0o666)  # whatever user the container runs as writes it, as with a kubelet
         error = images.start_error(container.argv, container.env)
         if error is not None:
             container.process = None
@@ -253,7 +281,9 @@ class PodWorker(threading.Thread):
         setup.write_text(sandbox.setup_script(
             stage=self.pod_dir / "dev" / container.name,
             mounts=container_mounts(self.volumes, container.spec, container.env),
-            spec=container.spec, message_file=message_file, need_mount_point=self._need_mount_point))
+            spec=container.spec, message_file=message_file, need_mount_point=self._need_mount_point,
+            working_dir=container.spec.get("workingDir") or (container.image and container.image.workdir) or "/",
+            identity=container.identity))
         if container.log is None:
             container.log = open(self.pod_dir / "logs" / f"{container.name}.log", "ab")  # noqa: SIM115
         container.process = sandbox.spawn(setup, container.argv, container.env, container.log)

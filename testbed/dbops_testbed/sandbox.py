@@ -16,6 +16,7 @@ from typing import IO
 from dbops_testbed.controlplane import die_with_parent
 from dbops_testbed.environment import SYSTEM_PATH
 from dbops_testbed.objects import JSON
+from dbops_testbed.security import Identity
 from dbops_testbed.volumes import Mount
 
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -82,13 +83,30 @@ def on_private_dev(path: str) -> bool:
     return path == "/dev" or path.startswith("/dev/")
 
 
+def unreachable_ancestors(paths: tuple[Path, ...]) -> list[Path]:
+    """The topmost directories above `paths` that other users cannot traverse (say /root, mode 0700)."""
+    blocked: list[Path] = []
+    for path in paths:
+        for ancestor in reversed(path.parents):
+            if ancestor != Path("/") and not ancestor.stat().st_mode & 0o001:
+                if ancestor not in blocked:
+                    blocked.append(ancestor)
+                break
+    return blocked
+
+
 def setup_script(*, stage: Path, mounts: list[Mount], spec: JSON, message_file: Path,
-                 need_mount_point: Callable[[str, bool], None]) -> str:
+                 need_mount_point: Callable[[str, bool], None], working_dir: str = "/",
+                 identity: Identity | None = None) -> str:
     """A /bin/sh script that builds the container's mount namespace, then execs its command.
 
     `stage`: an empty host directory for the private /dev. `need_mount_point(path, is_file)` is called
-    for every path outside /dev the namespace mounts on, so it exists on the host.
+    for every path outside /dev the namespace mounts on, so it exists on the host. `identity`: the
+    user the command runs as (the mounts are made as root first). For a non-root user, a host
+    directory it cannot traverse above the "image" (the interpreter under /root, mode 0700) is
+    replaced by an empty tmpfs holding only the image's paths: the host's home stays hidden.
     """
+    identity = identity or Identity(0, 0)
     stage.mkdir(parents=True, exist_ok=True)
     q = shlex.quote
     lines = [
@@ -109,7 +127,6 @@ def setup_script(*, stage: Path, mounts: list[Mount], spec: JSON, message_file: 
     ]
     mounts = sorted(mounts, key=lambda mount: len(Path(mount.target).parts))
     message_target = spec.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
-    working_dir = spec.get("workingDir") or "/"
     for path, is_file in [*((m.target, not m.source.is_dir()) for m in mounts), (message_target, True),
                           (working_dir, False)]:
         if not on_private_dev(path):
@@ -117,14 +134,18 @@ def setup_script(*, stage: Path, mounts: list[Mount], spec: JSON, message_file: 
     # Sources are first bound inside the private /dev: a later mount (say an emptyDir on /tmp)
     # may hide the host paths they come from.
     sources = [*((mount.source, mount.source.is_dir()) for mount in mounts), (message_file, False)]
+    blocked = unreachable_ancestors(IMAGE_PATHS) if identity.uid != 0 else []
     hidden = [path for path in IMAGE_PATHS
-              if any(path.is_relative_to(mount.target) for mount in mounts)]
+              if any(path.is_relative_to(mount.target) for mount in mounts)
+              or any(path.is_relative_to(ancestor) for ancestor in blocked)]
     sources += [(path, True) for path in hidden]
     lines.insert(lines.index('mount --move "$stage" /dev'), 'mkdir "$stage/.dbops-sources"')
     for index, (source, is_dir) in enumerate(sources):
         lines.insert(lines.index('mount --move "$stage" /dev'),
                      f'{"mkdir" if is_dir else "touch"} "$stage/.dbops-sources/{index}"; '
                      f'mount --bind {q(str(source))} "$stage/.dbops-sources/{index}"')
+    for ancestor in blocked:
+        lines.append(f"mount -t tmpfs -o mode=755,nosuid,nodev tmpfs {q(str(ancestor))}")
     for index, mount in enumerate(mounts):
         target = q(mount.target)
         if mount.source.is_dir():
@@ -146,7 +167,7 @@ def setup_script(*, stage: Path, mounts: list[Mount], spec: JSON, message_file: 
         f"mkdir -p {q(working_dir)}",
         f"cd {q(working_dir)}",
         'PATH="$_container_path"; unset _container_path stage dev source',
-        'exec "$@"',
+        f'exec {" ".join(map(q, identity.setpriv()))} "$@"'.replace("exec  ", "exec "),
     ]
     return "\n".join(lines) + "\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ def materialize_volumes(node: ProcessNodeExecutor, pod: JSON, directory: Path, v
     Volumes already in `volumes` are kept, so a retry after `MissingReference` only does what is left.
     """
     namespace = pod["metadata"]["namespace"]
+    fs_group = (pod["spec"].get("securityContext") or {}).get("fsGroup")
     for volume in pod["spec"].get("volumes") or []:
         name = volume["name"]
         if name in volumes:
@@ -61,8 +63,20 @@ def materialize_volumes(node: ProcessNodeExecutor, pod: JSON, directory: Path, v
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
             path.chmod(mode)
+        if "emptyDir" in volume:
+            staging.chmod(0o777)  # as the kubelet makes it: writable whatever user the containers run as
+        if fs_group is not None:
+            _apply_fs_group(staging, fs_group)
         staging.rename(target)
         volumes[name] = target
+
+
+def _apply_fs_group(root: Path, group: int) -> None:
+    """Give a volume to `fsGroup` as the kubelet does: group ownership, group access, setgid directories."""
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, -1, group, follow_symlinks=False)
+        mode = path.stat().st_mode & 0o7777
+        path.chmod(mode | 0o2070 if path.is_dir() else mode | 0o040)
 
 
 def container_mounts(volumes: dict[str, Path], spec: JSON, env: dict[str, str]) -> list[Mount]:

@@ -319,12 +319,14 @@ def test_init_containers_volumes_and_read_only_mounts(
     volume_mounts = [{"name": "work", "mountPath": "/work"},
                      {"name": "files", "mountPath": "/secrets", "readOnly": True},
                      {"name": "work", "mountPath": "/sub", "subPath": "inner"}]
+    # Root: a kubelet too makes subPath directories root's, and the secret is mode 0400.
     pod = pod_manifest("init", ["python3", "-c", check], container={
         "volumeMounts": volume_mounts, "terminationMessagePath": "/tmp/result.json"},
+        securityContext={"runAsUser": 0},
         initContainers=[
-            {"name": "first", "image": "busybox", "command": ["sh", "-c", "printf hi > /work/greeting"],
+            {"name": "first", "image": "dbops:test", "command": ["sh", "-c", "printf hi > /work/greeting"],
              "volumeMounts": volume_mounts},
-            {"name": "second", "image": "busybox",
+            {"name": "second", "image": "dbops:test",
              "command": ["sh", "-c", "printf ' there' >> /work/greeting; printf x > /sub/hello"],
              "volumeMounts": volume_mounts},
         ],
