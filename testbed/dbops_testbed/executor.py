@@ -30,57 +30,14 @@ __all__ = ["DEFAULT_NODE_NAME", "MissingReference", "ProcessNodeExecutor"]
 
 
 class ProcessNodeExecutor:
-    """A simulated Kubernetes node: the only simulated part of the test bed (it replaces the kubelet).
+    """A simulated Kubernetes node, the only simulated part of the test bed (it replaces the kubelet).
 
-    What it does, faithfully:
-
-    - Registers a Node (`node_name`, Ready, capacity/allocatable from this machine, no taints).
-    - Watches all pods (list + watch, reconnecting and re-listing on any error). A pod with no
-      `spec.nodeName` and the default scheduler is bound to this node through the Binding
-      subresource (there is no scheduler: nodeSelector, affinity and tolerations are ignored).
-    - For each pod bound to this node: resolves volumes and env, then runs init containers in
-      order, then all containers concurrently, each as ``command + args`` (``$(VAR)`` expanded as
-      the kubelet does). The image is ignored: commands are looked up on the host's PATH (the
-      directory of the running Python first, so ``dbops`` is the project's installed CLI). A
-      container without ``command`` cannot run (the image entrypoint is unknown): it ends with
-      ``StartError``, like a missing executable.
-    - Env: a minimal base (PATH, HOME=/root, HOSTNAME=pod name, KUBERNETES_SERVICE_HOST/PORT
-      pointing at the API server on 127.0.0.1, not the unroutable service IP), then ``envFrom``
-      (configMapRef / secretRef, with prefix, optional), then ``env`` (value, secretKeyRef,
-      configMapKeyRef, fieldRef for metadata.name/namespace/uid/labels/annotations,
-      spec.nodeName, spec.serviceAccountName, status.podIP/hostIP). The executor's own
-      environment does not leak into pods. A missing non-optional Secret/ConfigMap or key leaves
-      the container waiting with ``CreateContainerConfigError`` and is retried, as the kubelet does.
-    - Volumes: secret, configMap, emptyDir, downwardAPI, projected (secret, configMap, downwardAPI,
-      serviceAccountToken through the real TokenRequest API, so the auto-mounted
-      ``/var/run/secrets/kubernetes.io/serviceaccount`` works with in-cluster config), hostPath and
-      persistentVolumeClaim (a directory per claim that lives as long as the executor; the PVC
-      object must exist). ``subPath``/``subPathExpr`` and ``readOnly`` are honoured.
-    - Each container runs in its own mount namespace (``unshare --mount --propagation private``):
-      a private tmpfs on ``/dev`` (null, zero, full, random, urandom, tty bind-mounted, fd/std*
-      links, a fresh ``/dev/shm``, ``/dev/pts``), each volume bind-mounted at its ``mountPath``,
-      and a per-container file at ``terminationMessagePath`` (default ``/dev/termination-log``).
-      Missing mount points outside ``/dev`` (and a missing ``workingDir``, default ``/``) are created
-      on the host, shared by reference count, and removed again when no running pod needs them.
-    - Pod status follows the kubelet: Pending (ContainerCreating) → Running → Succeeded / Failed,
-      with ``containerStatuses[].state.terminated`` (exitCode, reason Completed/Error, message
-      read from the termination message file, capped to 4096 bytes; ``FallbackToLogsOnError``
-      uses the log tail). Signals give exit code 128+N.
-    - ``activeDeadlineSeconds`` (counted from the pod's start on this node): the containers are
-      killed and the pod fails with reason ``DeadlineExceeded``.
-    - Pod deletion: SIGTERM to the container's process group, SIGKILL after the grace period
-      (capped to 30 s), final status, then delete with grace 0 (as the kubelet finishes deletion).
-      When a container's main process ends, whatever it left running (its process group and any
-      process in its mount namespace, even after setsid) is killed, as a runtime does.
-    - restartPolicy: ``Never`` (what Jobs use) ends the pod on the first exit; ``OnFailure``
-      restarts a failed container in place (restartCount, lastState, CrashLoopBackOff with a
-      doubling back-off starting at `restart_backoff_seconds`), ``Always`` also restarts on success.
-
-    Not honoured (documented deviations): images, ``securityContext`` (everything runs as root, so
-    ``runAsUser``/``runAsNonRoot`` are admitted by Pod Security but not applied), resource limits,
-    probes, lifecycle hooks, sidecar init containers (``restartPolicy: Always`` in
-    initContainers run like ordinary ones), ``resourceFieldRef``, networking (pods share the host
-    network; podIP = hostIP = 127.0.0.1), Events, ``kubectl logs`` (use `logs()`). Requires root
+    It registers a Node, binds unscheduled pods to it (there is no scheduler), and runs each pod
+    bound to it as local processes: `pods.PodWorker` (lifecycle, restarts, deadlines, status),
+    `images` (the project's image from the Dockerfile, test images, ErrImagePull), `security`
+    (runAsUser/runAsGroup/fsGroup, runAsNonRoot), `environment` and `volumes` (env and volumes as the
+    kubelet builds them), `sandbox` (a mount namespace per container) and `probes` (startup,
+    readiness, liveness). testbed/README.md lists what is honoured and what is not. Requires root
     and ``unshare``. Runs in background threads: `start()` / `stop()`; `stop()` kills every process.
     """
 
@@ -405,6 +362,22 @@ class ProcessNodeExecutor:
                 raise MissingReference("ContainerCreating", f'serviceaccount "{account}" not found') from error
             raise
         return str(response_json(response)["status"]["token"])
+
+    def record_event(self, pod: JSON, reason: str, message: str, *, kind: str = "Warning") -> None:
+        """An Event on the pod from the kubelet, as `kubectl describe pod` shows them (best effort)."""
+        meta = pod["metadata"]
+        timestamp = now()
+        body = {"apiVersion": "v1", "kind": "Event",
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                   "namespace": meta["namespace"], "uid": meta["uid"]},
+                "reason": reason, "message": message, "type": kind, "count": 1,
+                "firstTimestamp": timestamp, "lastTimestamp": timestamp,
+                "source": {"component": "kubelet", "host": self.node_name}}
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body, _preload_content=False, _request_timeout=10)
+        except Exception as error:
+            logger.warning("recording event %s on %s/%s failed: %s", reason, meta["namespace"], meta["name"], error)
 
     def patch_pod_status(self, namespace: str, name: str, status: JSON) -> bool:
         """Patch a pod's status; False if the pod no longer exists."""

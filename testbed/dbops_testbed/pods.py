@@ -8,16 +8,17 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from dbops_testbed import images, sandbox
+from dbops_testbed.containers import Container
 from dbops_testbed.environment import container_env
-from dbops_testbed.images import ImageConfig, ImagePullError
+from dbops_testbed.images import ImagePullError
 from dbops_testbed.objects import JSON, now
+from dbops_testbed.probes import ContainerProbes, exec_in_container
 from dbops_testbed.references import MissingReference
-from dbops_testbed.security import Identity, identity
+from dbops_testbed.security import identity
 from dbops_testbed.volumes import container_mounts, materialize_volumes
 
 if TYPE_CHECKING:
@@ -31,52 +32,6 @@ FALLBACK_LOG_LINES = 80
 RETRY_INTERVAL = 2.0
 POLL_INTERVAL = 0.1
 MAX_GRACE_SECONDS = 30.0
-
-
-@dataclass
-class Container:
-    """One container's spec and its runtime state on this node."""
-
-    spec: JSON
-    init: bool
-    restart_count: int = 0
-    state: JSON = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
-    last_state: JSON = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = None
-    started_at: str | None = None
-    restart_at: float | None = None
-    exit_code: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    argv: list[str] = field(default_factory=list)
-    mount_namespace: str | None = None
-    image: ImageConfig | None = None
-    identity: Identity = field(default_factory=lambda: Identity(0, 0))
-
-    @property
-    def name(self) -> str:
-        """The container's name."""
-        return str(self.spec["name"])
-
-    def note_mount_namespace(self) -> None:
-        """Remember the container's mount namespace once its process has entered it."""
-        if self.mount_namespace is None and self.process is not None:
-            self.mount_namespace = sandbox.mount_namespace_of(self.process)
-
-    def status(self) -> JSON:
-        """This container's entry in the pod's (init)containerStatuses."""
-        running = "running" in self.state
-        return {
-            "name": self.name,
-            "image": self.spec.get("image", ""),
-            "imageID": f"process-executor://{self.spec.get('image', '')}",
-            "containerID": f"process://{self.process.pid}" if self.process else None,
-            "ready": running and not self.init,
-            "started": running,
-            "restartCount": self.restart_count,
-            "state": self.state,
-            "lastState": self.last_state,
-        }
 
 
 class PodWorker(threading.Thread):
@@ -110,6 +65,7 @@ class PodWorker(threading.Thread):
         self.volumes: dict[str, Path] = {}
         self.held_mount_points: list[Path] = []
         self.acquired_targets: set[str] = set()
+        self.transitions: dict[str, tuple[bool, str]] = {}
 
     def request_stop(self, *, grace: float, reason: str, pod_gone: bool = False) -> None:
         """Ask the worker to kill its containers (SIGTERM, SIGKILL after `grace` seconds)."""
@@ -215,7 +171,7 @@ class PodWorker(threading.Thread):
             if self._deadline_passed():
                 self._kill_all(float(self.spec.get("terminationGracePeriodSeconds", 30)))
                 return "deadline"
-            changed = False
+            changed = self._probe(containers)
             for container in containers:
                 container.note_mount_namespace()
                 if container.process is not None and container.process.poll() is not None:
@@ -236,6 +192,35 @@ class PodWorker(threading.Thread):
                 return "done"
             if changed:
                 self._report("Running" if self.initialized else "Pending")
+
+    def _probe(self, containers: list[Container]) -> bool:
+        """Run due probes; kill containers whose liveness or startup probe failed. Whether readiness changed."""
+        changed = False
+        for container in containers:
+            if container.process is None or container.probes is None:
+                continue
+            if container.kill_at is not None:
+                if time.monotonic() >= container.kill_at:
+                    sandbox.signal_group(container.process, signal.SIGKILL)
+                continue
+            was_ready = container.ready
+            failure = container.probes.tick(time.monotonic())
+            changed = changed or container.ready != was_ready
+            if failure is not None:
+                grace = container.probes.probes["liveness" if failure.startswith("Liveness") else "startup"].spec.get(
+                    "terminationGracePeriodSeconds", self.spec.get("terminationGracePeriodSeconds", 30))
+                logger.info("pod %s/%s: container %s %s; killing it", self.namespace, self.name, container.name,
+                            failure)
+                self.executor.record_event(self.pod, "Unhealthy", failure)
+                self.executor.record_event(self.pod, "Killing", f"Container {container.name} failed "
+                                           f"{failure.split()[0].lower()} probe, will be restarted", kind="Normal")
+                container.note_mount_namespace()
+                sandbox.signal_group(container.process, signal.SIGTERM)
+                container.kill_at = time.monotonic() + min(float(grace if grace is not None else 30), MAX_GRACE_SECONDS)
+            elif container.ready != was_ready and not container.ready:
+                message = container.probes.probes["readiness"].message
+                self.executor.record_event(self.pod, "Unhealthy", f"Readiness probe failed: {message}")
+        return changed
 
     def _should_restart(self, container: Container) -> bool:
         if self.restart_policy == "Always" and not container.init:
@@ -286,7 +271,12 @@ class PodWorker(threading.Thread):
             identity=container.identity))
         if container.log is None:
             container.log = open(self.pod_dir / "logs" / f"{container.name}.log", "ab")  # noqa: SIM115
-        container.process = sandbox.spawn(setup, container.argv, container.env, container.log)
+        process = container.process = sandbox.spawn(setup, container.argv, container.env, container.log)
+        container.kill_at = None
+        prefix, env = container.identity.setpriv(), container.env
+        container.probes = ContainerProbes(
+            container.spec, time.monotonic(),
+            run_exec=lambda argv, timeout: exec_in_container(process.pid, argv, env, prefix, timeout))
         container.started_at = now()
         container.exit_code = None
         container.mount_namespace = None
@@ -353,13 +343,15 @@ class PodWorker(threading.Thread):
     def _report(self, phase: str, *, reason: str | None = None, message: str | None = None) -> None:
         if self.pod_gone or self.executor.stopping:
             return
-        timestamp = now()
         running = phase == "Running"
-        ready = running and all("running" in c.state for c in self.containers)
+        ready = running and all(c.ready for c in self.containers)
 
         def condition(kind: str, value: bool, why: str | None = None) -> JSON:
+            # lastTransitionTime changes only with the status, as the kubelet keeps it.
+            if self.transitions.get(kind, (None,))[0] != value:
+                self.transitions[kind] = (value, now())
             return {"type": kind, "status": "True" if value else "False", "lastProbeTime": None,
-                    "lastTransitionTime": timestamp, "reason": why}
+                    "lastTransitionTime": self.transitions[kind][1], "reason": why}
 
         terminal = phase in ("Succeeded", "Failed")
         status: JSON = {
