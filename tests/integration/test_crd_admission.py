@@ -22,7 +22,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 
 
 def _example(kind_file: str) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((EXAMPLES / kind_file).read_text())
+    # Example files may carry what the resource needs beside it (the migration's ConfigMap).
+    document: dict[str, Any] = next(d for d in yaml.safe_load_all((EXAMPLES / kind_file).read_text())
+                                    if d and d["apiVersion"].startswith("dbops.io/"))
     return document
 
 
