@@ -24,6 +24,7 @@ from dbops.api.kinds import ALL_KINDS
 from dbops_testbed import postgres as testbed_postgres
 from dbops_testbed.controlplane import ControlPlane
 
+REPOSITORY = Path(__file__).resolve().parents[2]
 PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
 
 
@@ -31,8 +32,11 @@ class RunningOperator:
     """A `dbops operator` subprocess watching one namespace; logs go to a file."""
 
     def __init__(self, control_plane: ControlPlane, namespace: str, *extra: str,
-                 env: dict[str, str] | None = None, kubeconfig: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, kubeconfig: Path | None = None,
+                 module: str = "dbops.cli.main") -> None:
         self.env = env or {}
+        self.module = module
+        """The module run with -m, e.g. tests.integration.faulty_operator for fault injection."""
         self.kubeconfig = kubeconfig or control_plane.kubeconfig
         self.control_plane = control_plane
         self.namespace = namespace
@@ -45,13 +49,13 @@ class RunningOperator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         args = [
-            sys.executable, "-m", "dbops.cli.main", "operator", "--namespace", self.namespace,
+            sys.executable, "-m", self.module, "operator", "--namespace", self.namespace,
             "--metrics-port", "0", "--health-port", "0", "--recheck-seconds", "5", "--image", "dbops:test",
             "--job-env", f"DBOPS_PG_BIN_DIR={testbed_postgres.client_bin_dir()}", *self.extra,
         ]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
+                                        start_new_session=True, cwd=REPOSITORY)
         log.close()
 
     def kill(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,17 @@ pytestmark = pytest.mark.timeout(600)
 RBAC = Path(__file__).resolve().parents[2] / "manifests" / "operator" / "rbac.yaml"
 
 
-def service_account_kubeconfig(control_plane: ControlPlane, kube_client: Any, namespace: str) -> Path:
-    """A kubeconfig authenticating as the ServiceAccount `dbops-operator` bound to the operator ClusterRole."""
+def service_account_kubeconfig(control_plane: ControlPlane, kube_client: Any, namespace: str,
+                               edit_role: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """A kubeconfig authenticating as the ServiceAccount `dbops-operator` bound to the operator ClusterRole
+    (changed by ``edit_role`` first, to take a permission away)."""
     core = client.CoreV1Api(kube_client)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "dbops-operator"}}, _preload_content=False)
     documents = list(yaml.safe_load_all(RBAC.read_text()))
     role = next(d for d in documents if d["kind"] == "ClusterRole")
     role["metadata"]["name"] = f"dbops-operator-{namespace}"
+    if edit_role is not None:
+        edit_role(role)
     binding = next(d for d in documents if d["kind"] == "ClusterRoleBinding")
     binding["metadata"]["name"] = f"dbops-operator-{namespace}"
     binding["roleRef"]["name"] = role["metadata"]["name"]

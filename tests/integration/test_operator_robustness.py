@@ -33,7 +33,7 @@ def test_operator_killed_after_every_job_creation_never_duplicates_jobs(
         harness.create_resource(kube_client, namespace, BACKUP, name, spec(minio_server, bucket))
     crashes = 0
     operator = harness.RunningOperator(installed_crds, namespace, "--workers", "1",
-                                       env={"DBOPS_FAULT_EXIT_AFTER_JOB_CREATE": "1"})
+                                       module="tests.integration.faulty_operator")
     deadline = time.monotonic() + 900
     while crashes < CRASHES * 2 and time.monotonic() < deadline:
         operator.start()

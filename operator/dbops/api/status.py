@@ -10,6 +10,8 @@ from pydantic import Field
 from dbops.api.base import ApiModel
 
 READY = "Ready"
+FAILED = "Failed"
+"""Condition True once the work ended without succeeding (Failed, RolledBack), for `kubectl wait` and Argo CD."""
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "RolledBack"})
 
 
@@ -91,6 +93,7 @@ class ResourceStatus(ApiModel):
         if self.started_at is None and phase not in ("Pending", "Waiting", "AwaitingApproval"):
             self.started_at = now
         self.set_condition(READY, "False", reason, message, generation=generation, now=now)
+        self.conditions = [c for c in self.conditions if c.type != FAILED]  # a new run has not failed (yet)
         return True
 
     def mark_running(self, message: str = "", *, generation: int | None = None, now: datetime | None = None) -> bool:
@@ -126,4 +129,6 @@ class ResourceStatus(ApiModel):
         self.completed_at = now
         self.duration_seconds = max(0.0, (now - self.started_at).total_seconds())
         self.set_condition(READY, ready, reason, message, generation=generation, now=now)
+        if phase == "Failed":
+            self.set_condition(FAILED, "True", reason, message, generation=generation, now=now)
         return True

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--health-port", type=int, default=8081, help="port of /healthz (0: off)")
     parser.add_argument("--recheck-seconds", type=float, default=30.0,
                         help="re-read unfinished resources this often (0: only on events)")
+    parser.add_argument("--stall-seconds", type=float, default=600.0,
+                        help="a retried error (API server unreachable, missing Secret) shows on the resource after "
+                             "this long; a missing reference then fails it")
     parser.add_argument("--workers", type=int, default=16, help="handler threads")
     parser.add_argument("--job-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a plain env var for every runner container (repeatable; never credentials)")
@@ -44,6 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     config.CONFIG.metrics_port = args.metrics_port
     config.CONFIG.health_port = args.health_port
     config.CONFIG.recheck_seconds = args.recheck_seconds
+    config.CONFIG.stall_seconds = args.stall_seconds
     config.CONFIG.max_workers = args.workers
     config.CONFIG.job_env = dict(item.split("=", 1) for item in args.job_env)
     for module in HANDLER_MODULES:

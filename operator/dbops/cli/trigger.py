@@ -108,9 +108,6 @@ def _run(args: argparse.Namespace) -> int:
                 else scheduled_time(os.environ.get("DBOPS_POD_NAME", ""), now))
         manifest = backup_manifest(schedule, when)
         created = _create(manifest)
-    except kube_session.ApiError as error:
-        document = result.failure(command, errors.TransientError(str(error)))
-        return result.emit(document, f"dbops {command} failed: {document['message']}", args.result_path)
     except Exception as error:
         document = result.failure(command, error)
         return result.emit(document, f"dbops {command} failed: {document['message']}", args.result_path)

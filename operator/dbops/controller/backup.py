@@ -9,11 +9,12 @@ import kopf
 
 from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
 from dbops.api.status import utcnow
-from dbops.controller import driver, metrics
+from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.reconcile import backup as backup_reconcile
+from dbops.reconcile.actions import JobRequest
 from dbops.reconcile.jobs import MISSING
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
@@ -23,10 +24,11 @@ KIND = "DatabaseBackup"
 ACTIVE_ROLES = ("backup", "verify")
 
 
-def job_builder(owner: Owner, spec: DatabaseBackupSpec) -> driver.JobBuilder:
+def job_builder(owner: Owner, spec: DatabaseBackupSpec) -> effects.JobBuilder:
     """Builds this backup's Jobs by role."""
 
-    def build(role: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    def build(request: JobRequest) -> dict[str, Any]:
+        role, params = request.role, request.params
         if role == "backup":
             return job_specs.build_backup_job(owner, spec, image=CONFIG.image)
         if role == "verify":
@@ -82,7 +84,7 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
     delete_name = job_specs.job_name(owner, "delete")
     step = backup_reconcile.deletion_step(spec, status, driver.read_job(owner.namespace, delete_name), delete_name)
     if step.job is not None:
-        manifest = driver.with_job_env(job_builder(owner, spec)(step.job.role, step.job.params))
+        manifest = effects.with_job_env(job_builder(owner, spec)(step.job))
         objects.create_or_adopt(manifest)
     if not step.done:
         raise kopf.TemporaryError(step.message, delay=min(2.0 + retry, 10.0))

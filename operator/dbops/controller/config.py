@@ -23,6 +23,8 @@ class OperatorConfig:
     """Port of /healthz (0 disables it)."""
     recheck_seconds: float = 30.0
     """How often unfinished resources are re-read even without events."""
+    stall_seconds: float = 600.0
+    """How long a retried error may last before it shows on the resource (a missing reference then fails it)."""
     max_workers: int = 16
     """Threads running the (blocking) handlers."""
     job_env: dict[str, str] = field(default_factory=dict)

@@ -1,9 +1,16 @@
-"""The shared steps of every reconcile: read Jobs, check references, create children, write status."""
+"""The shared reconcile loop of every kind: read, reconcile, and show every error on the resource.
+
+Errors are handled by what they are: a permanent one (invalid spec, a write the API server refuses
+with 4xx other than 409/429) fails the resource with a reason, ``Failed=True`` and a Warning Event; a
+missing reference is shown at once and fails the resource once it lasted ``stall_seconds``; a transient
+one (5xx, timeouts, conflicts) is retried and shown on the resource once it lasted ``stall_seconds``.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -14,20 +21,23 @@ from dbops import errors
 from dbops.api.common import SecretKeySelector
 from dbops.api.status import ResourceStatus
 from dbops.controller import metrics
+from dbops.controller.effects import JobBuilder, carry_out
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import session as kube_session
-from dbops.reconcile.actions import ChildRequest, Decision
+from dbops.reconcile.actions import Decision
 from dbops.reconcile.jobs import JobOutcome, job_outcome, job_state
 from dbops.redaction import redact
 from dbops.specs.owner import ROLE_LABEL, Owner
 
 logger = logging.getLogger("dbops.controller")
 MAX_BACKOFF_SECONDS = 300.0
-CONFLICT = 409
+CONFLICT_ATTEMPTS = 3
 
-JobBuilder = Callable[[str, Mapping[str, Any]], dict[str, Any]]
-"""Builds the Job manifest for a role and its parameters."""
+Key = tuple[str, str, str]
+_failing_guard = threading.Lock()
+_failing_since: dict[Key, float] = {}
+"""When each resource's current run of retried errors began (monotonic seconds); cleared on success."""
 
 
 def backoff(retry: int) -> float:
@@ -64,70 +74,9 @@ def require_secrets(namespace: str, selectors: Iterable[SecretKeySelector]) -> N
             raise errors.MissingReferenceError(f"Secret {selector.name} has no key {selector.key}")
 
 
-def with_job_env(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A Job manifest with the operator's extra runner env vars added to its containers."""
-    from dbops.controller.config import CONFIG
-
-    if CONFIG.job_env:
-        job_spec = manifest["spec"]["jobTemplate"]["spec"] if manifest["kind"] == "CronJob" else manifest["spec"]
-        for container in job_spec["template"]["spec"]["containers"]:
-            names = {env["name"] for env in container.get("env", [])}
-            container.setdefault("env", []).extend(
-                {"name": name, "value": value} for name, value in sorted(CONFIG.job_env.items()) if name not in names)
-    return manifest
-
-
-PARENT_ANNOTATION = "dbops.io/parent"
-FAULT_EXIT_AFTER_JOB_CREATE = "DBOPS_FAULT_EXIT_AFTER_JOB_CREATE"
-"""Set to 1 (tests only) to make the operator exit right after creating a Job, before writing status."""
-
-
-def child_manifest(owner: Owner, child: ChildRequest) -> dict[str, Any]:
-    """The manifest of a child dbops resource, labelled (and annotated with the full name) for its parent."""
-    from dbops.api.base import API_VERSION
-
-    metadata: dict[str, Any] = {
-        "name": child.name, "namespace": owner.namespace, "labels": owner.parent_labels(),
-        "annotations": {PARENT_ANNOTATION: f"{owner.kind}/{owner.name}"},
-    }
-    if child.owned:
-        metadata["ownerReferences"] = [owner.owner_reference(controller=False)]
-    return {"apiVersion": API_VERSION, "kind": child.kind, "metadata": metadata, "spec": child.spec}
-
-
-def parent_of(body: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(kind, name) of the parent of a child dbops resource."""
-    value = str(((body.get("metadata") or {}).get("annotations") or {}).get(PARENT_ANNOTATION) or "")
-    kind, _, name = value.partition("/")
-    return (kind, name) if kind and name else None
-
-
-def start_jobs(owner: Owner, decision: Decision, build: JobBuilder) -> None:
-    """Create the Jobs a decision asks for; an existing Job of the same name is adopted."""
-    for request in decision.jobs:
-        manifest = with_job_env(build(request.role, request.params))
-        manifest["metadata"]["name"] = request.name
-        _, created = objects.create_or_adopt(manifest)
-        counter = metrics.JOBS_CREATED if created else metrics.JOBS_ADOPTED
-        counter.labels(owner.kind, request.role).inc()
-        if created and os.environ.get(FAULT_EXIT_AFTER_JOB_CREATE) == "1":
-            os._exit(137)  # fault injection for the crash-consistency tests: die before the status patch
-        logger.info("%s Job %s for %s %s/%s", "created" if created else "adopted", request.name, owner.kind,
-                    owner.namespace, owner.name)
-    for child in decision.children:
-        manifest = child_manifest(owner, child)
-        _, created = objects.create_or_adopt(manifest)
-        logger.info("%s %s %s for %s %s/%s", "created" if created else "adopted", child.kind, child.name,
-                    owner.kind, owner.namespace, owner.name)
-    for manifest in decision.create:
-        _, created = objects.create_or_adopt(manifest)
-        logger.info("%s %s %s for %s %s/%s", "created" if created else "adopted", manifest["kind"],
-                    manifest["metadata"]["name"], owner.kind, owner.namespace, owner.name)
-    for manifest in decision.apply:
-        objects.apply(manifest)
-    for target in decision.delete:
-        objects.delete(target["kind"], target["namespace"], target["name"],
-                       propagation=target.get("propagation", "Background"))
+def start_jobs(owner: Owner, decision: Decision, build: JobBuilder | None = None) -> None:
+    """Carry out a decision's effects (see dbops.controller.effects)."""
+    carry_out(owner, decision, build)
 
 
 def write_status(owner: Owner, body: Mapping[str, Any], decision: Decision) -> None:
@@ -147,56 +96,119 @@ def write_status(owner: Owner, body: Mapping[str, Any], decision: Decision) -> N
 
 def report_problem(owner: Owner, body: Mapping[str, Any], status: ResourceStatus, reason: str, message: str,
                    *, terminal: bool = False) -> None:
-    """Show a problem (MissingReference, InvalidSpec…) in the Ready condition and as a Warning Event."""
+    """Show a problem in the Ready condition (and, when terminal, Failed=True) and as a Warning Event, once."""
     message = redact(message)
     before = status.condition("Ready")
     if terminal:
+        if status.is_terminal:
+            return
         status.mark_failed(reason, message, generation=owner.generation)
     elif not status.is_terminal:
-        status.mark_progressing(status.phase if status.phase != "Running" else "Pending", reason, message,
-                                generation=owner.generation)
+        if before is not None and before.reason == reason and before.message == message:
+            return
+        status.mark_progressing(status.phase, reason, message, generation=owner.generation)
     else:
-        return
-    if before is not None and before.reason == reason and before.message == message:
         return
     decision = Decision(status)
     decision.event("Warning", reason, message)
     write_status(owner, body, decision)
 
 
+def invalid_spec(error: ValidationError) -> errors.InvalidSpecError:
+    """The InvalidSpec error for a spec pydantic refused (the API server admitted it)."""
+    return errors.InvalidSpecError("invalid spec: " + "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]))
+
+
+def stalled_seconds(key: Key) -> float:
+    """Seconds since the resource's current run of retried errors began (0 on the first)."""
+    now = time.monotonic()
+    with _failing_guard:
+        return now - _failing_since.setdefault(key, now)
+
+
+def recovered(key: Key) -> None:
+    """A reconcile succeeded, or the resource is gone: forget its retried errors."""
+    with _failing_guard:
+        _failing_since.pop(key, None)
+
+
+def settle(owner: Owner, body: Mapping[str, Any], status: ResourceStatus, error: Exception, retry: int) -> None:
+    """Show an error on the resource by what it is; raise kopf.TemporaryError when it will be retried."""
+    from dbops.controller.config import CONFIG
+
+    key = (owner.kind, owner.namespace, owner.name)
+    message = redact(str(error))
+    if isinstance(error, errors.PermanentError) and not isinstance(error, errors.MissingReferenceError):
+        logger.warning("%s %s/%s failed: %s: %s", owner.kind, owner.namespace, owner.name, error.reason, message)
+        report_problem(owner, body, status, error.reason, message, terminal=True)
+        recovered(key)
+        return
+    waited = stalled_seconds(key)
+    if isinstance(error, errors.MissingReferenceError):
+        if waited >= CONFIG.stall_seconds:
+            report_problem(owner, body, status, error.reason, f"{message} (for {waited:.0f}s)", terminal=True)
+            recovered(key)
+            return
+        report_problem(owner, body, status, error.reason, message)  # shown at once, re-checked with backoff
+        raise kopf.TemporaryError(message, delay=backoff(retry))
+    reason = error.reason if isinstance(error, errors.DbopsError) else "InternalError"
+    logger.warning("%s %s/%s will be retried: %s", owner.kind, owner.namespace, owner.name, message,
+                   exc_info=not isinstance(error, errors.DbopsError))
+    if waited >= CONFIG.stall_seconds:
+        report_problem(owner, body, status, reason, f"retrying for {waited:.0f}s: {message}")
+    raise kopf.TemporaryError(message, delay=min(backoff(retry), 30.0))
+
+
 def run(kind: str, namespace: str, name: str, retry: int, reconcile: Callable[[dict[str, Any]], None],
         status_model: type[ResourceStatus]) -> None:
-    """Read a resource and reconcile it, turning dbops errors into conditions and Kopf retries."""
+    """Read a resource and reconcile it, turning every error into a condition, an Event or a Kopf retry."""
     from dbops.controller import locks
 
+    key = (kind, namespace, name)
     with metrics.reconcile_timer(kind), locks.hold(kind, namespace, name):
-        for attempt in range(3):
-            body = objects.get(kind, namespace, name)
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                body = objects.get(kind, namespace, name)
+            except kube_session.ApiError as error:
+                raise kopf.TemporaryError(redact(str(error)), delay=min(backoff(retry), 30.0)) from None
             if body is None or body["metadata"].get("deletionTimestamp"):
+                recovered(key)
                 return
             owner = Owner.from_body(body)
             try:
                 reconcile(body)
-                return
-            except ValidationError as error:
-                message = "invalid spec: " + "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5])
-                report_problem(owner, body, _status(status_model, body), "InvalidSpec", message)
-                raise kopf.TemporaryError(message, delay=backoff(retry)) from None
-            except errors.MissingReferenceError as error:
-                report_problem(owner, body, _status(status_model, body), error.reason, str(error))
-                raise kopf.TemporaryError(str(error), delay=backoff(retry)) from None
-            except errors.PermanentError as error:
-                report_problem(owner, body, _status(status_model, body), error.reason, str(error), terminal=True)
-                return
             except kube_session.ApiError as error:
-                if error.status == CONFLICT and attempt < 2:
-                    continue
+                if error.status == kube_session.CONFLICT and attempt < CONFLICT_ATTEMPTS - 1:
+                    continue  # the resource changed under us: read it again
+                problem: Exception = error
+            except ValidationError as error:
+                problem = invalid_spec(error)
+            except kopf.TemporaryError:
+                raise
+            except Exception as error:
+                problem = error
+            else:
+                recovered(key)
+                return
+            try:
+                status = status_model.model_validate(body.get("status") or {})
+            except ValidationError:
+                status = status_model()
+            try:
+                settle(owner, body, status, problem, retry)
+            except kube_session.ApiError as error:  # the report itself failed (gone, conflict, unreachable)
                 raise kopf.TemporaryError(redact(str(error)), delay=min(backoff(retry), 30.0)) from None
+            return
 
 
-def _status(model: type[ResourceStatus], body: Mapping[str, Any]) -> ResourceStatus:
-    return model.model_validate(body.get("status") or {})
+def forget(kind: str, namespace: str, name: str) -> None:
+    """Drop every per-resource record of a deleted resource (lock, retried errors, phase gauge)."""
+    from dbops.controller import locks
+
+    locks.forget(kind, namespace, name)
+    recovered((kind, namespace, name))
+    metrics.PHASES.record(kind, namespace, name, None)
 
 
 def role_of(job: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ from dbops.api.migration import DatabaseMigrationStatus
 from dbops.api.restore import DatabaseRestoreStatus
 from dbops.api.schedule import DatabaseBackupScheduleStatus
 from dbops.api.status import TERMINAL_PHASES, ResourceStatus
-from dbops.controller import backup, driver, migration, restore, schedule
+from dbops.controller import backup, driver, effects, migration, restore, schedule
 from dbops.controller.config import CONFIG
 from dbops.controller.registry import REGISTRY
 from dbops.reconcile.jobs import job_state
@@ -71,6 +71,17 @@ for _kind in (BACKUP, RESTORE, MIGRATION, SCHEDULE):
     _register(_kind)
 
 
+def _gone(body: kopf.Body, **_: Any) -> None:
+    """A resource left the API server: drop its lock, retry record and phase gauge."""
+    metadata = body.get("metadata", {})
+    driver.forget(str(body.get("kind") or ""), str(metadata.get("namespace") or ""), str(metadata.get("name")))
+
+
+for _kind in (BACKUP, RESTORE, MIGRATION, SCHEDULE):
+    kopf.on.event(GROUP, VERSION, _kind.plural, registry=REGISTRY, id="forget",
+                  when=lambda type, **_: type == "DELETED")(_gone)
+
+
 # DatabaseBackup: ttl and deletion ---------------------------------------------------------------
 
 @kopf.timer(GROUP, VERSION, BACKUP.plural, interval=60.0, idle=0,
@@ -110,7 +121,7 @@ def job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
 def _child_finished(body: kopf.Body, type: str | None, **_: Any) -> None:
     if type == "DELETED" or (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
         return
-    parent = driver.parent_of(body)
+    parent = effects.parent_of(body)
     if parent is None or parent[0] not in RECONCILERS:
         return
     try:

@@ -12,13 +12,14 @@ from dbops import errors
 from dbops.api.common import SecretKeySelector
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
 from dbops.api.status import utcnow
-from dbops.controller import driver, metrics
+from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
 from dbops.reconcile import command as command_reconcile
 from dbops.reconcile import migration as migration_reconcile
 from dbops.reconcile import window as window_reconcile
+from dbops.reconcile.actions import JobRequest
 from dbops.reconcile.children import child_state
 from dbops.reconcile.jobs import JobOutcome, job_state
 from dbops.specs import command_jobs, naming
@@ -89,7 +90,6 @@ def reconcile(body: dict[str, Any]) -> None:
     driver.require_secrets(owner.namespace, [*env_specs.secret_references(
         spec.database, spec.backup.storage if spec.backup.enabled else None), *command_secret_references(spec)])
     config_map = source_config_map(owner, spec, files, revision)
-    objects.create_or_adopt(config_map)
     jobs = observe_command_jobs(owner, revision) if spec.source.command is not None else observe_jobs(owner, revision)
     backup_name = naming.child_name(owner.name, "pre", owner.uid, revision)
     restore_name = naming.child_name(owner.name, "rollback", owner.uid, revision)
@@ -103,6 +103,7 @@ def reconcile(body: dict[str, Any]) -> None:
         database_name=spec.database.name or _database_from_backup(backup_body),
     )
     decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now)
+    decision.create.insert(0, config_map)
     migration_files = [name for name in files if MIGRATION_FILE.match(name)]
     driver.start_jobs(owner, decision, job_builder(owner, spec, config_map["metadata"]["name"], migration_files,
                                                    revision))
@@ -155,10 +156,11 @@ def command_secret_references(spec: DatabaseMigrationSpec) -> list[SecretKeySele
 
 
 def job_builder(owner: Owner, spec: DatabaseMigrationSpec, config_map: str, migration_files: list[str],
-                revision: str) -> driver.JobBuilder:
+                revision: str) -> effects.JobBuilder:
     """Builds this migration's Jobs by role."""
 
-    def build(role: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    def build(request: JobRequest) -> dict[str, Any]:
+        role, params = request.role, request.params
         if role == command_jobs.COMMAND_ROLE:
             return command_jobs.build_command_job(owner, spec, revision=revision)
         if role == command_jobs.VERIFY_ROLE:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from dbops import errors
@@ -10,11 +9,12 @@ from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
 from dbops.api.common import Storage
 from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus
 from dbops.api.status import utcnow
-from dbops.controller import driver, metrics
+from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import backup as backup_reconcile
 from dbops.reconcile import restore as restore_reconcile
+from dbops.reconcile.actions import JobRequest
 from dbops.reconcile.children import ChildState, child_state
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
@@ -48,10 +48,11 @@ def resolve_source(namespace: str, spec: DatabaseRestoreSpec) -> restore_reconci
                                            storage=source.storage.to_wire())
 
 
-def job_builder(owner: Owner, spec: DatabaseRestoreSpec) -> driver.JobBuilder:
+def job_builder(owner: Owner, spec: DatabaseRestoreSpec) -> effects.JobBuilder:
     """Builds this restore's Jobs by role."""
 
-    def build(role: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    def build(request: JobRequest) -> dict[str, Any]:
+        role, params = request.role, request.params
         if role == "restore":
             storage = Storage.model_validate(params["storage"])
             return job_specs.build_restore_job(owner, spec, storage, str(params["artifact_dir"]), image=CONFIG.image)

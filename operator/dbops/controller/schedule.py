@@ -7,7 +7,7 @@ from typing import Any
 
 from dbops.api.schedule import DatabaseBackupScheduleSpec, DatabaseBackupScheduleStatus
 from dbops.api.status import utcnow
-from dbops.controller import driver, metrics
+from dbops.controller import driver
 from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import schedule as schedule_reconcile
@@ -29,11 +29,6 @@ def reconcile(body: dict[str, Any]) -> None:
     status = DatabaseBackupScheduleStatus.model_validate(body.get("status") or {})
     cron_name = cronjobs.cron_job_name(owner)
     cron_job = objects.get("CronJob", owner.namespace, cron_name)
-    if cron_job is None or status.observed_generation != owner.generation:
-        for manifest in (rbac.build_trigger_service_account(owner), rbac.build_trigger_role(owner),
-                         rbac.build_trigger_role_binding(owner)):
-            objects.apply(manifest)
-        cron_job = objects.apply(driver.with_job_env(cronjobs.build_trigger_cron_job(owner, spec, image=CONFIG.image)))
     backups = [
         schedule_reconcile.ScheduledBackup(
             name=item["metadata"]["name"],
@@ -49,8 +44,9 @@ def reconcile(body: dict[str, Any]) -> None:
         spec, status, backups, cron_job_name=cron_name,
         last_schedule_time=_time(((cron_job or {}).get("status") or {}).get("lastScheduleTime")),
         generation=owner.generation, now=utcnow())
-    for target in decision.delete:
-        target["namespace"] = owner.namespace
-    driver.start_jobs(owner, decision, lambda role, params: {})
+    if not decision.status.is_terminal and (cron_job is None or status.observed_generation != owner.generation):
+        decision.apply[:0] = [rbac.build_trigger_service_account(owner), rbac.build_trigger_role(owner),
+                              rbac.build_trigger_role_binding(owner),
+                              cronjobs.build_trigger_cron_job(owner, spec, image=CONFIG.image)]
+    driver.start_jobs(owner, decision)
     driver.write_status(owner, body, decision)
-    metrics.PHASES.record(KIND, owner.namespace, owner.name, decision.status.phase)

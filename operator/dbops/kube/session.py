@@ -20,15 +20,52 @@ POOL_SIZE = 32
 TIMEOUT_SECONDS = 30.0
 
 
-class ApiError(errors.TransientError):
-    """The API server answered with an error status."""
+FORBIDDEN = 403
+CONFLICT = 409
+TOO_MANY_REQUESTS = 429
+UNAVAILABLE = 503
+REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+           410: "Gone", 413: "RequestTooLarge", 415: "UnsupportedMediaType", 422: "Invalid"}
+
+
+def is_permanent(status: int) -> bool:
+    """Whether an HTTP status means retrying the same request cannot help: 4xx other than 409 and 429."""
+    return 400 <= status < 500 and status not in (CONFLICT, TOO_MANY_REQUESTS)
+
+
+class ApiError(errors.DbopsError):
+    """The API server answered with an error status, or could not be reached (status 0).
+
+    Construct it with ``ApiError(status, …)``: the instance is an ``ApiRejectedError`` (permanent) or an
+    ``ApiUnavailableError`` (transient) according to ``is_permanent``, so callers can catch either by class.
+    """
 
     reason = "ApiError"
 
+    def __new__(cls, status: int, message: str, api_reason: str = "") -> ApiError:
+        if cls is ApiError:
+            cls = ApiRejectedError if is_permanent(status) else ApiUnavailableError
+        return super().__new__(cls)
+
     def __init__(self, status: int, message: str, api_reason: str = "") -> None:
-        super().__init__(f"HTTP {status}: {message}")
+        reason = REASONS.get(status, "Rejected") if is_permanent(status) else "ApiUnavailable"
+        super().__init__(f"HTTP {status}: {message}" if status else message, reason=reason)
         self.status = status
         self.api_reason = api_reason
+        self.detail = message
+
+    @property
+    def permanent(self) -> bool:
+        """Whether retrying the request cannot help."""
+        return is_permanent(self.status)
+
+
+class ApiRejectedError(ApiError, errors.PermanentError):
+    """The API server refused the request for what it is (400, 403, 404, 422…): retrying cannot help."""
+
+
+class ApiUnavailableError(ApiError, errors.TransientError):
+    """A conflict, throttling, a server error or no answer at all: the same request may succeed later."""
 
 
 class KubeSession:
@@ -59,8 +96,11 @@ class KubeSession:
         if token:
             headers["Authorization"] = token
         data = json.dumps(body).encode() if body is not None else None
-        response = self._pool.request(method, url, body=data, headers=headers,
-                                      timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
+        try:
+            response = self._pool.request(method, url, body=data, headers=headers,
+                                          timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
+        except urllib3.exceptions.HTTPError as error:  # timeouts, refused or reset connections
+            raise ApiError(0, f"{method} {path}: the API server did not answer: {type(error).__name__}") from None
         payload: JSON = {}
         if response.data:
             try:

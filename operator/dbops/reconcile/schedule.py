@@ -25,6 +25,8 @@ def reconcile_schedule(spec: DatabaseBackupScheduleSpec, status: DatabaseBackupS
                        generation: int, now: datetime) -> Decision:
     """The schedule's status and the backups to prune (Decision.delete) from its backups and CronJob."""
     status = status.model_copy(deep=True)
+    if status.is_terminal and status.observed_generation != generation:
+        status.phase = "Pending"  # the spec changed since the CronJob was refused: try the new one
     decision = Decision(status)
     status.cron_job_name = cron_job_name
     status.last_schedule_time = last_schedule_time or status.last_schedule_time
@@ -47,6 +49,8 @@ def reconcile_schedule(spec: DatabaseBackupScheduleSpec, status: DatabaseBackupS
     status.pruned_backups += len(pruned)
     phase = "Suspended" if spec.suspend else "Active"
     message = f"{status.retained_backups} backups retained" + (" (suspended)" if spec.suspend else "")
+    if status.is_terminal:
+        return decision  # the CronJob was refused; only a spec change (a new generation) tries again
     if status.phase != phase or status.observed_generation != generation or status.message != message:
         status.mark_progressing(phase, phase, message, generation=generation, now=now)
     return decision

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from dbops import errors
 from dbops.api.common import parse_duration
 from dbops.api.migration import MaintenanceWindow
 
@@ -23,7 +24,13 @@ class WindowState:
 
 def window_state(window: MaintenanceWindow, now: datetime) -> WindowState:
     """The state of a maintenance window at ``now`` (an aware datetime)."""
-    zone = ZoneInfo(window.time_zone)
+    try:
+        zone = ZoneInfo(window.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise errors.InvalidSpecError(f"window.timeZone {window.time_zone!r} is not an IANA time zone "
+                                      "(e.g. Europe/Berlin, UTC)") from None
+    if not croniter.is_valid(window.schedule):
+        raise errors.InvalidSpecError(f"window.schedule {window.schedule!r} is not a valid cron expression")
     local_now = now.astimezone(zone)
     length = timedelta(seconds=parse_duration(window.duration))
     previous_start: datetime = croniter(window.schedule, local_now).get_prev(datetime)

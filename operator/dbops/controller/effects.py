@@ -1,0 +1,107 @@
+"""Carrying out a Decision: the one place where the operator creates, applies and deletes objects."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dbops import errors
+from dbops.controller import metrics
+from dbops.kube import objects
+from dbops.kube import session as kube_session
+from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
+from dbops.specs.owner import Owner
+
+logger = logging.getLogger("dbops.controller")
+PARENT_ANNOTATION = "dbops.io/parent"
+
+JobBuilder = Callable[[JobRequest], dict[str, Any]]
+"""Builds the Job manifest of a request (its role and parameters)."""
+
+
+def with_job_env(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A Job or CronJob manifest with the operator's extra runner env vars added to its containers."""
+    from dbops.controller.config import CONFIG
+
+    if CONFIG.job_env:
+        job_spec = manifest["spec"]["jobTemplate"]["spec"] if manifest["kind"] == "CronJob" else manifest["spec"]
+        for container in job_spec["template"]["spec"]["containers"]:
+            names = {env["name"] for env in container.get("env", [])}
+            container.setdefault("env", []).extend(
+                {"name": name, "value": value} for name, value in sorted(CONFIG.job_env.items()) if name not in names)
+    return manifest
+
+
+def child_manifest(owner: Owner, child: ChildRequest) -> dict[str, Any]:
+    """The manifest of a child dbops resource, labelled (and annotated with the full name) for its parent."""
+    from dbops.api.base import API_VERSION
+
+    metadata: dict[str, Any] = {
+        "name": child.name, "namespace": owner.namespace, "labels": owner.parent_labels(),
+        "annotations": {PARENT_ANNOTATION: f"{owner.kind}/{owner.name}"},
+    }
+    if child.owned:
+        metadata["ownerReferences"] = [owner.owner_reference(controller=False)]
+    return {"apiVersion": API_VERSION, "kind": child.kind, "metadata": metadata, "spec": child.spec}
+
+
+def parent_of(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the parent of a child dbops resource."""
+    value = str(((body.get("metadata") or {}).get("annotations") or {}).get(PARENT_ANNOTATION) or "")
+    kind, _, name = value.partition("/")
+    return (kind, name) if kind and name else None
+
+
+def rejected(verb: str, kind: str, name: str, error: kube_session.ApiRejectedError) -> errors.PermanentError:
+    """The permanent error shown on the resource when the API server refuses one of the operator's writes."""
+    if error.status == kube_session.FORBIDDEN:
+        return errors.PermanentError(f"the operator may not {verb} {kind} {name}: {error.detail}",
+                                     reason="Forbidden")
+    return errors.PermanentError(f"the API server rejected {kind} {name}: {error.detail}", reason=f"{kind}Rejected")
+
+
+def _write(verb: str, manifest: Mapping[str, Any], action: Callable[[Mapping[str, Any]], Any]) -> Any:
+    try:
+        return action(manifest)
+    except kube_session.ApiRejectedError as error:
+        raise rejected(verb, str(manifest["kind"]), str(manifest["metadata"]["name"]), error) from None
+
+
+def _job(owner: Owner, request: JobRequest, build: JobBuilder) -> None:
+    manifest = with_job_env(build(request))
+    manifest["metadata"]["name"] = request.name
+    _, created = _write("create", manifest, objects.create_or_adopt)
+    counter = metrics.JOBS_CREATED if created else metrics.JOBS_ADOPTED
+    counter.labels(owner.kind, request.role).inc()
+    logger.info("%s Job %s for %s %s/%s", "created" if created else "adopted", request.name, owner.kind,
+                owner.namespace, owner.name)
+
+
+def carry_out(owner: Owner, decision: Decision, build: JobBuilder | None = None) -> None:
+    """Apply, create and delete what a decision asks for; an existing object of the same name is adopted.
+
+    A write the API server refuses for what it is (400, 403, 422) raises a PermanentError naming the object.
+    """
+    for manifest in decision.apply:
+        _write("apply", with_job_env(manifest) if manifest["kind"] == "CronJob" else manifest, objects.apply)
+    for manifest in decision.create:
+        _, created = _write("create", manifest, objects.create_or_adopt)
+        logger.info("%s %s %s for %s %s/%s", "created" if created else "adopted", manifest["kind"],
+                    manifest["metadata"]["name"], owner.kind, owner.namespace, owner.name)
+    for request in decision.jobs:
+        if build is None:
+            raise errors.DbopsError(f"{owner.kind} asked for a {request.role} Job but builds none")
+        _job(owner, request, build)
+    for child in decision.children:
+        manifest = child_manifest(owner, child)
+        _, created = _write("create", manifest, objects.create_or_adopt)
+        logger.info("%s %s %s for %s %s/%s", "created" if created else "adopted", child.kind, child.name,
+                    owner.kind, owner.namespace, owner.name)
+    for target in decision.delete:
+        namespace = target.get("namespace") or owner.namespace
+        try:
+            objects.delete(target["kind"], namespace, target["name"],
+                           propagation=target.get("propagation", "Background"))
+        except kube_session.ApiRejectedError as error:
+            raise rejected("delete", target["kind"], target["name"], error) from None

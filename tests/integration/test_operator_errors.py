@@ -1,0 +1,164 @@
+"""Errors by what they are: every admitted-but-wrong spec ends as a condition with a reason, Failed=True and a
+Warning Event on the resource (so `kubectl wait` can end), never as a silent retry or a traceback."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from tests.fixtures.cluster import read_json
+from tests.integration import operator_harness as harness
+from tests.integration.test_operator_rbac import service_account_kubeconfig
+
+from dbops.api.base import GROUP, VERSION
+from dbops_testbed.controlplane import ControlPlane
+from dbops_testbed.minio import MinioServer
+
+pytestmark = pytest.mark.timeout(600)
+BACKUP, SCHEDULE, MIGRATION = "DatabaseBackup", "DatabaseBackupSchedule", "DatabaseMigration"
+DATABASE = {"uriSecretRef": {"name": "db", "key": "uri"}}
+
+
+def backup_spec(minio: MinioServer, **extra: Any) -> dict[str, Any]:
+    return {"database": DATABASE, "storage": harness.s3_storage(minio, "never-written"), **extra}
+
+
+def create_or_refused(kube_client: Any, namespace: str, kind: str, name: str, spec: dict[str, Any],
+                      field: str) -> bool:
+    """Create the resource; False when the API server already refuses it, naming the field (also fine)."""
+    try:
+        harness.create_resource(kube_client, namespace, kind, name, spec)
+    except ApiException as error:
+        assert error.status == 422 and field in str(error.body), error.body
+        return False
+    return True
+
+
+def kubectl_wait(plane: ControlPlane, namespace: str, kind: str, name: str, condition: str) -> None:
+    """`kubectl wait --for=condition=…` must end (exit 0) for the resource."""
+    plane.kubectl("-n", namespace, "wait", f"--for=condition={condition}", f"{kind.lower()}/{name}",
+                  "--timeout=120s")
+
+
+def assert_failed_visibly(plane: ControlPlane, kube_client: Any, namespace: str, kind: str, name: str,
+                          reason: str, *words: str) -> dict[str, Any]:
+    """Failed phase, Ready=False and Failed=True with the reason, a Warning Event; `kubectl wait` ends."""
+    kubectl_wait(plane, namespace, kind, name, "Failed")
+    body = harness.get_resource(kube_client, namespace, kind, name)
+    assert body is not None
+    status = body["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Failed", status
+    assert conditions["Ready"]["status"] == "False" and conditions["Ready"]["reason"] == reason, conditions
+    assert conditions["Failed"]["status"] == "True" and conditions["Failed"]["reason"] == reason, conditions
+    for word in words:
+        assert word in conditions["Failed"]["message"], conditions["Failed"]
+
+    def warning() -> bool:
+        return any(e["involvedObject"]["name"] == name and e["involvedObject"]["kind"] == kind
+                   and e["type"] == "Warning" and e["reason"] == reason
+                   for e in harness.list_events(kube_client, namespace))
+
+    harness.eventually(warning, timeout=30, message=f"a Warning Event {reason} about {kind} {name}")
+    return body
+
+
+def test_jobs_the_api_server_rejects_fail_the_backup_with_a_reason_and_an_event(
+        operator: harness.RunningOperator, installed_crds: ControlPlane, kube_client: Any, namespace: str,
+        minio_server: MinioServer) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": "postgresql://app@127.0.0.1:1/app"})
+    cases = {
+        "bad-memory": ({"resources": {"limits": {"memory": "1GBB"}}}, "memory"),
+        "negative-cpu": ({"resources": {"requests": {"cpu": "-1"}}}, "cpu"),
+        "bad-selector": ({"nodeSelector": {"bad key!": "x"}}, "nodeSelector"),
+    }
+    created = [name for name, (template, field) in cases.items()
+               if create_or_refused(kube_client, namespace, BACKUP, name, backup_spec(minio_server, jobTemplate=template),
+                                    field)]
+    for name in created:
+        assert_failed_visibly(installed_crds, kube_client, namespace, BACKUP, name, "JobRejected", "Job")
+    assert harness.list_jobs(kube_client, namespace) == []
+    assert operator.alive() and "Traceback" not in operator.logs()
+
+
+def test_a_schedule_whose_cron_job_is_rejected_fails_visibly_and_recovers_when_fixed(
+        operator: harness.RunningOperator, installed_crds: ControlPlane, kube_client: Any, namespace: str,
+        minio_server: MinioServer) -> None:
+    template = {"spec": backup_spec(minio_server)}
+    cases = {"mars": ({"schedule": "0 2 * * *", "timeZone": "Mars/Base"}, "timeZone"),
+             "minute-61": ({"schedule": "61 * * * *"}, "schedule")}
+    created = [name for name, (fields, field) in cases.items()
+               if create_or_refused(kube_client, namespace, SCHEDULE, name, {**fields, "backupTemplate": template},
+                                    field)]
+    for name in created:
+        assert_failed_visibly(installed_crds, kube_client, namespace, SCHEDULE, name, "CronJobRejected", "CronJob")
+    if "mars" in created:
+        client.CustomObjectsApi(kube_client).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "databasebackupschedules", "mars", {"spec": {"timeZone": "UTC"}},
+            _preload_content=False)
+        body = harness.wait_for_phase(kube_client, namespace, SCHEDULE, "mars", {"Active"}, timeout=120)
+        assert "Failed" not in {c["type"] for c in body["status"]["conditions"]}
+        assert read_json(client.BatchV1Api(kube_client).read_namespaced_cron_job(
+            body["status"]["cronJobName"], namespace, _preload_content=False))["spec"]["timeZone"] == "UTC"
+    assert operator.alive() and "Traceback" not in operator.logs()
+
+
+def test_a_migration_window_in_an_unknown_time_zone_fails_with_invalid_spec_not_a_traceback(
+        operator: harness.RunningOperator, installed_crds: ControlPlane, kube_client: Any, namespace: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": "postgresql://app@127.0.0.1:1/app"})
+    spec = {"database": DATABASE, "baselineVersion": "0000",
+            "source": {"inline": [{"version": "0001", "name": "t", "up": "CREATE TABLE t (id int);"}]},
+            "window": {"schedule": "0 2 * * *", "duration": "2h", "timeZone": "Mars/Base"}}
+    if create_or_refused(kube_client, namespace, MIGRATION, "mars", spec, "timeZone"):
+        assert_failed_visibly(installed_crds, kube_client, namespace, MIGRATION, "mars", "InvalidSpec", "Mars/Base")
+        assert harness.list_jobs(kube_client, namespace) == []
+    assert operator.alive() and "Traceback" not in operator.logs()
+    assert "ZoneInfoNotFoundError" not in operator.logs()
+
+
+def without_job_creation(role: dict[str, Any]) -> None:
+    """Take `create` on Jobs away from the operator's ClusterRole."""
+    for rule in role["rules"]:
+        if "jobs" in rule.get("resources", []) and "batch" in rule.get("apiGroups", []):
+            rule["verbs"] = [verb for verb in rule["verbs"] if verb != "create"]
+
+
+def test_a_forbidden_job_creation_is_shown_on_the_backup(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str,
+        minio_server: MinioServer) -> None:
+    kubeconfig = service_account_kubeconfig(installed_crds, kube_client, namespace, edit_role=without_job_creation)
+    harness.create_secret(kube_client, namespace, "db", {"uri": "postgresql://app@127.0.0.1:1/app"})
+    try:
+        with harness.running_operator(installed_crds, namespace, kubeconfig=kubeconfig) as operator:
+            harness.create_resource(kube_client, namespace, BACKUP, "forbidden", backup_spec(minio_server))
+            body = assert_failed_visibly(installed_crds, kube_client, namespace, BACKUP, "forbidden", "Forbidden",
+                                         "may not create Job")
+            print(json.dumps(body["status"]["conditions"], indent=1))
+            assert operator.alive()
+    finally:
+        kubeconfig.unlink(missing_ok=True)
+        rbac_api = client.RbacAuthorizationV1Api(kube_client)
+        rbac_api.delete_cluster_role_binding(f"dbops-operator-{namespace}", _preload_content=False)
+        rbac_api.delete_cluster_role(f"dbops-operator-{namespace}", _preload_content=False)
+
+
+def test_a_missing_secret_shows_at_once_and_fails_the_backup_after_the_stall_bound(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str,
+        minio_server: MinioServer) -> None:
+    with harness.running_operator(installed_crds, namespace, "--stall-seconds", "20") as operator:
+        harness.create_resource(kube_client, namespace, BACKUP, "no-secret", backup_spec(minio_server))
+
+        def shown() -> bool:
+            body = harness.get_resource(kube_client, namespace, BACKUP, "no-secret") or {}
+            status = body.get("status") or {}
+            return status.get("phase") == "Pending" and any(
+                c["reason"] == "MissingReference" for c in status.get("conditions") or [])
+
+        harness.eventually(shown, timeout=60, message="a MissingReference condition while still Pending")
+        assert_failed_visibly(installed_crds, kube_client, namespace, BACKUP, "no-secret", "MissingReference",
+                              "Secret db not found")
+        assert harness.list_jobs(kube_client, namespace) == []
+        assert operator.alive()
