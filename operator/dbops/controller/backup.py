@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from dbops import errors
 from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
 from dbops.api.status import utcnow
 from dbops.controller import driver, effects, metrics
@@ -14,7 +15,7 @@ from dbops.controller.config import CONFIG
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.reconcile import backup as backup_reconcile
-from dbops.reconcile.actions import JobRequest
+from dbops.reconcile.actions import Decision, JobRequest
 from dbops.reconcile.jobs import MISSING
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
@@ -75,23 +76,36 @@ def _record_outcome(owner: Owner, spec: DatabaseBackupSpec, status: DatabaseBack
 
 
 def finalize(body: Mapping[str, Any], retry: int) -> None:
-    """Deletion: stop running Jobs, then delete the stored artifact per deletionPolicy; retried until done."""
+    """Deletion: wait for a backup Job that may still commit, delete what it stored per deletionPolicy, then
+    stop the remaining Jobs and release; retried until done."""
     owner = Owner.from_body(body)
-    for role in ACTIVE_ROLES:
-        kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, role))
     spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
     status = DatabaseBackupStatus.model_validate(body.get("status") or {})
+    kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, "verify"))  # it only reads: stop it now
     delete_name = job_specs.job_name(owner, "delete")
-    step = backup_reconcile.deletion_step(spec, status, driver.read_job(owner.namespace, delete_name), delete_name)
+    backup_job = driver.read_job(owner.namespace, job_specs.job_name(owner, "backup"))
+    step = backup_reconcile.deletion_step(spec, status, driver.read_job(owner.namespace, delete_name), delete_name,
+                                          backup_job)
     if step.job is not None:
-        manifest = effects.with_job_env(job_builder(owner, spec)(step.job))
-        objects.create_or_adopt(manifest)
+        decision = Decision(status)
+        decision.jobs.append(step.job)
+        decision.event("Normal", "DeletingArtifact", step.message)
+        try:
+            driver.start_jobs(owner, decision, job_builder(owner, spec))
+        except errors.PermanentError as error:  # the resource is going: say so and let it go
+            step = backup_reconcile.DeletionStep(True, message=f"could not delete the artifact: {error}",
+                                                 warning=True)
+            decision.events.clear()
+        for event in decision.events:
+            events.emit(driver.involved(owner), event.type, event.reason, event.message)
     if not step.done:
         raise kopf.TemporaryError(step.message, delay=min(2.0 + retry, 10.0))
+    for role in ACTIVE_ROLES:
+        kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, role))
     if step.warning:
         events.emit(driver.involved(owner), "Warning", "ArtifactNotDeleted", step.message)
     driver.logger.info("DatabaseBackup %s/%s deleted: %s", owner.namespace, owner.name, step.message)
-    metrics.PHASES.record(KIND, owner.namespace, owner.name, None)
+    driver.forget(KIND, owner.namespace, owner.name)
 
 
 def expire(body: Mapping[str, Any]) -> None:

@@ -22,6 +22,7 @@ from dbops.api.common import SecretKeySelector
 from dbops.api.status import ResourceStatus
 from dbops.controller import metrics
 from dbops.controller.effects import JobBuilder, carry_out
+from dbops.controller.requeue import REQUEUE
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import session as kube_session
@@ -89,6 +90,8 @@ def write_status(owner: Owner, body: Mapping[str, Any], decision: Decision) -> N
     for event in decision.events:
         events.emit(involved(owner), event.type, event.reason, event.message)
     metrics.PHASES.record(owner.kind, owner.namespace, owner.name, decision.status.phase)
+    if decision.requeue_after is not None:
+        REQUEUE.after((owner.kind, owner.namespace, owner.name), decision.requeue_after)
     if decision.events:
         logger.info("%s %s/%s is %s: %s", owner.kind, owner.namespace, owner.name, decision.status.phase,
                     redact(decision.status.message))
@@ -208,6 +211,7 @@ def forget(kind: str, namespace: str, name: str) -> None:
 
     locks.forget(kind, namespace, name)
     recovered((kind, namespace, name))
+    REQUEUE.forget((kind, namespace, name))
     metrics.PHASES.record(kind, namespace, name, None)
 
 

@@ -18,6 +18,7 @@ from dbops.api.status import TERMINAL_PHASES, ResourceStatus
 from dbops.controller import backup, driver, effects, migration, restore, schedule
 from dbops.controller.config import CONFIG
 from dbops.controller.registry import REGISTRY
+from dbops.controller.requeue import REQUEUE
 from dbops.reconcile.jobs import job_state
 from dbops.specs.owner import KIND_LABEL, MANAGED_BY, MANAGER, PARENT_KIND_LABEL
 
@@ -36,6 +37,20 @@ def reconcile(kind: str, namespace: str, name: str, retry: int = 0) -> None:
     """Reconcile one resource of a kind."""
     function, status_model = RECONCILERS[kind]
     driver.run(kind, namespace, name, retry, function, status_model)
+
+
+def _requeued(kind: str, namespace: str, name: str) -> None:
+    """A decision asked to be looked at again (Decision.requeue_after), or a retry is due."""
+    try:
+        reconcile(kind, namespace, name)
+    except kopf.TemporaryError as error:
+        REQUEUE.after((kind, namespace, name), error.delay or 30.0)
+
+
+@kopf.on.startup(registry=REGISTRY)
+def start_requeue(**_: Any) -> None:
+    """Start the thread that carries out requeue_after wake-ups."""
+    REQUEUE.start(_requeued)
 
 
 def _unfinished(status: Mapping[str, Any], **_: Any) -> bool:
@@ -109,11 +124,13 @@ def job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     owners = [ref for ref in body.get("metadata", {}).get("ownerReferences") or [] if ref.get("kind") == kind]
     if kind not in RECONCILERS or not owners:
         return
+    namespace = body["metadata"]["namespace"]
     try:
-        reconcile(kind, body["metadata"]["namespace"], owners[0]["name"])
+        reconcile(kind, namespace, owners[0]["name"])
     except kopf.TemporaryError as error:
         logger.info("reconcile of %s %s after Job %s deferred: %s", kind, owners[0]["name"],
                     body["metadata"]["name"], error)
+        REQUEUE.after((kind, namespace, owners[0]["name"]), error.delay or 30.0)
 
 
 # Child resources: a finished child backup or restore moves its parent on ------------------------
@@ -128,6 +145,7 @@ def _child_finished(body: kopf.Body, type: str | None, **_: Any) -> None:
         reconcile(parent[0], body["metadata"]["namespace"], parent[1])
     except kopf.TemporaryError as error:
         logger.info("reconcile of %s %s after its child finished deferred: %s", parent[0], parent[1], error)
+        REQUEUE.after((parent[0], body["metadata"]["namespace"], parent[1]), error.delay or 30.0)
 
 
 for _kind in (BACKUP, RESTORE):

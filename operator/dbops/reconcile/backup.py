@@ -10,7 +10,7 @@ from dbops.api.backup import Artifact, BackupSource, BackupVerificationResult, D
 from dbops.api.common import parse_duration
 from dbops.reconcile import results
 from dbops.reconcile.actions import Decision, JobRequest
-from dbops.reconcile.jobs import JobOutcome
+from dbops.reconcile.jobs import MISSING, JobOutcome
 
 
 @dataclass(frozen=True)
@@ -149,12 +149,21 @@ class DeletionStep:
 
 
 def deletion_step(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, delete_job: JobOutcome,
-                  delete_job_name: str) -> DeletionStep:
-    """The next step of deleting a backup: run the artifact-deleting Job per deletionPolicy, then release."""
-    if spec.deletion_policy == "Retain" or status.artifact is None or not status.artifact.uri:
-        return DeletionStep(True, message="no stored artifact to delete" if spec.deletion_policy == "Delete"
-                            else "artifact retained (deletionPolicy: Retain)")
-    directory = artifact_directory(status.artifact)
+                  delete_job_name: str, backup_job: JobOutcome = MISSING) -> DeletionStep:
+    """The next step of deleting a backup: wait for a backup Job that may still commit, run the
+    artifact-deleting Job per deletionPolicy on what was committed (known from status, or from the Job's
+    result when the operator was down as it finished), then release."""
+    if spec.deletion_policy == "Retain":
+        return DeletionStep(True, message="artifact retained (deletionPolicy: Retain)")
+    if backup_job.state == "Running":
+        return DeletionStep(False, message="waiting for the backup Job to finish: it may still store an artifact, "
+                                           "which deletionPolicy Delete then removes")
+    artifact = status.artifact
+    if (artifact is None or not artifact.uri) and backup_job.state == "Succeeded":
+        artifact = results.model_from_result(Artifact, backup_job.result.get("artifact"))
+    if artifact is None or not artifact.uri:
+        return DeletionStep(True, message="no stored artifact to delete")
+    directory = artifact_directory(artifact)
     if delete_job.state == "Missing":
         return DeletionStep(False, JobRequest("delete", delete_job_name, {"artifact_dir": directory}),
                             message=f"deleting artifact {directory}")

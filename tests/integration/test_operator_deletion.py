@@ -1,0 +1,56 @@
+"""Deletion never orphans an artifact: a backup deleted while the operator was down and its Job committed
+leaves nothing in the bucket (deletionPolicy Delete), and one deleted mid-Job waits for what the Job stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tests.integration import operator_harness as harness
+
+from dbops_testbed.controlplane import ControlPlane
+from dbops_testbed.minio import MinioServer
+from dbops_testbed.postgres import PostgresServer
+
+pytestmark = pytest.mark.timeout(900)
+BACKUP = "DatabaseBackup"
+
+
+def spec(minio: MinioServer, bucket: str) -> dict[str, Any]:
+    return {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}, "storage": harness.s3_storage(minio, bucket),
+            "verify": {"decode": False}, "deletionPolicy": "Delete"}
+
+
+def finished(job: dict[str, Any]) -> bool:
+    return any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def test_backup_committed_while_the_operator_was_down_then_deleted_leaves_nothing_in_the_bucket(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str,
+        postgres: PostgresServer, app_database: str, minio_server: MinioServer, bucket: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    operator = harness.RunningOperator(installed_crds, namespace)
+    operator.start()
+    try:
+        harness.create_resource(kube_client, namespace, BACKUP, "unseen", spec(minio_server, bucket))
+        harness.wait_for_phase(kube_client, namespace, BACKUP, "unseen", {"Running"})
+        operator.kill()
+        harness.eventually(lambda: [j for j in harness.list_jobs(kube_client, namespace) if finished(j)],
+                           timeout=240, message="the backup Job to commit while the operator is down")
+        stored = [k for k in harness.s3_keys(minio_server, bucket) if "/unseen/" in k]
+        assert any(k.endswith("manifest.json") for k in stored), stored
+        body = harness.get_resource(kube_client, namespace, BACKUP, "unseen")
+        assert body is not None and body["status"]["phase"] == "Running" and not body["status"].get("artifact")
+        harness.delete_resource(kube_client, namespace, BACKUP, "unseen")
+        operator.start()
+        harness.eventually(lambda: harness.get_resource(kube_client, namespace, BACKUP, "unseen") is None,
+                           timeout=180, message="the backup to be finalized")
+        left = [k for k in harness.s3_keys(minio_server, bucket) if "/unseen/" in k]
+        assert left == [], f"orphaned artifact: {left}"
+        roles = [j["metadata"]["labels"].get("dbops.io/role") for j in harness.list_jobs(kube_client, namespace)]
+        assert "delete" in roles
+    finally:
+        operator.stop()
+        print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-60:]))
+        operator.log_path.unlink(missing_ok=True)
