@@ -69,3 +69,11 @@ def test_a_schedule_whose_cron_job_was_refused_stays_failed_until_its_spec_chang
     changed = reconcile_schedule(SPEC, status, [], cron_job_name="s-cron", last_schedule_time=None, generation=2,
                                  now=NOW)
     assert changed.status.phase == "Active" and changed.status.condition("Failed") is None
+
+
+def test_a_window_is_open_at_the_very_second_it_starts() -> None:
+    window = MaintenanceWindow.model_validate({"schedule": "1 20 * * *", "duration": "30m", "timeZone": "UTC"})
+    start = datetime(2026, 11, 29, 20, 1, tzinfo=UTC)
+    assert window_state(window, start).open
+    assert not window_state(window, start.replace(second=0, minute=0)).open
+    assert window_state(window, start.replace(minute=0, second=59)).next_start == start

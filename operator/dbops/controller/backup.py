@@ -58,7 +58,7 @@ def reconcile(body: dict[str, Any]) -> None:
     if observed.backup.state == "Missing":
         driver.require_secrets(owner.namespace, env_specs.secret_references(spec.database, spec.storage))
     decision = backup_reconcile.reconcile_backup(spec, status, observed, generation=owner.generation, now=utcnow())
-    driver.start_jobs(owner, decision, job_builder(owner, spec))
+    effects.carry_out(owner, decision, job_builder(owner, spec))
     driver.write_status(owner, body, decision)
     assert isinstance(decision.status, DatabaseBackupStatus)
     _record_outcome(owner, spec, decision.status)
@@ -91,7 +91,7 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
         decision.jobs.append(step.job)
         decision.event("Normal", "DeletingArtifact", step.message)
         try:
-            driver.start_jobs(owner, decision, job_builder(owner, spec))
+            effects.carry_out(owner, decision, job_builder(owner, spec))
         except errors.PermanentError as error:  # the resource is going: say so and let it go
             step = backup_reconcile.DeletionStep(True, message=f"could not delete the artifact: {error}",
                                                  warning=True)

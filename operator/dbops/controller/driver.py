@@ -21,7 +21,6 @@ from dbops import errors
 from dbops.api.common import SecretKeySelector
 from dbops.api.status import ResourceStatus
 from dbops.controller import metrics
-from dbops.controller.effects import JobBuilder, carry_out
 from dbops.controller.requeue import REQUEUE
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
@@ -73,11 +72,6 @@ def require_secrets(namespace: str, selectors: Iterable[SecretKeySelector]) -> N
             raise errors.MissingReferenceError(f"Secret {selector.name} not found")
         if selector.key not in keys:
             raise errors.MissingReferenceError(f"Secret {selector.name} has no key {selector.key}")
-
-
-def start_jobs(owner: Owner, decision: Decision, build: JobBuilder | None = None) -> None:
-    """Carry out a decision's effects (see dbops.controller.effects)."""
-    carry_out(owner, decision, build)
 
 
 def write_status(owner: Owner, body: Mapping[str, Any], decision: Decision) -> None:

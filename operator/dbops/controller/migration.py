@@ -105,7 +105,7 @@ def reconcile(body: dict[str, Any]) -> None:
     decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now)
     decision.create.insert(0, config_map)
     migration_files = [name for name in files if MIGRATION_FILE.match(name)]
-    driver.start_jobs(owner, decision, job_builder(owner, spec, config_map["metadata"]["name"], migration_files,
+    effects.carry_out(owner, decision, job_builder(owner, spec, config_map["metadata"]["name"], migration_files,
                                                    revision))
     driver.write_status(owner, body, decision)
 

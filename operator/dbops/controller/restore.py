@@ -86,5 +86,5 @@ def reconcile(body: dict[str, Any]) -> None:
             spec.target.database, source_storage, spec.safety_backup.storage if spec.safety_backup.enabled else None))
     observed = restore_reconcile.RestoreObserved(source, safety, restore_job, job_name)
     decision = restore_reconcile.reconcile_restore(spec, status, observed, generation=owner.generation, now=utcnow())
-    driver.start_jobs(owner, decision, job_builder(owner, spec))
+    effects.carry_out(owner, decision, job_builder(owner, spec))
     driver.write_status(owner, body, decision)

@@ -7,7 +7,7 @@ from typing import Any
 
 from dbops.api.schedule import DatabaseBackupScheduleSpec, DatabaseBackupScheduleStatus
 from dbops.api.status import utcnow
-from dbops.controller import driver
+from dbops.controller import driver, effects
 from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import schedule as schedule_reconcile
@@ -48,5 +48,5 @@ def reconcile(body: dict[str, Any]) -> None:
         decision.apply[:0] = [rbac.build_trigger_service_account(owner), rbac.build_trigger_role(owner),
                               rbac.build_trigger_role_binding(owner),
                               cronjobs.build_trigger_cron_job(owner, spec, image=CONFIG.image)]
-    driver.start_jobs(owner, decision)
+    effects.carry_out(owner, decision)
     driver.write_status(owner, body, decision)

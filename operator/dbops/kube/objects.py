@@ -81,14 +81,6 @@ def patch_status(kind: str, namespace: str, name: str, status: Mapping[str, Any]
     return kube_session.session().request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
 
-def replace_status(kind: str, namespace: str, name: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> JSON:
-    """Replace the whole status (fields that disappeared are removed) guarded by the body's resourceVersion."""
-    document = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
-                "spec": body.get("spec", {}), "status": dict(status)}
-    path = resource_type(kind).path(namespace, name, "status")
-    return kube_session.session().request("PUT", path, body=document)
-
-
 def secret_keys(namespace: str, name: str) -> set[str] | None:
     """The key names of a Secret (never its values), or None when it does not exist."""
     secret = get("Secret", namespace, name)

@@ -33,7 +33,8 @@ def window_state(window: MaintenanceWindow, now: datetime) -> WindowState:
         raise errors.InvalidSpecError(f"window.schedule {window.schedule!r} is not a valid cron expression")
     local_now = now.astimezone(zone)
     length = timedelta(seconds=parse_duration(window.duration))
-    previous_start: datetime = croniter(window.schedule, local_now).get_prev(datetime)
+    # get_prev is strictly before its base: from one second later, a window starting exactly now counts as open
+    previous_start: datetime = croniter(window.schedule, local_now + timedelta(seconds=1)).get_prev(datetime)
     next_start: datetime = croniter(window.schedule, local_now).get_next(datetime)
     closes_at = previous_start + length
     if previous_start <= local_now < closes_at:
