@@ -86,8 +86,11 @@ def test_edited_applied_migration_is_refused_before_any_ddl(
     assert "0001_create_users was edited after it was applied" in doc["message"]
     assert not table_exists(server, db, "tags")
     assert history_rows(server, db) == before
+    assert doc["previousVersion"] == "0001" and doc["currentVersion"] == "0001"
+    assert "None" not in doc["message"]
     code, doc, _ = run_dbops(server, db, "migrate", "status", "--source", str(src))
-    assert code == 0 and "edited" in doc["drift"]
+    assert code == 2 and doc["reason"] == "MigrationDrift" and "edited" in doc["drift"]
+    assert doc["currentVersion"] == "0001" and "at version 0001" in doc["message"]
 
 
 def test_non_empty_database_without_history_needs_a_baseline(
@@ -113,14 +116,20 @@ def test_concurrent_index_needs_the_no_transaction_directive(
     server, db = database
     index = "CREATE INDEX CONCURRENTLY users_email ON users (email);"
     src = write_migrations(tmp_path / "m", {"0001_create_users": USERS, "0002_email_index": (index, None)})
-    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--no-lint")
-    assert code == 2
-    assert "0002_email_index" in doc["message"] and "-- dbops:no-transaction" in doc["message"]
-    assert not table_exists(server, db, "users_email")
+    # refused at plan time, before 0001 runs, whatever lint says (it used to fail only when 0002 ran)
+    for flags in (["--no-lint"], ["--lint-fail-on", "none"]):
+        code, doc, _ = run_dbops(server, db, "migrate", "plan", "--source", str(src), *flags)
+        assert code == 2 and doc["reason"] == "LintFailed", doc
+        assert "0002_email_index" in doc["message"] and "-- dbops:no-transaction" in doc["message"]
+        assert doc["plan"]["pending"] == ["0001", "0002"]
+        code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), *flags)
+        assert code == 2 and doc["reason"] == "LintFailed"
+        assert "0002_email_index" in doc["message"] and "-- dbops:no-transaction" in doc["message"]
+        assert not table_exists(server, db, "users") and not table_exists(server, db, "users_email")
     write_migrations(src, {"0002_email_index": ("-- dbops:no-transaction\n" + index, None)})
     code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
     assert code == 0, doc
-    assert [a["version"] for a in doc["applied"]] == ["0002"]
+    assert [a["version"] for a in doc["applied"]] == ["0001", "0002"]
     assert server.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_email'::regclass", db) == "t"
 
 

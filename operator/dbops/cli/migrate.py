@@ -23,6 +23,7 @@ from typing import Any
 
 from dbops import errors
 from dbops.api.common import parse_duration, postgres_duration
+from dbops.cli import migrate_output
 from dbops.runner import dbverify, prechecks, result
 from dbops.runner.migrations import apply, command, connect, history, lint, session, source
 
@@ -83,6 +84,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     sources.add_argument("--source", type=Path, help="directory of NNNN_name.up.sql / NNNN_name.down.sql files")
     sources.add_argument("--inline-file", type=Path, help="JSON/YAML list of {version, name, up, down}")
     parser.add_argument("--history-table", default=history.DEFAULT_TABLE, help="default %(default)s")
+    migrate_output.add_arguments(parser)
 
 
 def _add_planning(parser: argparse.ArgumentParser) -> None:
@@ -227,11 +229,15 @@ def _run_plan(args: argparse.Namespace) -> int:
                 connect.translated_errors("planning"):
             migration_plan = session.make_plan(connection, migrations, config)
     except Exception as error:
-        return _fail(name, error)
+        return _fail(args, name, error)
+    failure = session.lint_failure(migration_plan, config)
+    if failure is not None:
+        return _fail(args, name, failure, plan=migration_plan.as_result(),
+                     currentVersion=migration_plan.current_version)
     document = result.success(name, f"{len(migration_plan.pending)} pending ({migration_plan.direction})",
                               plan=migration_plan.as_result(), currentVersion=migration_plan.current_version)
-    _print(document)
-    return result.emit(document, f"dbops {name}: {document['message']}, plan hash {migration_plan.hash[:12]}")
+    return migrate_output.publish(document, args,
+                                  f"dbops {name}: {document['message']}, plan hash {migration_plan.hash[:12]}")
 
 
 def _run_apply(args: argparse.Namespace) -> int:
@@ -259,14 +265,13 @@ def _run_apply(args: argparse.Namespace) -> int:
                 session.run(connection, migrations, config, outcome)
             applied = outcome.report.applied if outcome.report else []
             verb = "would apply" if config.apply.dry_run else "applied"
-            message = f"{verb} {len(applied)} migrations; version {outcome.previous_version} → " + (
-                f"{outcome.current_version}" if not config.apply.dry_run else f"{_last(applied, outcome)}"
+            message = f"{verb} {len(applied)} migrations; {_version(outcome.previous_version)} → " + (
+                _version(outcome.current_version) if not config.apply.dry_run else _version(_last(applied, outcome))
             )
     except Exception as error:
-        return _fail(name, error, **outcome.as_result())
+        return _fail(args, name, error, **outcome.as_result())
     document = result.success(name, message, **outcome.as_result())
-    _print(document)
-    return result.emit(document, f"dbops {name}: {message}")
+    return migrate_output.publish(document, args, f"dbops {name}: {message}")
 
 
 def _run_down(args: argparse.Namespace) -> int:
@@ -279,14 +284,14 @@ def _run_down(args: argparse.Namespace) -> int:
                 connect.translated_errors("migrating down"):
             session.run(connection, migrations, config, outcome)
         applied = outcome.report.applied if outcome.report else []
-        message = f"rolled back {len(applied)} migrations; version {outcome.previous_version} → {outcome.current_version}"
+        message = (f"rolled back {len(applied)} migrations; {_version(outcome.previous_version)} → "
+                   f"{_version(outcome.current_version)}")
         if config.apply.dry_run:
             message = f"dry run: would roll back {len(applied)} migrations"
     except Exception as error:
-        return _fail(name, error, **outcome.as_result())
+        return _fail(args, name, error, **outcome.as_result())
     document = result.success(name, message, **outcome.as_result())
-    _print(document)
-    return result.emit(document, f"dbops {name}: {message}")
+    return migrate_output.publish(document, args, f"dbops {name}: {message}")
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -298,13 +303,13 @@ def _run_status(args: argparse.Namespace) -> int:
                 connect.translated_errors("reading the history"):
             fields = session.status(connection, migrations, table)
     except Exception as error:
-        return _fail(name, error)
-    message = f"at version {fields['currentVersion']}, {len(fields['pending'])} pending"
+        return _fail(args, name, error)
+    message = f"at {_version(fields['currentVersion'])}, {len(fields['pending'])} pending"
     if fields["drift"]:
-        message += "; DRIFT detected"
+        drift = errors.MigrationError(f"{message}; drift: {fields['drift']}", reason="MigrationDrift")
+        return _fail(args, name, drift, **fields)
     document = result.success(name, message, **fields)
-    _print(document)
-    return result.emit(document, f"dbops {name}: {message}")
+    return migrate_output.publish(document, args, f"dbops {name}: {message}")
 
 
 def _run_verify_db(args: argparse.Namespace) -> int:
@@ -329,23 +334,21 @@ def _run_verify_db(args: argparse.Namespace) -> int:
                 "verification failed: " + "; ".join(f"{v.name}: {v.detail}" for v in failed[:5])
             )
     except Exception as error:
-        return _fail(name, error, verification=[v.as_result() for v in verification])
+        return _fail(args, name, error, verification=[v.as_result() for v in verification])
     document = result.success(name, f"{len(verification)} verifications passed",
                               verification=[v.as_result() for v in verification])
-    _print(document)
-    return result.emit(document, f"dbops {name}: {document['message']}")
+    return migrate_output.publish(document, args, f"dbops {name}: {document['message']}")
+
+
+def _version(version: str | None) -> str:
+    """``version 0003``, or ``no version`` for an empty history (never "version None")."""
+    return f"version {version}" if version else "no version"
 
 
 def _last(applied: list[apply.AppliedMigration], outcome: session.RunOutcome) -> str | None:
     return applied[-1].version if applied else outcome.previous_version
 
 
-def _fail(name: str, error: BaseException, **fields: Any) -> int:
+def _fail(args: argparse.Namespace, name: str, error: BaseException, **fields: Any) -> int:
     document = result.failure(name, error, **fields)
-    _print(document)
-    return result.emit(document, f"dbops {name} failed: {document['message']}")
-
-
-def _print(document: dict[str, Any]) -> None:
-    """The result on stdout too, for people at a terminal (the same ≤ 4 KiB JSON)."""
-    print(result.encode_result(document).decode())
+    return migrate_output.publish(document, args, f"dbops {name} failed: {document['message']}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,7 @@ from dbops import errors
 from dbops.redaction import redact
 
 MAX_RESULT_BYTES = 4096
+_MORE = re.compile(r"^\.\.\. (\d+) more$")
 TERMINATION_LOG = Path("/dev/termination-log")
 
 
@@ -125,8 +127,12 @@ def _shrink_largest(node: Any) -> bool:
     _, parent, key = best
     value = parent[key]
     if isinstance(value, list):
+        # A list shortened before ends in its "... N more" marker: count the N items it already hides.
+        hidden = 0
+        if isinstance(value[-1], str) and (marker := _MORE.match(value[-1])):
+            value, hidden = value[:-1], int(marker[1])
         keep = len(value) // 2
-        parent[key] = [*value[:keep], f"... {len(value) - keep} more"]
+        parent[key] = [*value[:keep], f"... {len(value) - keep + hidden} more"]
     else:
         parent[key] = value[: len(value) // 2] + "..."
     return True

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
 from dbops import errors
 from dbops.runner.migrations import plan
+from dbops.runner.migrations import statements as sqlstatements
 
 # dbops sets lock_timeout and statement_timeout itself and runs each migration in a transaction.
 DEFAULT_EXCLUDED_RULES = ("require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts",
@@ -21,6 +25,16 @@ DESTRUCTIVE_RULES = frozenset({"ban-drop-column", "ban-drop-table", "ban-drop-da
                                "ban-truncate-cascade", "renaming-column", "renaming-table"})
 SEVERITIES = ("none", "warning", "error")
 _RANK = {"warning": 1, "error": 2}
+# dbops's own rule: a statement PostgreSQL refuses inside a transaction, in a file run inside one. It fails
+# whatever lint.failOn says (and with lint off), at plan time, before any migration of the plan runs.
+NEEDS_NO_TRANSACTION = "dbops-needs-no-transaction"
+BLOCKING_RULES = frozenset({NEEDS_NO_TRANSACTION})
+_OUTSIDE_TRANSACTION_ONLY = re.compile(
+    r"^(?:CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY|DROP\s+INDEX\s+CONCURRENTLY|REINDEX\b.*\bCONCURRENTLY"
+    r"|ALTER\s+TABLE\b.*\bDETACH\s+PARTITION\b.*\bCONCURRENTLY|VACUUM\b|(?:CREATE|DROP)\s+DATABASE\b"
+    r"|(?:CREATE|DROP)\s+TABLESPACE\b|ALTER\s+SYSTEM\b)",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,7 @@ class LintFinding:
     level: str
     line: int
     message: str
+    file: str = ""
 
     @property
     def destructive(self) -> bool:
@@ -40,8 +55,49 @@ class LintFinding:
 
     def as_result(self) -> dict[str, Any]:
         """camelCase form for the result JSON."""
-        return {"version": self.version, "rule": self.rule, "level": self.level, "line": self.line,
-                "message": self.message, "destructive": self.destructive}
+        result: dict[str, Any] = {"version": self.version, "rule": self.rule, "level": self.level,
+                                  "line": self.line, "message": self.message, "destructive": self.destructive}
+        if self.file:
+            result["file"] = self.file
+        return result
+
+
+def transaction_findings(migration_plan: plan.Plan) -> list[LintFinding]:
+    """Statements that cannot run in a transaction, in steps that run in one (dbops's own check, no squawk)."""
+    findings = []
+    for step in migration_plan.steps:
+        if step.script.no_transaction:
+            continue
+        for statement in step.script.statements:
+            text = sqlstatements.strip_comments(statement.text)
+            if _OUTSIDE_TRANSACTION_ONLY.match(text):
+                findings.append(LintFinding(
+                    version=step.migration.version, rule=NEEDS_NO_TRANSACTION, level="error", line=statement.line,
+                    file=_file_of(step),
+                    message=f"{statement.summary(60)} cannot run inside a transaction, and {step.migration.label} "
+                            f"({step.direction}) runs in one: put the line '-- dbops:no-transaction' in the file",
+                ))
+    return findings
+
+
+def find_squawk() -> str | None:
+    """squawk on PATH, next to this Python (a venv's bin/) or from the squawk-cli package; None when absent."""
+    found = shutil.which("squawk")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "squawk"
+    if beside.is_file():
+        return str(beside)
+    try:
+        dist = distribution("squawk-cli")
+    except PackageNotFoundError:
+        return None
+    for entry in dist.files or ():
+        if entry.name == "squawk":
+            located = Path(str(dist.locate_file(entry))).resolve()
+            if located.is_file():
+                return str(located)
+    return None
 
 
 def lint_plan(migration_plan: plan.Plan, *, pg_version: int | None = None,
@@ -49,19 +105,22 @@ def lint_plan(migration_plan: plan.Plan, *, pg_version: int | None = None,
     """Run squawk over every step's SQL; raise ConfigurationError when squawk is unavailable."""
     if not migration_plan.steps:
         return []
-    binary = shutil.which("squawk")
+    binary = find_squawk()
     if binary is None:
-        raise errors.ConfigurationError("squawk is not installed (pip install squawk-cli), or disable lint")
+        raise errors.ConfigurationError(
+            f"squawk is not installed (looked on PATH, in {Path(sys.executable).parent} and in the squawk-cli "
+            "package; pip install squawk-cli), or disable lint with --no-lint / spec.lint.enabled: false"
+        )
     findings: list[LintFinding] = []
     with tempfile.TemporaryDirectory(prefix="dbops-lint-") as directory:
         for in_transaction in (True, False):
-            files: dict[str, str] = {}
+            files: dict[str, plan.Step] = {}
             for step in migration_plan.steps:
                 if step.script.no_transaction == in_transaction:
                     continue
                 path = Path(directory) / f"{step.migration.label}.{step.direction}.sql"
                 path.write_text(step.script.sql, encoding="utf-8")
-                files[str(path)] = step.migration.version
+                files[str(path)] = step
             if files:
                 findings += _run_squawk(binary, files, in_transaction, pg_version, excluded_rules)
     return sorted(findings, key=lambda f: (int(f.version), f.line, f.rule))
@@ -71,12 +130,17 @@ def fails(findings: list[LintFinding], fail_on: str) -> list[LintFinding]:
     """The findings at or above the ``fail_on`` severity (``none`` never fails)."""
     if fail_on not in SEVERITIES:
         raise errors.InvalidSpecError(f"lint failOn must be one of {', '.join(SEVERITIES)}, not {fail_on!r}")
+    blocking = [f for f in findings if f.rule in BLOCKING_RULES]
     if fail_on == "none":
-        return []
-    return [f for f in findings if _RANK.get(f.level, 2) >= _RANK[fail_on]]
+        return blocking
+    return blocking + [f for f in findings if f.rule not in BLOCKING_RULES and _RANK.get(f.level, 2) >= _RANK[fail_on]]
 
 
-def _run_squawk(binary: str, files: dict[str, str], in_transaction: bool, pg_version: int | None,
+def _file_of(step: plan.Step) -> str:
+    return step.script.file or f"{step.migration.label}.{step.direction}.sql"
+
+
+def _run_squawk(binary: str, files: dict[str, plan.Step], in_transaction: bool, pg_version: int | None,
                 excluded_rules: tuple[str, ...]) -> list[LintFinding]:
     command = [binary, "--reporter", "json"]
     if in_transaction:
@@ -96,9 +160,10 @@ def _run_squawk(binary: str, files: dict[str, str], in_transaction: bool, pg_ver
         ) from None
     findings = []
     for item in report:
-        version = files.get(str(item.get("file")), "?")
+        step = files.get(str(item.get("file")))
         findings.append(LintFinding(
-            version=version,
+            version=step.migration.version if step else "?",
+            file=_file_of(step) if step else "",
             rule=str(item.get("rule_name") or "syntax-error"),
             level=str(item.get("level", "error")).lower(),
             line=int(item.get("line", 0)) + 1,

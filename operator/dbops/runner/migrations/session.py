@@ -71,11 +71,24 @@ def make_plan(connection: Connection, migrations: list[source.Migration], config
         migrations, database.rows, history_table=str(config.table), target_version=config.target_version,
         allow_down=config.allow_down, baseline_version=config.baseline_version,
     )
+    findings = lint.transaction_findings(result)
     if config.lint_enabled:
-        findings = lint.lint_plan(result, pg_version=database.server_version,
-                                  excluded_rules=config.lint_excluded_rules)
-        result.lint = [f.as_result() for f in findings]
+        findings += lint.lint_plan(result, pg_version=database.server_version,
+                                   excluded_rules=config.lint_excluded_rules)
+    result.lint = [f.as_result() for f in sorted(findings, key=lambda f: (int(f.version), f.line, f.rule))]
     return result
+
+
+def lint_failure(migration_plan: plan.Plan, config: RunConfig) -> errors.MigrationError | None:
+    """The LintFailed error when findings reach ``lint_fail_on`` (dbops's blocking rules always do)."""
+    failing = lint.fails([_finding(f) for f in migration_plan.lint], config.lint_fail_on)
+    if not failing:
+        return None
+    shown = "; ".join(f"{f.version} line {f.line} {f.rule}: {f.message}" for f in failing[:5])
+    more = f" (and {len(failing) - 5} more)" if len(failing) > 5 else ""
+    return errors.MigrationError(
+        f"lint found {len(failing)} problems at or above {config.lint_fail_on}: {shown}{more}", reason="LintFailed",
+    )
 
 
 def run(connection: Connection, migrations: list[source.Migration], config: RunConfig,
@@ -87,6 +100,8 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         outcome.prechecks = prechecks.run_prechecks(connection, config.prechecks)
         prechecks.raise_on_failures(outcome.prechecks, config.prechecks.fail_on)
     with lock.advisory_lock(connection, str(config.table), config.lock_wait_seconds):
+        # Known before planning, so a refusal (drift, lint …) still reports where the database is.
+        outcome.previous_version = outcome.current_version = plan.current_version(config.table.rows(connection))
         outcome.plan = make_plan(connection, migrations, config)
         outcome.previous_version = outcome.plan.current_version
         outcome.current_version = outcome.plan.current_version
@@ -95,13 +110,9 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
                 f"the plan changed: its hash is {outcome.plan.hash}, the approved hash is {config.expect_plan_hash}; "
                 "review and approve the new plan", reason="PlanChanged",
             )
-        failing = lint.fails([_finding(f) for f in outcome.plan.lint], config.lint_fail_on)
-        if failing:
-            raise errors.MigrationError(
-                f"lint found {len(failing)} problems at or above {config.lint_fail_on}: "
-                + "; ".join(f"{f.version} line {f.line} {f.rule}: {f.message}" for f in failing[:5]),
-                reason="LintFailed",
-            )
+        failure = lint_failure(outcome.plan, config)
+        if failure is not None:
+            raise failure
         before = _row_counts_before(connection, config)
         outcome.report = apply.ApplyReport(dry_run=config.apply.dry_run)
         try:
@@ -169,4 +180,4 @@ def _version_after(migration_plan: plan.Plan, report: apply.ApplyReport) -> str 
 
 def _finding(result: dict[str, Any]) -> lint.LintFinding:
     return lint.LintFinding(version=result["version"], rule=result["rule"], level=result["level"],
-                            line=result["line"], message=result["message"])
+                            line=result["line"], message=result["message"], file=result.get("file", ""))

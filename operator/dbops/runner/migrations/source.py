@@ -45,9 +45,11 @@ class Script:
     sql: str
     statements: tuple[sqlstatements.Statement, ...]
     no_transaction: bool
+    file: str = ""
+    """The file name in the source directory (empty for inline migrations)."""
 
     @classmethod
-    def parse(cls, sql: str, where: str) -> Script:
+    def parse(cls, sql: str, where: str, file: str = "") -> Script:
         """Parse SQL text, validating its transaction control; ``where`` names it in errors."""
         no_transaction = bool(NO_TRANSACTION.search(sql))
         parsed = sqlstatements.split_statements(sql)
@@ -60,7 +62,7 @@ class Script:
                     f"({statement.summary(40)}); dbops runs each migration in its own transaction — remove it, "
                     "or add the line '-- dbops:no-transaction' to run the statements one by one"
                 )
-        return cls(sql=sql, statements=tuple(parsed), no_transaction=no_transaction)
+        return cls(sql=sql, statements=tuple(parsed), no_transaction=no_transaction, file=file)
 
 
 @dataclass(frozen=True)
@@ -100,18 +102,19 @@ def source_hash(migrations: list[Migration]) -> str:
     return digest.hexdigest()
 
 
-def make_migration(version: str, name: str, up: str, down: str | None) -> Migration:
-    """Build and validate one migration from its parts."""
+def make_migration(version: str, name: str, up: str, down: str | None, *, up_file: str = "",
+                   down_file: str = "") -> Migration:
+    """Build and validate one migration from its parts (``*_file``: where they came from, for reports)."""
     version = str(version)
     if not VERSION.match(version):
         raise errors.InvalidSpecError(f"migration version {version!r} is not a run of digits (e.g. 0001)")
     if not NAME.match(name):
         raise errors.InvalidSpecError(f"migration {version}: name {name!r} must match [A-Za-z0-9][A-Za-z0-9_-]*")
     label = f"{version}_{name}"
-    up_script = Script.parse(up, f"migration {label} (up)")
+    up_script = Script.parse(up, f"migration {label} (up)", up_file)
     if not up_script.statements:
         raise errors.InvalidSpecError(f"migration {label}: the up script has no statements")
-    down_script = Script.parse(down, f"migration {label} (down)") if down is not None else None
+    down_script = Script.parse(down, f"migration {label} (down)", down_file) if down is not None else None
     return Migration(version=version, name=name, up=up_script, down=down_script, checksum=checksum_of(up))
 
 
@@ -162,7 +165,9 @@ def load_directory(path: Path) -> list[Migration]:
                 f"migration files {up_label}.up.sql and {files['down'][0]}.down.sql disagree on version or name"
             )
         version, name = up_label.split("_", 1)
-        migrations.append(make_migration(version, name, up_sql, files["down"][1] if "down" in files else None))
+        migrations.append(make_migration(version, name, up_sql, files["down"][1] if "down" in files else None,
+                                         up_file=f"{up_label}.up.sql",
+                                         down_file=f"{up_label}.down.sql" if "down" in files else ""))
     if not migrations:
         raise errors.InvalidSpecError(
             f"no migrations in {path} (expected files like 0001_create_users.up.sql); is the right ConfigMap mounted?"

@@ -1,0 +1,104 @@
+"""What ``dbops migrate`` prints: the full result as JSON, lint findings as SARIF 2.1.0 or GitHub annotations,
+and the full result in ``--output FILE`` (the result file/termination message stays capped at 4 KiB)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from dbops.runner import result
+
+FORMATS = ("json", "sarif", "github")
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--format`` and ``--output``."""
+    parser.add_argument("--format", choices=FORMATS, default="json",
+                        help="stdout: the full result as JSON (default), lint findings as SARIF 2.1.0 "
+                             "(code scanning) or as GitHub workflow annotations")
+    parser.add_argument("--output", type=Path, help="also write the full, uncut result JSON to this file")
+
+
+def publish(document: dict[str, Any], args: argparse.Namespace, summary: str) -> int:
+    """Print the document in the chosen format, write ``--output``, and emit the capped result."""
+    output: Path | None = getattr(args, "output", None)
+    full = json.dumps(document, indent=1, default=str)
+    if output is not None:
+        output.write_text(full + "\n", encoding="utf-8")
+    chosen = getattr(args, "format", "json")
+    if chosen == "sarif":
+        print(json.dumps(sarif(document, getattr(args, "source", None)), indent=1))
+    elif chosen == "github":
+        print("\n".join(github_annotations(document, getattr(args, "source", None))))
+    else:
+        print(full)
+    capped = document
+    if json.loads(result.encode_result(document)).get("truncated"):
+        where = str(output) if output is not None else "the JSON on stdout (the Job's pod log)"
+        capped = {**document, "fullResult": where}
+        capped["message"] = f"{document['message']} (result cut to 4 KiB; complete in {where})"
+        summary = f"{summary} (complete result in {where})"
+    return result.emit(capped, summary)
+
+
+def findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lint findings of a plan/apply result."""
+    plan = document.get("plan") or {}
+    return [f for f in plan.get("lint", []) if isinstance(f, dict)]
+
+
+def _path(finding: dict[str, Any], source: Path | None) -> str:
+    file = str(finding.get("file") or f"{finding.get('version', '?')}.sql")
+    return str(source / file) if source is not None else file
+
+
+def sarif(document: dict[str, Any], source: Path | None = None) -> dict[str, Any]:
+    """A SARIF 2.1.0 log with one result per lint finding (and the failure, when the command failed)."""
+    items = findings(document)
+    rules = sorted({str(f["rule"]) for f in items})
+    results = [{
+        "ruleId": f["rule"],
+        "level": "error" if f.get("level") == "error" else "warning",
+        "message": {"text": f["message"]},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": _path(f, source)},
+                                            "region": {"startLine": max(int(f.get("line") or 1), 1)}}}],
+        "properties": {"version": f.get("version"), "destructive": bool(f.get("destructive"))},
+    } for f in items]
+    invocation: dict[str, Any] = {"executionSuccessful": bool(document.get("ok"))}
+    if not document.get("ok"):
+        invocation["toolExecutionNotifications"] = [{
+            "level": "error", "message": {"text": f"{document.get('reason')}: {document.get('message')}"},
+        }]
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "dbops", "informationUri": "https://github.com/sbdchd/squawk",
+                                "rules": [{"id": rule} for rule in rules]}},
+            "invocations": [invocation],
+            "results": results,
+        }],
+    }
+
+
+def github_annotations(document: dict[str, Any], source: Path | None = None) -> list[str]:
+    """``::error file=…,line=…,title=…::message`` lines for a GitHub Actions log."""
+    lines = []
+    for f in findings(document):
+        level = "error" if f.get("level") == "error" else "warning"
+        lines.append(f"::{level} file={_property(_path(f, source))},line={int(f.get('line') or 1)},"
+                     f"title={_property(str(f['rule']))}::{_data(str(f['message']))}")
+    if not document.get("ok"):
+        lines.append(f"::error title={_property(str(document.get('reason')))}::{_data(str(document.get('message')))}")
+    return lines
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
