@@ -22,17 +22,23 @@ class Admission:
 
     def verdict(self, kind: str, spec: Any, name: str = "fuzz") -> tuple[bool, str]:
         """(admitted, the API server's message when refused) for a resource of ``kind`` with ``spec``."""
+        admitted, message, _ = self.stored(kind, spec, name)
+        return admitted, message
+
+    def stored(self, kind: str, spec: Any, name: str = "fuzz") -> tuple[bool, str, dict[str, Any]]:
+        """The verdict and, when admitted, the spec as it would be stored (defaults applied, nulls pruned)."""
         from kubernetes.client.exceptions import ApiException
 
         body = {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
         try:
-            self._api.create_namespaced_custom_object(GROUP, VERSION, self._namespace, PLURALS[kind], body,
-                                                      dry_run="All", _preload_content=False)
+            response = self._api.create_namespaced_custom_object(GROUP, VERSION, self._namespace, PLURALS[kind],
+                                                                 body, dry_run="All", _preload_content=False)
         except ApiException as error:
             if error.status not in (400, 422):
                 raise
-            return False, _message(error.body)
-        return True, ""
+            return False, _message(error.body), {}
+        stored: dict[str, Any] = json.loads(response.data)["spec"]
+        return True, "", stored
 
 
 def _message(body: Any) -> str:

@@ -97,3 +97,4 @@ def test_model_and_runner_agree_on_every_timeout(value: str) -> None:
     assert admitted == accepted, value
     if admitted:
         check_arguments(_apply_args({"lockTimeout": value, "statementTimeout": value}))
+

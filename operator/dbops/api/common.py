@@ -19,7 +19,9 @@ POSTGRES_MAX_MS = 2_147_483_647
 """The largest ``lock_timeout``/``statement_timeout`` PostgreSQL accepts (INT_MAX milliseconds, ~24.8 days)."""
 
 ResourceName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
-SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", min_length=1, max_length=253)]
+# A Secret/ConfigMap key: letters, digits, '-', '_' and '.', not "." nor starting with ".." (as the API server has it).
+SecretKey = Annotated[str, StringConstraints(pattern=r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$",
+                                             min_length=1, max_length=253)]
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
 SqlIdentifier = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 

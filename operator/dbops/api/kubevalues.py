@@ -96,7 +96,8 @@ def quantity(text: str) -> Decimal:
     suffix = match["suffix"] or ""
     number = Decimal(text[:len(text) - len(suffix)].lstrip("+") or "0")
     try:
-        return number * (Decimal(10) ** int(suffix[1:]) if suffix[:1] in ("e", "E") else _MULTIPLIERS[suffix])
+        exponent = suffix[:1] in ("e", "E") and len(suffix) > 1 and suffix[1] != "i"  # 2E is exa, 2Ei exbi
+        return number * (Decimal(10) ** int(suffix[1:]) if exponent else _MULTIPLIERS[suffix])
     except (InvalidOperation, ValueError, OverflowError):
         raise ValueError(f"{text!r} is not a quantity Kubernetes can hold") from None
 

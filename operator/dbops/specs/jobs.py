@@ -13,6 +13,7 @@ from dbops.api.restore import DatabaseRestoreSpec
 from dbops.specs import env as env_specs
 from dbops.specs import naming
 from dbops.specs import storage as storage_specs
+from dbops.specs.argv import option
 from dbops.specs.owner import Owner
 
 DEFAULT_IMAGE = "ghcr.io/dbops/dbops:0.1.0"
@@ -135,7 +136,7 @@ def backup_args(owner: Owner, spec: DatabaseBackupSpec, location: str) -> list[s
         ("--exclude-table", scope.exclude_tables), ("--exclude-table-data", scope.exclude_table_data),
     ):
         for value in values:
-            args += [flag, value]
+            args += option(flag, value)
     return args
 
 
@@ -188,7 +189,7 @@ def build_restore_job(owner: Owner, spec: DatabaseRestoreSpec, source_storage: S
     access = storage_specs.storage_access(source_storage, read_only=True)
     args = ["restore", "--from", artifact_dir, "--mode", RESTORE_MODES[spec.mode], *access.args]
     for table in spec.tables:
-        args += ["--table", table]
+        args += option("--table", table)
     if spec.target.create:
         args.append("--create")
     if spec.clean:
@@ -198,7 +199,7 @@ def build_restore_job(owner: Owner, spec: DatabaseRestoreSpec, source_storage: S
     if spec.parallel_jobs > 1:
         args += ["--jobs", str(spec.parallel_jobs)]
     if spec.confirm_overwrite:
-        args += ["--confirm-overwrite", spec.confirm_overwrite]
+        args += option("--confirm-overwrite", spec.confirm_overwrite)
     if spec.terminate_connections:
         args.append("--terminate-connections")
     if not spec.verify.row_counts:

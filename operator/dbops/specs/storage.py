@@ -7,6 +7,7 @@ from typing import Any
 
 from dbops.api.common import Storage
 from dbops.specs import env as env_specs
+from dbops.specs.argv import option
 
 PVC_MOUNT_PATH = "/backups"
 PVC_VOLUME = "backups"
@@ -56,7 +57,7 @@ def s3_args(storage: Storage) -> list[str]:
     if storage.s3.endpoint:
         args += ["--s3-endpoint", storage.s3.endpoint]
     if storage.s3.region:
-        args += ["--s3-region", storage.s3.region]
+        args += option("--s3-region", storage.s3.region)
     if storage.s3.force_path_style:
         args.append("--s3-force-path-style")
     return args

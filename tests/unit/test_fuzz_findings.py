@@ -1,0 +1,60 @@
+"""Regression tests for what the admission fuzz test (tests/integration/test_admission_fuzz.py) found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from dbops.api.backup import DatabaseBackupSpec
+from dbops.api.common import DatabaseConnection, SecretKeySelector
+from dbops.api.kubevalues import quantity
+from dbops.api.restore import DatabaseRestoreSpec
+from dbops.cli.main import check_arguments
+from dbops.specs import jobs
+from dbops.specs.owner import Owner
+
+OWNER = Owner(kind="DatabaseBackup", namespace="prod", name="nightly", uid="uid-1", generation=1)
+DATABASE: dict[str, Any] = {"host": "pg", "name": "app"}
+
+
+def test_a_value_starting_with_a_dash_stays_the_value_of_its_flag() -> None:
+    # argparse took the region "-c" for a flag: "argument --s3-region: expected one argument".
+    backup = DatabaseBackupSpec.model_validate({
+        "database": DATABASE, "storage": {"s3": {"bucket": "bkt", "region": "-c"}},
+        "scope": {"tables": ["-x"], "excludeSchemas": ["--help"]},
+    })
+    args = jobs.build_backup_job(OWNER, backup, image="i")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--s3-region=-c" in args and "--table=-x" in args and "--exclude-schema=--help" in args
+    check_arguments(args)
+    restore = DatabaseRestoreSpec.model_validate({
+        "source": {"backupRef": {"name": "b"}}, "target": {"database": {"host": "pg", "name": "-x"}},
+        "mode": "Tables", "tables": ["-t"], "clean": True, "confirmOverwrite": "-x",
+    })
+    storage = backup.storage
+    manifest = jobs.build_restore_job(OWNER, restore, storage, "s3://bkt/prod/app/b", image="i")
+    check_arguments(manifest["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+@pytest.mark.parametrize("key", [".", "..", "..x", "...", "a b"])
+def test_a_secret_key_the_api_server_refuses_in_a_job_is_refused_by_the_model(key: str) -> None:
+    with pytest.raises(ValidationError):
+        SecretKeySelector.model_validate({"name": "db", "key": key})
+
+
+@pytest.mark.parametrize("key", [".env", "uri", "tls.crt", "a..b", "_x"])
+def test_secret_keys_kubernetes_allows_stay_allowed(key: str) -> None:
+    SecretKeySelector.model_validate({"name": "db", "key": key})
+
+
+def test_an_explicit_null_enum_is_refused_like_the_api_server_does() -> None:
+    with pytest.raises(ValidationError, match="sslMode: null"):
+        DatabaseConnection.model_validate({**DATABASE, "sslMode": None})
+    assert DatabaseConnection.model_validate(DATABASE).ssl_mode is None
+
+
+def test_binary_exa_is_a_quantity_not_an_exponent() -> None:
+    assert quantity("2Ei") == 2 * 1024**6
+    assert quantity("2E") == 2 * 10**18
+    assert quantity("2E3") == 2000
