@@ -131,5 +131,15 @@ def test_kubectl_apply_k_installs_the_operator(fresh_cluster: ControlPlane) -> N
                          "--as=system:serviceaccount:dbops-system:dbops-operator", check=False).strip() == "yes"
     assert plane.kubectl("auth", "can-i", "list", "secrets", "-n", "default",
                          "--as=system:serviceaccount:dbops-system:dbops-operator", check=False).strip() == "no"
+    assert plane.kubectl("auth", "can-i", "create", "roles", "-n", "default",
+                         "--as=system:serviceaccount:dbops-system:dbops-operator", check=False).strip() == "no"
+    # RoleBindings: to the trigger ClusterRole only (bind by resourceNames), never to anything broader.
+    operator = "--as=system:serviceaccount:dbops-system:dbops-operator"
+    trigger = kubectl_run(plane, "-n", "default", "create", "rolebinding", "nightly-trigger", operator,
+                          "--clusterrole=dbops-trigger", "--serviceaccount=default:nightly-trigger")
+    assert trigger.returncode == 0, trigger.stderr
+    admin = kubectl_run(plane, "-n", "default", "create", "rolebinding", "escalate", operator,
+                        "--clusterrole=admin", "--serviceaccount=default:nightly-trigger")
+    assert admin.returncode != 0 and "forbidden" in admin.stderr.lower(), admin.stderr
     completed = kubectl_run(plane, "delete", "-k", str(KUSTOMIZE), "--wait=false")
     assert completed.returncode == 0, completed.stderr

@@ -162,7 +162,7 @@ def test_every_common_option_reaches_the_pod() -> None:
 
 def test_names_follow_fullname_and_name_overrides() -> None:
     names = {d["metadata"]["name"] for d in render(release="prod") if d["kind"] != "CustomResourceDefinition"}
-    assert names == {"prod-dbops-operator", "prod-dbops-operator-metrics"}
+    assert names == {"prod-dbops-operator", "prod-dbops-operator-metrics", "prod-dbops-trigger"}
     documents = render("--set", "fullnameOverride=pg-ops", "--set", "nameOverride=pgops", release="prod")
     assert only(documents, "Deployment")["metadata"]["name"] == "pg-ops-operator"
     assert only(documents, "Deployment")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "pgops"
@@ -178,8 +178,9 @@ def test_service_account_and_rbac_can_be_brought_by_the_user() -> None:
 
 def test_cluster_wide_rbac_is_the_builders_rules_with_finalizers() -> None:
     documents = render()
-    role = only(documents, "ClusterRole")
-    assert role["rules"] == operator_rbac.policy_rules(operator_rbac.NAMESPACED_RULES + operator_rbac.CLUSTER_RULES)
+    role = next(d for d in of_kind(documents, "ClusterRole") if d["metadata"]["name"] == "dbops-operator")
+    assert role["rules"] == operator_rbac.policy_rules(
+        operator_rbac.namespaced_rules("dbops-trigger") + operator_rbac.CLUSTER_RULES)
     assert {"apiGroups": ["dbops.io"], "verbs": ["update"],
             "resources": [f"{k}/finalizers" for k in
                           ("databasebackups", "databasebackupschedules", "databasemigrations", "databaserestores")]
@@ -188,19 +189,28 @@ def test_cluster_wide_rbac_is_the_builders_rules_with_finalizers() -> None:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
         if "secrets" in rule["resources"]:
             assert rule["verbs"] == ["get"], "Secrets are read one by one, never listed or watched"
+    # Roles with rules of the operator's choosing: none. RoleBindings: only to the trigger ClusterRole (bind).
+    assert not any("roles" in rule["resources"] for rule in role["rules"])
+    assert {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+            "resourceNames": ["dbops-trigger"], "verbs": ["bind"]} in role["rules"]
+    trigger = next(d for d in of_kind(documents, "ClusterRole") if d["metadata"]["name"] == "dbops-trigger")
+    assert trigger["rules"] == operator_rbac.policy_rules(operator_rbac.TRIGGER_RULES)
+    container = only(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert cli_main.build_parser("operator").parse_args(container["args"]).trigger_cluster_role == "dbops-trigger"
     binding = only(documents, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dbops-operator", "namespace": "dbops-system"}]
 
 
 def test_watch_namespaces_gives_a_role_per_namespace_with_names_kept_as_strings() -> None:
-    documents = render("--set-json", 'watchNamespaces=["y","on","team-a"]')
+    documents = render("--set-json", 'watchNamespaces=["y","on","team-a"]', release="dbops")
     roles = of_kind(documents, "Role")
     assert [r["metadata"]["namespace"] for r in roles] == ["y", "on", "team-a"]
-    assert all(r["rules"] == operator_rbac.policy_rules(operator_rbac.NAMESPACED_RULES) for r in roles)
+    assert all(r["rules"] == operator_rbac.policy_rules(operator_rbac.namespaced_rules("dbops-trigger"))
+               for r in roles)
     bindings = of_kind(documents, "RoleBinding")
     assert [b["metadata"]["namespace"] for b in bindings] == ["y", "on", "team-a"]
-    cluster_role = only(documents, "ClusterRole")
+    cluster_role = next(d for d in of_kind(documents, "ClusterRole") if d["metadata"]["name"] == "dbops-operator-cluster")
     assert cluster_role["rules"] == operator_rbac.policy_rules(operator_rbac.CLUSTER_RULES)
     assert not any("secrets" in rule["resources"] for rule in cluster_role["rules"])
     container = only(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]

@@ -22,6 +22,11 @@
 {{- printf "%s-operator" (include "dbops.fullname" .) -}}
 {{- end -}}
 
+{{/* The ClusterRole bound per DatabaseBackupSchedule to its trigger ServiceAccount (the operator may only bind it). */}}
+{{- define "dbops.triggerClusterRole" -}}
+{{- printf "%s-trigger" (include "dbops.fullname" .) -}}
+{{- end -}}
+
 {{- define "dbops.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "dbops.operatorName" .) .Values.serviceAccount.name -}}

@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--workers", type=int, default=16, help="handler threads")
     parser.add_argument("--job-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a plain env var for every runner container (repeatable; never credentials)")
+    parser.add_argument("--trigger-cluster-role", default=os.environ.get("DBOPS_TRIGGER_CLUSTER_ROLE", ""),
+                        metavar="NAME",
+                        help="bind schedules' trigger ServiceAccounts to this installed ClusterRole (the chart's "
+                             "and kustomize's) instead of writing a Role per schedule; env DBOPS_TRIGGER_CLUSTER_ROLE")
     parser.add_argument("--log-format", choices=("json", "plain"), default="json")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(run=_run)
@@ -50,6 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     config.CONFIG.stall_seconds = args.stall_seconds
     config.CONFIG.max_workers = args.workers
     config.CONFIG.job_env = dict(item.split("=", 1) for item in args.job_env)
+    config.CONFIG.trigger_cluster_role = args.trigger_cluster_role
     for module in HANDLER_MODULES:
         importlib.import_module(module)
     from dbops.controller.registry import REGISTRY

@@ -29,6 +29,8 @@ class OperatorConfig:
     """Threads running the (blocking) handlers."""
     job_env: dict[str, str] = field(default_factory=dict)
     """Extra plain env vars for every runner container (e.g. DBOPS_PG_BIN_DIR, proxies); never credentials."""
+    trigger_cluster_role: str = ""
+    """The installed ClusterRole that schedules' trigger ServiceAccounts are bound to; empty: a Role each."""
 
 
 CONFIG = OperatorConfig()

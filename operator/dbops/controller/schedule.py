@@ -45,8 +45,7 @@ def reconcile(body: dict[str, Any]) -> None:
         last_schedule_time=_time(((cron_job or {}).get("status") or {}).get("lastScheduleTime")),
         generation=owner.generation, now=utcnow())
     if not decision.status.is_terminal and (cron_job is None or status.observed_generation != owner.generation):
-        decision.apply[:0] = [rbac.build_trigger_service_account(owner), rbac.build_trigger_role(owner),
-                              rbac.build_trigger_role_binding(owner),
+        decision.apply[:0] = [*rbac.trigger_manifests(owner, CONFIG.trigger_cluster_role),
                               cronjobs.build_trigger_cron_job(owner, spec, image=CONFIG.image)]
     effects.carry_out(owner, decision)
     driver.write_status(owner, body, decision)

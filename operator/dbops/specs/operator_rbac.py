@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from dbops.api.base import GROUP
-from dbops.api.kinds import ALL_KINDS
+from dbops.api.kinds import ALL_KINDS, BACKUP, SCHEDULE
 
 Manifest = dict[str, Any]
 
@@ -22,15 +22,20 @@ class Rule:
     api_groups: tuple[str, ...]
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
+    resource_names: tuple[str, ...] = ()
 
     def policy_rule(self) -> Manifest:
         """The rule as the RBAC API spells it."""
-        return {"apiGroups": list(self.api_groups), "resources": list(self.resources), "verbs": list(self.verbs)}
+        rule: Manifest = {"apiGroups": list(self.api_groups), "resources": list(self.resources)}
+        if self.resource_names:
+            rule["resourceNames"] = list(self.resource_names)
+        rule["verbs"] = list(self.verbs)
+        return rule
 
 
 _PLURALS = tuple(kind.plural for kind in ALL_KINDS)
 
-NAMESPACED_RULES: tuple[Rule, ...] = (
+_NAMESPACED_RULES: tuple[Rule, ...] = (
     Rule("Kopf watches the four kinds; the operator creates child backups (pre-migration, safety) and restores "
          "(rollback), patches Kopf's finalizer and progress annotations, and deletes children it replaces.",
          (GROUP,), _PLURALS, ("get", "list", "watch", "create", "patch", "delete")),
@@ -55,10 +60,27 @@ NAMESPACED_RULES: tuple[Rule, ...] = (
          ("",), ("serviceaccounts",), ("get", "create", "patch")),
     Rule("Warning and Normal Events on the resources.",
          ("",), ("events",), ("create",)),
-    Rule("The trigger ServiceAccount's Role (get its schedule, create backups) and RoleBinding; the API server "
-         "only allows rules the operator itself holds (no escalate or bind).",
-         ("rbac.authorization.k8s.io",), ("roles", "rolebindings"), ("get", "create", "patch")),
+    Rule("A schedule's trigger ServiceAccount is bound to the trigger ClusterRole by a RoleBinding in the "
+         "schedule's namespace (created, labels kept in sync). No Roles: the operator writes no rules.",
+         ("rbac.authorization.k8s.io",), ("rolebindings",), ("get", "create", "patch")),
 )
+
+
+def namespaced_rules(trigger_cluster_role: str) -> tuple[Rule, ...]:
+    """What the operator needs in each namespace it watches."""
+    return (*_NAMESPACED_RULES, Rule(
+        "The API server lets the operator create those RoleBindings because it may bind exactly this one "
+        "ClusterRole (resourceNames), not because it holds the rights itself.",
+        ("rbac.authorization.k8s.io",), ("clusterroles",), ("bind",), (trigger_cluster_role,)))
+
+
+TRIGGER_RULES: tuple[Rule, ...] = (
+    Rule("`dbops trigger backup` reads its schedule's backup template.",
+         (GROUP,), (SCHEDULE.plural,), ("get",)),
+    Rule("... and creates one DatabaseBackup per scheduled time.",
+         (GROUP,), (BACKUP.plural,), ("create",)),
+)
+"""The trigger ClusterRole (bound per schedule, in the schedule's namespace only)."""
 
 CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("Kopf checks at start-up that the CRDs it serves are installed.",
@@ -87,8 +109,8 @@ def _indent(text: str, spaces: int) -> str:
     return "".join(" " * spaces + line if line.strip() else line for line in text.splitlines(keepends=True))
 
 
-def kustomize_rbac(*, name: str, namespace: str, labels: dict[str, str]) -> str:
-    """manifests/operator/rbac.yaml: one ClusterRole (watching every namespace) and its binding, with reasons."""
+def kustomize_rbac(*, name: str, namespace: str, labels: dict[str, str], trigger_cluster_role: str) -> str:
+    """manifests/operator/rbac.yaml: the operator's ClusterRole (every namespace) and binding, the trigger's."""
     label_text = _indent(yaml.safe_dump(labels, sort_keys=True), 4)
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -102,6 +124,10 @@ def kustomize_rbac(*, name: str, namespace: str, labels: dict[str, str]) -> str:
         "# namespaces, use the Helm chart's watchNamespaces (a Role per namespace instead of this ClusterRole).\n"
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n"
         f"  name: {name}\n  labels:\n{label_text}rules:\n"
-        + _indent(rules_yaml(NAMESPACED_RULES + CLUSTER_RULES), 2)
+        + _indent(rules_yaml(namespaced_rules(trigger_cluster_role) + CLUSTER_RULES), 2)
         + "---\n" + yaml.safe_dump(binding, sort_keys=False)
+        + "---\n# Bound per DatabaseBackupSchedule to its trigger ServiceAccount (dbops operator --trigger-cluster-role).\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n"
+        f"  name: {trigger_cluster_role}\n  labels:\n{label_text}rules:\n"
+        + _indent(rules_yaml(TRIGGER_RULES), 2)
     )

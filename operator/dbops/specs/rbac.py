@@ -42,13 +42,28 @@ def build_trigger_role(owner: Owner) -> Manifest:
     }
 
 
-def build_trigger_role_binding(owner: Owner) -> Manifest:
-    """Binds the trigger Role to the trigger ServiceAccount."""
+def build_trigger_role_binding(owner: Owner, cluster_role: str = "") -> Manifest:
+    """Binds the trigger ServiceAccount to its Role, or to the installed trigger ClusterRole when named."""
     name = trigger_account_name(owner)
+    role_ref = ({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role} if cluster_role
+                else {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name})
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": _metadata(owner),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "roleRef": role_ref,
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
     }
+
+
+def trigger_manifests(owner: Owner, cluster_role: str = "") -> list[Manifest]:
+    """What a schedule's trigger pod needs, in creation order.
+
+    With `cluster_role` (the chart's and kustomize's trigger ClusterRole, which the operator may only `bind`),
+    no Role is written: the operator then needs no right to create Roles with rules of its choosing.
+    """
+    manifests = [build_trigger_service_account(owner)]
+    if not cluster_role:
+        manifests.append(build_trigger_role(owner))
+    manifests.append(build_trigger_role_binding(owner, cluster_role))
+    return manifests
