@@ -263,11 +263,7 @@ def _run_apply(args: argparse.Namespace) -> int:
             migrations = _load_migrations(args)
             with connect.session(args) as connection, connect.translated_errors("migrating"):
                 session.run(connection, migrations, config, outcome)
-            applied = outcome.report.applied if outcome.report else []
-            verb = "would apply" if config.apply.dry_run else "applied"
-            message = f"{verb} {len(applied)} migrations; {_version(outcome.previous_version)} → " + (
-                _version(outcome.current_version) if not config.apply.dry_run else _version(_last(applied, outcome))
-            )
+            message = _apply_message(outcome)
     except Exception as error:
         return _fail(args, name, error, **outcome.as_result())
     document = result.success(name, message, **outcome.as_result())
@@ -345,8 +341,24 @@ def _version(version: str | None) -> str:
     return f"version {version}" if version else "no version"
 
 
-def _last(applied: list[apply.AppliedMigration], outcome: session.RunOutcome) -> str | None:
-    return applied[-1].version if applied else outcome.previous_version
+def _apply_message(outcome: session.RunOutcome) -> str:
+    """``applied 3 migrations; version 0001 → 0004``, or for a dry run what would happen and what ran."""
+    report = outcome.report
+    applied = report.applied if report else []
+    if report is None or not report.dry_run:
+        return (f"applied {len(applied)} migrations; {_version(outcome.previous_version)} → "
+                f"{_version(outcome.current_version)}")
+    pending = outcome.plan.pending if outcome.plan else []
+    target = pending[-1] if pending else outcome.previous_version
+    if outcome.plan is not None and outcome.plan.direction == "down":
+        target = outcome.plan.target_version
+    message = (f"dry run: would apply {len(pending)} migrations ({_version(outcome.previous_version)} → "
+               f"{_version(target)}); {len(applied)} ran in a rolled-back transaction")
+    if report.skipped:
+        message += f", {len(report.skipped)} no-transaction not run ({', '.join(report.skipped)})"
+    if report.sequences_not_restored:
+        message += f"; sequences advanced by others meanwhile, left as they are: {', '.join(report.sequences_not_restored)}"
+    return message
 
 
 def _fail(args: argparse.Namespace, name: str, error: BaseException, **fields: Any) -> int:

@@ -17,7 +17,7 @@ from psycopg import errors as pgerrors
 from psycopg import pq
 
 from dbops import errors
-from dbops.runner.migrations import history, leftovers, plan, source
+from dbops.runner.migrations import history, leftovers, plan, sequences, source
 from dbops.runner.migrations import statements as sqlstatements
 
 Connection = psycopg.Connection[Any]
@@ -69,6 +69,7 @@ class ApplyReport:
     dry_run: bool
     applied: list[AppliedMigration] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    sequences_not_restored: list[str] = field(default_factory=list)
 
 
 class _StatementFailed(Exception):
@@ -95,20 +96,26 @@ def execute_plan(
     """
     report = report if report is not None else ApplyReport(dry_run=options.dry_run)
     if options.dry_run:
-        with connection.transaction(force_rollback=True):
-            table.ensure(connection)
-            _record_baseline(connection, table, baseline or [], migration_plan.baseline_version)
-            for step in migration_plan.steps:
-                if step.script.no_transaction:
-                    report.skipped.append(step.migration.version)
-                    continue
-                started = time.monotonic()
-                _with_lock_retries(
-                    step, options,
-                    functools.partial(_run_pipelined, connection, step, table, options, own_transaction=False),
-                    retries=0,
-                )
-                report.applied.append(_applied(step, started))
+        before = sequences.snapshot(connection)
+        try:
+            with connection.transaction(force_rollback=True):
+                table.ensure(connection)
+                _record_baseline(connection, table, baseline or [], migration_plan.baseline_version)
+                for step in migration_plan.steps:
+                    if step.script.no_transaction:
+                        report.skipped.append(step.migration.version)
+                        continue
+                    started = time.monotonic()
+                    _with_lock_retries(
+                        step, options,
+                        functools.partial(_run_pipelined, connection, step, table, options, own_transaction=False),
+                        retries=0,
+                    )
+                    report.applied.append(_applied(step, started))
+        finally:
+            # Sequence positions survive the rollback: read them now and put back what the dry run drew.
+            with contextlib.suppress(psycopg.Error):
+                report.sequences_not_restored = sequences.restore(connection, before, sequences.snapshot(connection))
         return report
 
     with connection.transaction():

@@ -56,6 +56,8 @@ class RunOutcome:
             fields["applied"] = [a.as_result() for a in self.report.applied]
             if self.report.skipped:
                 fields["skippedInDryRun"] = self.report.skipped
+            if self.report.sequences_not_restored:
+                fields["sequencesNotRestored"] = self.report.sequences_not_restored
         if self.prechecks:
             fields["preChecks"] = [p.as_result() for p in self.prechecks]
         if self.verification:
