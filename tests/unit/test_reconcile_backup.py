@@ -58,7 +58,7 @@ def test_backup_result_fills_status_then_verification_runs() -> None:
                                                  generation=1, now=NOW)
     assert decision.status.phase == "Verifying"
     assert decision.jobs[0].role == "verify"
-    assert decision.jobs[0].params["artifact_dir"] == "s3://backups/ns/db/b1"
+    assert decision.jobs[0].params.artifact_dir == "s3://backups/ns/db/b1"
     assert decision.status.artifact is not None and decision.status.artifact.size_bytes == 1234
     assert decision.status.source is not None and decision.status.source.table_count == 3
 
@@ -105,7 +105,7 @@ def test_deletion_runs_the_delete_job_only_with_delete_policy() -> None:
     artifact = {k: v for k, v in RESULT["artifact"].items() if k != "parts"}
     status = DatabaseBackupStatus.model_validate({"artifact": artifact})
     step = backup_reconcile.deletion_step(SPEC, status, MISSING, "b1-delete-1")
-    assert not step.done and step.job is not None and step.job.params["artifact_dir"] == "s3://backups/ns/db/b1"
+    assert not step.done and step.job is not None and step.job.params.artifact_dir == "s3://backups/ns/db/b1"
     retain = SPEC.model_copy(update={"deletion_policy": "Retain"})
     assert backup_reconcile.deletion_step(retain, status, MISSING, "b1-delete-1").done
     assert backup_reconcile.deletion_step(SPEC, status, finished_job("Complete", {}), "b1-delete-1").done

@@ -73,7 +73,7 @@ def test_manual_approval_waits_until_the_hash_matches() -> None:
     approved = spec(approval={"mode": "Manual", "approvedPlanHash": "abcdef0123456789"}, preChecks={"enabled": False})
     decision = run(approved, decision.status, observe(plan=PLAN))
     assert [j.role for j in decision.jobs] == ["apply"]
-    assert decision.jobs[0].params["expect_plan_hash"] == "abcdef0123456789"
+    assert decision.jobs[0].params.expect_plan_hash == "abcdef0123456789"
 
 
 def test_pre_checks_then_pre_backup_then_apply() -> None:

@@ -60,7 +60,7 @@ def test_safety_backup_comes_before_the_restore_job() -> None:
     decision = reconcile_restore(SPEC, decision.status, observe(safety=ChildState("undo-safety", "Succeeded")),
                                  generation=1, now=NOW)
     assert [j.role for j in decision.jobs] == ["restore"]
-    assert decision.jobs[0].params["artifact_dir"] == "s3://bkt/ns/app/nightly"
+    assert decision.jobs[0].params.artifact_dir == "s3://bkt/ns/app/nightly"
     assert decision.status.phase == "Restoring"
 
 

@@ -11,6 +11,7 @@ from tests.unit.golden import assert_matches_golden
 from dbops.api.backup import DatabaseBackupSpec
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.restore import DatabaseRestoreSpec
+from dbops.api.roles import JobRole
 from dbops.specs import jobs
 from dbops.specs.owner import Owner
 
@@ -74,10 +75,10 @@ def all_jobs() -> dict[str, dict[str, Any]]:
                                                  image=IMAGE),
         "restore-full-recreate": jobs.build_restore_job(restore_owner, rollback, s3.storage,
                                                         "s3://backups/prod/p/db/n", image=IMAGE),
-        "migration-plan": jobs.build_migration_job(migration_owner, migration, "plan", source_config_map="schema-src",
+        "migration-plan": jobs.build_migration_job(migration_owner, migration, JobRole.PLAN, source_config_map="schema-src",
                                                    migration_files=files, revision="abc", image=IMAGE),
         "migration-apply": jobs.build_migration_job(
-            migration_owner, migration, "apply", source_config_map="schema-src", migration_files=files,
+            migration_owner, migration, JobRole.APPLY, source_config_map="schema-src", migration_files=files,
             revision="abc", image=IMAGE, expect_plan_hash="0123456789abcdef", checks_file=True),
         "migration-check": jobs.build_check_job(migration_owner, migration, revision="abc", image=IMAGE),
     }

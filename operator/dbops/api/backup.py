@@ -145,6 +145,8 @@ class Artifact(ApiModel):
 class BackupSource(ApiModel):
     """What was backed up."""
 
+    database: str = ""
+    """Name of the database dumped (the restore's confirmOverwrite of a migration rollback uses it)."""
     server_version: str = ""
     """PostgreSQL server version."""
     database_size_bytes: int = 0
@@ -153,6 +155,16 @@ class BackupSource(ApiModel):
     """Number of tables dumped."""
     dump_tool_version: str = ""
     """pg_dump version."""
+
+
+class BackupJobResult(ApiModel):
+    """The part of the backup runner's result document the operator reads: written by `dbops backup`,
+    read by the DatabaseBackup reconciler (one model, so a renamed field cannot silently break either side)."""
+
+    artifact: Artifact
+    """What was stored."""
+    source: BackupSource = Field(default_factory=BackupSource)
+    """What was backed up."""
 
 
 class RestoreTestResult(ApiModel):

@@ -7,6 +7,7 @@ import datetime
 from typing import Any
 
 from dbops import errors
+from dbops.api.backup import Artifact, BackupJobResult, BackupSource
 from dbops.runner import backup, command, compression, connection, progress, result, storage
 from dbops.runner.manifest import MANIFEST_KEY, BackupScope
 
@@ -75,11 +76,14 @@ def _run_backup(args: argparse.Namespace) -> int:
         )
         document = result.success(
             "backup", summary,
-            artifact={"uri": outcome.artifact_uri, "manifestUri": outcome.manifest_uri,
-                      "sizeBytes": outcome.size_bytes, "sha256": outcome.sha256, "format": manifest.format,
-                      "codec": manifest.codec},
-            source={"serverVersion": manifest.server_version, "databaseSizeBytes": manifest.database_size_bytes,
-                    "tableCount": len(manifest.tables), "dumpToolVersion": manifest.dump_tool_version},
+            **BackupJobResult(
+                artifact=Artifact(uri=outcome.artifact_uri, manifest_uri=outcome.manifest_uri,
+                                  size_bytes=outcome.size_bytes, sha256=outcome.sha256, format=manifest.format,
+                                  codec=manifest.codec),
+                source=BackupSource(database=manifest.database, server_version=manifest.server_version,
+                                    database_size_bytes=manifest.database_size_bytes, table_count=len(manifest.tables),
+                                    dump_tool_version=manifest.dump_tool_version),
+            ).to_wire(),
             startedAt=manifest.started_at.isoformat(), completedAt=manifest.completed_at.isoformat(),
             durationSeconds=round(duration, 3),
         )

@@ -9,36 +9,32 @@ import kopf
 
 from dbops import errors
 from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
+from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
 from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.reconcile import backup as backup_reconcile
-from dbops.reconcile.actions import Decision, JobRequest
+from dbops.reconcile.actions import ArtifactParams, Decision
 from dbops.reconcile.jobs import MISSING
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
 from dbops.specs.owner import Owner
 
 KIND = "DatabaseBackup"
-ACTIVE_ROLES = ("backup", "verify")
+ACTIVE_ROLES = (JobRole.BACKUP, JobRole.VERIFY)
 
 
 def job_builder(owner: Owner, spec: DatabaseBackupSpec) -> effects.JobBuilder:
     """Builds this backup's Jobs by role."""
-
-    def build(request: JobRequest) -> dict[str, Any]:
-        role, params = request.role, request.params
-        if role == "backup":
-            return job_specs.build_backup_job(owner, spec, image=CONFIG.image)
-        if role == "verify":
-            return job_specs.build_verify_job(owner, spec, str(params["artifact_dir"]), image=CONFIG.image)
-        if role == "delete":
-            return job_specs.build_delete_artifact_job(owner, spec, str(params["artifact_dir"]), image=CONFIG.image)
-        raise ValueError(f"unknown backup role {role}")
-
-    return build
+    return effects.by_role(KIND, {
+        JobRole.BACKUP: lambda request: job_specs.build_backup_job(owner, spec, image=CONFIG.image),
+        JobRole.VERIFY: lambda request: job_specs.build_verify_job(
+            owner, spec, request.expect(ArtifactParams).artifact_dir, image=CONFIG.image),
+        JobRole.DELETE: lambda request: job_specs.build_delete_artifact_job(
+            owner, spec, request.expect(ArtifactParams).artifact_dir, image=CONFIG.image),
+    })
 
 
 def reconcile(body: dict[str, Any]) -> None:
@@ -51,9 +47,9 @@ def reconcile(body: dict[str, Any]) -> None:
     spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
     names = {role: job_specs.job_name(owner, role) for role in ACTIVE_ROLES}
     observed = backup_reconcile.BackupJobs(
-        backup=driver.read_job(owner.namespace, names["backup"]),
-        verify=driver.read_job(owner.namespace, names["verify"]) if status.phase == "Verifying" else MISSING,
-        backup_name=names["backup"], verify_name=names["verify"],
+        backup=driver.read_job(owner.namespace, names[JobRole.BACKUP]),
+        verify=driver.read_job(owner.namespace, names[JobRole.VERIFY]) if status.phase == "Verifying" else MISSING,
+        backup_name=names[JobRole.BACKUP], verify_name=names[JobRole.VERIFY],
     )
     if observed.backup.state == "Missing":
         driver.require_secrets(owner.namespace, env_specs.secret_references(spec.database, spec.storage))
@@ -81,9 +77,9 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
     owner = Owner.from_body(body)
     spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
     status = DatabaseBackupStatus.model_validate(body.get("status") or {})
-    kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, "verify"))  # it only reads: stop it now
-    delete_name = job_specs.job_name(owner, "delete")
-    backup_job = driver.read_job(owner.namespace, job_specs.job_name(owner, "backup"))
+    kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, JobRole.VERIFY))  # it only reads: stop it now
+    delete_name = job_specs.job_name(owner, JobRole.DELETE)
+    backup_job = driver.read_job(owner.namespace, job_specs.job_name(owner, JobRole.BACKUP))
     step = backup_reconcile.deletion_step(spec, status, driver.read_job(owner.namespace, delete_name), delete_name,
                                           backup_job)
     if step.job is not None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dbops import errors
+from dbops.api.roles import JobRole
 from dbops.controller import metrics
 from dbops.kube import objects
 from dbops.kube import session as kube_session
@@ -18,6 +19,18 @@ PARENT_ANNOTATION = "dbops.io/parent"
 
 JobBuilder = Callable[[JobRequest], dict[str, Any]]
 """Builds the Job manifest of a request (its role and parameters)."""
+
+
+def by_role(kind: str, builders: Mapping[JobRole, JobBuilder]) -> JobBuilder:
+    """A JobBuilder looking the request's role up in a kind's table."""
+
+    def build(request: JobRequest) -> dict[str, Any]:
+        builder = builders.get(request.role)
+        if builder is None:
+            raise errors.DbopsError(f"{kind} has no {request.role} Job")
+        return builder(request)
+
+    return build
 
 
 def with_job_env(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from dbops import errors
 from dbops.api.common import SecretKeySelector
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
+from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
 from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
@@ -19,7 +20,7 @@ from dbops.kube import objects
 from dbops.reconcile import command as command_reconcile
 from dbops.reconcile import migration as migration_reconcile
 from dbops.reconcile import window as window_reconcile
-from dbops.reconcile.actions import JobRequest
+from dbops.reconcile.actions import ApplyParams, JobRequest
 from dbops.reconcile.children import child_state
 from dbops.reconcile.jobs import JobOutcome, job_state
 from dbops.specs import command_jobs, naming
@@ -30,8 +31,8 @@ from dbops.specs.owner import Owner
 KIND = "DatabaseMigration"
 MIGRATION_FILE = re.compile(r"^[0-9]+_[A-Za-z0-9_]+\.(up|down)\.sql$")
 CHECKS_KEY = "checks.json"
-ROLES = ("plan", "check", "apply")
-COMMAND_ROLES = ("check", command_jobs.COMMAND_ROLE, command_jobs.VERIFY_ROLE)
+ROLES = (JobRole.PLAN, JobRole.CHECK, JobRole.APPLY)
+COMMAND_ROLES = (JobRole.CHECK, JobRole.COMMAND, JobRole.VERIFY)
 
 
 def source_files(namespace: str, spec: DatabaseMigrationSpec) -> dict[str, str]:
@@ -114,17 +115,18 @@ def observe_jobs(owner: Owner, revision: str) -> migration_reconcile.MigrationJo
     """The plan, check and apply Jobs of a SQL-source revision."""
     names = {role: job_specs.job_name(owner, role, revision) for role in ROLES}
     return migration_reconcile.MigrationJobs(
-        plan=driver.read_job(owner.namespace, names["plan"]), check=driver.read_job(owner.namespace, names["check"]),
-        apply=driver.read_job(owner.namespace, names["apply"]), names=names)
+        plan=driver.read_job(owner.namespace, names[JobRole.PLAN]),
+        check=driver.read_job(owner.namespace, names[JobRole.CHECK]),
+        apply=driver.read_job(owner.namespace, names[JobRole.APPLY]), names=names)
 
 
 def observe_command_jobs(owner: Owner, revision: str) -> migration_reconcile.MigrationJobs:
     """The check, command (in the apply slot) and verify Jobs of a command-source revision."""
     names = {role: job_specs.job_name(owner, role, revision) for role in COMMAND_ROLES}
     return migration_reconcile.MigrationJobs(
-        plan=JobOutcome("Missing"), check=driver.read_job(owner.namespace, names["check"]),
-        apply=read_command_job(owner.namespace, names[command_jobs.COMMAND_ROLE]),
-        names=names, verify=driver.read_job(owner.namespace, names[command_jobs.VERIFY_ROLE]))
+        plan=JobOutcome("Missing"), check=driver.read_job(owner.namespace, names[JobRole.CHECK]),
+        apply=read_command_job(owner.namespace, names[JobRole.COMMAND]),
+        names=names, verify=driver.read_job(owner.namespace, names[JobRole.VERIFY]))
 
 
 def read_command_job(namespace: str, name: str) -> JobOutcome:
@@ -159,26 +161,26 @@ def job_builder(owner: Owner, spec: DatabaseMigrationSpec, config_map: str, migr
                 revision: str) -> effects.JobBuilder:
     """Builds this migration's Jobs by role."""
 
-    def build(request: JobRequest) -> dict[str, Any]:
-        role, params = request.role, request.params
-        if role == command_jobs.COMMAND_ROLE:
-            return command_jobs.build_command_job(owner, spec, revision=revision)
-        if role == command_jobs.VERIFY_ROLE:
-            return command_jobs.build_verify_db_job(owner, spec, source_config_map=config_map, revision=revision,
-                                                    image=CONFIG.image)
-        if role == "check":
-            return job_specs.build_check_job(owner, spec, revision=revision, image=CONFIG.image)
+    def migration_job(request: JobRequest) -> dict[str, Any]:
+        expect = request.expect(ApplyParams).expect_plan_hash if request.role is JobRole.APPLY else ""
         return job_specs.build_migration_job(
-            owner, spec, role, source_config_map=config_map, migration_files=migration_files, revision=revision,
-            image=CONFIG.image, expect_plan_hash=str(params.get("expect_plan_hash") or ""),
-            checks_file=bool(spec.verify.checks))
+            owner, spec, request.role, source_config_map=config_map, migration_files=migration_files,
+            revision=revision, image=CONFIG.image, expect_plan_hash=expect, checks_file=bool(spec.verify.checks))
 
-    return build
+    def check(request: JobRequest) -> dict[str, Any]:
+        return job_specs.build_check_job(owner, spec, revision=revision, image=CONFIG.image)
+
+    if spec.source.command is not None:
+        return effects.by_role(KIND, {
+            JobRole.CHECK: check,
+            JobRole.COMMAND: lambda request: command_jobs.build_command_job(owner, spec, revision=revision),
+            JobRole.VERIFY: lambda request: command_jobs.build_verify_db_job(
+                owner, spec, source_config_map=config_map, revision=revision, image=CONFIG.image),
+        })
+    return effects.by_role(KIND, {JobRole.PLAN: migration_job, JobRole.CHECK: check, JobRole.APPLY: migration_job})
 
 
 def _database_from_backup(body: Mapping[str, Any] | None) -> str:
-    """The database name in a backup's artifact path (<prefix>/<namespace>/<database>/<name>/...)."""
-    artifact = ((body or {}).get("status") or {}).get("artifact") or {}
-    uri = str(artifact.get("manifestUri") or "")
-    parts = uri.rstrip("/").split("/")
-    return parts[-3] if len(parts) >= 4 else ""
+    """The database name the pre-migration backup recorded in its status (source.database)."""
+    source = (((body or {}).get("status") or {}).get("source") or {})
+    return str(source.get("database") or "")

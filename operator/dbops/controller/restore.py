@@ -6,15 +6,15 @@ from typing import Any
 
 from dbops import errors
 from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
-from dbops.api.common import Storage
 from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus
+from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
 from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import backup as backup_reconcile
 from dbops.reconcile import restore as restore_reconcile
-from dbops.reconcile.actions import JobRequest
+from dbops.reconcile.actions import JobRequest, RestoreParams
 from dbops.reconcile.children import ChildState, child_state
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
@@ -41,24 +41,22 @@ def resolve_source(namespace: str, spec: DatabaseRestoreSpec) -> restore_reconci
             return restore_reconcile.RestoreSource("Waiting", message=f"waiting for DatabaseBackup {name} to succeed")
         return restore_reconcile.RestoreSource(
             "Ready", artifact_dir=backup_reconcile.artifact_directory(status.artifact),
-            storage=backup_spec.storage.to_wire(), sha256=status.artifact.sha256, backup_name=name)
+            storage=backup_spec.storage, sha256=status.artifact.sha256, backup_name=name)
     assert source.storage is not None
     location = storage_specs.storage_access(source.storage).location
     return restore_reconcile.RestoreSource("Ready", artifact_dir=storage_specs.join_location(location, source.path or ""),
-                                           storage=source.storage.to_wire())
+                                           storage=source.storage)
 
 
 def job_builder(owner: Owner, spec: DatabaseRestoreSpec) -> effects.JobBuilder:
     """Builds this restore's Jobs by role."""
 
-    def build(request: JobRequest) -> dict[str, Any]:
-        role, params = request.role, request.params
-        if role == "restore":
-            storage = Storage.model_validate(params["storage"])
-            return job_specs.build_restore_job(owner, spec, storage, str(params["artifact_dir"]), image=CONFIG.image)
-        raise ValueError(f"unknown restore role {role}")
 
-    return build
+    def restore(request: JobRequest) -> dict[str, Any]:
+        params = request.expect(RestoreParams)
+        return job_specs.build_restore_job(owner, spec, params.storage, params.artifact_dir, image=CONFIG.image)
+
+    return effects.by_role(KIND, {JobRole.RESTORE: restore})
 
 
 def safety_backup_name(owner: Owner) -> str:
@@ -78,12 +76,11 @@ def reconcile(body: dict[str, Any]) -> None:
     safety_name = safety_backup_name(owner)
     safety = (child_state(safety_name, objects.get("DatabaseBackup", owner.namespace, safety_name))
               if spec.safety_backup.enabled else ChildState(safety_name))
-    job_name = job_specs.job_name(owner, "restore")
+    job_name = job_specs.job_name(owner, JobRole.RESTORE)
     restore_job = driver.read_job(owner.namespace, job_name)
     if restore_job.state == "Missing" and source.state == "Ready":
-        source_storage = Storage.model_validate(source.storage)
         driver.require_secrets(owner.namespace, env_specs.secret_references(
-            spec.target.database, source_storage, spec.safety_backup.storage if spec.safety_backup.enabled else None))
+            spec.target.database, source.storage, spec.safety_backup.storage if spec.safety_backup.enabled else None))
     observed = restore_reconcile.RestoreObserved(source, safety, restore_job, job_name)
     decision = restore_reconcile.reconcile_restore(spec, status, observed, generation=owner.generation, now=utcnow())
     effects.carry_out(owner, decision, job_builder(owner, spec))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from dbops.api.common import Storage
+from dbops.api.roles import JobRole
 from dbops.api.status import ResourceStatus
+from dbops.reconcile.children import ChildState
+from dbops.reconcile.jobs import JobOutcome
 
 EventType = Literal["Normal", "Warning"]
 
@@ -20,12 +24,49 @@ class Event:
 
 
 @dataclass(frozen=True)
-class JobRequest:
-    """A Job to start: its role (backup, verify, restore, plan, apply…) and what its builder needs."""
+class NoParams:
+    """The role needs nothing beyond the resource's spec (backup, plan, check, command)."""
 
-    role: str
+
+@dataclass(frozen=True)
+class ArtifactParams:
+    """A stored backup to verify or delete."""
+
+    artifact_dir: str
+
+
+@dataclass(frozen=True)
+class RestoreParams:
+    """A stored backup to restore, and the storage holding it (typed, as the spec gave it)."""
+
+    artifact_dir: str
+    storage: Storage
+
+
+@dataclass(frozen=True)
+class ApplyParams:
+    """The plan hash the apply Job must find again (approval), empty when no approval is needed."""
+
+    expect_plan_hash: str = ""
+
+
+JobParams = NoParams | ArtifactParams | RestoreParams | ApplyParams
+P = TypeVar("P", NoParams, ArtifactParams, RestoreParams, ApplyParams)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A Job to start: its role and the parameter record its builder needs."""
+
+    role: JobRole
     name: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: JobParams = field(default_factory=NoParams)
+
+    def expect(self, kind: type[P]) -> P:
+        """The parameters, which must be of the given record type."""
+        if not isinstance(self.params, kind):
+            raise TypeError(f"{self.role} Job {self.name} carries {type(self.params).__name__}, not {kind.__name__}")
+        return self.params
 
 
 @dataclass(frozen=True)
@@ -61,3 +102,17 @@ class Decision:
     def event(self, type_: EventType, reason: str, message: str) -> None:
         """Record an Event to emit."""
         self.events.append(Event(type_, reason, message))
+
+    def job_pending(self, job: JobOutcome, request: JobRequest) -> bool:
+        """Ask for the Job when it is missing; True until it has finished (the caller reports progress)."""
+        if job.state == "Missing":
+            self.jobs.append(request)
+            return True
+        return job.state == "Running"
+
+    def child_pending(self, child: ChildState, request: ChildRequest) -> bool:
+        """Ask for the child when it is missing; True until it reached a terminal phase."""
+        if not child.exists:
+            self.children.append(request)
+            return True
+        return not child.finished

@@ -6,10 +6,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from dbops.api.backup import Artifact, BackupSource, BackupVerificationResult, DatabaseBackupSpec, DatabaseBackupStatus
+from dbops.api.backup import (
+    Artifact,
+    BackupJobResult,
+    BackupVerificationResult,
+    DatabaseBackupSpec,
+    DatabaseBackupStatus,
+)
 from dbops.api.common import parse_duration
+from dbops.api.roles import JobRole
 from dbops.reconcile import results
-from dbops.reconcile.actions import Decision, JobRequest
+from dbops.reconcile.actions import ArtifactParams, Decision, JobRequest
 from dbops.reconcile.jobs import MISSING, JobOutcome
 
 
@@ -46,7 +53,7 @@ def reconcile_backup(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, obs
     backup = observed.backup
     if backup.state == "Missing":
         name = observed.backup_name
-        decision.jobs.append(JobRequest("backup", name))
+        decision.jobs.append(JobRequest(JobRole.BACKUP, name))
         if status.phase != "Running":
             status.mark_running(f"backup Job {name} created", generation=generation, now=now)
             status.attempts += 1
@@ -63,14 +70,14 @@ def reconcile_backup(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, obs
         status.mark_failed(backup.reason, backup.message, generation=generation, now=now)
         decision.event("Warning", "BackupFailed", f"{backup.reason}: {backup.message}")
         return decision
-    artifact = results.model_from_result(Artifact, backup.result.get("artifact"))
-    if artifact is None or not artifact.uri:
+    outcome = results.model_from_result(BackupJobResult, backup.result)
+    if outcome is None or not outcome.artifact.uri:
         status.mark_failed("NoResult", "the backup Job succeeded but reported no artifact",
                            generation=generation, now=now)
         decision.event("Warning", "BackupFailed", "the backup Job reported no artifact")
         return decision
-    status.artifact = artifact
-    status.source = results.model_from_result(BackupSource, backup.result.get("source"))
+    status.artifact = outcome.artifact
+    status.source = outcome.source
     if needs_verification(spec) and not _verified(status, observed, decision, generation=generation, now=now):
         return decision
     _succeed(spec, status, decision, now=now, generation=generation)
@@ -84,7 +91,7 @@ def _verified(status: DatabaseBackupStatus, observed: BackupJobs, decision: Deci
     verify = observed.verify
     if verify.state == "Missing":
         name = observed.verify_name
-        decision.jobs.append(JobRequest("verify", name, {"artifact_dir": artifact_directory(status.artifact)}))
+        decision.jobs.append(JobRequest(JobRole.VERIFY, name, ArtifactParams(artifact_directory(status.artifact))))
         status.job_name = name
         status.mark_progressing("Verifying", "Verifying", "verifying the stored backup", generation=generation,
                                 now=now)
@@ -160,12 +167,13 @@ def deletion_step(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, delete
                                            "which deletionPolicy Delete then removes")
     artifact = status.artifact
     if (artifact is None or not artifact.uri) and backup_job.state == "Succeeded":
-        artifact = results.model_from_result(Artifact, backup_job.result.get("artifact"))
+        committed = results.model_from_result(BackupJobResult, backup_job.result)
+        artifact = committed.artifact if committed is not None else None
     if artifact is None or not artifact.uri:
         return DeletionStep(True, message="no stored artifact to delete")
     directory = artifact_directory(artifact)
     if delete_job.state == "Missing":
-        return DeletionStep(False, JobRequest("delete", delete_job_name, {"artifact_dir": directory}),
+        return DeletionStep(False, JobRequest(JobRole.DELETE, delete_job_name, ArtifactParams(directory)),
                             message=f"deleting artifact {directory}")
     if delete_job.state == "Running":
         return DeletionStep(False, message=f"deleting artifact {directory}")

@@ -20,8 +20,9 @@ from dbops.api.migration import (
     MigrationPlan,
     VerificationResult,
 )
+from dbops.api.roles import JobRole
 from dbops.reconcile import results
-from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
+from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import MISSING, JobOutcome
 from dbops.reconcile.window import WindowState
@@ -39,7 +40,7 @@ class MigrationJobs:
     check: JobOutcome
     apply: JobOutcome
     """The apply Job, or in command mode the framework command Job."""
-    names: dict[str, str]
+    names: dict[JobRole, str]
     verify: JobOutcome = MISSING
     """The verify-db Job (command mode only)."""
 
@@ -107,22 +108,17 @@ class _Run:
         if self.status.mark_failed(reason, message, generation=self.generation, now=self.now):
             self.decision.event("Warning", event, f"{reason}: {message}")
 
-    def start_job(self, role: str, phase: str, message: str, **params: Any) -> None:
-        name = self.observed.jobs.names[role]
-        self.decision.jobs.append(JobRequest(role, name, params))
-        self.status.job_name = name
-        self.progress(phase, phase, message)
-        self.decision.event("Normal", f"{phase}Started", f"created {role} Job {name}")
-
-    def job_pending(self, job: JobOutcome, role: str, phase: str, message: str, **params: Any) -> bool:
+    def job_pending(self, job: JobOutcome, role: JobRole, phase: str, message: str,
+                    params: JobParams | None = None) -> bool:
         """Start the role's Job when missing and report progress while it runs; True until it has finished."""
+        name = self.observed.jobs.names[role]
+        if not self.decision.job_pending(job, JobRequest(role, name, params or NoParams())):
+            return False
         if job.state == "Missing":
-            self.start_job(role, phase, message, **params)
-            return True
-        if job.state == "Running":
-            self.progress(phase, phase, message)
-            return True
-        return False
+            self.status.job_name = name
+            self.decision.event("Normal", f"{phase}Started", f"created {role} Job {name}")
+        self.progress(phase, phase, message)
+        return True
 
     def step(self) -> None:
         command_mode = self.spec.source.command is not None
@@ -154,7 +150,7 @@ class _Run:
 
     def planned(self) -> bool:
         plan = self.observed.jobs.plan
-        if self.job_pending(plan, "plan", "Planning", "planning the migration"):
+        if self.job_pending(plan, JobRole.PLAN, "Planning", "planning the migration"):
             return False
         if plan.state == "Failed":
             self.fail(plan.reason, plan.message)
@@ -187,7 +183,7 @@ class _Run:
         if not self.spec.pre_checks.enabled:
             return True
         check = self.observed.jobs.check
-        if self.job_pending(check, "check", "Checking", "running pre-migration checks"):
+        if self.job_pending(check, JobRole.CHECK, "Checking", "running pre-migration checks"):
             return False
         self.status.pre_checks = results.models_from_result(CheckResult, check.result.get("preChecks"))
         if check.state == "Failed":
@@ -222,7 +218,8 @@ class _Run:
             self.rolled_back()
             return
         plan_hash = self.status.plan.hash if self.status.plan and self.spec.approval.mode == "Manual" else ""
-        if self.job_pending(apply, "apply", "Migrating", "applying migrations", expect_plan_hash=plan_hash):
+        if self.job_pending(apply, JobRole.APPLY, "Migrating", "applying migrations",
+                            ApplyParams(plan_hash)):
             return
         result = apply.result
         self.status.applied = results.models_from_result(AppliedMigration, result.get("applied"))
@@ -253,12 +250,12 @@ class _Run:
             self.rolled_back()
             return
         command, verify = self.observed.jobs.apply, self.observed.jobs.verify
-        if self.job_pending(command, "command", "Migrating", "running the migration command"):
+        if self.job_pending(command, JobRole.COMMAND, "Migrating", "running the migration command"):
             return
         if command.state == "Failed":
             self.failed_run(command.reason or "MigrationFailed", command.message)
             return
-        if self.job_pending(verify, "verify", "Verifying", "verifying the database after the migration command"):
+        if self.job_pending(verify, JobRole.VERIFY, "Verifying", "verifying the database after the migration command"):
             return
         self.status.verification = results.models_from_result(VerificationResult, verify.result.get("verification"))
         if verify.state == "Succeeded":

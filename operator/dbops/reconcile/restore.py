@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from dbops.api.backup import RestoreTestResult
+from dbops.api.common import Storage
 from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus, RestoredFrom
+from dbops.api.roles import JobRole
 from dbops.reconcile import results
-from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
+from dbops.reconcile.actions import ChildRequest, Decision, JobRequest, RestoreParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import JobOutcome
 
@@ -22,8 +24,8 @@ class RestoreSource:
 
     state: Literal["Ready", "Waiting", "Failed"]
     artifact_dir: str = ""
-    storage: dict[str, Any] = field(default_factory=dict)
-    """The wire form of the Storage holding it."""
+    storage: Storage | None = None
+    """The storage holding it."""
     sha256: str = ""
     backup_name: str | None = None
     message: str = ""
@@ -70,8 +72,9 @@ def reconcile_restore(spec: DatabaseRestoreSpec, status: DatabaseRestoreStatus, 
         return decision
     restore = observed.restore
     if restore.state == "Missing":
-        decision.jobs.append(JobRequest("restore", observed.restore_job_name,
-                                        {"artifact_dir": source.artifact_dir, "storage": source.storage}))
+        assert source.storage is not None, "a Ready source names its storage"
+        decision.jobs.append(JobRequest(JobRole.RESTORE, observed.restore_job_name,
+                                        RestoreParams(source.artifact_dir, source.storage)))
         status.job_name = observed.restore_job_name
         status.mark_progressing("Restoring", "Restoring", f"restoring from {source.artifact_dir}",
                                 generation=generation, now=now)

@@ -17,12 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from dbops.api.migration import DatabaseMigrationSpec
+from dbops.api.roles import JobRole
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
 from dbops.specs.owner import Owner
 
-COMMAND_ROLE = "command"
-VERIFY_ROLE = "verify"
+COMMAND_ROLE = JobRole.COMMAND
+VERIFY_ROLE = JobRole.VERIFY
 CHECKS_FILE = f"{job_specs.CHECKS_PATH}/checks.json"
 
 Manifest = dict[str, Any]

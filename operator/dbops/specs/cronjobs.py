@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dbops.api.roles import JobRole
 from dbops.api.schedule import DatabaseBackupScheduleSpec
 from dbops.specs import jobs, naming, rbac
 from dbops.specs.owner import Owner
@@ -23,7 +24,7 @@ def cron_job_name(owner: Owner) -> str:
 def build_trigger_cron_job(owner: Owner, spec: DatabaseBackupScheduleSpec, *, image: str) -> Manifest:
     """The CronJob that creates one DatabaseBackup per scheduled time."""
     work = jobs.RunnerWork(
-        role="trigger",
+        role=JobRole.TRIGGER,
         args=["trigger", "backup", "--schedule", owner.name],
         env=[
             {"name": "DBOPS_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -49,7 +50,7 @@ def build_trigger_cron_job(owner: Owner, spec: DatabaseBackupScheduleSpec, *, im
         "concurrencyPolicy": spec.concurrency_policy,
         "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
         "failedJobsHistoryLimit": spec.failed_jobs_history_limit,
-        "jobTemplate": {"metadata": {"labels": owner.labels("trigger")}, "spec": job_spec},
+        "jobTemplate": {"metadata": {"labels": owner.labels(JobRole.TRIGGER)}, "spec": job_spec},
     }
     if spec.starting_deadline_seconds is not None:
         cron_spec["startingDeadlineSeconds"] = spec.starting_deadline_seconds
@@ -58,7 +59,7 @@ def build_trigger_cron_job(owner: Owner, spec: DatabaseBackupScheduleSpec, *, im
         "kind": "CronJob",
         "metadata": {
             "name": cron_job_name(owner), "namespace": owner.namespace,
-            "labels": owner.labels("trigger"), "ownerReferences": [owner.owner_reference()],
+            "labels": owner.labels(JobRole.TRIGGER), "ownerReferences": [owner.owner_reference()],
         },
         "spec": cron_spec,
     }

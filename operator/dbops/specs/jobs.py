@@ -10,6 +10,7 @@ from dbops.api.backup import DatabaseBackupSpec
 from dbops.api.common import JobTemplate, SqlCheck, Storage, postgres_duration
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.restore import DatabaseRestoreSpec
+from dbops.api.roles import JobRole
 from dbops.specs import env as env_specs
 from dbops.specs import naming
 from dbops.specs import storage as storage_specs
@@ -34,14 +35,14 @@ Manifest = dict[str, Any]
 class RunnerWork:
     """What one runner container does: its arguments, environment and volumes."""
 
-    role: str
+    role: JobRole
     args: list[str]
     env: list[dict[str, Any]] = field(default_factory=list)
     volumes: list[dict[str, Any]] = field(default_factory=list)
     mounts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def job_name(owner: Owner, role: str, *revision: str | int) -> str:
+def job_name(owner: Owner, role: JobRole, *revision: str | int) -> str:
     """The deterministic name of an owner's Job for a role (and a revision, for kinds that re-run)."""
     return naming.child_name(owner.name, role, owner.uid, *revision)
 
@@ -144,12 +145,12 @@ def build_backup_job(owner: Owner, spec: DatabaseBackupSpec, *, image: str) -> M
     """The Job that dumps, compresses, checksums and uploads one backup."""
     access = storage_specs.storage_access(spec.storage)
     work = RunnerWork(
-        role="backup",
+        role=JobRole.BACKUP,
         args=[*backup_args(owner, spec, access.location), *access.args],
         env=[*env_specs.database_env(spec.database), *access.env],
         volumes=access.volumes, mounts=access.mounts,
     )
-    return build_job(owner, work, name=job_name(owner, "backup"), image=image, template=spec.job_template)
+    return build_job(owner, work, name=job_name(owner, JobRole.BACKUP), image=image, template=spec.job_template)
 
 
 def build_verify_job(owner: Owner, spec: DatabaseBackupSpec, artifact_dir: str, *, image: str) -> Manifest:
@@ -162,17 +163,17 @@ def build_verify_job(owner: Owner, spec: DatabaseBackupSpec, artifact_dir: str, 
         env = [*env_specs.database_env(spec.database), *env]
         if spec.verify.checks:
             args += ["--checks-json", checks_json(spec.verify.checks)]
-    work = RunnerWork(role="verify", args=args, env=env, volumes=access.volumes, mounts=access.mounts)
-    return build_job(owner, work, name=job_name(owner, "verify"), image=image, template=spec.job_template)
+    work = RunnerWork(role=JobRole.VERIFY, args=args, env=env, volumes=access.volumes, mounts=access.mounts)
+    return build_job(owner, work, name=job_name(owner, JobRole.VERIFY), image=image, template=spec.job_template)
 
 
 def build_delete_artifact_job(owner: Owner, spec: DatabaseBackupSpec, artifact_dir: str, *, image: str) -> Manifest:
     """The Job that removes a backup's stored artifact (not owned: it outlives the deleted resource)."""
     access = storage_specs.storage_access(spec.storage)
-    work = RunnerWork(role="delete", args=["delete-backup", "--from", artifact_dir, *access.args],
+    work = RunnerWork(role=JobRole.DELETE, args=["delete-backup", "--from", artifact_dir, *access.args],
                       env=list(access.env), volumes=access.volumes, mounts=access.mounts)
     template = (spec.job_template or JobTemplate()).model_copy(update={"ttl_seconds_after_finished": 600})
-    return build_job(owner, work, name=job_name(owner, "delete"), image=image, template=template, owned=False)
+    return build_job(owner, work, name=job_name(owner, JobRole.DELETE), image=image, template=template, owned=False)
 
 
 def checks_json(checks: list[SqlCheck]) -> str:
@@ -207,16 +208,16 @@ def build_restore_job(owner: Owner, spec: DatabaseRestoreSpec, source_storage: S
     if spec.verify.checks:
         args += ["--checks-json", checks_json(spec.verify.checks)]
     work = RunnerWork(
-        role="restore", args=args, env=[*env_specs.database_env(spec.target.database), *access.env],
+        role=JobRole.RESTORE, args=args, env=[*env_specs.database_env(spec.target.database), *access.env],
         volumes=access.volumes, mounts=access.mounts,
     )
-    return build_job(owner, work, name=job_name(owner, "restore"), image=image, template=spec.job_template)
+    return build_job(owner, work, name=job_name(owner, JobRole.RESTORE), image=image, template=spec.job_template)
 
 
 def migration_args(spec: DatabaseMigrationSpec, action: str, *, expect_plan_hash: str = "",
                    checks_file: bool = False) -> list[str]:
     """Arguments of ``dbops migrate plan|apply`` for a DatabaseMigration spec."""
-    args = ["migrate", action, "--source", MIGRATIONS_PATH, "--history-table", spec.history_table]
+    args = ["migrate", str(action), "--source", MIGRATIONS_PATH, "--history-table", spec.history_table]
     if spec.baseline_version:
         args += ["--baseline-version", spec.baseline_version]
     if spec.target_version:
@@ -244,7 +245,7 @@ def migration_args(spec: DatabaseMigrationSpec, action: str, *, expect_plan_hash
     return args
 
 
-def build_migration_job(owner: Owner, spec: DatabaseMigrationSpec, action: str, *, source_config_map: str,
+def build_migration_job(owner: Owner, spec: DatabaseMigrationSpec, action: JobRole, *, source_config_map: str,
                         migration_files: list[str], revision: str, image: str, expect_plan_hash: str = "",
                         checks_file: bool = False) -> Manifest:
     """The Job that plans or applies migrations from a rendered source ConfigMap."""
@@ -269,10 +270,10 @@ def build_check_job(owner: Owner, spec: DatabaseMigrationSpec, *, revision: str,
     """The Job that runs the pre-migration checks."""
     checks = spec.pre_checks
     work = RunnerWork(
-        role="check",
+        role=JobRole.CHECK,
         args=["check", "--max-active-connections", str(checks.max_active_connections),
               "--max-blocking-transaction-seconds", str(checks.max_blocking_transaction_seconds),
               "--fail-on", checks.fail_on],
         env=env_specs.database_env(spec.database),
     )
-    return build_job(owner, work, name=job_name(owner, "check", revision), image=image, template=spec.job_template)
+    return build_job(owner, work, name=job_name(owner, JobRole.CHECK, revision), image=image, template=spec.job_template)

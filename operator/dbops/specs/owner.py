@@ -56,7 +56,7 @@ class Owner:
             MANAGED_BY: MANAGER,
             KIND_LABEL: self.kind,
             NAME_LABEL: _label_value(self.name),
-            ROLE_LABEL: role,
+            ROLE_LABEL: str(role),
         }
 
     def parent_labels(self) -> dict[str, str]:

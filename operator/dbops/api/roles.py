@@ -1,0 +1,20 @@
+"""The roles of runner Jobs: the dbops.io/role label, the Job name part and the builder each kind looks up."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobRole(StrEnum):
+    """What a runner Job does."""
+
+    BACKUP = "backup"
+    VERIFY = "verify"
+    """Verify a stored backup (DatabaseBackup) or the database after a command migration (DatabaseMigration)."""
+    DELETE = "delete"
+    RESTORE = "restore"
+    PLAN = "plan"
+    CHECK = "check"
+    APPLY = "apply"
+    COMMAND = "command"
+    TRIGGER = "trigger"
