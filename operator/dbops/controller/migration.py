@@ -30,7 +30,6 @@ from dbops.specs.owner import Owner
 
 KIND = "DatabaseMigration"
 MIGRATION_FILE = re.compile(r"^[0-9]+_[A-Za-z0-9_]+\.(up|down)\.sql$")
-CHECKS_KEY = "checks.json"
 ROLES = (JobRole.PLAN, JobRole.CHECK, JobRole.APPLY)
 COMMAND_ROLES = (JobRole.CHECK, JobRole.COMMAND, JobRole.VERIFY)
 
@@ -69,7 +68,7 @@ def source_config_map(owner: Owner, spec: DatabaseMigrationSpec, files: Mapping[
     """The owned ConfigMap snapshotting this revision's migrations (and SQL checks) for the Jobs."""
     data = dict(files)
     if spec.verify.checks:
-        data[CHECKS_KEY] = json.dumps([check.to_wire() for check in spec.verify.checks])
+        data[job_specs.CHECKS_KEY] = job_specs.checks_json(spec.verify.checks)
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": naming.child_name(owner.name, "source", revision), "namespace": owner.namespace,

@@ -24,7 +24,7 @@ from dbops.specs.owner import Owner
 
 COMMAND_ROLE = JobRole.COMMAND
 VERIFY_ROLE = JobRole.VERIFY
-CHECKS_FILE = f"{job_specs.CHECKS_PATH}/checks.json"
+CHECKS_FILE = job_specs.CHECKS_FILE
 
 Manifest = dict[str, Any]
 
@@ -74,9 +74,9 @@ def build_verify_db_job(owner: Owner, spec: DatabaseMigrationSpec, *, source_con
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     if checks_file:
-        volumes.append({"name": "checks", "configMap": {"name": source_config_map,
-                                                        "items": [{"key": "checks.json", "path": "checks.json"}]}})
-        mounts.append({"name": "checks", "mountPath": job_specs.CHECKS_PATH, "readOnly": True})
+        volume, mount = job_specs.checks_volume(source_config_map)
+        volumes.append(volume)
+        mounts.append(mount)
     work = job_specs.RunnerWork(role=VERIFY_ROLE, args=verify_db_args(spec, checks_file=checks_file),
                                 env=env_specs.database_env(spec.database), volumes=volumes, mounts=mounts)
     return job_specs.build_job(owner, work, name=job_specs.job_name(owner, VERIFY_ROLE, revision), image=image,

@@ -24,6 +24,9 @@ TERMINATION_LOG = "/dev/termination-log"
 SCRATCH_PATH = "/tmp"  # noqa: S108 - an emptyDir volume, the only writable path
 MIGRATIONS_PATH = "/migrations"
 CHECKS_PATH = "/dbops-checks"
+CHECKS_KEY = "checks.json"
+"""The key of the SQL checks in a migration's source ConfigMap, and the file name it is mounted as."""
+CHECKS_FILE = f"{CHECKS_PATH}/{CHECKS_KEY}"
 DEFAULT_BACKOFF_LIMIT = 1
 FAIL_JOB_EXIT_CODES = (1, 2, 4)
 """Runner exit codes that retrying cannot fix (verification failed, user error, internal error)."""
@@ -176,6 +179,13 @@ def build_delete_artifact_job(owner: Owner, spec: DatabaseBackupSpec, artifact_d
     return build_job(owner, work, name=job_name(owner, JobRole.DELETE), image=image, template=template, owned=False)
 
 
+def checks_volume(source_config_map: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The volume and mount that put the source ConfigMap's checks.json at CHECKS_FILE."""
+    return ({"name": "checks", "configMap": {"name": source_config_map,
+                                             "items": [{"key": CHECKS_KEY, "path": CHECKS_KEY}]}},
+            {"name": "checks", "mountPath": CHECKS_PATH, "readOnly": True})
+
+
 def checks_json(checks: list[SqlCheck]) -> str:
     """The ``--checks-json`` argument: the checks' wire form as compact JSON (checks hold no secrets)."""
     return json.dumps([check.to_wire() for check in checks], separators=(",", ":"))
@@ -241,7 +251,7 @@ def migration_args(spec: DatabaseMigrationSpec, action: str, *, expect_plan_hash
         if spec.verify.builtin:
             args += ["--verify-builtin", ",".join(spec.verify.builtin)]
         if checks_file:
-            args += ["--checks-file", f"{CHECKS_PATH}/checks.json"]
+            args += ["--checks-file", CHECKS_FILE]
     return args
 
 
@@ -255,9 +265,9 @@ def build_migration_job(owner: Owner, spec: DatabaseMigrationSpec, action: JobRo
     }]
     mounts: list[dict[str, Any]] = [{"name": "migrations", "mountPath": MIGRATIONS_PATH, "readOnly": True}]
     if checks_file and action == "apply":
-        volumes.append({"name": "checks", "configMap": {"name": source_config_map,
-                                                        "items": [{"key": "checks.json", "path": "checks.json"}]}})
-        mounts.append({"name": "checks", "mountPath": CHECKS_PATH, "readOnly": True})
+        volume, mount = checks_volume(source_config_map)
+        volumes.append(volume)
+        mounts.append(mount)
     work = RunnerWork(
         role=action,
         args=migration_args(spec, action, expect_plan_hash=expect_plan_hash, checks_file=checks_file),
