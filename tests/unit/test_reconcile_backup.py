@@ -8,6 +8,7 @@ from typing import Any
 
 from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
 from dbops.reconcile import backup as backup_reconcile
+from dbops.reconcile.actions import ArtifactParams
 from dbops.reconcile.jobs import MISSING, JobOutcome, job_outcome
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
@@ -109,3 +110,33 @@ def test_deletion_runs_the_delete_job_only_with_delete_policy() -> None:
     retain = SPEC.model_copy(update={"deletion_policy": "Retain"})
     assert backup_reconcile.deletion_step(retain, status, MISSING, "b1-delete-1").done
     assert backup_reconcile.deletion_step(SPEC, status, finished_job("Complete", {}), "b1-delete-1").done
+
+
+def test_the_backup_result_is_read_with_the_model_the_runner_writes_it_with() -> None:
+    from dbops.api.backup import Artifact, BackupJobResult, BackupSource
+
+    written = BackupJobResult(
+        artifact=Artifact(uri="s3://b/ns/app/b1/dump.zst", manifest_uri="s3://b/ns/app/b1/manifest.json",
+                          size_bytes=10, sha256="cd" * 32, format="custom", codec="zstd"),
+        source=BackupSource(database="app", server_version="18.1")).to_wire()
+    document = {"command": "backup", "ok": True, "exitCode": 0, "message": "done", **written}
+    decision = backup_reconcile.reconcile_backup(
+        SPEC.model_copy(update={"verify": SPEC.verify.model_copy(update={"decode": False})}),
+        DatabaseBackupStatus.model_validate({"phase": "Running"}),
+        observed(finished_job("Complete", document)), generation=1, now=NOW)
+    status = decision.status
+    assert status.phase == "Succeeded"
+    assert status.artifact is not None and status.artifact.sha256 == "cd" * 32
+    assert status.source is not None and status.source.database == "app"
+
+
+def test_deletion_finds_an_artifact_committed_while_the_operator_was_down() -> None:
+    unseen = DatabaseBackupStatus.model_validate({"phase": "Running"})
+    running = backup_reconcile.deletion_step(SPEC, unseen, MISSING, "b1-delete-1", JobOutcome("Running"))
+    assert not running.done and running.job is None and "may still store" in running.message
+    committed = backup_reconcile.deletion_step(SPEC, unseen, MISSING, "b1-delete-1",
+                                               finished_job("Complete", RESULT))
+    assert not committed.done and committed.job is not None
+    assert committed.job.params == ArtifactParams("s3://backups/ns/db/b1")
+    retain = SPEC.model_copy(update={"deletion_policy": "Retain"})
+    assert backup_reconcile.deletion_step(retain, unseen, MISSING, "b1-delete-1", JobOutcome("Running")).done
