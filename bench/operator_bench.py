@@ -50,13 +50,18 @@ def rss_bytes(pid: int) -> int:
 
 
 def start_operator(plane: ControlPlane, namespace: str, metrics_port: int, log: Path, workers: int,
-                   recheck: str) -> subprocess.Popen[bytes]:
-    """`dbops operator` as a subprocess."""
-    env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "PYTHONPATH": str(ROOT / "operator")}
+                   recheck: str, trace_dir: Path | None = None) -> subprocess.Popen[bytes]:
+    """`dbops operator` as a subprocess (under tracemalloc, see traced_operator.py, with a trace_dir)."""
+    env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "bench")])}
+    module = "dbops.cli.main"
+    if trace_dir is not None:
+        env["DBOPS_TRACEMALLOC_DIR"] = str(trace_dir)
+        module = "traced_operator"
     handle = log.open("ab")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "dbops.cli.main", "operator", "--namespace", namespace, "--image", "dbops:bench",
+            [sys.executable, "-m", module, "operator", "--namespace", namespace, "--image", "dbops:bench",
              "--metrics-port", str(metrics_port), "--health-port", "0", "--workers", str(workers),
              "--recheck-seconds", recheck],
             stdout=handle, stderr=subprocess.STDOUT, env=env)
@@ -93,12 +98,39 @@ def wait(condition: Any, timeout: float, interval: float = 0.5) -> float:
     return time.monotonic() - started
 
 
+def snapshot(operator: subprocess.Popen[bytes], trace_dir: Path | None, number: int) -> Path:
+    """Ask the traced operator for heap snapshot ``number`` and wait for the file (a no-op untraced)."""
+    path = (trace_dir or Path("/nonexistent")) / f"{number}.snapshot"
+    if trace_dir is not None and not path.exists():
+        operator.send_signal(signal.SIGUSR1)
+        wait(lambda: path.exists() and path.stat().st_size > 0, 300, interval=1.0)
+        time.sleep(2)  # the dump is written in one go, but give it time to finish
+    return path
+
+
+def report_growth(before: Path, after: Path, top: int = 15) -> None:
+    """Print the allocation sites (file:line and file) that grew most between two snapshots."""
+    import tracemalloc
+
+    old, new = tracemalloc.Snapshot.load(str(before)), tracemalloc.Snapshot.load(str(after))
+    for key in ("filename", "lineno"):
+        stats = new.compare_to(old, key)
+        total = sum(stat.size_diff for stat in stats)
+        print(f"tracemalloc growth by {key}: {total / MIB:.1f} MiB in all")
+        for stat in stats[:top]:
+            frame = stat.traceback[0]
+            print(f"  {stat.size_diff / MIB:8.2f} MiB {stat.count_diff:+8d} blocks  {frame.filename}:{frame.lineno}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=16, help="operator handler threads")
     parser.add_argument("--recheck-seconds", default="60", help="operator --recheck-seconds (0: no timers)")
+    parser.add_argument("--trace", action="store_true",
+                        help="run the operator under tracemalloc and print where the memory grew (RSS is inflated)")
     args = parser.parse_args()
+    trace_dir = Path(tempfile.mkdtemp(prefix="dbops-bench-trace-")) if args.trace else None
     log = Path(tempfile.mkstemp(prefix="dbops-bench-operator-", suffix=".log")[1])
     with running_control_plane() as plane:
         plane.kubectl("apply", "--server-side", *[f"--filename={p}" for p in sorted((ROOT / "crds").glob("*.yaml"))])
@@ -112,11 +144,12 @@ def main() -> None:
             objects.create_or_adopt({"apiVersion": "v1", "kind": "Secret",
                                      "metadata": {"name": name, "namespace": namespace}, "data": encoded})
         port = free_port()
-        operator = start_operator(plane, namespace, port, log, args.workers, args.recheck_seconds)
+        operator = start_operator(plane, namespace, port, log, args.workers, args.recheck_seconds, trace_dir)
         try:
             wait(lambda: metric_total(port, "controller_runtime_reconcile_total", "") >= 0, 120)
             time.sleep(10)
             idle = rss_bytes(operator.pid)
+            snapshot(operator, trace_dir, 1)
             spec = {"database": {"uriSecretRef": {"name": "db", "key": "uri"}},
                     "storage": {"s3": {"bucket": "bench", "endpoint": "http://s3.invalid",
                                        "credentialsSecretRef": {"name": "s3"}}}}
@@ -134,6 +167,8 @@ def main() -> None:
             all_jobs = time.monotonic() - started
             time.sleep(15)
             loaded = rss_bytes(operator.pid)
+            if trace_dir is not None:
+                report_growth(snapshot(operator, trace_dir, 1), snapshot(operator, trace_dir, 2))
             jobs = backup_jobs(namespace)
             per_owner = collections.Counter(j["metadata"]["labels"]["dbops.io/name"] for j in jobs)
             duplicates = sum(count - 1 for count in per_owner.values())

@@ -3,6 +3,7 @@ Warning Event on the resource (so `kubectl wait` can end), never as a silent ret
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -162,3 +163,49 @@ def test_a_missing_secret_shows_at_once_and_fails_the_backup_after_the_stall_bou
                               "Secret db not found")
         assert harness.list_jobs(kube_client, namespace) == []
         assert operator.alive()
+
+
+def test_a_lasting_transient_error_shows_on_the_backup_and_it_recovers(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str,
+        minio_server: MinioServer) -> None:
+    """A Job admission webhook that is down makes every Job create fail with HTTP 500: retried, shown on the
+    resource once it lasts longer than --stall-seconds (never Failed), and gone once the webhook is removed."""
+    harness.create_secret(kube_client, namespace, "db", {"uri": "postgresql://app@127.0.0.1:1/app"})
+    webhooks = client.AdmissionregistrationV1Api(kube_client)
+    name = f"down-{namespace}"
+    webhooks.create_validating_webhook_configuration({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "jobs.down.dbops.test", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail", "timeoutSeconds": 2,
+            "clientConfig": {"url": "https://127.0.0.1:1/validate"},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "rules": [{"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["jobs"]}],
+        }],
+    }, _preload_content=False)
+    try:
+        with harness.running_operator(installed_crds, namespace, "--stall-seconds", "15") as operator:
+            harness.create_resource(kube_client, namespace, BACKUP, "flaky", backup_spec(minio_server))
+
+            def shown() -> dict[str, Any] | None:
+                body = harness.get_resource(kube_client, namespace, BACKUP, "flaky") or {}
+                status = body.get("status") or {}
+                ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+                return body if ready.get("reason") == "ApiUnavailable" and "retrying for" in ready["message"] else None
+
+            body = harness.eventually(shown, timeout=120, message="the lasting HTTP 500 shown on the backup")
+            assert body["status"]["phase"] != "Failed"
+            assert "Failed" not in {c["type"] for c in body["status"]["conditions"]}
+            assert "webhook" in json.dumps(body["status"]["conditions"])
+            assert any(e["reason"] == "ApiUnavailable" and e["type"] == "Warning"
+                       for e in harness.list_events(kube_client, namespace))
+            webhooks.delete_validating_webhook_configuration(name, _preload_content=False)
+            harness.eventually(lambda: harness.list_jobs(kube_client, namespace), timeout=120,
+                               message="the backup Job once the webhook is gone")
+            body = harness.get_resource(kube_client, namespace, BACKUP, "flaky")
+            assert body is not None and body["status"]["phase"] == "Running"
+            assert operator.alive()
+    finally:
+        with contextlib.suppress(ApiException):
+            webhooks.delete_validating_webhook_configuration(name, _preload_content=False)
