@@ -64,3 +64,51 @@ def test_command_mode_refuses_options_it_cannot_honour(database: tuple[PostgresS
     code, doc, _ = run_dbops(server, db, "migrate", "apply", "--dry-run", *DJANGO_MIGRATE)
     assert code == 2 and doc["reason"] == "InvalidSpec" and "--dry-run" in doc["message"]
     assert not table_exists(server, db, "django_migrations")
+
+
+def test_incremental_django_migrate_and_rollback_to_zero_succeed(database: tuple[PostgresServer, str]) -> None:
+    """Row counts leave out Django's bookkeeping (django_migrations, content types, permissions), so a correct
+    incremental `migrate` and `migrate <app> zero` pass; the result records which Django migrations ran."""
+    server, db = database
+    code, doc, stderr = run_dbops(server, db, "migrate", "apply", *DJANGO_MIGRATE)
+    assert code == 0, (doc, stderr)
+    assert "mentorship.0002_booking_status" in doc["frameworkHistory"]["added"]
+    server.psql("INSERT INTO mentorship_mentor (bio, rating, is_approved) VALUES ('ada', 4.5, true), "
+                "('grace', 5, true)", db)
+    back = [*DJANGO_MIGRATE[:4], "migrate", "mentorship", "0001", "--noinput"]
+    code, doc, stderr = run_dbops(server, db, "migrate", "apply", *back)
+    assert code == 0, (doc, stderr)
+    assert doc["frameworkHistory"] == {"framework": "django", "added": [],
+                                       "removed": ["mentorship.0002_booking_status"]}
+    permissions = server.psql("SELECT count(*) FROM auth_permission", db)
+    code, doc, stderr = run_dbops(server, db, "migrate", "apply", *DJANGO_MIGRATE)
+    assert code == 0, (doc, stderr)
+    assert doc["frameworkHistory"] == {"framework": "django", "added": ["mentorship.0002_booking_status"],
+                                       "removed": []}
+    assert "django: 1 applied, 0 unapplied" in doc["message"]
+    row_counts = {v["name"]: v for v in doc["verification"]}["rowCounts"]
+    assert row_counts["passed"] and "public.mentorship_mentor" not in row_counts["detail"]
+    assert server.psql("SELECT count(*) FROM auth_permission", db) == permissions
+    code, doc, stderr = run_dbops(server, db, "migrate", "apply", *DJANGO_MIGRATE[:4], "migrate", "mentorship",
+                                  "zero", "--noinput")
+    assert code == 0, (doc, stderr)
+    assert doc["ok"] is True and doc["reason"] == "Succeeded"
+    assert sorted(doc["frameworkHistory"]["removed"]) == ["mentorship.0001_initial",
+                                                         "mentorship.0002_booking_status"]
+    assert not table_exists(server, db, "mentorship_mentor")
+    assert server.psql("SELECT count(*) FROM django_migrations WHERE app = 'mentorship'", db) == "0"
+
+
+def test_row_counts_of_listed_tables_only(database: tuple[PostgresServer, str]) -> None:
+    server, db = database
+    first = [*DJANGO_MIGRATE[:4], "migrate", "mentorship", "0001", "--noinput"]
+    assert run_dbops(server, db, "migrate", "apply", *first)[0] == 0
+    server.psql("CREATE TABLE app_cache (k text); INSERT INTO mentorship_mentor (bio, rating, is_approved) VALUES ('ada', 4, true)", db)
+    # a trigger-like side effect the user accepts: a cache table filled by the migration command
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--row-count-tables", "mentorship_mentor",
+                             "--command", "--", "sh", "-c",
+                             f"psql \"$DBOPS_DATABASE_URI\" -qc \"INSERT INTO app_cache VALUES ('x')\" && "
+                             f"{sys.executable} {MANAGE} migrate --noinput")
+    assert code == 0, doc
+    detail = {v["name"]: v for v in doc["verification"]}["rowCounts"]["detail"]
+    assert detail.startswith("1 tables compared")

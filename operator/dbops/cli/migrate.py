@@ -25,7 +25,7 @@ from dbops import errors
 from dbops.api.common import parse_duration, postgres_duration
 from dbops.cli import migrate_output
 from dbops.runner import dbverify, prechecks, result
-from dbops.runner.migrations import apply, command, connect, history, lint, session, source
+from dbops.runner.migrations import apply, command, connect, frameworks, history, lint, session, source
 
 # Cheap, catalog-driven checks that catch what a migration can break (orphan counts stay under a size guard);
 # row counts are off for SQL files, whose data migrations change them on purpose.
@@ -54,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     apply_parser.add_argument("--command", dest="command_mode", action="store_true",
                               help="command mode: run the command given after '--' instead of SQL files")
     apply_parser.add_argument("--command-timeout", type=float, help="seconds before the command is killed")
+    apply_parser.add_argument("--framework", choices=frameworks.FRAMEWORKS, default="auto",
+                              help="command mode: whose bookkeeping tables to leave out of row counts and whose "
+                                   "history to report (default: detected from the command, else every known set)")
+    apply_parser.add_argument("--row-count-tables", default="",
+                              help="command mode: compare row counts of only these comma-separated schema.table")
     apply_parser.add_argument("framework_command", nargs="*", help=argparse.SUPPRESS)
     apply_parser.set_defaults(run=_run_apply, check=_run_config)
 
@@ -253,8 +258,9 @@ def _run_apply(args: argparse.Namespace) -> int:
                 )
             with connect.session(args) as connection, connect.translated_errors("the command run"):
                 command.run_command(connection, args.framework_command, config, outcome=outcome,
-                                    timeout_seconds=args.command_timeout)
-            message = "migration command succeeded"
+                                    timeout_seconds=args.command_timeout, framework=args.framework,
+                                    row_count_tables=_table_names(args.row_count_tables))
+            message = "migration command succeeded" + _history_note(outcome.framework_history)
         else:
             if args.framework_command:
                 raise errors.InvalidSpecError(
@@ -334,6 +340,20 @@ def _run_verify_db(args: argparse.Namespace) -> int:
     document = result.success(name, f"{len(verification)} verifications passed",
                               verification=[v.as_result() for v in verification])
     return migrate_output.publish(document, args, f"dbops {name}: {document['message']}")
+
+
+def _table_names(text: str) -> frozenset[str]:
+    """``a, app.b`` → {public.a, app.b}."""
+    names = (name.strip() for name in text.split(",") if name.strip())
+    return frozenset(name if "." in name else f"public.{name}" for name in names)
+
+
+def _history_note(change: dict[str, Any] | None) -> str:
+    if not change:
+        return ""
+    if "added" in change:
+        return f" ({change['framework']}: {len(change['added'])} applied, {len(change['removed'])} unapplied)"
+    return f" ({change['framework']}: revision {change['before']} → {change['after']})"
 
 
 def _version(version: str | None) -> str:

@@ -14,7 +14,7 @@ import psycopg
 from dbops import errors
 from dbops.redaction import redact
 from dbops.runner import dbverify, prechecks
-from dbops.runner.migrations import lock, session
+from dbops.runner.migrations import frameworks, lock, session
 
 Connection = psycopg.Connection[Any]
 
@@ -27,8 +27,15 @@ def run_command(
     env: Mapping[str, str] | None = None,
     timeout_seconds: float | None = None,
     outcome: session.RunOutcome | None = None,
+    framework: str = "auto",
+    row_count_tables: frozenset[str] = frozenset(),
 ) -> session.RunOutcome:
-    """Pre-checks, then the command under the advisory lock (output passed through), then verification."""
+    """Pre-checks, then the command under the advisory lock (output passed through), then verification.
+
+    Row counts leave out the framework's bookkeeping tables (``framework`` auto: detected from ``argv``,
+    else every known set), or compare only ``row_count_tables`` when given; the framework's own record
+    of what ran, before and after, lands in ``outcome.framework_history``.
+    """
     if not argv:
         raise errors.InvalidSpecError("command mode needs a command after '--' (e.g. python manage.py migrate)")
     outcome = outcome if outcome is not None else session.RunOutcome()
@@ -36,16 +43,28 @@ def run_command(
     if config.prechecks is not None:
         outcome.prechecks = prechecks.run_prechecks(connection, config.prechecks)
         prechecks.raise_on_failures(outcome.prechecks, config.prechecks.fail_on)
+    detected = frameworks.detect(argv) if framework == "auto" else framework
     with lock.advisory_lock(connection, str(config.table), config.lock_wait_seconds):
         verify_config = None
         before = None
         if config.verify is not None:
             verify_config = dataclasses.replace(
                 config.verify, exclude_tables=config.verify.exclude_tables | {str(config.table)}
+                | frameworks.bookkeeping_tables(detected)
             )
             if "rowCounts" in verify_config.builtins:
                 before = dbverify.row_counts(connection, verify_config.exclude_tables)
-        _run(argv, env, timeout_seconds)
+                if row_count_tables:
+                    # only tables present before and after are compared: keep just the listed ones
+                    before = {table: count for table, count in before.items() if table in row_count_tables}
+        history_before = frameworks.history(connection, detected) if detected not in (None, "none") else None
+        try:
+            _run(argv, env, timeout_seconds)
+        finally:
+            if detected not in (None, "none"):
+                assert detected is not None
+                outcome.framework_history = frameworks.history_change(
+                    detected, history_before, frameworks.history(connection, detected))
         if verify_config is not None:
             outcome.verification = dbverify.verify(connection, verify_config, before)
             failed = [r for r in outcome.verification if not r.passed]

@@ -43,6 +43,7 @@ class RunOutcome:
     current_version: str | None = None
     prechecks: list[prechecks.PreCheck] = field(default_factory=list)
     verification: list[dbverify.CheckResult] = field(default_factory=list)
+    framework_history: dict[str, Any] | None = None
 
     def as_result(self) -> dict[str, Any]:
         """Result JSON fields (camelCase)."""
@@ -62,6 +63,8 @@ class RunOutcome:
             fields["preChecks"] = [p.as_result() for p in self.prechecks]
         if self.verification:
             fields["verification"] = [v.as_result() for v in self.verification]
+        if self.framework_history is not None:
+            fields["frameworkHistory"] = self.framework_history
         return fields
 
 

@@ -8,7 +8,7 @@ _uri = urlsplit(os.environ["DBOPS_DATABASE_URI"])
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
 USE_TZ = True
-INSTALLED_APPS = ["mentorship"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "mentorship"]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
