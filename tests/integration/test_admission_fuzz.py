@@ -20,11 +20,13 @@ import copy
 import json
 import os
 import random
+import tempfile
 import time
 import zoneinfo
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +46,8 @@ from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.restore import DatabaseRestoreSpec
 from dbops.api.schedule import DatabaseBackupScheduleSpec
 from dbops.cli.main import check_arguments
+from dbops.controller import migration as migration_controller
+from dbops.runner.migrations import source as migration_source
 from dbops.specs import command_jobs, cronjobs, jobs
 from dbops.specs.owner import Owner
 from dbops_testbed.controlplane import ControlPlane
@@ -159,6 +163,8 @@ def _dry_run_child(api_client: Any, manifest: dict[str, Any]) -> str | None:
         if error.status not in (400, 422):
             raise
         return str(json.loads(error.body).get("message", error.body))
+    except ValueError as error:  # the client's own model refused it (a pydantic ValidationError)
+        return f"refused by the kubernetes client: {error}"
     return None
 
 
@@ -199,6 +205,7 @@ class Run:
             try:
                 built = children(kind, model, self.namespace)
                 self._window(model)
+                self._inline_source(model)
             except Exception as error:  # any failure here is the finding
                 self._problem("admitted, but building its children failed", kind, spec, repr(error))
                 continue
@@ -223,6 +230,17 @@ class Run:
         if window is not None:
             zone = zoneinfo.ZoneInfo(window.time_zone)
             croniter(window.schedule, datetime.now(UTC).astimezone(zone)).get_next(datetime)
+
+    @staticmethod
+    def _inline_source(model: Any) -> None:
+        """The runner loads inline migrations from the files the controller renders: it must accept them."""
+        source = getattr(model, "source", None)
+        if getattr(source, "inline", None) is None:
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            for name, text in migration_controller.source_files("fuzz", model).items():
+                (Path(directory) / name).write_text(text)
+            migration_source.validate_sequence(migration_source.load_directory(Path(directory)))
 
     def _problem(self, what: str, kind: Kind, spec: dict[str, Any], detail: str) -> None:
         self.counts["disagreements"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +11,11 @@ from pydantic import ValidationError
 from dbops.api.backup import DatabaseBackupSpec
 from dbops.api.common import DatabaseConnection, SecretKeySelector
 from dbops.api.kubevalues import quantity
+from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.restore import DatabaseRestoreSpec
 from dbops.cli.main import check_arguments
+from dbops.controller import migration as migration_controller
+from dbops.runner.migrations import source as migration_source
 from dbops.specs import jobs
 from dbops.specs.owner import Owner
 
@@ -58,3 +62,43 @@ def test_binary_exa_is_a_quantity_not_an_exponent() -> None:
     assert quantity("2Ei") == 2 * 1024**6
     assert quantity("2E") == 2 * 10**18
     assert quantity("2E3") == 2000
+
+
+BAD_INLINE = [
+    ([{"version": "1", "name": "a", "up": "SELECT 1"}, {"version": "3", "name": "b", "up": "SELECT 1"}], "consecutive"),
+    ([{"version": "1", "name": "_a", "up": "SELECT 1"}], "name"),
+    ([{"version": "1", "name": "a", "up": "-- nothing yet\n/* later */ ;"}], "no SQL statement"),
+]
+
+
+@pytest.mark.parametrize(("inline", "problem"), BAD_INLINE, ids=["gap", "leading-underscore", "comment-only"])
+def test_inline_migrations_the_runner_refuses_are_refused_by_the_model(inline: list[Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        DatabaseMigrationSpec.model_validate({"database": DATABASE, "source": {"inline": inline}})
+
+
+def test_admitted_inline_migrations_load_in_the_runner(tmp_path: Path) -> None:
+    spec = DatabaseMigrationSpec.model_validate({"database": DATABASE, "source": {"inline": [
+        {"version": "0001", "name": "init", "up": "-- users\nCREATE TABLE users (id int);", "down": "DROP TABLE users"},
+        {"version": "0002", "name": "0002_add_email", "up": "/* why */ ALTER TABLE users ADD email text;"},
+    ]}})
+    for name, text in migration_controller.source_files("ns", spec).items():
+        (tmp_path / name).write_text(text)
+    assert [m.version for m in migration_source.validate_sequence(migration_source.load_directory(tmp_path))] == [
+        "0001", "0002"]
+
+
+def test_value_from_is_typed_so_the_job_is_never_refused() -> None:
+    def env(value_from: dict[str, Any]) -> dict[str, Any]:
+        return {"database": DATABASE, "source": {"command": {"image": "app:1", "command": ["migrate"],
+                                                             "env": [{"name": "X", "valueFrom": value_from}]}}}
+
+    for bad in ({"configMapKeyRef": {"name": "cfg", "key": "mode", "optional": "0002"}},
+                {"secretKeyRef": {"name": "app"}}, {"fieldRef": {"fieldPath": "spec.containers"}}, {},
+                {"secretKeyRef": {"name": "a", "key": "k"}, "fieldRef": {"fieldPath": "metadata.name"}}):
+        with pytest.raises(ValidationError):
+            DatabaseMigrationSpec.model_validate(env(bad), strict=True)
+    good = DatabaseMigrationSpec.model_validate(env({"secretKeyRef": {"name": "app", "key": "token", "optional": True}}))
+    assert good.source.command is not None
+    assert good.source.command.env[0].to_wire()["valueFrom"] == {
+        "secretKeyRef": {"name": "app", "key": "token", "optional": True}}

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from dbops import errors
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
 from dbops.controller import migration as migration_controller
 from dbops.reconcile import command as command_reconcile
@@ -194,7 +194,7 @@ def test_command_env_secret_refs_are_checked_before_jobs_start() -> None:
 
 
 def test_an_incomplete_value_from_reference_is_an_invalid_spec() -> None:
-    s = spec(source={"command": {**BASE["source"]["command"],  # type: ignore[dict-item]
+    # Refused by the model (and by admission, its CEL twin) before the controller could make a Job of it.
+    with pytest.raises(ValidationError, match=r"source\.command\.env\.0\.valueFrom\.secretKeyRef\.(name|key)"):
+        spec(source={"command": {**BASE["source"]["command"],  # type: ignore[dict-item]
                                  "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {}}}]}})
-    with pytest.raises(errors.InvalidSpecError, match=r"env\[0\] \(TOKEN\): valueFrom\.secretKeyRef needs name and key"):
-        migration_controller.command_secret_references(s)

@@ -135,24 +135,16 @@ def read_command_job(namespace: str, name: str) -> JobOutcome:
     return command_reconcile.command_outcome(job, pods)
 
 
-KEY_REFERENCES = ("secretKeyRef", "configMapKeyRef")
-
-
 def command_secret_references(spec: DatabaseMigrationSpec) -> list[SecretKeySelector]:
-    """The Secret keys the command's own env reads (non-optional secretKeyRefs); InvalidSpec for incomplete refs."""
+    """The Secret keys the command's own env reads (its non-optional secretKeyRefs)."""
     if spec.source.command is None:
         return []
     selectors = []
-    for index, item in enumerate(spec.source.command.env):
-        for kind in KEY_REFERENCES:
-            ref = (item.value_from or {}).get(kind)
-            if ref is None:
-                continue
-            if not isinstance(ref, dict) or not ref.get("name") or not ref.get("key"):
-                raise errors.InvalidSpecError(
-                    f"source.command.env[{index}] ({item.name}): valueFrom.{kind} needs name and key")
-            if kind == "secretKeyRef" and not ref.get("optional"):
-                selectors.append(SecretKeySelector(name=str(ref["name"]), key=str(ref["key"])))
+    for item in spec.source.command.env:
+        # Complete references are the model's (and admission's) business; only required Secret keys are checked.
+        ref = item.value_from.secret_key_ref if item.value_from is not None else None
+        if ref is not None and not ref.optional:
+            selectors.append(SecretKeySelector(name=ref.name, key=ref.key))
     return selectors
 
 
