@@ -25,7 +25,8 @@ def test_backup_runs_jobs_and_reports_the_artifact(operator: harness.RunningOper
                                                    namespace: str, postgres: PostgresServer, app_database: str,
                                                    minio_server: MinioServer, bucket: str) -> None:
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
-    harness.create_resource(kube_client, namespace, BACKUP, "nightly", backup_spec(minio_server, bucket))
+    harness.create_resource(kube_client, namespace, BACKUP, "nightly",
+                            backup_spec(minio_server, bucket, deletionPolicy="Delete"))
 
     body = harness.wait_for_phase(kube_client, namespace, BACKUP, "nightly", {"Succeeded", "Failed"})
     status = body["status"]
@@ -51,6 +52,23 @@ def test_backup_runs_jobs_and_reports_the_artifact(operator: harness.RunningOper
                        message="the backup to be finalized")
     harness.eventually(lambda: not any("/nightly/" in key for key in harness.s3_keys(minio_server, bucket)),
                        message="the artifact to be deleted (deletionPolicy: Delete)")
+
+
+def test_a_deleted_backup_keeps_its_artifact_by_default(operator: harness.RunningOperator, kube_client: Any,
+                                                        namespace: str, postgres: PostgresServer, app_database: str,
+                                                        minio_server: MinioServer, bucket: str) -> None:
+    # An Argo CD prune (or a careless kubectl delete) of a DatabaseBackup must not take the dump with it.
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    body = harness.create_resource(kube_client, namespace, BACKUP, "pruned", backup_spec(minio_server, bucket))
+    assert body["spec"]["deletionPolicy"] == "Retain"
+    harness.wait_for_phase(kube_client, namespace, BACKUP, "pruned", {"Succeeded"})
+    harness.delete_resource(kube_client, namespace, BACKUP, "pruned")
+    harness.eventually(lambda: harness.get_resource(kube_client, namespace, BACKUP, "pruned") is None,
+                       message="the backup to be finalized")
+    keys = harness.s3_keys(minio_server, bucket)
+    assert any(key.endswith("/pruned/manifest.json") for key in keys), keys
+    assert not [job for job in harness.list_jobs(kube_client, namespace)
+                if job["metadata"]["labels"].get("dbops.io/role") == "delete"]
 
 
 def test_bad_credentials_fail_clearly_and_the_password_leaks_nowhere(

@@ -102,7 +102,7 @@ def test_backup_deleted_mid_job_removes_jobs_and_pods_and_leaves_no_artifact(
         operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
         app_database: str, minio_server: MinioServer, bucket: str) -> None:
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
-    harness.create_resource(kube_client, namespace, BACKUP, "doomed", spec(minio_server, bucket))
+    harness.create_resource(kube_client, namespace, BACKUP, "doomed", spec(minio_server, bucket, deletionPolicy="Delete"))
     harness.eventually(lambda: harness.list_jobs(kube_client, namespace), message="the backup Job")
     harness.delete_resource(kube_client, namespace, BACKUP, "doomed")
 

@@ -14,6 +14,7 @@ from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
 from dbops.api.common import parse_duration
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.restore import DatabaseRestoreSpec
+from dbops.api.schedule import DatabaseBackupScheduleSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 MINIMAL_BACKUP = {
@@ -36,7 +37,7 @@ def test_backup_defaults_follow_the_runbook_done_better() -> None:
     assert spec.format == "custom"
     assert (spec.compression.codec, spec.compression.level) == ("zstd", 1)
     assert spec.verify.decode is True
-    assert spec.deletion_policy == "Delete"
+    assert spec.deletion_policy == "Retain"
     assert spec.to_wire()["storage"] == {"s3": {"bucket": "backups", "prefix": "", "forcePathStyle": False}}
 
 
@@ -123,3 +124,14 @@ def test_status_wire_form_is_camel_case() -> None:
     wire = status.to_wire()
     assert {"observedGeneration", "completedAt", "durationSeconds"} <= wire.keys()
     assert wire["conditions"][0]["lastTransitionTime"] == "2026-11-25T02:00:00Z"
+
+
+def test_deleting_a_backup_keeps_its_dump_unless_a_schedule_made_it() -> None:
+    # An Argo CD prune of a DatabaseBackup keeps the artifact; retention of a schedule deletes what it prunes.
+    assert DatabaseBackupSpec.model_validate(MINIMAL_BACKUP).to_wire()["deletionPolicy"] == "Retain"
+    schedule = DatabaseBackupScheduleSpec.model_validate({"schedule": "0 2 * * *",
+                                                          "backupTemplate": {"spec": MINIMAL_BACKUP}})
+    assert schedule.backup_template.spec.to_wire()["deletionPolicy"] == "Delete"
+    kept = {**MINIMAL_BACKUP, "deletionPolicy": "Retain"}
+    explicit = DatabaseBackupScheduleSpec.model_validate({"schedule": "0 2 * * *", "backupTemplate": {"spec": kept}})
+    assert explicit.backup_template.spec.deletion_policy == "Retain"

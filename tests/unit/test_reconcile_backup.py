@@ -17,6 +17,7 @@ SPEC = DatabaseBackupSpec.model_validate({
     "storage": {"s3": {"bucket": "backups"}},
     "ttl": "1h",
 })
+DELETE = SPEC.model_copy(update={"deletion_policy": "Delete"})
 RESULT = {
     "command": "backup", "ok": True, "exitCode": 0, "reason": "Succeeded", "message": "done",
     "artifact": {"uri": "s3://backups/ns/db/b1/dump.zst", "manifestUri": "s3://backups/ns/db/b1/manifest.json",
@@ -105,11 +106,11 @@ def test_terminal_phase_never_regresses() -> None:
 def test_deletion_runs_the_delete_job_only_with_delete_policy() -> None:
     artifact = {k: v for k, v in RESULT["artifact"].items() if k != "parts"}
     status = DatabaseBackupStatus.model_validate({"artifact": artifact})
-    step = backup_reconcile.deletion_step(SPEC, status, MISSING, "b1-delete-1")
+    step = backup_reconcile.deletion_step(DELETE, status, MISSING, "b1-delete-1")
     assert not step.done and step.job is not None and step.job.params.artifact_dir == "s3://backups/ns/db/b1"
-    retain = SPEC.model_copy(update={"deletion_policy": "Retain"})
-    assert backup_reconcile.deletion_step(retain, status, MISSING, "b1-delete-1").done
-    assert backup_reconcile.deletion_step(SPEC, status, finished_job("Complete", {}), "b1-delete-1").done
+    assert SPEC.deletion_policy == "Retain"  # the default: deleting (or an Argo CD prune) keeps the dump
+    assert backup_reconcile.deletion_step(SPEC, status, MISSING, "b1-delete-1").done
+    assert backup_reconcile.deletion_step(DELETE, status, finished_job("Complete", {}), "b1-delete-1").done
 
 
 def test_the_backup_result_is_read_with_the_model_the_runner_writes_it_with() -> None:
@@ -132,11 +133,10 @@ def test_the_backup_result_is_read_with_the_model_the_runner_writes_it_with() ->
 
 def test_deletion_finds_an_artifact_committed_while_the_operator_was_down() -> None:
     unseen = DatabaseBackupStatus.model_validate({"phase": "Running"})
-    running = backup_reconcile.deletion_step(SPEC, unseen, MISSING, "b1-delete-1", JobOutcome("Running"))
+    running = backup_reconcile.deletion_step(DELETE, unseen, MISSING, "b1-delete-1", JobOutcome("Running"))
     assert not running.done and running.job is None and "may still store" in running.message
-    committed = backup_reconcile.deletion_step(SPEC, unseen, MISSING, "b1-delete-1",
+    committed = backup_reconcile.deletion_step(DELETE, unseen, MISSING, "b1-delete-1",
                                                finished_job("Complete", RESULT))
     assert not committed.done and committed.job is not None
     assert committed.job.params == ArtifactParams("s3://backups/ns/db/b1")
-    retain = SPEC.model_copy(update={"deletion_policy": "Retain"})
-    assert backup_reconcile.deletion_step(retain, unseen, MISSING, "b1-delete-1", JobOutcome("Running")).done
+    assert backup_reconcile.deletion_step(SPEC, unseen, MISSING, "b1-delete-1", JobOutcome("Running")).done

@@ -117,8 +117,8 @@ class DatabaseBackupSpec(ApiModel):
     """Parallel dump jobs (directory format only)."""
     verify: BackupVerification = Field(default_factory=BackupVerification)
     """Verification after the backup."""
-    deletion_policy: Literal["Delete", "Retain"] = "Delete"
-    """What happens to stored artifacts when the resource is deleted."""
+    deletion_policy: Literal["Delete", "Retain"] = "Retain"
+    """Stored artifacts when the resource is deleted: Retain (default, a prune keeps the dump) or Delete."""
     ttl: Duration | None = None
     """Delete this resource (and per deletionPolicy its artifacts) this long after it completes, e.g. 720h."""
     job_template: JobTemplate | None = None

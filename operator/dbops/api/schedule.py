@@ -39,12 +39,19 @@ class BackupTemplateMetadata(ApiModel):
     """Annotations."""
 
 
+class ScheduledBackupSpec(DatabaseBackupSpec):
+    """The spec of scheduled backups: retention owns them, so their artifacts go with them by default."""
+
+    deletion_policy: Literal["Delete", "Retain"] = "Delete"
+    """What happens to stored artifacts when retention prunes a backup: Delete (the default here) or Retain."""
+
+
 class BackupTemplate(ApiModel):
     """The DatabaseBackup a schedule creates each time."""
 
     metadata: BackupTemplateMetadata | None = None
     """Metadata of the created backups."""
-    spec: DatabaseBackupSpec
+    spec: ScheduledBackupSpec
     """Spec of the created backups."""
 
 

@@ -42,7 +42,8 @@ def reconcile(body: dict[str, Any]) -> None:
     owner = Owner.from_body(body)
     status = DatabaseBackupStatus.model_validate(body.get("status") or {})
     if status.is_terminal:
-        metrics.PHASES.record(KIND, owner.namespace, owner.name, status.phase)
+        metrics.record_status(body, status)
+        metrics.record_backup(body, status)
         return
     spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
     names = {role: job_specs.job_name(owner, role) for role in ACTIVE_ROLES}
@@ -57,18 +58,7 @@ def reconcile(body: dict[str, Any]) -> None:
     effects.carry_out(owner, decision, job_builder(owner, spec))
     driver.write_status(owner, body, decision)
     assert isinstance(decision.status, DatabaseBackupStatus)
-    _record_outcome(owner, spec, decision.status)
-
-
-def _record_outcome(owner: Owner, spec: DatabaseBackupSpec, status: DatabaseBackupStatus) -> None:
-    if not status.is_terminal or status.duration_seconds is None:
-        return
-    database = spec.database.name or "default"
-    metrics.BACKUP_DURATION.labels(owner.namespace, status.phase).observe(status.duration_seconds)
-    if status.phase == "Succeeded" and status.completed_at is not None:
-        metrics.BACKUP_LAST_SUCCESS.labels(owner.namespace, database).set(status.completed_at.timestamp())
-        if status.artifact is not None:
-            metrics.BACKUP_SIZE.labels(owner.namespace, database).set(status.artifact.size_bytes)
+    metrics.record_backup(body, decision.status)
 
 
 def finalize(body: Mapping[str, Any], retry: int) -> None:

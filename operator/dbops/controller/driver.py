@@ -83,7 +83,7 @@ def write_status(owner: Owner, body: Mapping[str, Any], decision: Decision) -> N
                              resource_version=body["metadata"].get("resourceVersion"))
     for event in decision.events:
         events.emit(involved(owner), event.type, event.reason, event.message)
-    metrics.PHASES.record(owner.kind, owner.namespace, owner.name, decision.status.phase)
+    metrics.record_transition(body, decision.status)
     if decision.requeue_after is not None:
         REQUEUE.after((owner.kind, owner.namespace, owner.name), decision.requeue_after)
     if decision.events:
@@ -206,7 +206,7 @@ def forget(kind: str, namespace: str, name: str) -> None:
     locks.forget(kind, namespace, name)
     recovered((kind, namespace, name))
     REQUEUE.forget((kind, namespace, name))
-    metrics.PHASES.record(kind, namespace, name, None)
+    metrics.forget(kind, namespace, name)
 
 
 def role_of(job: Mapping[str, Any]) -> str:

@@ -85,7 +85,7 @@ def reconcile(body: dict[str, Any]) -> None:
     files = source_files(owner.namespace, spec)
     revision = revision_of(spec, files)
     if status.is_terminal and status.source_hash == revision:
-        metrics.PHASES.record(KIND, owner.namespace, owner.name, status.phase)
+        metrics.record_status(body, status)
         return
     driver.require_secrets(owner.namespace, [*env_specs.secret_references(
         spec.database, spec.backup.storage if spec.backup.enabled else None), *command_secret_references(spec)])

@@ -69,7 +69,7 @@ def reconcile(body: dict[str, Any]) -> None:
     owner = Owner.from_body(body)
     status = DatabaseRestoreStatus.model_validate(body.get("status") or {})
     if status.is_terminal:
-        metrics.PHASES.record(KIND, owner.namespace, owner.name, status.phase)
+        metrics.record_status(body, status)
         return
     spec = DatabaseRestoreSpec.model_validate(body.get("spec") or {})
     source = resolve_source(owner.namespace, spec)

@@ -7,7 +7,7 @@ from typing import Any
 
 from dbops.api.schedule import DatabaseBackupScheduleSpec, DatabaseBackupScheduleStatus
 from dbops.api.status import utcnow
-from dbops.controller import driver, effects
+from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import schedule as schedule_reconcile
@@ -49,3 +49,5 @@ def reconcile(body: dict[str, Any]) -> None:
                               cronjobs.build_trigger_cron_job(owner, spec, image=CONFIG.image)]
     effects.carry_out(owner, decision)
     driver.write_status(owner, body, decision)
+    assert isinstance(decision.status, DatabaseBackupScheduleStatus)
+    metrics.record_schedule(owner.namespace, owner.name, decision.status)
