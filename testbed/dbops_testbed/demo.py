@@ -1,4 +1,4 @@
-"""The local demo: a real PostgreSQL, a backup with the embedded defaults, verification and a restore."""
+"""The local demo: the operator in a local cluster (default), or the runner alone (--runner) on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -43,9 +43,21 @@ def _dbops(*args: str, env: dict[str, str]) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo and print what each step produced."""
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runner", action="store_true",
+                        help="the runner alone: dbops backup, verify and restore against a local PostgreSQL")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the cluster running after the operator demo (prints the KUBECONFIG line)")
     parser.add_argument("--major", type=int, default=15, choices=(15, 18), help="PostgreSQL major to run")
     parser.add_argument("--storage", default="./dbops-backups", help="backup storage (default: ./dbops-backups)")
     args = parser.parse_args(argv)
+    if not args.runner:
+        from dbops_testbed import operator_demo
+
+        try:
+            return operator_demo.run(keep=args.keep)
+        except KeyboardInterrupt:
+            print("\ninterrupted: everything the demo started is stopped and removed", file=sys.stderr)
+            return 130
     with running_postgres(args.major) as server:
         print(f"PostgreSQL {args.major} on 127.0.0.1:{server.port}; creating the sample database 'mentorhub'")
         server.create_database("mentorhub")

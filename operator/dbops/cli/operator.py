@@ -59,6 +59,9 @@ def _run(args: argparse.Namespace) -> int:
         importlib.import_module(module)
     from dbops.controller.registry import REGISTRY
 
+    # Kopf's identity asks getpass for the user name, which fails for a UID without a passwd entry (OpenShift's
+    # restricted-v2 assigns arbitrary UIDs); getpass reads $USER first.
+    os.environ.setdefault("USER", "dbops")
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
