@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import time
@@ -166,7 +167,7 @@ def test_kustomize_runs_the_operator_in_cluster(
         # Pods share the host network on the test bed: an overlay moves the ports, as a user's overlay would.
         Path(overlay, "kustomization.yaml").write_text(yaml.safe_dump({
             "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-            "resources": [str(incluster.KUSTOMIZE)],
+            "resources": [os.path.relpath(incluster.KUSTOMIZE, overlay)],
             "patches": [{"target": {"kind": "Deployment", "name": "dbops-operator"}, "patch": json.dumps([
                 {"op": "replace", "path": "/spec/template/spec/containers/0/args",
                  "value": ["operator", "--all-namespaces", f"--metrics-port={metrics}", f"--health-port={health}",
