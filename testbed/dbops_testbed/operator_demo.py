@@ -68,14 +68,15 @@ class Progress:
 
 @contextlib.contextmanager
 def _interruptible() -> Iterator[None]:
-    """SIGTERM tears down like Ctrl-C (KeyboardInterrupt unwinds every context manager)."""
+    """SIGTERM and SIGHUP (terminal closed) tear down like Ctrl-C: KeyboardInterrupt unwinds every context."""
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _step(text: str, started: float) -> None:
@@ -98,7 +99,8 @@ def _summary(plane: ControlPlane, postgres: PostgresServer, database: str) -> No
           f"{verification.get('passed')} ({verification.get('tablesCompared', 0)} compared)")
     for name in ("mentorhub-schema", "mentorhub-schema-next"):
         status = incluster.resource(plane, NAMESPACE, "DatabaseMigration", name)["status"]
-        print(f"  migration   {name}: {status['phase']} - {status.get('message', '')}")
+        message = str(status.get("message", ""))
+        print(f"  migration   {name}: {status['phase']} - {message[:150]}{'…' if len(message) > 150 else ''}")
     print("  history     (public.dbops_migrations)")
     for line in history.strip().splitlines():
         print(f"              {line}")
