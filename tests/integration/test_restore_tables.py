@@ -36,7 +36,8 @@ def test_table_restore_repairs_damaged_tables_only(
     assert damaged["app.users"] != sums_before["app.users"]
 
     run = run_dbops(["restore", "--from", str(tmp_path / "s" / "local" / dbname / "before"), "--dbname", dbname,
-                     "--mode", "tables", "--table", "app.users", "--table", "bookings", "--jobs", str(jobs)],
+                     "--mode", "tables", "--table", "app.users", "--table", "bookings", "--jobs", str(jobs),
+                     "--confirm-overwrite", dbname],
                     env, tmp_path)
     assert run.code == 0, run.stderr
     assert run.result["tablesRestored"] == 2
@@ -60,6 +61,6 @@ def test_unknown_table_is_refused_before_anything_changes(
     assert run_dbops(["backup", "--dbname", dbname, "--storage", str(tmp_path / "s"), "--name", "b"],
                      env, tmp_path).code == 0
     run = run_dbops(["restore", "--from", str(tmp_path / "s" / "local" / dbname / "b"), "--dbname", dbname,
-                     "--mode", "tables", "--table", "app.nope"], env, tmp_path)
+                     "--mode", "tables", "--table", "app.nope", "--confirm-overwrite", dbname], env, tmp_path)
     assert run.code == 2
     assert "table 'app.nope' is not in backup b" in run.result["message"]

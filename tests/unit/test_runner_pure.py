@@ -8,7 +8,7 @@ import os
 import pytest
 
 from dbops import errors
-from dbops.runner import backup, compression, connection, progress, restore, storage
+from dbops.runner import backup, compression, connection, progress, restore_pipes, restore_tables, restore_toc, storage
 from dbops.runner.manifest import BackupScope, parse_manifest
 
 PAYLOAD = os.urandom(200_000) + b"abc" * 100_000
@@ -120,7 +120,7 @@ TOC = """;
 
 
 def test_table_data_list_selects_data_and_owned_sequences() -> None:
-    listing = restore.table_data_list(TOC, ["app.users"], ["app.users_id_seq"])
+    listing = restore_toc.table_data_list(TOC, ["app.users"], ["app.users_id_seq"])
     assert listing.splitlines() == ["3401; 0 16390 TABLE DATA app users postgres",
                                     "3404; 0 0 SEQUENCE SET app users_id_seq postgres"]
 
@@ -134,11 +134,11 @@ def test_resolve_tables_against_the_manifest() -> None:
         b'{"schema":"public","name":"users","rows":2},{"schema":"app","name":"bookings","rows":3}]}',
         "test",
     )
-    assert restore.resolve_tables(manifest, ("bookings", "public.users")) == ["app.bookings", "public.users"]
+    assert restore_tables.resolve_tables(manifest, ("bookings", "public.users")) == ["app.bookings", "public.users"]
     with pytest.raises(errors.InvalidSpecError, match="ambiguous"):
-        restore.resolve_tables(manifest, ("users",))
+        restore_tables.resolve_tables(manifest, ("users",))
     with pytest.raises(errors.NotFoundError):
-        restore.resolve_tables(manifest, ("app.nope",))
+        restore_tables.resolve_tables(manifest, ("app.nope",))
     assert manifest.rows_by_table() == {"app.users": 1, "public.users": 2, "app.bookings": 3}
 
 
@@ -146,10 +146,10 @@ def test_unknown_settings_are_dropped_from_the_script_header_only() -> None:
     script = (b"SET statement_timeout = 0;\nSET transaction_timeout = 0;\nSET lock_timeout = 0;\n"
               b"COPY t (v) FROM stdin;\nSET transaction_timeout = 0;\n\\.\n")
     out = io.BytesIO()
-    restore.drop_unknown_settings(io.BytesIO(script), out)
+    restore_pipes.drop_unknown_settings(io.BytesIO(script), out)
     assert out.getvalue() == (b"SET statement_timeout = 0;\nSET lock_timeout = 0;\n"
                               b"COPY t (v) FROM stdin;\nSET transaction_timeout = 0;\n\\.\n")
-    assert restore.needs_settings_filter(15, 18) and not restore.needs_settings_filter(17, 18)
+    assert restore_pipes.needs_settings_filter(15, 18) and not restore_pipes.needs_settings_filter(17, 18)
 
 
 def test_connection_settings_from_uri_env_and_flags() -> None:
@@ -182,7 +182,7 @@ def test_settings_filter_works_on_arbitrary_chunks() -> None:
     script = (b"SET statement_timeout = 0;\nSET transaction_timeout = 0;\n"
               b"CREATE TABLE t (v text);\nSET transaction_timeout = 0;\n")
     out: list[bytes] = []
-    sink = restore.SettingsFilter(out.append)
+    sink = restore_pipes.SettingsFilter(out.append)
     for i in range(len(script)):
         sink(script[i:i + 1])
     sink.flush()

@@ -7,7 +7,7 @@ import datetime
 from typing import Any
 
 from dbops import errors
-from dbops.runner import command, connection, restore, result, storage
+from dbops.runner import command, connection, restore, restore_checks, restore_tables, result, storage
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -24,6 +24,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--mode", choices=restore.MODES, default="full")
     parser.add_argument("--table", action="append", default=[], metavar="[SCHEMA.]TABLE",
                         help="a table to restore in mode tables (repeatable)")
+    parser.add_argument("--strategy", choices=restore.STRATEGIES, default="replace",
+                        help="mode tables: replace (the rows become the backup's; needs --confirm-overwrite), merge "
+                        "(insert the backup's missing rows, keep every current row, report rows that differ) or "
+                        "missing-only (insert the backup's missing rows); every foreign key into and out of the "
+                        "tables is checked before commit")
+    parser.add_argument("--on-conflict", choices=restore.ON_CONFLICT, default="keep",
+                        help="strategy merge: keep rows that differ from the backup, or overwrite them with the "
+                        "backup's (needs --confirm-overwrite)")
     parser.add_argument("--create", action="store_true", help="create the target database if it does not exist")
     parser.add_argument("--clean", action="store_true", help="drop objects before recreating them")
     parser.add_argument("--recreate", action="store_true",
@@ -52,14 +60,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     def work() -> tuple[dict[str, Any], str]:
         started = datetime.datetime.now(datetime.UTC)
-        checks = restore.load_checks(args.checks_json, args.checks_file)
+        checks = restore_checks.load_checks(args.checks_json, args.checks_file)
         store = storage.open_storage(storage.backup_location(args.source), storage.options_from_args(args))
         settings = connection.from_args(args)
         outcome = restore.run_restore(store, settings, restore.RestoreOptions(
             mode=args.mode, tables=tuple(args.table), create=args.create, clean=args.clean, recreate=args.recreate,
             maintenance_dbname=args.maintenance_dbname, jobs=args.jobs, confirm_overwrite=args.confirm_overwrite,
             terminate_connections=args.terminate_connections, row_count_check=not args.no_row_count_check,
-            no_owner=args.no_owner, pg_bin_dir=args.pg_bin_dir, checks=checks,
+            no_owner=args.no_owner, pg_bin_dir=args.pg_bin_dir, checks=checks, strategy=args.strategy,
+            on_conflict=args.on_conflict,
         ))
         completed = datetime.datetime.now(datetime.UTC)
         manifest = outcome.manifest
@@ -71,6 +80,9 @@ def _run(args: argparse.Namespace) -> int:
             "mode": args.mode,
             "target": settings.describe(),
             "tablesRestored": len(outcome.tables_restored),
+            **({"tables": outcome.tables_restored, "strategy": args.strategy,
+                "changes": {name: change.as_result() for name, change in outcome.changes.items()}}
+               if args.mode == "tables" else {}),
             "recreated": outcome.recreated,
             "startedAt": started.isoformat(),
             "completedAt": completed.isoformat(),
@@ -95,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
         summary = (f"restored {manifest.name} ({args.mode}, {len(outcome.tables_restored)} tables) into "
                    f"{'the re-created ' if outcome.recreated else ''}{settings.describe()} in "
                    f"{fields['durationSeconds']:.1f}s")
+        if outcome.changes:
+            summary += "; " + _describe_changes(outcome.changes, args.on_conflict)
         if outcome.row_counts is not None:
             summary += f"; row counts match for {outcome.row_counts.tables_compared} tables"
         if outcome.checks:
@@ -102,3 +116,15 @@ def _run(args: argparse.Namespace) -> int:
         return result.success("restore", summary, **fields), summary
 
     return command.execute("restore", work, args.result_path)
+
+
+def _describe_changes(changes: dict[str, restore_tables.TableChange], on_conflict: str) -> str:
+    parts = []
+    for name, change in changes.items():
+        part = f"{name}: {change.inserted} inserted, {change.updated} updated, {change.deleted} deleted"
+        if change.differing and change.updated < change.differing:
+            part += (f"; {name}: {change.differing} rows differ from the backup and were kept "
+                     f"(keys {'; '.join(change.differing_keys)}{' …' if change.differing > len(change.differing_keys) else ''}"
+                     f"; --on-conflict overwrite replaces them)")
+        parts.append(part)
+    return "; ".join(parts)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from dbops import errors
-from dbops.runner import command, connection, restore, result, storage, verify
+from dbops.runner import command, connection, restore_checks, result, storage, verify
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     def work() -> tuple[dict[str, Any], str]:
-        user_checks = restore.load_checks(args.checks_json, args.checks_file)
+        user_checks = restore_checks.load_checks(args.checks_json, args.checks_file)
         store = storage.open_storage(storage.backup_location(args.source), storage.options_from_args(args))
         scratch = connection.from_args(args) if args.restore_test else None
         outcome = verify.run_verify(store, scratch_server=scratch, checks=tuple(args.check_sql),

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from dbops import errors
-from dbops.runner import artifact, connection, dbverify, pgtools, restore, storage
+from dbops.runner import artifact, connection, dbverify, pgtools, restore, restore_admin, restore_checks, storage
 from dbops.runner.manifest import BackupManifest
 
 
@@ -32,7 +32,7 @@ class VerifyOutcome:
 
     manifest: BackupManifest
     decoded: bool
-    restore_test: restore.RowCountReport | None = None
+    restore_test: restore_checks.RowCountReport | None = None
     checks: list[CheckResult] = dataclasses.field(default_factory=list)
     user_checks: list[dbverify.CheckResult] = dataclasses.field(default_factory=list)
     """Results of the SQL checks with expectations."""
@@ -117,7 +117,7 @@ def run_verify(
     if manifest.scope.schema_only or manifest.scope.data_only:
         raise errors.InvalidSpecError("a restore test needs a backup with both schema and data")
     scratch = scratch_server.with_dbname(f"dbops_verify_{uuid.uuid4().hex[:12]}")
-    restore.create_database(scratch)
+    restore_admin.create_database(scratch)
     try:
         result = restore.run_restore(store, scratch, restore.RestoreOptions(
             mode="full", pg_bin_dir=pg_bin_dir, row_count_check=True, no_owner=True,
@@ -126,8 +126,8 @@ def run_verify(
         if checks or user_checks:
             with scratch.connect() as conn:
                 outcome.checks = [run_check(conn, query) for query in checks]
-                outcome.user_checks = restore.run_checks(conn, user_checks) if user_checks else []
+                outcome.user_checks = restore_checks.run_checks(conn, user_checks) if user_checks else []
     finally:
         with contextlib.suppress(errors.DbopsError, psycopg.Error):
-            restore.drop_database(scratch)
+            restore_admin.drop_database(scratch)
     return outcome
