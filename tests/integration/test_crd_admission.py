@@ -210,6 +210,21 @@ INVALID = [
     ("restore-parallel-negative", RESTORE, "spec.parallelJobs", 0, "spec.parallelJobs"),
     ("restore-safety-without-storage", RESTORE, "spec.safetyBackup", {"enabled": True}, "safety backup needs storage"),
     ("restore-recreate-with-tables", RESTORE, "spec.recreate", True, "recreate is only used with mode: Full"),
+    ("restore-tables-replace-unconfirmed", RESTORE, "spec",
+     {"source": {"backupRef": {"name": "b"}}, "target": {"database": {"host": "h", "name": "app"}}, "mode": "Tables",
+      "tables": ["t"]}, "a Tables restore with strategy Replace or onConflict Overwrite changes existing rows"),
+    ("restore-tables-overwrite-unconfirmed", RESTORE, "spec",
+     {"source": {"backupRef": {"name": "b"}}, "target": {"database": {"host": "h", "name": "app"}}, "mode": "Tables",
+      "tables": ["t"], "strategy": "Merge", "onConflict": "Overwrite", "confirmOverwrite": "other"},
+     "a Tables restore with strategy Replace or onConflict Overwrite changes existing rows"),
+    ("restore-strategy-enum", RESTORE, "spec.strategy", "Upsert", "spec.strategy"),
+    ("restore-strategy-without-tables", RESTORE, "spec",
+     {"source": {"backupRef": {"name": "b"}}, "target": {"database": {"host": "h", "name": "app"}},
+      "strategy": "Merge"}, "strategy is only used with mode: Tables"),
+    ("restore-overwrite-without-merge", RESTORE, "spec",
+     {"source": {"backupRef": {"name": "b"}}, "target": {"database": {"host": "h", "name": "app"}}, "mode": "Tables",
+      "tables": ["t"], "strategy": "MissingOnly", "onConflict": "Overwrite", "confirmOverwrite": "app"},
+     "onConflict: Overwrite is only used with strategy: Merge"),
     ("restore-recreate-unconfirmed", RESTORE, "spec",
      {"source": {"backupRef": {"name": "b"}}, "target": {"database": {"host": "h", "name": "app"}}, "recreate": True},
      "set confirmOverwrite to the target database name"),
@@ -268,3 +283,13 @@ def test_api_server_model_and_runner_agree_on_a_timeout(installed_crds: ControlP
         check_arguments(jobs.migration_args(model, "apply"))
     else:
         assert "spec.timeouts.lockTimeout" in message
+
+
+def test_merge_table_restore_needs_no_confirmation(installed_crds: ControlPlane, namespace: str) -> None:
+    """Merge (keep differing rows) and MissingOnly change no existing row: admitted without confirmOverwrite."""
+    for strategy in ("Merge", "MissingOnly"):
+        document = _set(_example(RESTORE), "spec", {
+            "source": {"backupRef": {"name": "b"}}, "target": {"database": {"host": "h", "name": "app"}},
+            "mode": "Tables", "tables": ["payment"], "strategy": strategy})
+        applied = _apply(installed_crds, namespace, document)
+        assert applied.returncode == 0, applied.stderr

@@ -87,3 +87,20 @@ def test_child_state_reads_phase_and_reason() -> None:
     state = child_state("c", body)
     assert state.finished and state.reason == "AuthenticationFailed"
     assert not child_state("c", None).exists
+
+
+def test_table_restore_lists_partitions_in_status_and_safety_backup_covers_the_whole_target() -> None:
+    spec = DatabaseRestoreSpec.model_validate({
+        "source": {"backupRef": {"name": "nightly"}},
+        "target": {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}},
+        "mode": "Tables", "tables": ["payment"], "strategy": "Merge",
+        "safetyBackup": {"enabled": True, "storage": STORAGE},
+    })
+    decision = reconcile_restore(spec, DatabaseRestoreStatus(), observe(), generation=1, now=NOW)
+    # No scope: every table the restore touches (and every table referencing them) is in the safety backup.
+    assert "scope" not in decision.children[0].spec
+    result = {"ok": True, "tablesRestored": 2, "tables": ["public.payment_2026_01", "public.payment_2026_02"]}
+    decision = reconcile_restore(spec, DatabaseRestoreStatus(phase="Restoring"),
+                                 observe(safety=ChildState("undo-safety", "Succeeded"), restore=finished(result)),
+                                 generation=1, now=NOW)
+    assert decision.status.restored_tables == ["public.payment_2026_01", "public.payment_2026_02"]

@@ -131,3 +131,26 @@ def test_job_template_overrides_backoff_deadline_and_scheduling() -> None:
     assert pod["nodeSelector"] == {"pool": "batch"}
     assert pod["containers"][0]["resources"]["limits"] == {"memory": "256Mi"}
     assert all_jobs()["backup-s3"]["spec"]["backoffLimit"] == 1
+
+
+@pytest.mark.parametrize(("strategy", "on_conflict", "flags"), [
+    ("Replace", "Keep", []),
+    ("Merge", "Keep", ["--strategy", "merge"]),
+    ("Merge", "Overwrite", ["--strategy", "merge", "--on-conflict", "overwrite"]),
+    ("MissingOnly", "Keep", ["--strategy", "missing-only"]),
+])
+def test_restore_strategy_reaches_the_runner_flags(strategy: str, on_conflict: str, flags: list[str]) -> None:
+    from dbops.cli.main import build_parser
+
+    spec = DatabaseRestoreSpec.model_validate({
+        "source": {"backupRef": {"name": "b"}}, "target": {"database": {"uriSecretRef": {"name": "db", "key": "u"}}},
+        "mode": "Tables", "tables": ["rental"], "strategy": strategy, "onConflict": on_conflict,
+        "confirmOverwrite": "app",
+    })
+    storage = DatabaseBackupSpec.model_validate(S3_BACKUP).storage
+    job = jobs.build_restore_job(OWNER, spec, storage, "s3://b/p", image=IMAGE)
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert all(flag in args for flag in flags) and ("--strategy" in args) == bool(flags)
+    parsed = build_parser("restore").parse_args(args)
+    assert (parsed.strategy, parsed.on_conflict) == (
+        {"Replace": "replace", "Merge": "merge", "MissingOnly": "missing-only"}[strategy], on_conflict.lower())

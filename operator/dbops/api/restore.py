@@ -91,6 +91,24 @@ class DatabaseRestoreSpec(ApiModel):
                     "fieldPath": ".confirmOverwrite",
                 },
                 {
+                    "rule": "self.mode != 'Tables' || (self.strategy != 'Replace' && self.onConflict != 'Overwrite') || "
+                    "(has(self.confirmOverwrite) && self.confirmOverwrite != '' && "
+                    "(!has(self.target.database.name) || self.confirmOverwrite == self.target.database.name))",
+                    "message": "a Tables restore with strategy Replace or onConflict Overwrite changes existing rows: "
+                    "set confirmOverwrite to the target database name",
+                    "fieldPath": ".confirmOverwrite",
+                },
+                {
+                    "rule": "self.mode == 'Tables' || self.strategy == 'Replace'",
+                    "message": "strategy is only used with mode: Tables",
+                    "fieldPath": ".strategy",
+                },
+                {
+                    "rule": "self.onConflict == 'Keep' || self.strategy == 'Merge'",
+                    "message": "onConflict: Overwrite is only used with strategy: Merge",
+                    "fieldPath": ".onConflict",
+                },
+                {
                     "rule": "!self.recreate || self.mode == 'Full'",
                     "message": "recreate is only used with mode: Full",
                     "fieldPath": ".recreate",
@@ -114,6 +132,12 @@ class DatabaseRestoreSpec(ApiModel):
         Field(default_factory=list)
     )
     """Tables to restore with mode: Tables (schema-qualified or not)."""
+    strategy: Literal["Replace", "Merge", "MissingOnly"] = "Replace"
+    """Mode Tables: Replace (rows become the backup's; needs confirmOverwrite), Merge (insert the backup's missing
+    rows, keep every current row, report rows that differ) or MissingOnly (insert missing rows only). Foreign keys
+    into and out of the tables are checked before commit; a violation rolls everything back."""
+    on_conflict: Literal["Keep", "Overwrite"] = "Keep"
+    """Strategy Merge: keep rows that differ from the backup, or overwrite them (needs confirmOverwrite)."""
     clean: bool = False
     """Drop objects before recreating them (needs confirmOverwrite)."""
     recreate: bool = False
@@ -156,5 +180,7 @@ class DatabaseRestoreStatus(ResourceStatus):
     """The safety DatabaseBackup."""
     tables_restored: int | None = None
     """Tables restored."""
+    restored_tables: Annotated[list[str], Field(max_length=1024)] | None = None
+    """Mode Tables: the tables restored (a partitioned table's partitions listed one by one)."""
     verification: RestoreTestResult | None = None
     """Row-count comparison and checks."""

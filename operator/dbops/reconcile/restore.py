@@ -93,6 +93,8 @@ def reconcile_restore(spec: DatabaseRestoreSpec, status: DatabaseRestoreStatus, 
                                         sha256=source.sha256, backup_name=source.backup_name)
     if isinstance(result.get("tablesRestored"), int):
         status.tables_restored = int(result["tablesRestored"])
+    if isinstance(result.get("tables"), list):
+        status.restored_tables = [str(table) for table in result["tables"]][:1024]
     status.verification = _verification(result.get("verification"))
     if restore.state == "Failed":
         status.mark_failed(restore.reason, restore.message, generation=generation, now=now)

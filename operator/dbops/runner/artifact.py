@@ -19,7 +19,9 @@ def load_manifest(store: storage.Storage) -> BackupManifest:
     """The manifest of the backup folder ``store`` points at; NotFoundError when there is none."""
     try:
         data = store.get_bytes(MANIFEST_KEY)
-    except errors.NotFoundError:
+    except errors.NotFoundError as error:
+        if error.reason == "BucketNotFound":
+            raise
         raise errors.NotFoundError(
             f"no backup at {store.location.uri()}: {MANIFEST_KEY} is missing (a backup without a manifest "
             "is incomplete)"
@@ -41,16 +43,27 @@ def stream_verified(
     size = 0
     decompressor = compression.decompressor(codec) if sink is not None else None
     meter = progress.Progress(f"{label} {store.location.uri(item.name)}", total=item.size_bytes)
+    corrupt: errors.VerificationError | None = None
     for chunk in store.read(item.name):
         digest.update(chunk)
         size += len(chunk)
         meter.add(len(chunk))
-        if decompressor is not None and sink is not None:
-            sink(decompressor.decompress(chunk))
+        if decompressor is not None and sink is not None and corrupt is None:
+            try:
+                sink(decompressor.decompress(chunk))
+            except errors.VerificationError as error:
+                corrupt = error  # read on: the checksum names what is wrong better than the codec can
     meter.finish()
-    check_digest(item, size, digest.hexdigest(), store.location.uri(item.name))
-    if decompressor is not None:
-        decompressor.finish()
+    uri = store.location.uri(item.name)
+    check_digest(item, size, digest.hexdigest(), uri)
+    try:
+        if corrupt is not None:
+            raise corrupt
+        if decompressor is not None:
+            decompressor.finish()
+    except errors.VerificationError as error:
+        raise errors.VerificationError(f"{uri} (sha256 {item.sha256[:16]}… matches the manifest): {error}",
+                                       reason=error.reason) from None
 
 
 def check_digest(item: StoredObject, size: int, sha256: str, uri: str) -> None:

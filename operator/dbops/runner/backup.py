@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -199,8 +199,9 @@ class _StderrTail:
         return "\n".join(self.lines)
 
 
-def tool_error(tool: str, stderr: str, settings: connection.ConnectionSettings) -> errors.DbopsError:
-    """A clear error for a failed pg_dump/pg_restore/psql from its stderr."""
+def tool_error(tool: str, stderr: str, settings: connection.ConnectionSettings,
+               command: Sequence[str] = ()) -> errors.DbopsError:
+    """A clear error for a failed pg_dump/pg_restore/psql from its stderr (``command``: its argv, for names)."""
     text = settings.redact(stderr)
     lowered = text.lower()
     if "connection to server" in lowered and ("failed" in lowered or "refused" in lowered):
@@ -216,6 +217,10 @@ def tool_error(tool: str, stderr: str, settings: connection.ConnectionSettings) 
         return errors.ConfigurationError(f"{tool}: {_error_line(text)}")
     if "permission denied" in lowered:
         return errors.AuthenticationError(f"{tool}: {_error_line(text)}")
+    if re.search(r"no matching (tables|schemas|extensions|foreign servers) were found", lowered):
+        named = [arg.replace("=", " ", 1) for arg in command if arg.startswith(("--table=", "--schema="))]
+        return errors.InvalidSpecError(f"{tool}: {_error_line(text)} for {', '.join(named) or 'the scope'}",
+                                       reason="NoMatchingObjects")
     if "no space left on device" in lowered:
         return errors.PermanentError(f"{tool}: disk full: {_error_line(text)}", reason="DiskFull")
     return errors.TransientError(f"{tool} failed: {_error_line(text)}")
@@ -362,7 +367,7 @@ def _dump_stream(
         writer.write(packed)
         code = process.wait()
         if code != 0:
-            raise tool_error("pg_dump", stderr.text(), settings)
+            raise tool_error("pg_dump", stderr.text(), settings, command)
         size = _commit(writer, store, name, versions)
     except BaseException:
         writer.abort()
@@ -386,7 +391,7 @@ def _dump_directory(
             stdin=subprocess.DEVNULL, capture_output=True, env=settings.subprocess_env(), check=False,
         )
         if result.returncode != 0:
-            raise tool_error("pg_dump", result.stderr.decode(errors="replace"), settings)
+            raise tool_error("pg_dump", result.stderr.decode(errors="replace"), settings, command)
         objects = []
         suffix = compression.SUFFIXES[options.codec]
         written: list[str] = []

@@ -143,9 +143,13 @@ def connection_error(message: str, settings: ConnectionSettings) -> errors.Dbops
         return errors.AuthenticationError(f"PostgreSQL at {where} rejected the credentials (password authentication failed)")
     if "no pg_hba.conf entry" in lowered or "authentication failed" in lowered:
         return errors.AuthenticationError(f"PostgreSQL at {where} refused the connection: {_first_line(text)}")
-    match = re.search(r'database "([^"]+)" does not exist', text)
+    match = re.search(r'database "(.+)" does not exist', text)
     if match:
         return errors.NotFoundError(f'database "{match[1]}" does not exist on {where}')
+    invalid = ("invalid integer value", "invalid connection option", "missing \"=\" after", "invalid sslmode value",
+               "invalid uri", "invalid percent-encoded token", "unexpected spaces found", "invalid port number")
+    if any(marker in lowered for marker in invalid):
+        return errors.InvalidSpecError(f"the connection settings for {where} are invalid: {_first_line(text)}")
     if "role" in lowered and "does not exist" in lowered:
         return errors.AuthenticationError(f"PostgreSQL at {where}: {_first_line(text)}")
     if "ssl" in lowered and ("not support" in lowered or "unsupported" in lowered):

@@ -73,6 +73,10 @@ def parse_location(text: str) -> Location:
 def backup_location(text: str) -> Location:
     """The folder of one backup, from its folder or its ``manifest.json`` location."""
     location = parse_location(text)
+    if location.scheme == "file" and Path(location.path).is_file() and Path(location.path).name != "manifest.json":
+        raise errors.InvalidSpecError(
+            f"{location.path} is a file, not a backup folder: pass the folder that holds manifest.json "
+            f"({Path(location.path).parent})", reason="NotAFolder")
     if location.path.rstrip("/").endswith("manifest.json"):
         if location.scheme == "s3":
             return dataclasses.replace(location, path=location.path.rstrip("/").rsplit("/", 1)[0])
@@ -180,12 +184,21 @@ def already_exists(uri: str) -> errors.DbopsError:
     return errors.PermanentError(f"{uri} already exists: another run committed it first", reason="AlreadyExists")
 
 
+def not_a_folder(path: Path) -> errors.DbopsError:
+    """The error for a storage path whose folder (or one above it) is a regular file."""
+    file = next((p for p in (path, *path.parents) if p.is_file()), path)
+    return errors.InvalidSpecError(f"{file} is a file, not a folder: point the storage or --from at a directory",
+                                   reason="NotAFolder")
+
+
 def disk_error(error: OSError, path: Path) -> errors.DbopsError:
     """A clear error for a failed local write (disk full, permissions, other)."""
     if error.errno == errno.ENOSPC:
         return errors.PermanentError(f"disk full while writing {path}", reason="DiskFull")
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return errors.AuthenticationError(f"no permission to write {path}: {error.strerror}")
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        return not_a_folder(path)
     return errors.TransientError(f"cannot write {path}: {error.strerror}")
 
 
@@ -252,6 +265,8 @@ class LocalStorage:
             handle = open(path, "rb")  # noqa: SIM115
         except FileNotFoundError:
             raise errors.NotFoundError(f"{path.as_uri()} does not exist") from None
+        except NotADirectoryError:
+            raise not_a_folder(path) from None
         with handle:
             while chunk := handle.read(READ_CHUNK):
                 yield chunk
@@ -269,6 +284,8 @@ class LocalStorage:
             return path.read_bytes()
         except FileNotFoundError:
             raise errors.NotFoundError(f"{path.as_uri()} does not exist") from None
+        except NotADirectoryError:
+            raise not_a_folder(path) from None
 
     def exists(self, key: str) -> bool:
         """Whether the file exists."""
@@ -310,7 +327,9 @@ def _s3_error(error: Exception, what: str) -> errors.DbopsError:
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code == "NoSuchBucket":
-            return errors.NotFoundError(f"{what}: the bucket does not exist")
+            bucket = error.response.get("Error", {}).get("BucketName") or ""
+            return errors.NotFoundError(f"{what}: bucket {bucket or '(unnamed)'!r} does not exist",
+                                        reason="BucketNotFound")
         if code in ("NoSuchKey", "NotFound") or status == 404:
             return errors.NotFoundError(f"{what}: no such object")
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden") or status == 403:
@@ -323,7 +342,8 @@ def _s3_error(error: Exception, what: str) -> errors.DbopsError:
     if isinstance(error, botocore_exceptions.NoCredentialsError):
         return errors.AuthenticationError(f"{what}: no S3 credentials (set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
     if isinstance(error, botocore_exceptions.EndpointConnectionError | botocore_exceptions.ConnectionError):
-        return errors.TransientError(f"{what}: cannot reach the S3 endpoint")
+        endpoint = getattr(error, "kwargs", {}).get("endpoint_url") or ""
+        return errors.TransientError(f"{what}: cannot reach the S3 endpoint {redact(str(endpoint))}".rstrip())
     if isinstance(error, botocore_exceptions.BotoCoreError):
         return errors.TransientError(f"{what}: {redact(str(error))}")
     raise error
@@ -500,7 +520,7 @@ class S3Storage:
         try:
             _call(what, self.client.head_bucket, Bucket=self.location.bucket)
         except errors.NotFoundError:
-            raise errors.NotFoundError(f"{what} does not exist") from None
+            raise errors.NotFoundError(f"{what} does not exist", reason="BucketNotFound") from None
 
     def list_keys(self) -> list[str]:
         """Every key under the prefix, relative to it."""

@@ -192,6 +192,7 @@ def checks_json(checks: list[SqlCheck]) -> str:
 
 
 RESTORE_MODES = {"Full": "full", "Tables": "tables", "SchemaOnly": "schema-only", "DataOnly": "data-only"}
+RESTORE_STRATEGIES = {"Replace": "replace", "Merge": "merge", "MissingOnly": "missing-only"}
 
 
 def build_restore_job(owner: Owner, spec: DatabaseRestoreSpec, source_storage: Storage, artifact_dir: str,
@@ -201,6 +202,10 @@ def build_restore_job(owner: Owner, spec: DatabaseRestoreSpec, source_storage: S
     args = ["restore", "--from", artifact_dir, "--mode", RESTORE_MODES[spec.mode], *access.args]
     for table in spec.tables:
         args += option("--table", table)
+    if spec.strategy != "Replace":
+        args += ["--strategy", RESTORE_STRATEGIES[spec.strategy]]
+    if spec.on_conflict != "Keep":
+        args += ["--on-conflict", spec.on_conflict.lower()]
     if spec.target.create:
         args.append("--create")
     if spec.clean:
