@@ -142,3 +142,49 @@ def test_recreate_is_refused_without_confirmation_privileges_or_a_valid_archive(
     assert run.code in (1, 2), run.stderr
     assert run.result["reason"] == "ChecksumMismatch"
     assert untouched()
+
+
+DATABASE_PROPERTIES = """
+SELECT coalesce((SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
+                                   || ':' || a.privilege_type, ',' ORDER BY 1)
+                 FROM aclexplode(d.datacl) a), 'default')
+       || ' | ' || coalesce((SELECT string_agg(coalesce(pg_get_userbyid(nullif(s.setrole, 0)), '*') || ':'
+                                               || array_to_string(s.setconfig, ';'), ',' ORDER BY 1)
+                            FROM pg_db_role_setting s WHERE s.setdatabase = d.oid), '')
+       || ' | ' || coalesce(shobj_description(d.oid, 'pg_database'), '')
+FROM pg_database d WHERE d.datname = '{}'
+"""
+
+
+def test_recreate_brings_back_database_grants_settings_and_comment(
+    pg_server: PostgresServer, target: str, owner_role: str, tmp_path: Path
+) -> None:
+    """Issue 13: a role-specific GRANT and ALTER DATABASE … SET survive a rollback by recreate."""
+    server = pg_server
+    reader = f"reader_{uuid.uuid4().hex[:8]}"
+    server.psql(f"CREATE ROLE {reader} LOGIN")
+    try:
+        server.psql(f"""
+            REVOKE ALL ON DATABASE {target} FROM PUBLIC;
+            GRANT CONNECT, TEMPORARY ON DATABASE {target} TO {reader};
+            ALTER DATABASE {target} SET search_path = app, "$user", public;
+            ALTER DATABASE {target} SET statement_timeout = '30s';
+            ALTER ROLE {reader} IN DATABASE {target} SET work_mem = '8MB';
+            COMMENT ON DATABASE {target} IS 'the app''s database';
+        """)
+        server.psql("CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY); INSERT INTO app.t VALUES (1)",
+                    target)
+        recorded = server.psql(DATABASE_PROPERTIES.format(target))
+        assert f"{reader}:CONNECT" in recorded and "search_path=app" in recorded and "app''s" not in recorded
+        folder = _backup(server, target, tmp_path)
+        # The failed migration changed them too; the rollback must bring back the backup's.
+        server.psql(f"ALTER DATABASE {target} RESET search_path; GRANT ALL ON DATABASE {target} TO PUBLIC;"
+                    f"COMMENT ON DATABASE {target} IS NULL")
+        run = run_dbops(["restore", "--from", str(folder), "--dbname", target, "--recreate",
+                         "--confirm-overwrite", target], runner_env(server), tmp_path)
+        assert run.code == 0, run.output
+        assert server.psql(DATABASE_PROPERTIES.format(target)) == recorded
+        assert server.psql("SHOW search_path", target) == 'app, "$user", public'
+        assert server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "1"
+    finally:
+        server.psql(f"DROP DATABASE IF EXISTS {target}; DROP ROLE IF EXISTS {reader}")

@@ -64,10 +64,10 @@ CASES: dict[str, Case] = {
         lambda w: [str(w.tmp / "nothing-here")]),
     "restore-missing-bucket": Case(
         lambda w: ["restore", "--from", "s3://no-such-bucket-dbops/x/y", "--dbname", w.dbname, *w.s3], USER,
-        lambda w: ["bucket 'no-such-bucket-dbops' does not exist"]),
+        lambda w: ["S3 bucket 'no-such-bucket-dbops' does not exist"]),
     "verify-missing-bucket": Case(
         lambda w: ["verify", "--from", "s3://no-such-bucket-dbops/x/y", *w.s3], USER,
-        lambda w: ["bucket 'no-such-bucket-dbops' does not exist"]),
+        lambda w: ["S3 bucket 'no-such-bucket-dbops' does not exist"]),
     "backup-missing-bucket": Case(
         lambda w: ["backup", "--dbname", w.dbname, "--storage", "s3://no-such-bucket-dbops/x", *w.s3], USER,
         lambda w: ["S3 bucket 'no-such-bucket-dbops' does not exist"]),

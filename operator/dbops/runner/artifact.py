@@ -19,9 +19,9 @@ def load_manifest(store: storage.Storage) -> BackupManifest:
     """The manifest of the backup folder ``store`` points at; NotFoundError when there is none."""
     try:
         data = store.get_bytes(MANIFEST_KEY)
-    except errors.NotFoundError as error:
-        if error.reason == "BucketNotFound":
-            raise
+    except errors.NotFoundError:
+        if isinstance(store, storage.S3Storage):
+            store.check_bucket()  # a missing bucket is named as such, not as a missing manifest
         raise errors.NotFoundError(
             f"no backup at {store.location.uri()}: {MANIFEST_KEY} is missing (a backup without a manifest "
             "is incomplete)"

@@ -22,7 +22,7 @@ from psycopg import sql
 
 import dbops
 from dbops import errors
-from dbops.runner import compression, connection, pgtools, progress, storage
+from dbops.runner import compression, connection, dbproperties, pgtools, progress, storage
 from dbops.runner.manifest import MANIFEST_KEY, BackupManifest, BackupScope, StoredObject, TableRows
 
 FORMATS = ("custom", "directory", "plain")
@@ -271,6 +271,7 @@ def run_backup(
         assert row is not None
         snapshot = str(row[0])
         tables = tables_in_scope(user_tables(conn), options.scope)
+        properties = dbproperties.read(conn)
         counted: dict[str, int] = {}
         counting_failure: list[BaseException] = []
 
@@ -302,6 +303,7 @@ def run_backup(
         objects=objects, server_version=info.version, server_version_num=info.version_num,
         dump_tool_version=tools.version, database_size_bytes=info.database_size_bytes, scope=options.scope,
         tables=[TableRows(schema=s, name=t, rows=counted.get(f"{s}.{t}") if data else None) for s, t, data in tables],
+        database_properties=properties,
         started_at=started, completed_at=datetime.datetime.now(datetime.UTC), dbops_version=dbops.__version__,
     )
     try:

@@ -53,6 +53,31 @@ class BackupScope(_Model):
     exclude_table_data: list[str] = []
 
 
+class DatabaseGrant(_Model):
+    """One privilege on the database (``PUBLIC`` or a role)."""
+
+    grantee: str
+    privilege: str
+    grantable: bool = False
+
+
+class DatabaseSetting(_Model):
+    """``ALTER DATABASE … SET`` (role None) or ``ALTER ROLE … IN DATABASE … SET`` entries, as ``name=value``."""
+
+    role: str | None = None
+    config: list[str] = []
+
+
+class DatabaseProperties(_Model):
+    """What ``CREATE DATABASE`` does not bring back: privileges, settings, comment."""
+
+    default_acl: bool = True
+    """The database had the default privileges (no GRANT or REVOKE on it)."""
+    grants: list[DatabaseGrant] = []
+    settings: list[DatabaseSetting] = []
+    comment: str | None = None
+
+
 class BackupManifest(_Model):
     """Everything needed to verify and restore one backup."""
 
@@ -70,6 +95,8 @@ class BackupManifest(_Model):
     database_size_bytes: int
     scope: BackupScope = BackupScope()
     tables: list[TableRows] = []
+    database_properties: DatabaseProperties | None = None
+    """Database-level privileges, settings and comment (absent in manifests of older versions)."""
     started_at: datetime.datetime
     completed_at: datetime.datetime
     dbops_version: str = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 from pathlib import Path
 
 from dbops import errors
@@ -110,7 +111,10 @@ def _prepare_target(
         row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         superuser = bool(row and row[0])
     if options.recreate and exists:
-        restore_admin.recreate_database(settings, options.maintenance_dbname)
+        skipped = restore_admin.recreate_database(settings, options.maintenance_dbname,
+                                                  manifest.database_properties)
+        for problem in skipped:
+            print(f"warning: not re-applied to the re-created database: {problem}", file=sys.stderr)
     elif options.terminate_connections:
         with restore_admin.maintenance_connection(settings, options.maintenance_dbname) as admin:
             restore_admin.terminate_connections(admin, settings.dbname)

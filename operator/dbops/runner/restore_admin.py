@@ -10,7 +10,8 @@ import psycopg
 from psycopg import sql
 
 from dbops import errors
-from dbops.runner import connection
+from dbops.runner import connection, dbproperties
+from dbops.runner.manifest import DatabaseProperties
 
 
 def database_exists(settings: connection.ConnectionSettings) -> bool:
@@ -58,13 +59,17 @@ FROM pg_database d WHERE d.datname = %s
 """
 
 
-def recreate_database(settings: connection.ConnectionSettings, maintenance_dbname: str = "postgres") -> None:
-    """Drop the database (terminating its sessions) and create it empty with its owner, encoding and locale.
+def recreate_database(settings: connection.ConnectionSettings, maintenance_dbname: str = "postgres",
+                      recorded: DatabaseProperties | None = None) -> list[str]:
+    """Drop the database (terminating its sessions) and create it empty with its owner, encoding and locale, then
+    give it back its privileges, settings and comment: those ``recorded`` in the backup, else its own.
 
     Privileges are checked first, so a role that could drop but not create never leaves the database gone.
+    Returns the properties that could not be applied (their role no longer exists).
     """
     dbname = settings.dbname
     with maintenance_connection(settings, maintenance_dbname) as conn:
+        properties = recorded or dbproperties.read(conn, dbname)
         row = conn.execute(_DATABASE_PROPERTIES, (dbname,)).fetchone()
         if row is None:
             raise errors.NotFoundError(f'database "{dbname}" does not exist on {settings.describe()}')
@@ -96,6 +101,7 @@ def recreate_database(settings: connection.ConnectionSettings, maintenance_dbnam
             terminate_connections(conn, dbname)
             conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(dbname)))
         conn.execute(create)
+        return dbproperties.apply(conn, dbname, owner, properties)
 
 
 def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:

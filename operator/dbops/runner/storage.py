@@ -328,8 +328,7 @@ def _s3_error(error: Exception, what: str) -> errors.DbopsError:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code == "NoSuchBucket":
             bucket = error.response.get("Error", {}).get("BucketName") or ""
-            return errors.NotFoundError(f"{what}: bucket {bucket or '(unnamed)'!r} does not exist",
-                                        reason="BucketNotFound")
+            return errors.NotFoundError(f"{what}: bucket {bucket or '(unnamed)'!r} does not exist")
         if code in ("NoSuchKey", "NotFound") or status == 404:
             return errors.NotFoundError(f"{what}: no such object")
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden") or status == 403:
@@ -520,7 +519,7 @@ class S3Storage:
         try:
             _call(what, self.client.head_bucket, Bucket=self.location.bucket)
         except errors.NotFoundError:
-            raise errors.NotFoundError(f"{what} does not exist", reason="BucketNotFound") from None
+            raise errors.NotFoundError(f"{what} does not exist") from None
 
     def list_keys(self) -> list[str]:
         """Every key under the prefix, relative to it."""
