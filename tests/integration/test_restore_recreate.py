@@ -187,4 +187,5 @@ def test_recreate_brings_back_database_grants_settings_and_comment(
         assert server.psql("SHOW search_path", target) == 'app, "$user", public'
         assert server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "1"
     finally:
-        server.psql(f"DROP DATABASE IF EXISTS {target}; DROP ROLE IF EXISTS {reader}")
+        server.drop_database(target)
+        server.psql(f"DROP ROLE IF EXISTS {reader}")

@@ -194,3 +194,33 @@ def test_partition_parent_unknown_to_the_target_and_non_table_are_named(
     server, dbname, folder = pagila
     run = _restore(server, dbname, folder, tmp_path, "--table", "nope", "--strategy", "merge")
     assert run.code == 2 and "table 'nope' is not in backup nightly" in run.result["message"], run.output
+
+
+def test_non_superuser_replace_never_cascades_into_other_tables(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    """As the owning role (triggers on, ON DELETE CASCADE live) a Replace must refuse, not delete payments."""
+    server, dbname = database
+    role = f"app_{dbname[-8:]}"
+    server.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'app-pw'; ALTER DATABASE {dbname} OWNER TO {role}")
+    try:
+        env = runner_env(server, PGUSER=role, PGPASSWORD="app-pw")
+        server.psql(f"SET ROLE {role};" + SCHEMA, dbname)
+        run = run_dbops(["backup", "--dbname", dbname, "--storage", str(tmp_path / "s"), "--name", "n"], env,
+                        tmp_path)
+        assert run.code == 0, run.output
+        server.psql(AFTER_BACKUP_NEW_RENTAL, dbname)
+        before = datasets.table_checksums(server, dbname)
+        run = run_dbops(["restore", "--from", str(tmp_path / "s" / "local" / dbname / "n"), "--dbname", dbname,
+                         "--mode", "tables", "--table", "rental", "--confirm-overwrite", dbname], env, tmp_path)
+        assert run.code == 2 and run.result["reason"] == "ForeignKeyViolation", run.output
+        assert "payment_rental_id_fkey" in run.result["message"]
+        assert datasets.table_checksums(server, dbname) == before
+        merged = run_dbops(["restore", "--from", str(tmp_path / "s" / "local" / dbname / "n"), "--dbname", dbname,
+                            "--mode", "tables", "--table", "rental", "--strategy", "merge"], env, tmp_path)
+        assert merged.code == 0, merged.output
+        assert datasets.table_checksums(server, dbname) == before  # nothing was missing
+    finally:
+        server.psql(f"ALTER DATABASE {dbname} OWNER TO {server.user}; REASSIGN OWNED BY {role} TO {server.user};"
+                    f"DROP OWNED BY {role}", dbname)
+        server.psql(f"DROP ROLE IF EXISTS {role}")

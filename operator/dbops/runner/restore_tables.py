@@ -25,6 +25,7 @@ ON_CONFLICT = ("keep", "overwrite")
 _IDENT = r'(?:"(?:[^"]|"")*"|[^\s."(),]+)'
 _COPY = re.compile(rf"^COPY ({_IDENT})\.({_IDENT}) \((.*)\) FROM stdin;$")
 _SETVAL = re.compile(r"^SELECT pg_catalog\.setval\('((?:[^']|'')*)', (\d+|-\d+), (true|false)\);$")
+_ENCODING = re.compile(r"^SET client_encoding = '([A-Za-z0-9_]+)';$")
 _BATCH = 1 << 20
 _SAMPLE = 5
 
@@ -107,7 +108,12 @@ def _stage(conn: Conn, lines: IO[bytes], tables: list[str]) -> _Script:
     """Read pg_restore's data script: COPY blocks go into temporary tables, setval calls are collected."""
     script = _Script()
     for raw in lines:
-        line = raw.decode().rstrip("\n")
+        line = raw.decode(errors="replace").rstrip("\n")
+        encoding = _ENCODING.match(line)
+        if encoding:
+            # COPY rows are passed on as bytes: the session must read them in the dump's encoding.
+            conn.execute(sql.SQL("SET client_encoding TO {}").format(sql.Literal(encoding[1])))
+            continue
         copy = _COPY.match(line)
         if copy:
             table = f"{unquote(copy[1])}.{unquote(copy[2])}"
