@@ -18,6 +18,7 @@ from typing import Any
 from dbops_testbed.images import ImageConfig, ImageStore
 from dbops_testbed.objects import JSON, now, response_json
 from dbops_testbed.pods import PodWorker
+from dbops_testbed.provisioner import HostPathProvisioner
 from dbops_testbed.references import MissingReference
 from dbops_testbed.sandbox import HostMountPoints
 
@@ -51,6 +52,7 @@ class ProcessNodeExecutor:
         restart_backoff_seconds: float = 10.0,
         extra_env: dict[str, str] | None = None,
         images: dict[str, ImageConfig] | None = None,
+        provision_volumes: bool = True,
     ) -> None:
         """Prepare (not start) a node.
 
@@ -60,7 +62,8 @@ class ProcessNodeExecutor:
         `restart_backoff_seconds`: the first OnFailure/Always restart delay (doubling, capped at
         300 s). `extra_env`: variables added to every container's base environment (pod env wins).
         `images`: the non-project images this node can run, by repository (default
-        `dbops_testbed.images.TEST_IMAGES`); the project's image always runs.
+        `dbops_testbed.images.TEST_IMAGES`); the project's image always runs. `provision_volumes`:
+        run the host-directory provisioner and its default StorageClass (`provisioner.py`).
         """
         from kubernetes import client
 
@@ -73,6 +76,8 @@ class ProcessNodeExecutor:
         self.images = ImageStore(images)
         self._own_work_dir = work_dir is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="dbops-node-"))
+        self.provisioner = (HostPathProvisioner(api_client, self.work_dir / "persistent-volumes")
+                            if provision_volumes else None)
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._workers: dict[str, PodWorker] = {}
@@ -90,6 +95,8 @@ class ProcessNodeExecutor:
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             raise RuntimeError("ProcessNodeExecutor needs root and unshare(1) to give containers a mount namespace")
         self._register_node()
+        if self.provisioner is not None:
+            self.provisioner.start()
         self._watch_thread = threading.Thread(target=self._watch_loop, name="dbops-node-watch", daemon=True)
         self._watch_thread.start()
         return self
@@ -97,6 +104,8 @@ class ProcessNodeExecutor:
     def stop(self) -> None:
         """Stop watching, kill every container process, delete the Node and remove the work directory."""
         self._stopping.set()
+        if self.provisioner is not None:
+            self.provisioner.stop()
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
@@ -327,16 +336,19 @@ class ProcessNodeExecutor:
     # -- reads used by workers ---------------------------------------------------------------
 
     def read_object(self, kind: str, namespace: str, name: str) -> JSON | None:
-        """A Secret, ConfigMap, ServiceAccount or PersistentVolumeClaim as JSON, or None if absent."""
+        """A Secret, ConfigMap, ServiceAccount, PersistentVolumeClaim or PersistentVolume (cluster-wide) as JSON."""
         from kubernetes.client.exceptions import ApiException
 
-        reader: Callable[..., Any] = {
+        reader: Callable[..., Any] | None = {
             "Secret": self.core.read_namespaced_secret,
             "ConfigMap": self.core.read_namespaced_config_map,
             "ServiceAccount": self.core.read_namespaced_service_account,
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
-        }[kind]
+        }.get(kind)
         try:
+            if kind == "PersistentVolume":
+                return response_json(self.core.read_persistent_volume(name, _preload_content=False))
+            assert reader is not None, kind
             return response_json(reader(name, namespace, _preload_content=False))
         except ApiException as error:
             if error.status == 404:

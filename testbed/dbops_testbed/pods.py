@@ -19,7 +19,7 @@ from dbops_testbed.objects import JSON, now
 from dbops_testbed.probes import ContainerProbes, exec_in_container
 from dbops_testbed.references import MissingReference
 from dbops_testbed.security import identity
-from dbops_testbed.volumes import container_mounts, materialize_volumes
+from dbops_testbed.volumes import container_mounts, materialize_volumes, read_only_volumes
 
 if TYPE_CHECKING:
     from dbops_testbed.executor import ProcessNodeExecutor
@@ -265,7 +265,7 @@ class PodWorker(threading.Thread):
         setup = self.pod_dir / "setup" / f"{container.name}.sh"
         setup.write_text(sandbox.setup_script(
             stage=self.pod_dir / "dev" / container.name,
-            mounts=container_mounts(self.volumes, container.spec, container.env),
+            mounts=container_mounts(self.volumes, container.spec, container.env, read_only_volumes(self.spec)),
             spec=container.spec, message_file=message_file, need_mount_point=self._need_mount_point,
             working_dir=container.spec.get("workingDir") or (container.image and container.image.workdir) or "/",
             identity=container.identity))

@@ -47,12 +47,7 @@ def materialize_volumes(node: ProcessNodeExecutor, pod: JSON, directory: Path, v
             volumes[name] = host
             continue
         if "persistentVolumeClaim" in volume:
-            claim = volume["persistentVolumeClaim"]["claimName"]
-            if node.read_object("PersistentVolumeClaim", namespace, claim) is None:
-                raise MissingReference("ContainerCreating", f'persistentvolumeclaim "{claim}" not found')
-            claim_dir = node.work_dir / "claims" / namespace / claim
-            claim_dir.mkdir(parents=True, exist_ok=True)
-            volumes[name] = claim_dir
+            volumes[name] = _claim_path(node, namespace, volume["persistentVolumeClaim"]["claimName"])
             continue
         files = _volume_files(node, pod, volume)
         staging = target.with_name(f".{name}.staging")
@@ -79,8 +74,40 @@ def _apply_fs_group(root: Path, group: int) -> None:
         path.chmod(mode | 0o2070 if path.is_dir() else mode | 0o040)
 
 
-def container_mounts(volumes: dict[str, Path], spec: JSON, env: dict[str, str]) -> list[Mount]:
+def _claim_path(node: ProcessNodeExecutor, namespace: str, claim: str) -> Path:
+    """The host directory of the PersistentVolume bound to `claim`; waits while it is missing or unbound."""
+    obj = node.read_object("PersistentVolumeClaim", namespace, claim)
+    if obj is None:
+        raise MissingReference("ContainerCreating", f'persistentvolumeclaim "{claim}" not found')
+    volume_name = obj["spec"].get("volumeName")
+    if not volume_name or obj.get("status", {}).get("phase") != "Bound":
+        # A scheduler would keep the pod Pending: "pod has unbound immediate PersistentVolumeClaims".
+        raise MissingReference("ContainerCreating", f'persistentvolumeclaim "{claim}" is not bound '
+                                                    f"(phase {obj.get('status', {}).get('phase', 'Pending')})")
+    volume = node.read_object("PersistentVolume", "", volume_name)
+    if volume is None:
+        raise MissingReference("ContainerCreating", f'persistentvolume "{volume_name}" not found')
+    source = volume["spec"].get("hostPath") or volume["spec"].get("local")
+    if source is None:
+        kinds = sorted(set(volume["spec"]) & {"csi", "nfs", "iscsi", "fc", "rbd", "cephfs"}) or ["unknown"]
+        raise MissingReference("ContainerCreating", f"process executor: persistentvolume {volume_name} has an "
+                                                    f"unsupported source {kinds}: only hostPath and local mount here")
+    path = Path(source["path"])
+    if not path.is_dir():
+        raise MissingReference("ContainerCreating", f"persistentvolume {volume_name}: {path} does not exist")
+    return path
+
+
+def read_only_volumes(pod_spec: JSON) -> set[str]:
+    """Volumes whose source says readOnly (a PVC's `readOnly: true`): every mount of them is read-only."""
+    return {volume["name"] for volume in pod_spec.get("volumes") or []
+            if (volume.get("persistentVolumeClaim") or {}).get("readOnly")}
+
+
+def container_mounts(volumes: dict[str, Path], spec: JSON, env: dict[str, str],
+                     read_only: set[str] | None = None) -> list[Mount]:
     """The bind mounts of container `spec` (`subPath`/`subPathExpr` resolved, created if missing)."""
+    read_only = read_only or set()
     mounts = []
     for mount in spec.get("volumeMounts") or []:
         source = volumes.get(mount["name"])
@@ -91,7 +118,7 @@ def container_mounts(volumes: dict[str, Path], spec: JSON, env: dict[str, str]) 
             source = source / sub_path
             if not source.exists():
                 source.mkdir(parents=True)
-        mounts.append(Mount(source, mount["mountPath"], bool(mount.get("readOnly"))))
+        mounts.append(Mount(source, mount["mountPath"], bool(mount.get("readOnly")) or mount["name"] in read_only))
     return mounts
 
 

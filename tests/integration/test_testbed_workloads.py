@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,3 +219,70 @@ def test_a_pod_uses_its_service_account_rbac_in_cluster(kube_client: Any, namesp
     pod = ended(kube_client, namespace, "sa")
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
     assert json.loads(terminated(pod)["message"]) == [65532, True, 403]
+
+
+def claim_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, **spec}}
+
+
+def bound_volume(kube_client: Any, namespace: str, claim: str) -> dict[str, Any]:
+    """The PersistentVolume bound to `claim`, once the binder has bound them."""
+    core = client.CoreV1Api(kube_client)
+    body = wait_for(lambda: (c := read_json(core.read_namespaced_persistent_volume_claim(
+        claim, namespace, _preload_content=False))) and c.get("status", {}).get("phase") == "Bound" and c,
+        timeout=60, message=f"claim {claim} to be bound")
+    return read_json(core.read_persistent_volume(body["spec"]["volumeName"], _preload_content=False))
+
+
+def test_a_claim_is_provisioned_bound_mounted_and_deleted_with_its_directory(
+        kube_client: Any, namespace: str, node_executor: ProcessNodeExecutor | None) -> None:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_persistent_volume_claim(namespace, claim_manifest("data"))
+    volume = bound_volume(kube_client, namespace, "data")
+    claim = read_json(core.read_namespaced_persistent_volume_claim("data", namespace, _preload_content=False))
+    assert volume["metadata"]["name"] == f"pvc-{claim['metadata']['uid']}"
+    assert claim["spec"]["storageClassName"]  # the default StorageClass, set at admission
+    assert volume["spec"]["claimRef"]["name"] == "data" and volume["status"]["phase"] == "Bound"
+    # Two pods in turn see the same files, the second read-only through the claim's readOnly.
+    volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    core.create_namespaced_pod(namespace, pod_manifest(
+        "writer", ["sh", "-c", "echo kept > /data/file"], volumes=volumes,
+        container={"volumeMounts": [{"name": "data", "mountPath": "/data"}]}))
+    assert ended(kube_client, namespace, "writer")["status"]["phase"] == "Succeeded"
+    read_only = [{"name": "data", "persistentVolumeClaim": {"claimName": "data", "readOnly": True}}]
+    core.create_namespaced_pod(namespace, pod_manifest(
+        "reader", ["sh", "-c", "cat /data/file > /dev/termination-log; touch /data/other 2>/dev/null && exit 1; exit 0"],
+        volumes=read_only, container={"volumeMounts": [{"name": "data", "mountPath": "/data"}]}))
+    reader = ended(kube_client, namespace, "reader")
+    assert reader["status"]["phase"] == "Succeeded" and terminated(reader)["message"] == "kept\n"
+    if node_executor is not None:
+        directory = volume["spec"]["hostPath"]["path"]
+        assert (Path(directory) / "file").read_text() == "kept\n"
+    # Reclaim policy Delete: deleting the claim removes the volume and its directory.
+    for pod in ("writer", "reader"):
+        core.delete_namespaced_pod(pod, namespace, grace_period_seconds=0)
+    core.delete_namespaced_persistent_volume_claim("data", namespace)
+
+    def volume_gone() -> bool:
+        try:
+            core.read_persistent_volume(volume["metadata"]["name"], _preload_content=False)
+            return False
+        except client.ApiException as error:
+            return error.status == 404
+
+    wait_for(volume_gone, timeout=90, message="the released volume to be deleted")
+    if node_executor is not None:
+        assert not Path(volume["spec"]["hostPath"]["path"]).exists()
+
+
+def test_a_pod_waits_for_an_unbound_claim(kube_client: Any, namespace: str) -> None:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_persistent_volume_claim(namespace, claim_manifest("nowhere", storageClassName="none-such"))
+    core.create_namespaced_pod(namespace, pod_manifest(
+        "waiting", ["true"], volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "nowhere"}}],
+        container={"volumeMounts": [{"name": "data", "mountPath": "/data"}]}))
+    pod = wait_for(lambda: (p := read_pod(kube_client, namespace, "waiting")) and
+                   "is not bound" in json.dumps(p["status"].get("containerStatuses") or []) and p, timeout=60,
+                   message="the pod to wait for its claim")
+    assert pod["status"]["phase"] == "Pending"
