@@ -268,7 +268,8 @@ class PodWorker(threading.Thread):
             mounts=container_mounts(self.volumes, container.spec, container.env, read_only_volumes(self.spec)),
             spec=container.spec, message_file=message_file, need_mount_point=self._need_mount_point,
             working_dir=container.spec.get("workingDir") or (container.image and container.image.workdir) or "/",
-            identity=container.identity))
+            identity=container.identity,
+            read_only_root=bool((container.spec.get("securityContext") or {}).get("readOnlyRootFilesystem"))))
         if container.log is None:
             container.log = open(self.pod_dir / "logs" / f"{container.name}.log", "ab")  # noqa: SIM115
         process = container.process = sandbox.spawn(setup, container.argv, container.env, container.log)

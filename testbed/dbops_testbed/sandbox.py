@@ -97,7 +97,7 @@ def unreachable_ancestors(paths: tuple[Path, ...]) -> list[Path]:
 
 def setup_script(*, stage: Path, mounts: list[Mount], spec: JSON, message_file: Path,
                  need_mount_point: Callable[[str, bool], None], working_dir: str = "/",
-                 identity: Identity | None = None) -> str:
+                 identity: Identity | None = None, read_only_root: bool = False) -> str:
     """A /bin/sh script that builds the container's mount namespace, then execs its command.
 
     `stage`: an empty host directory for the private /dev. `need_mount_point(path, is_file)` is called
@@ -105,6 +105,8 @@ def setup_script(*, stage: Path, mounts: list[Mount], spec: JSON, message_file: 
     user the command runs as (the mounts are made as root first). For a non-root user, a host
     directory it cannot traverse above the "image" (the interpreter under /root, mode 0700) is
     replaced by an empty tmpfs holding only the image's paths: the host's home stays hidden.
+    `read_only_root` (readOnlyRootFilesystem): every mount but /dev, /proc, /sys, the writable
+    volumes and the termination-message file is made read-only in the container's namespace.
     """
     identity = identity or Identity(0, 0)
     stage.mkdir(parents=True, exist_ok=True)
@@ -166,10 +168,26 @@ def setup_script(*, stage: Path, mounts: list[Mount], spec: JSON, message_file: 
         "rm -rf /dev/.dbops-sources",
         f"mkdir -p {q(working_dir)}",
         f"cd {q(working_dir)}",
+        *(_read_only_root([m.target for m in mounts if not m.read_only] + [message_target])
+          if read_only_root else []),
         'PATH="$_container_path"; unset _container_path stage dev source',
         f'exec {" ".join(map(q, identity.setpriv()))} "$@"'.replace("exec  ", "exec "),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _read_only_root(writable: list[str]) -> list[str]:
+    """Script lines remounting the container's view of the host read-only (per mount, not on the host)."""
+    keep = " ".join(shlex.quote(path.rstrip("/") or "/") for path in writable)
+    return [
+        "for mp in $(cut -d' ' -f5 /proc/self/mountinfo); do",
+        '  case "$mp" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue;; esac',
+        '  keep=""',
+        f'  for w in {keep}; do case "$mp" in "$w"|"$w"/*) keep=1;; esac; done',
+        '  [ -n "$keep" ] || mount -o remount,bind,ro "$mp" 2>/dev/null || true',
+        "done",
+        "unset mp keep w",
+    ]
 
 
 def spawn(setup: Path, argv: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:

@@ -286,3 +286,21 @@ def test_a_pod_waits_for_an_unbound_claim(kube_client: Any, namespace: str) -> N
                    "is not bound" in json.dumps(p["status"].get("containerStatuses") or []) and p, timeout=60,
                    message="the pod to wait for its claim")
     assert pod["status"]["phase"] == "Pending"
+
+
+def test_read_only_root_filesystem_leaves_only_volumes_writable(kube_client: Any, namespace: str) -> None:
+    script = ("import errno, json, os\n"
+              "def attempt(path):\n"
+              "    try:\n        open(path, 'w').write('x'); return 'written'\n"
+              "    except OSError as error:\n        return errno.errorcode[error.errno]\n"
+              "result = [attempt('/tmp/dbops-rofs-probe'), attempt('/scratch/file')]\n"
+              "open('/dev/termination-log', 'w').write(json.dumps(result))\n")
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_pod(namespace, pod_manifest(
+        "rofs", ["python3", "-c", script], volumes=[{"name": "scratch", "emptyDir": {}}],
+        container={"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                   "securityContext": {"readOnlyRootFilesystem": True}}))
+    pod = ended(kube_client, namespace, "rofs")
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    assert json.loads(terminated(pod)["message"]) == ["EROFS", "written"]
+    assert not Path("/tmp/dbops-rofs-probe").exists()
