@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass, field
 from typing import IO
@@ -30,6 +31,7 @@ class Container:
     env: dict[str, str] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
     mount_namespace: str | None = None
+    namespace_fd: int | None = None
     image: ImageConfig | None = None
     identity: Identity = field(default_factory=lambda: Identity(0, 0))
     probes: ContainerProbes | None = None
@@ -43,7 +45,15 @@ class Container:
     def note_mount_namespace(self) -> None:
         """Remember the container's mount namespace once its process has entered it."""
         if self.mount_namespace is None and self.process is not None:
-            self.mount_namespace = sandbox.mount_namespace_of(self.process)
+            held = sandbox.hold_mount_namespace(self.process)
+            if held is not None:
+                self.mount_namespace, self.namespace_fd = held
+
+    def release_mount_namespace(self) -> None:
+        """Forget the mount namespace and close the descriptor holding it."""
+        if self.namespace_fd is not None:
+            os.close(self.namespace_fd)
+        self.mount_namespace = self.namespace_fd = None
 
     @property
     def ready(self) -> bool:

@@ -280,7 +280,7 @@ class PodWorker(threading.Thread):
             run_exec=lambda argv, timeout: exec_in_container(process.pid, argv, env, prefix, timeout))
         container.started_at = now()
         container.exit_code = None
-        container.mount_namespace = None
+        container.release_mount_namespace()
         container.state = {"running": {"startedAt": container.started_at}}
         logger.info("pod %s/%s: started container %s (restart %d)", self.namespace, self.name, container.name,
                     container.restart_count)
@@ -295,6 +295,7 @@ class PodWorker(threading.Thread):
         """Record a container's exit and kill what it left behind, as a runtime does when PID 1 exits."""
         assert container.process is not None
         sandbox.kill_leftovers(container.process, container.mount_namespace)
+        container.release_mount_namespace()
         code = container.process.returncode
         exit_code = 128 - code if code < 0 else code
         container.exit_code = exit_code

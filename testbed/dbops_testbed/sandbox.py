@@ -199,13 +199,22 @@ def spawn(setup: Path, argv: list[str], env: dict[str, str], log: IO[bytes]) -> 
     )
 
 
-def mount_namespace_of(process: subprocess.Popen[bytes]) -> str | None:
-    """The process's mount namespace once it has left ours (None before, or if it is gone)."""
-    with contextlib.suppress(OSError):
-        namespace = os.readlink(f"/proc/{process.pid}/ns/mnt")
-        if namespace != os.readlink("/proc/self/ns/mnt"):
-            return namespace
-    return None
+def hold_mount_namespace(process: subprocess.Popen[bytes]) -> tuple[str, int] | None:
+    """The process's mount namespace once it has left ours, and an open descriptor holding it.
+
+    Holding it matters: a freed namespace's identity (its inode number) is reused by the next
+    namespace created, and `kill_leftovers` must not kill another container's processes.
+    The caller closes the descriptor once done with the namespace. None before, or if it is gone.
+    """
+    try:
+        descriptor = os.open(f"/proc/{process.pid}/ns/mnt", os.O_RDONLY)
+    except OSError:
+        return None
+    namespace = os.readlink(f"/proc/self/fd/{descriptor}")
+    if namespace == os.readlink("/proc/self/ns/mnt"):
+        os.close(descriptor)
+        return None
+    return namespace, descriptor
 
 
 def kill_leftovers(process: subprocess.Popen[bytes], mount_namespace: str | None) -> None:

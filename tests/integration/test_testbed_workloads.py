@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,37 @@ def test_read_only_root_filesystem_leaves_only_volumes_writable(kube_client: Any
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
     assert json.loads(terminated(pod)["message"]) == ["EROFS", "written"]
     assert not Path("/tmp/dbops-rofs-probe").exists()
+
+
+def test_leftover_killing_never_hits_a_later_container_that_reused_the_namespace_identity() -> None:
+    """Regression: a freed mount namespace's inode number is reused at once by the next one.
+
+    The executor kills whatever is left in an exited container's namespace; matching a stale
+    identity killed the next container started (exit code 137 in unrelated pods).
+    """
+    import subprocess
+    import time
+
+    from dbops_testbed import sandbox
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--", "sleep", "30"],
+                                start_new_session=True)
+
+    first = start()
+    held = wait_for(lambda: sandbox.hold_mount_namespace(first), timeout=10, message="the first namespace")
+    namespace, descriptor = held
+    first.kill()
+    first.wait()
+    second = start()
+    try:
+        _, second_descriptor = wait_for(lambda: sandbox.hold_mount_namespace(second), timeout=10,
+                                        message="the second namespace")
+        os.close(second_descriptor)
+        sandbox.kill_leftovers(first, namespace)
+        time.sleep(0.2)
+        assert second.poll() is None, "the later container was killed"
+    finally:
+        os.close(descriptor)
+        second.kill()
+        second.wait()
