@@ -167,7 +167,8 @@ def test_missing_secret_waits_then_runs(kube_client: Any, namespace: str) -> Non
         statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
         return statuses[0]["state"].get("waiting", {}).get("reason") if statuses else None
 
-    assert wait_for(waiting_reason, message="the container to wait") == "CreateContainerConfigError"
+    # ContainerCreating comes first, as with a kubelet: wait for the reason the missing Secret gives.
+    wait_for(lambda: waiting_reason() == "CreateContainerConfigError", message="the container to wait")
     core.create_namespaced_secret(namespace, {"metadata": {"name": "later"}, "stringData": {"token": "t0k"}})
     pod = wait_for(lambda: (p := read_pod(kube_client, namespace, "waits")) and
                    p["status"].get("phase") == "Succeeded" and p, message="the pod to succeed")

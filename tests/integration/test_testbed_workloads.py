@@ -138,7 +138,7 @@ def test_run_as_non_root_refuses_a_root_user(kube_client: Any, namespace: str) -
 
 def test_deployment_rolls_out_through_its_readiness_probe(kube_client: Any, namespace: str) -> None:
     port = free_port()
-    container = server_container(port, env=[{"name": "READY_AFTER", "value": "4"}],
+    container = server_container(port, env=[{"name": "READY_AFTER", "value": "8"}],
                                  readinessProbe={"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1})
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -156,7 +156,7 @@ def test_deployment_rolls_out_through_its_readiness_probe(kube_client: Any, name
 
     running = wait_for(lambda: (p := web_pod()) and p["status"].get("phase") == "Running" and p, timeout=60,
                        message="the Deployment's pod to run")
-    assert condition(running, "Ready") == "False"  # the server answers 503 for its first 4 s
+    assert condition(running, "Ready") == "False"  # the server answers 503 for its first 8 s
     ready = wait_for(lambda: (p := web_pod()) and condition(p, "Ready") == "True" and p, timeout=60,
                      message="the pod to turn Ready through its readiness probe")
     assert ready["status"]["containerStatuses"][0]["ready"] is True
@@ -172,9 +172,14 @@ def test_deployment_rolls_out_through_its_readiness_probe(kube_client: Any, name
     client.AppsV1Api(kube_client).delete_namespaced_deployment("web", namespace)
 
 
-def test_failing_liveness_probe_restarts_the_container(kube_client: Any, namespace: str) -> None:
+def test_failing_liveness_probe_restarts_the_container(kube_client: Any, namespace: str,
+                                                       node_executor: ProcessNodeExecutor | None) -> None:
     port = free_port()
     container = server_container(port, env=[{"name": "SICK_FIRST_RUN", "value": "1"}],
+                                 # The startup probe gates liveness until the server listens, however slow
+                                 # the machine: only the 500s of the first run can fail it.
+                                 startupProbe={"tcpSocket": {"port": "http"}, "periodSeconds": 1,
+                                               "failureThreshold": 120},
                                  livenessProbe={"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 1,
                                                 "failureThreshold": 2},
                                  readinessProbe={"httpGet": {"path": "/ready", "port": port}, "periodSeconds": 1})
@@ -183,10 +188,21 @@ def test_failing_liveness_probe_restarts_the_container(kube_client: Any, namespa
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sick"},
         "spec": {"restartPolicy": "Always", "terminationGracePeriodSeconds": 2, "containers": [container],
                  "volumes": [{"name": "state", "emptyDir": {}}]}})
-    pod = wait_for(lambda: (p := read_pod(kube_client, namespace, "sick")) and
-                   (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1 and
-                   condition(p, "Ready") == "True" and p, timeout=120,
-                   message="the container to be restarted by its liveness probe and turn Ready")
+    last: dict[str, Any] = {}
+
+    def restarted_and_ready() -> dict[str, Any] | None:
+        pod = read_pod(kube_client, namespace, "sick") or {}
+        last.update(pod)
+        restarts = (pod.get("status", {}).get("containerStatuses") or [{}])[0].get("restartCount", 0)
+        return pod if restarts >= 1 and condition(pod, "Ready") == "True" else None
+
+    try:
+        pod = wait_for(restarted_and_ready, timeout=180,
+                       message="the container to be restarted by its liveness probe and turn Ready")
+    except BaseException:
+        logs = node_executor.logs(namespace, "sick") if node_executor is not None else ""
+        print(json.dumps(last.get("status"), indent=1), logs)
+        raise
     status = pod["status"]["containerStatuses"][0]
     assert status["restartCount"] == 1, status  # healthy after the restart: no more restarts
     assert status["lastState"]["terminated"]["exitCode"] in (137, 143), status
