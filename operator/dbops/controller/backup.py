@@ -37,15 +37,9 @@ def job_builder(owner: Owner, spec: DatabaseBackupSpec) -> effects.JobBuilder:
     })
 
 
-def reconcile(body: dict[str, Any]) -> None:
-    """One reconcile of a DatabaseBackup body."""
-    owner = Owner.from_body(body)
-    status = DatabaseBackupStatus.model_validate(body.get("status") or {})
-    if status.is_terminal:
-        metrics.record_status(body, status)
-        metrics.record_backup(body, status)
-        return
-    spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
+def reconcile(opened: driver.Opened[DatabaseBackupSpec, DatabaseBackupStatus]) -> None:
+    """One reconcile of an unfinished DatabaseBackup."""
+    body, owner, spec, status = opened.body, opened.owner, opened.spec, opened.status
     names = {role: job_specs.job_name(owner, role) for role in ACTIVE_ROLES}
     observed = backup_reconcile.BackupJobs(
         backup=driver.read_job(owner.namespace, names[JobRole.BACKUP]),
@@ -101,3 +95,11 @@ def expire(body: Mapping[str, Any]) -> None:
         owner = Owner.from_body(body)
         driver.logger.info("DatabaseBackup %s/%s expired (ttl); deleting it", owner.namespace, owner.name)
         objects.delete(KIND, owner.namespace, owner.name)
+
+
+def _finished(body: dict[str, Any], status: DatabaseBackupStatus) -> None:
+    metrics.record_status(body, status)
+    metrics.record_backup(body, status)
+
+
+CONTROLLER = driver.Controller(KIND, DatabaseBackupSpec, DatabaseBackupStatus, reconcile, finished=_finished)

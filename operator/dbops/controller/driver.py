@@ -12,12 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import kopf
 from pydantic import ValidationError
 
 from dbops import errors
+from dbops.api.base import ApiModel
 from dbops.api.common import SecretKeySelector
 from dbops.api.status import ResourceStatus
 from dbops.controller import metrics
@@ -35,6 +37,32 @@ MAX_BACKOFF_SECONDS = 300.0
 CONFLICT_ATTEMPTS = 3
 
 Key = tuple[str, str, str]
+SpecT = TypeVar("SpecT", bound=ApiModel)
+StatusT = TypeVar("StatusT", bound=ResourceStatus)
+
+
+@dataclass(frozen=True)
+class Opened(Generic[SpecT, StatusT]):
+    """A resource as the shared opening read and validated it."""
+
+    body: dict[str, Any]
+    owner: Owner
+    spec: SpecT
+    status: StatusT
+
+
+@dataclass(frozen=True)
+class Controller(Generic[SpecT, StatusT]):
+    """One kind's reconcile and how the shared opening reads it."""
+
+    kind: str
+    spec: type[SpecT]
+    status: type[StatusT]
+    reconcile: Callable[[Opened[SpecT, StatusT]], None]
+    done_when_terminal: bool = True
+    """Skip the reconcile of a resource in a terminal phase (False: the kind decides, e.g. a new revision)."""
+    finished: Callable[[dict[str, Any], StatusT], None] = metrics.record_status
+    """What a skipped, finished resource still reports (its metrics)."""
 _failing_guard = threading.Lock()
 _failing_since: dict[Key, float] = {}
 """When each resource's current run of retried errors began (monotonic seconds); cleared on success."""
@@ -157,11 +185,12 @@ def settle(owner: Owner, body: Mapping[str, Any], status: ResourceStatus, error:
     raise kopf.TemporaryError(message, delay=min(backoff(retry), 30.0))
 
 
-def run(kind: str, namespace: str, name: str, retry: int, reconcile: Callable[[dict[str, Any]], None],
-        status_model: type[ResourceStatus]) -> None:
-    """Read a resource and reconcile it, turning every error into a condition, an Event or a Kopf retry."""
+def run(controller: Controller[Any, Any], namespace: str, name: str, retry: int) -> None:
+    """The shared opening (read, validate, stop if finished), the kind's reconcile, and every error turned into
+    a condition, an Event or a Kopf retry."""
     from dbops.controller import locks
 
+    kind = controller.kind
     key = (kind, namespace, name)
     with metrics.reconcile_timer(kind), locks.hold(kind, namespace, name):
         for attempt in range(CONFLICT_ATTEMPTS):
@@ -174,7 +203,13 @@ def run(kind: str, namespace: str, name: str, retry: int, reconcile: Callable[[d
                 return
             owner = Owner.from_body(body)
             try:
-                reconcile(body)
+                status = controller.status.model_validate(body.get("status") or {})
+                if controller.done_when_terminal and status.is_terminal:
+                    controller.finished(body, status)
+                    recovered(key)
+                    return
+                spec = controller.spec.model_validate(body.get("spec") or {})
+                controller.reconcile(Opened(body, owner, spec, status))
             except kube_session.ApiError as error:
                 if error.status == kube_session.CONFLICT and attempt < CONFLICT_ATTEMPTS - 1:
                     continue  # the resource changed under us: read it again
@@ -189,11 +224,11 @@ def run(kind: str, namespace: str, name: str, retry: int, reconcile: Callable[[d
                 recovered(key)
                 return
             try:
-                status = status_model.model_validate(body.get("status") or {})
+                current = controller.status.model_validate(body.get("status") or {})
             except ValidationError:
-                status = status_model()
+                current = controller.status()
             try:
-                settle(owner, body, status, problem, retry)
+                settle(owner, body, current, problem, retry)
             except kube_session.ApiError as error:  # the report itself failed (gone, conflict, unreachable)
                 raise kopf.TemporaryError(redact(str(error)), delay=min(backoff(retry), 30.0)) from None
             return

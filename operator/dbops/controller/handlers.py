@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from dbops.api.backup import DatabaseBackupStatus
 from dbops.api.base import GROUP, VERSION
 from dbops.api.kinds import BACKUP, MIGRATION, RESTORE, SCHEDULE, Kind
-from dbops.api.migration import DatabaseMigrationStatus
-from dbops.api.restore import DatabaseRestoreStatus
-from dbops.api.schedule import DatabaseBackupScheduleStatus
-from dbops.api.status import TERMINAL_PHASES, ResourceStatus
+from dbops.api.status import TERMINAL_PHASES
 from dbops.controller import backup, driver, effects, migration, restore, schedule
 from dbops.controller.config import CONFIG
 from dbops.controller.registry import REGISTRY
@@ -24,19 +20,15 @@ from dbops.specs.owner import KIND_LABEL, MANAGED_BY, MANAGER, PARENT_KIND_LABEL
 
 logger = logging.getLogger("dbops.controller")
 
-Reconciler = tuple[Callable[[dict[str, Any]], None], type[ResourceStatus]]
-RECONCILERS: dict[str, Reconciler] = {
-    BACKUP.kind: (backup.reconcile, DatabaseBackupStatus),
-    RESTORE.kind: (restore.reconcile, DatabaseRestoreStatus),
-    MIGRATION.kind: (migration.reconcile, DatabaseMigrationStatus),
-    SCHEDULE.kind: (schedule.reconcile, DatabaseBackupScheduleStatus),
+RECONCILERS: dict[str, driver.Controller[Any, Any]] = {
+    controller.kind: controller
+    for controller in (backup.CONTROLLER, restore.CONTROLLER, migration.CONTROLLER, schedule.CONTROLLER)
 }
 
 
 def reconcile(kind: str, namespace: str, name: str, retry: int = 0) -> None:
     """Reconcile one resource of a kind."""
-    function, status_model = RECONCILERS[kind]
-    driver.run(kind, namespace, name, retry, function, status_model)
+    driver.run(RECONCILERS[kind], namespace, name, retry)
 
 
 def _requeued(kind: str, namespace: str, name: str) -> None:

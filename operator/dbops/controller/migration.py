@@ -77,11 +77,9 @@ def source_config_map(owner: Owner, spec: DatabaseMigrationSpec, files: Mapping[
     }
 
 
-def reconcile(body: dict[str, Any]) -> None:
-    """One reconcile of a DatabaseMigration body."""
-    owner = Owner.from_body(body)
-    status = DatabaseMigrationStatus.model_validate(body.get("status") or {})
-    spec = DatabaseMigrationSpec.model_validate(body.get("spec") or {})
+def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStatus]) -> None:
+    """One reconcile of a DatabaseMigration (a finished one re-runs when its revision changed)."""
+    body, owner, spec, status = opened.body, opened.owner, opened.spec, opened.status
     files = source_files(owner.namespace, spec)
     revision = revision_of(spec, files)
     if status.is_terminal and status.source_hash == revision:
@@ -175,3 +173,7 @@ def _database_from_backup(body: Mapping[str, Any] | None) -> str:
     """The database name the pre-migration backup recorded in its status (source.database)."""
     source = (((body or {}).get("status") or {}).get("source") or {})
     return str(source.get("database") or "")
+
+
+CONTROLLER = driver.Controller(KIND, DatabaseMigrationSpec, DatabaseMigrationStatus, reconcile,
+                               done_when_terminal=False)

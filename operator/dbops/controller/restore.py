@@ -9,7 +9,7 @@ from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
 from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus
 from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
-from dbops.controller import driver, effects, metrics
+from dbops.controller import driver, effects
 from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import backup as backup_reconcile
@@ -64,14 +64,9 @@ def safety_backup_name(owner: Owner) -> str:
     return naming.child_name(owner.name, "safety", owner.uid)
 
 
-def reconcile(body: dict[str, Any]) -> None:
-    """One reconcile of a DatabaseRestore body."""
-    owner = Owner.from_body(body)
-    status = DatabaseRestoreStatus.model_validate(body.get("status") or {})
-    if status.is_terminal:
-        metrics.record_status(body, status)
-        return
-    spec = DatabaseRestoreSpec.model_validate(body.get("spec") or {})
+def reconcile(opened: driver.Opened[DatabaseRestoreSpec, DatabaseRestoreStatus]) -> None:
+    """One reconcile of an unfinished DatabaseRestore."""
+    body, owner, spec, status = opened.body, opened.owner, opened.spec, opened.status
     source = resolve_source(owner.namespace, spec)
     safety_name = safety_backup_name(owner)
     safety = (child_state(safety_name, objects.get("DatabaseBackup", owner.namespace, safety_name))
@@ -85,3 +80,6 @@ def reconcile(body: dict[str, Any]) -> None:
     decision = restore_reconcile.reconcile_restore(spec, status, observed, generation=owner.generation, now=utcnow())
     effects.carry_out(owner, decision, job_builder(owner, spec))
     driver.write_status(owner, body, decision)
+
+
+CONTROLLER = driver.Controller(KIND, DatabaseRestoreSpec, DatabaseRestoreStatus, reconcile)

@@ -12,7 +12,6 @@ from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import schedule as schedule_reconcile
 from dbops.specs import cronjobs, rbac
-from dbops.specs.owner import Owner
 
 KIND = "DatabaseBackupSchedule"
 SCHEDULE_LABEL = "dbops.io/schedule"
@@ -22,11 +21,9 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
 
-def reconcile(body: dict[str, Any]) -> None:
-    """One reconcile of a DatabaseBackupSchedule body."""
-    owner = Owner.from_body(body)
-    spec = DatabaseBackupScheduleSpec.model_validate(body.get("spec") or {})
-    status = DatabaseBackupScheduleStatus.model_validate(body.get("status") or {})
+def reconcile(opened: driver.Opened[DatabaseBackupScheduleSpec, DatabaseBackupScheduleStatus]) -> None:
+    """One reconcile of a DatabaseBackupSchedule (a Failed one tries again when its spec changed)."""
+    body, owner, spec, status = opened.body, opened.owner, opened.spec, opened.status
     cron_name = cronjobs.cron_job_name(owner)
     cron_job = objects.get("CronJob", owner.namespace, cron_name)
     backups = [
@@ -51,3 +48,7 @@ def reconcile(body: dict[str, Any]) -> None:
     driver.write_status(owner, body, decision)
     assert isinstance(decision.status, DatabaseBackupScheduleStatus)
     metrics.record_schedule(owner.namespace, owner.name, decision.status)
+
+
+CONTROLLER = driver.Controller(KIND, DatabaseBackupScheduleSpec, DatabaseBackupScheduleStatus, reconcile,
+                               done_when_terminal=False)
