@@ -54,3 +54,17 @@ def test_backup_committed_while_the_operator_was_down_then_deleted_leaves_nothin
         operator.stop()
         print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-60:]))
         operator.log_path.unlink(missing_ok=True)
+
+
+def test_a_backup_past_its_ttl_is_deleted_with_its_artifact(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
+        app_database: str, minio_server: MinioServer, bucket: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    harness.create_resource(kube_client, namespace, BACKUP, "short-lived", {**spec(minio_server, bucket), "ttl": "5s"})
+    harness.eventually(lambda: [k for k in harness.s3_keys(minio_server, bucket)
+                                if "/short-lived/" in k and k.endswith("manifest.json")],
+                       timeout=240, message="the backup to be stored")
+    harness.eventually(lambda: harness.get_resource(kube_client, namespace, BACKUP, "short-lived") is None,
+                       timeout=180, message="the backup to expire (ttl 5s) and be finalized")
+    assert [k for k in harness.s3_keys(minio_server, bucket) if "/short-lived/" in k] == []
+    assert operator.alive()
