@@ -88,10 +88,17 @@ def backup_jobs(namespace: str) -> list[dict[str, Any]]:
     return objects.list_objects("Job", namespace, label_selector="app.kubernetes.io/managed-by=dbops")
 
 
+def _holds(condition: Any) -> bool:
+    try:
+        return bool(condition())
+    except kube_session.ApiUnavailableError:  # a loaded machine: the API server may time out; ask again
+        return False
+
+
 def wait(condition: Any, timeout: float, interval: float = 0.5) -> float:
     """Seconds until condition() holds (raises after timeout)."""
     started = time.monotonic()
-    while not condition():
+    while not _holds(condition):
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"not done after {timeout:.0f}s")
         time.sleep(interval)
