@@ -20,7 +20,7 @@ from dbops.kube import objects
 from dbops.reconcile import command as command_reconcile
 from dbops.reconcile import migration as migration_reconcile
 from dbops.reconcile import window as window_reconcile
-from dbops.reconcile.actions import ApplyParams, JobRequest
+from dbops.reconcile.actions import ApplyParams, Decision, JobRequest
 from dbops.reconcile.children import child_state
 from dbops.reconcile.jobs import JobOutcome, job_state
 from dbops.specs import command_jobs, naming
@@ -88,6 +88,8 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
     driver.require_secrets(owner.namespace, [*env_specs.secret_references(
         spec.database, spec.backup.storage if spec.backup.enabled else None), *command_secret_references(spec)])
     config_map = source_config_map(owner, spec, files, revision)
+    # The snapshot exists before anything that mounts it is even decided (as before the effect channel).
+    effects.carry_out(owner, Decision(status, create=[config_map]))
     jobs = observe_command_jobs(owner, revision) if spec.source.command is not None else observe_jobs(owner, revision)
     backup_name = naming.child_name(owner.name, "pre", owner.uid, revision)
     restore_name = naming.child_name(owner.name, "rollback", owner.uid, revision)
@@ -101,7 +103,6 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
         database_name=spec.database.name or _database_from_backup(backup_body),
     )
     decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now)
-    decision.create.insert(0, config_map)
     migration_files = [name for name in files if MIGRATION_FILE.match(name)]
     effects.carry_out(owner, decision, job_builder(owner, spec, config_map["metadata"]["name"], migration_files,
                                                    revision))
