@@ -44,7 +44,7 @@ def _requeued(kind: str, namespace: str, name: str) -> None:
 @kopf.on.startup(registry=REGISTRY)
 def start_requeue(**_: Any) -> None:
     """Start the threads that carry out requeue_after wake-ups and the periodic re-check."""
-    REQUEUE.start(_requeued)
+    REQUEUE.start(_requeued, workers=max(1, CONFIG.max_workers // 2))
     # Without re-checks (--recheck-seconds 0) the pass still runs every minute, for ttl expiry alone.
     recheck.start(CONFIG.recheck_seconds or EXPIRY_SECONDS, list(RECONCILERS), CONFIG.namespaces, _visit)
 

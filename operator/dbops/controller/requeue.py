@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 logger = logging.getLogger("dbops.controller")
 Key = tuple[str, str, str]
@@ -27,12 +28,14 @@ class Requeue:
         self._heap: list[tuple[float, Key]] = []
         self._callback: Callback | None = None
         self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
-    def start(self, callback: Callback) -> None:
-        """Run ``callback(kind, namespace, name)`` for each wake-up, from a daemon thread."""
+    def start(self, callback: Callback, workers: int = 4) -> None:
+        """Run ``callback(kind, namespace, name)`` for each wake-up, on at most ``workers`` threads."""
         with self._condition:
             self._callback = callback
             if self._thread is None:
+                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dbops-requeue-wake")
                 self._thread = threading.Thread(target=self._loop, name="dbops-requeue", daemon=True)
                 self._thread.start()
 
@@ -72,10 +75,9 @@ class Requeue:
     def _loop(self) -> None:
         while True:
             key = self._next()
-            callback = self._callback
-            if callback is None:
-                continue
-            threading.Thread(target=self._wake, args=(callback, key), name="dbops-requeue-wake", daemon=True).start()
+            callback, pool = self._callback, self._pool
+            if callback is not None and pool is not None:
+                pool.submit(self._wake, callback, key)  # bounded: a burst of wake-ups queues, it spawns no threads
 
     @staticmethod
     def _wake(callback: Callback, key: Key) -> None:
