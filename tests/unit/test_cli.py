@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from dbops.cli import main
 
 
 def test_every_registered_subcommand_is_in_the_table() -> None:
-    parser = main.build_parser()
+    parser = main.build_parser(load_all=True)
     registered = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     assert registered == set(main.COMMAND_MODULES)
+
+
+def test_the_help_listing_matches_the_modules_and_imports_none_of_them() -> None:
+    loaded = main.build_parser(load_all=True)._subparsers._group_actions[0]  # type: ignore[union-attr]
+    assert {a.dest: a.help for a in loaded._choices_actions} == main.COMMAND_HELP  # type: ignore[attr-defined]
+    code = ("import sys; from dbops.cli import main\n"
+            "try:\n    main.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('dbops.') and m != 'dbops.cli.main'"
+            " and not m.startswith('dbops.errors')))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip().splitlines()[-1] == "['dbops.cli']"
+    assert "verify-db" in completed.stdout
 
 
 @pytest.mark.parametrize("command", sorted(main.COMMAND_MODULES))
