@@ -13,6 +13,7 @@ from dbops.runner.migrations import statements as sqlstatements
 
 
 def write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (directory / name).write_text(text)
     return directory
@@ -69,7 +70,8 @@ def test_directory_source_follows_the_naming_convention(tmp_path: Path) -> None:
         ({"0001_a.sql": "SELECT 1;"}, "naming convention"),
         ({"0001_a.down.sql": "SELECT 1;"}, "no .up.sql"),
         ({"0001_a.up.sql": "SELECT 1;", "0001_b.down.sql": "SELECT 1;"}, "disagree"),
-        ({"0001_a.up.sql": "-- nothing\n"}, "no statements"),
+        ({"V1.1__a.sql": "SELECT 1;"}, "Flyway version '1.1' has parts"),
+        ({"V1__a.sql": "SELECT 1;", "R__views.sql": "SELECT 1;"}, "repeatable"),
         ({"0001_a.up.sql": "CREATE TABLE a (i int); COMMIT; CREATE TABLE b (i int);"}, "transaction control"),
     ],
 )
@@ -135,3 +137,38 @@ def test_an_empty_directory_is_refused(tmp_path: Path) -> None:
     write(tmp_path, {"README.md": "nothing here"})
     with pytest.raises(errors.InvalidSpecError, match="no migrations"):
         source.load_directory(tmp_path)
+
+
+def test_other_tools_histories_load(tmp_path: Path) -> None:
+    """golang-migrate names with dots, gaps (with allow_gaps), comment-only files and the other tools'
+    no-transaction directives; Flyway V/U names and its executeInTransaction=false script configuration."""
+    golang = tmp_path / "golang"
+    write(golang, {
+        "000001_init_v6.0.up.sql": "CREATE TABLE a (i int);", "000001_init_v6.0.down.sql": "DROP TABLE a;",
+        "000003_placeholder.up.sql": "-- superseded by 000004\n",
+        "000004_idx.up.sql": "-- +goose NO TRANSACTION\nCREATE INDEX CONCURRENTLY i ON a (i);",
+        "000005_idx2.up.sql": "-- atlas:txmode none\nCREATE INDEX CONCURRENTLY j ON a (i);",
+        "000006_idx3.up.sql": "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY k ON a (i);",
+    })
+    with pytest.raises(errors.InvalidSpecError, match="allow-gaps"):
+        source.load_directory(golang)
+    loaded = source.load_directory(golang, allow_gaps=True)
+    assert [m.label for m in loaded] == ["000001_init_v6.0", "000003_placeholder", "000004_idx", "000005_idx2",
+                                         "000006_idx3"]
+    assert loaded[1].up.statements == ()
+    assert [m.up.no_transaction for m in loaded] == [False, False, True, True, True]
+    assert loaded[0].up.file == "000001_init_v6.0.up.sql"
+    flyway = tmp_path / "flyway"
+    write(flyway, {"V1__create.sql": "CREATE TABLE a (i int);", "U1__create.sql": "DROP TABLE a;",
+                   "V2__index.sql": "CREATE INDEX CONCURRENTLY i ON a (i);",
+                   "V2__index.sql.conf": "executeInTransaction=false\n"})
+    loaded = source.load_directory(flyway)
+    assert [(m.label, m.up.no_transaction, m.down is not None) for m in loaded] == [
+        ("1_create", False, True), ("2_index", True, False)]
+
+
+def test_crlf_only_changes_keep_the_checksum() -> None:
+    unix = source.make_migration("1", "a", "CREATE TABLE a (i int);\nCREATE TABLE b (i int);\n", None)
+    windows = source.make_migration("1", "a", "CREATE TABLE a (i int);\r\nCREATE TABLE b (i int);\r\n", None)
+    assert unix.checksum == windows.checksum
+    assert windows.raw_checksum != windows.checksum  # a history recorded from the raw CRLF text still matches

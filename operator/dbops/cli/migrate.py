@@ -25,7 +25,7 @@ from dbops import errors
 from dbops.api.common import parse_duration, postgres_duration
 from dbops.cli import migrate_output
 from dbops.runner import dbverify, prechecks, result
-from dbops.runner.migrations import apply, command, connect, frameworks, history, lint, session, source
+from dbops.runner.migrations import adopt, apply, command, connect, frameworks, history, lint, session, source
 
 # Cheap, catalog-driven checks that catch what a migration can break (orphan counts stay under a size guard);
 # row counts are off for SQL files, whose data migrations change them on purpose.
@@ -75,6 +75,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_common(status_parser)
     status_parser.set_defaults(run=_run_status)
 
+    import_parser = actions.add_parser("import", help="import golang-migrate's or Flyway's history into ours")
+    _add_common(import_parser)
+    import_parser.add_argument("--from", dest="tool", choices=sorted(adopt.TOOLS), required=True)
+    import_parser.add_argument("--from-table", help="their history table (default: the tool's default)")
+    import_parser.set_defaults(run=_run_import)
+
+    repair_parser = actions.add_parser("repair", help="accept the changed text of an applied migration")
+    _add_common(repair_parser)
+    repair_parser.add_argument("--version", dest="repair_version", required=True)
+    repair_parser.add_argument("--reason", required=True, help="why the applied file changed (recorded)")
+    repair_parser.set_defaults(run=_run_repair)
+
     verify_parser = subparsers.add_parser("verify-db", help="verify a live database after a migration")
     connect.add_connection_arguments(verify_parser)
     _add_verification(verify_parser, standalone=True)
@@ -89,6 +101,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     sources.add_argument("--source", type=Path, help="directory of NNNN_name.up.sql / NNNN_name.down.sql files")
     sources.add_argument("--inline-file", type=Path, help="JSON/YAML list of {version, name, up, down}")
     parser.add_argument("--history-table", default=history.DEFAULT_TABLE, help="default %(default)s")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="accept gaps in the version numbers (golang-migrate, Flyway, timestamp versions)")
     migrate_output.add_arguments(parser)
 
 
@@ -156,7 +170,7 @@ def _add_verification(parser: argparse.ArgumentParser, *, standalone: bool = Fal
 
 def _load_migrations(args: argparse.Namespace) -> list[source.Migration]:
     if args.source is not None:
-        return source.load_directory(args.source)
+        return source.load_directory(args.source, allow_gaps=getattr(args, "allow_gaps", False))
     if args.inline_file is not None:
         return source.load_inline_file(args.inline_file)
     raise errors.InvalidSpecError("give --source DIR or --inline-file FILE (or --command -- ARGV for apply)")
@@ -311,6 +325,34 @@ def _run_status(args: argparse.Namespace) -> int:
         drift = errors.MigrationError(f"{message}; drift: {fields['drift']}", reason="MigrationDrift")
         return _fail(args, name, drift, **fields)
     document = result.success(name, message, **fields)
+    return migrate_output.publish(document, args, f"dbops {name}: {message}")
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    name = "migrate import"
+    try:
+        table = history.HistoryTable.parse(args.history_table)
+        migrations = _load_migrations(args)
+        with connect.session(args) as connection, connect.translated_errors("importing the history"):
+            imported = adopt.import_history(connection, migrations, table, args.tool, args.from_table)
+    except Exception as error:
+        return _fail(args, name, error)
+    message = f"imported {len(imported)} versions from {args.tool}; at {_version(imported[-1] if imported else None)}"
+    document = result.success(name, message, imported=imported, currentVersion=imported[-1] if imported else None)
+    return migrate_output.publish(document, args, f"dbops {name}: {message}")
+
+
+def _run_repair(args: argparse.Namespace) -> int:
+    name = "migrate repair"
+    try:
+        table = history.HistoryTable.parse(args.history_table)
+        migrations = _load_migrations(args)
+        with connect.session(args) as connection, connect.translated_errors("repairing the history"):
+            repaired = adopt.repair(connection, migrations, table, args.repair_version, args.reason)
+    except Exception as error:
+        return _fail(args, name, error)
+    message = f"version {repaired['version']}: recorded the new checksum ({repaired['reason']})"
+    document = result.success(name, message, repaired=repaired)
     return migrate_output.publish(document, args, f"dbops {name}: {message}")
 
 

@@ -157,7 +157,7 @@ def check_drift(migrations: list[source.Migration], rows: list[history.HistoryRo
                     reason="MigrationDrift",
                 )
             continue
-        if row.kind != "baseline" and row.checksum != migration.checksum:
+        if row.kind != "baseline" and row.checksum not in (migration.checksum, migration.raw_checksum):
             raise errors.MigrationError(
                 f"migration {migration.label} was edited after it was applied (recorded sha256 "
                 f"{row.checksum[:12]}…, source {migration.checksum[:12]}…); refusing before any DDL — "

@@ -32,10 +32,18 @@ import yaml
 from dbops import errors
 from dbops.runner.migrations import statements as sqlstatements
 
-FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)\.(?P<direction>up|down)\.sql$")
+FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)\.(?P<direction>up|down)\.sql$")
+# Flyway: V<version>__<description>.sql (U… is its undo, our down); R__ repeatables are refused by name.
+FLYWAY_NAME = re.compile(r"^(?P<prefix>[VU])(?P<version>[0-9][0-9._]*)__(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$")
+FLYWAY_REPEATABLE = re.compile(r"^R__.+\.sql$")
 VERSION = re.compile(r"^\d+$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-NO_TRANSACTION = re.compile(r"^\s*--\s*dbops:no-transaction\s*$", re.MULTILINE)
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Ours, and the other tools' spellings of "run this file outside a transaction" (accepted as aliases).
+NO_TRANSACTION = re.compile(
+    r"^\s*--\s*(?:dbops:no-transaction|atlas:txmode\s+none|\+goose\s+NO\s+TRANSACTION"
+    r"|migrate:up\b.*\btransaction:false|flyway:executeInTransaction=false)\s*$",
+    re.MULTILINE | re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,9 @@ class Script:
     """The file name in the source directory (empty for inline migrations)."""
 
     @classmethod
-    def parse(cls, sql: str, where: str, file: str = "") -> Script:
+    def parse(cls, sql: str, where: str, file: str = "", no_transaction: bool = False) -> Script:
         """Parse SQL text, validating its transaction control; ``where`` names it in errors."""
-        no_transaction = bool(NO_TRANSACTION.search(sql))
+        no_transaction = no_transaction or bool(NO_TRANSACTION.search(sql))
         parsed = sqlstatements.split_statements(sql)
         if not no_transaction:
             parsed = sqlstatements.unwrap_transaction(parsed)
@@ -74,6 +82,8 @@ class Migration:
     up: Script
     down: Script | None = None
     checksum: str = field(default="")
+    raw_checksum: str = field(default="")
+    """Checksum of the text as stored, CRLF included: a history recorded before normalisation matches it."""
 
     @property
     def number(self) -> int:
@@ -87,8 +97,18 @@ class Migration:
 
 
 def checksum_of(sql: str) -> str:
-    """sha256 of the up SQL exactly as stored (the drift check compares this)."""
+    """sha256 of the up SQL with line endings normalised to LF (a CRLF-only change is no drift)."""
+    return hashlib.sha256(normalise_line_endings(sql).encode()).hexdigest()
+
+
+def raw_checksum_of(sql: str) -> str:
+    """sha256 of the SQL exactly as stored (what versions before line-ending normalisation recorded)."""
     return hashlib.sha256(sql.encode()).hexdigest()
+
+
+def normalise_line_endings(sql: str) -> str:
+    """CRLF and lone CR → LF."""
+    return sql.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def source_hash(migrations: list[Migration]) -> str:
@@ -103,7 +123,7 @@ def source_hash(migrations: list[Migration]) -> str:
 
 
 def make_migration(version: str, name: str, up: str, down: str | None, *, up_file: str = "",
-                   down_file: str = "") -> Migration:
+                   down_file: str = "", outside_transaction: set[str] | None = None) -> Migration:
     """Build and validate one migration from its parts (``*_file``: where they came from, for reports)."""
     version = str(version)
     if not VERSION.match(version):
@@ -111,52 +131,80 @@ def make_migration(version: str, name: str, up: str, down: str | None, *, up_fil
     if not NAME.match(name):
         raise errors.InvalidSpecError(f"migration {version}: name {name!r} must match [A-Za-z0-9][A-Za-z0-9_-]*")
     label = f"{version}_{name}"
-    up_script = Script.parse(up, f"migration {label} (up)", up_file)
-    if not up_script.statements:
-        raise errors.InvalidSpecError(f"migration {label}: the up script has no statements")
-    down_script = Script.parse(down, f"migration {label} (down)", down_file) if down is not None else None
-    return Migration(version=version, name=name, up=up_script, down=down_script, checksum=checksum_of(up))
+    forced = outside_transaction or set()
+    up_script = Script.parse(up, f"migration {label} (up)", up_file, "up" in forced)  # comment-only: a no-op
+    down_script = (Script.parse(down, f"migration {label} (down)", down_file, "down" in forced)
+                   if down is not None else None)
+    return Migration(version=version, name=name, up=up_script, down=down_script, checksum=checksum_of(up),
+                     raw_checksum=raw_checksum_of(up))
 
 
-def validate_sequence(migrations: list[Migration]) -> list[Migration]:
-    """Sort by version and reject duplicate versions and gaps."""
+def validate_sequence(migrations: list[Migration], *, allow_gaps: bool = False) -> list[Migration]:
+    """Sort by version and reject duplicate versions, and gaps unless ``allow_gaps`` (golang-migrate, Flyway
+    and timestamp versions leave gaps)."""
     ordered = sorted(migrations, key=lambda m: m.number)
     for previous, current in itertools.pairwise(ordered):
         if current.number == previous.number:
             raise errors.InvalidSpecError(
                 f"duplicate migration version {current.version}: {previous.label} and {current.label}"
             )
-        if current.number != previous.number + 1:
+        if current.number != previous.number + 1 and not allow_gaps:
             raise errors.InvalidSpecError(
                 f"gap in migration versions: {previous.label} is followed by {current.label} "
-                f"(expected version {previous.number + 1})"
+                f"(expected version {previous.number + 1}; --allow-gaps / source.allowGaps accepts gaps)"
             )
     return ordered
 
 
-def load_directory(path: Path) -> list[Migration]:
-    """Load migrations from a directory of ``NNNN_name.up.sql`` / ``NNNN_name.down.sql`` files."""
+def _parse_file_name(file_name: str) -> tuple[str, str, str]:
+    """(version, name, direction) of ``0001_name.up.sql`` (golang-migrate) or ``V1__name.sql`` (Flyway)."""
+    match = FILE_NAME.match(file_name)
+    if match:
+        return match["version"], match["name"], match["direction"]
+    flyway = FLYWAY_NAME.match(file_name)
+    if flyway:
+        if not VERSION.match(flyway["version"]):
+            raise errors.InvalidSpecError(
+                f"migration file {file_name!r}: Flyway version {flyway['version']!r} has parts; dbops versions are "
+                "whole numbers — rename it (e.g. V1.2__x → V102__x) and import the history accordingly"
+            )
+        return flyway["version"], flyway["name"], "up" if flyway["prefix"] == "V" else "down"
+    if FLYWAY_REPEATABLE.match(file_name):
+        raise errors.InvalidSpecError(
+            f"migration file {file_name!r} is a Flyway repeatable migration; dbops does not run repeatables — "
+            "turn it into a versioned migration or keep it out of the source"
+        )
+    raise errors.InvalidSpecError(
+        f"migration file {file_name!r} does not follow the naming convention "
+        "<version>_<name>.up.sql / <version>_<name>.down.sql (e.g. 0001_create_users.up.sql) "
+        "or Flyway's V<version>__<name>.sql / U<version>__<name>.sql"
+    )
+
+
+def load_directory(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
+    """Load migrations from a directory of ``NNNN_name.up.sql`` / ``NNNN_name.down.sql`` (or Flyway) files."""
     if not path.is_dir():
         raise errors.NotFoundError(f"migration source directory {path} does not exist")
     parts: dict[str, dict[str, tuple[str, str]]] = {}
+    file_names: dict[tuple[str, str], str] = {}
+    outside: set[tuple[str, str]] = set()
     for entry in sorted(path.iterdir()):
         if entry.name.startswith(".") or not entry.name.endswith(".sql") or entry.is_dir():
             continue
-        match = FILE_NAME.match(entry.name)
-        if not match:
-            raise errors.InvalidSpecError(
-                f"migration file {entry.name!r} does not follow the naming convention "
-                "<version>_<name>.up.sql / <version>_<name>.down.sql (e.g. 0001_create_users.up.sql)"
-            )
-        version, name, direction = match["version"], match["name"], match["direction"]
+        version, name, direction = _parse_file_name(entry.name)
+        file_names[(str(int(version)), direction)] = entry.name
         versions = parts.setdefault(str(int(version)), {})
         if direction in versions:
             raise errors.InvalidSpecError(
                 f"duplicate migration version {version}: {versions[direction][0]}_… and {entry.name}"
             )
+        settings = entry.with_name(entry.name + ".conf")  # Flyway's per-script configuration
+        if settings.is_file() and re.search(r"^\s*executeInTransaction\s*=\s*false\s*$",
+                                            settings.read_text(encoding="utf-8"), re.MULTILINE):
+            outside.add((str(int(version)), direction))
         versions[direction] = (f"{version}_{name}", entry.read_text(encoding="utf-8"))
     migrations = []
-    for files in parts.values():
+    for number, files in parts.items():
         if "up" not in files:
             raise errors.InvalidSpecError(f"migration {files['down'][0]} has a .down.sql file but no .up.sql file")
         up_label, up_sql = files["up"]
@@ -166,13 +214,14 @@ def load_directory(path: Path) -> list[Migration]:
             )
         version, name = up_label.split("_", 1)
         migrations.append(make_migration(version, name, up_sql, files["down"][1] if "down" in files else None,
-                                         up_file=f"{up_label}.up.sql",
-                                         down_file=f"{up_label}.down.sql" if "down" in files else ""))
+                                         up_file=file_names[(number, "up")],
+                                         down_file=file_names.get((number, "down"), ""),
+                                         outside_transaction={d for n, d in outside if n == number}))
     if not migrations:
         raise errors.InvalidSpecError(
             f"no migrations in {path} (expected files like 0001_create_users.up.sql); is the right ConfigMap mounted?"
         )
-    return validate_sequence(migrations)
+    return validate_sequence(migrations, allow_gaps=allow_gaps)
 
 
 def load_inline_file(path: Path) -> list[Migration]:

@@ -1,0 +1,110 @@
+"""Switching to dbops without re-baselining blind: import another tool's history table (golang-migrate's
+``schema_migrations``, Flyway's ``flyway_schema_history``) into ours, and ``repair`` a recorded checksum
+with a reason (an applied file edited on purpose, e.g. a comment fixed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dbops import errors
+from dbops.runner.migrations import history, lock, source
+
+Connection = psycopg.Connection[Any]
+TOOLS = {"golang-migrate": "public.schema_migrations", "flyway": "public.flyway_schema_history"}
+
+
+def import_history(connection: Connection, migrations: list[source.Migration], table: history.HistoryTable,
+                   tool: str, their_table: str | None = None, *, wait_seconds: float = 60.0) -> list[str]:
+    """Record the versions the other tool applied as ``imported`` rows of ours; returns them.
+
+    Refuses when our history already has rows, when the other tool's history is dirty or has failed
+    rows, or when it names a version the source does not have.
+    """
+    theirs = history.HistoryTable.parse(their_table or TOOLS[tool])
+    with lock.advisory_lock(connection, str(table), wait_seconds):
+        if not theirs.exists(connection):
+            raise errors.NotFoundError(f"{tool} history table {theirs} does not exist")
+        if any(row.success for row in table.rows(connection)):
+            raise errors.MigrationError(f"{table} already has a history; import only into an empty one",
+                                        reason="HistoryExists")
+        if tool == "golang-migrate":
+            applied = upto(_golang_migrate(connection, theirs), migrations)
+        else:
+            applied = _flyway(connection, theirs)
+        by_number = {m.number: m for m in migrations}
+        missing = [v for v in applied if v not in by_number]
+        if missing:
+            raise errors.MigrationError(
+                f"{tool} history {theirs} records versions {missing[:5]} that are not in the source; "
+                "point --source at the same migrations the other tool ran", reason="MigrationDrift")
+        chosen = [by_number[v] for v in applied]
+        with connection.transaction():
+            table.ensure(connection)
+            for migration in chosen:
+                table.record(connection, version=migration.version, name=migration.name,
+                             checksum=migration.checksum, duration_ms=0, success=True, kind="imported")
+    return [m.version for m in chosen]
+
+
+def _golang_migrate(connection: Connection, theirs: history.HistoryTable) -> list[int]:
+    """golang-migrate keeps one row: the current version and whether the last run broke half-way."""
+    row = connection.execute(sql.SQL("SELECT version, dirty FROM {}").format(theirs.identifier)).fetchone()
+    if row is None:
+        return []
+    version, dirty = int(row[0]), bool(row[1])
+    if dirty:
+        raise errors.MigrationError(
+            f"golang-migrate history {theirs} is dirty at version {version} (a migration failed half-way); "
+            "fix the schema and run `migrate force` first", reason="DirtyHistory")
+    return [version]
+
+
+def _flyway(connection: Connection, theirs: history.HistoryTable) -> list[int]:
+    rows = connection.execute(sql.SQL(
+        "SELECT version, success FROM {} WHERE version IS NOT NULL AND type <> 'BASELINE' ORDER BY installed_rank"
+    ).format(theirs.identifier)).fetchall()
+    failed = [str(version) for version, success in rows if not success]
+    if failed:
+        raise errors.MigrationError(f"Flyway history {theirs} has failed versions {failed}; run `flyway repair` "
+                                    "first", reason="DirtyHistory")
+    numbers = []
+    for version, _ in rows:
+        if not source.VERSION.match(str(version)):
+            raise errors.MigrationError(f"Flyway version {version!r} has parts; dbops versions are whole numbers",
+                                        reason="InvalidVersion")
+        numbers.append(int(version))
+    return numbers
+
+
+def upto(applied: list[int], migrations: list[source.Migration]) -> list[int]:
+    """golang-migrate records only the newest version: every source version up to it was applied."""
+    newest = max(applied, default=0)
+    return [m.number for m in migrations if m.number <= newest]
+
+
+def repair(connection: Connection, migrations: list[source.Migration], table: history.HistoryTable,
+           version: str, reason: str, *, wait_seconds: float = 60.0) -> dict[str, str]:
+    """Accept the source's current text of an applied migration: record its checksum with the reason."""
+    if not reason.strip():
+        raise errors.InvalidSpecError("repair needs --reason: why the applied migration's text changed")
+    migration = next((m for m in migrations if m.version == version or (version.isdigit()
+                                                                          and m.number == int(version))), None)
+    if migration is None:
+        raise errors.InvalidSpecError(f"version {version} is not in the source")
+    with lock.advisory_lock(connection, str(table), wait_seconds), connection.transaction():
+        row = next((r for r in table.rows(connection) if r.number == migration.number and r.success), None)
+        if row is None:
+            raise errors.MigrationError(f"version {version} is not applied; nothing to repair", reason="NotApplied")
+        connection.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS repair_note text").format(
+            table.identifier))
+        note = f"{reason.strip()} (checksum {row.checksum[:12]}… → {migration.checksum[:12]}…)"
+        connection.execute(
+            sql.SQL("UPDATE {} SET checksum = %s, repair_note = concat_ws('; ', repair_note, now()::text || ' ' || "
+                    "current_user || ': ' || %s) WHERE version = %s").format(table.identifier),
+            (migration.checksum, note, row.version),
+        )
+    return {"version": row.version, "previousChecksum": row.checksum, "checksum": migration.checksum,
+            "reason": reason.strip()}
