@@ -45,6 +45,7 @@ class Case:
     code: int
     names: Callable[[World], list[str]]
     env: Callable[[World], dict[str, str]] = lambda w: {}
+    setup: Callable[[World], None] = lambda w: None
 
 
 def _file(w: World) -> Path:
@@ -89,6 +90,12 @@ CASES: dict[str, Case] = {
     "restore-nonexistent-table": Case(
         lambda w: ["restore", "--from", str(w.folder), "--dbname", w.dbname, "--mode", "tables", "--table",
                    "no_such_table", "--strategy", "merge"], USER, lambda w: ["no_such_table"]),
+    "restore-partition-parent-newer-than-backup": Case(
+        lambda w: ["restore", "--from", str(w.folder), "--dbname", w.dbname, "--mode", "tables", "--table",
+                   "parted", "--strategy", "merge"], USER, lambda w: ["'parted'", "public.parted_a"],
+        setup=lambda w: w.server.psql(
+            "CREATE TABLE IF NOT EXISTS parted (id int) PARTITION BY RANGE (id); CREATE TABLE IF NOT EXISTS "
+            "parted_a PARTITION OF parted FOR VALUES FROM (0) TO (10)", w.dbname)),
     "restore-non-empty-target": Case(
         lambda w: ["restore", "--from", str(w.folder), "--dbname", w.dbname], USER,
         lambda w: [w.dbname, "--confirm-overwrite"]),
@@ -146,6 +153,7 @@ def test_bad_input_exits_with_its_class_and_names_the_thing_at_fault(world_base:
                                                                      tmp_path: Path) -> None:
     world = dataclasses.replace(world_base, tmp=tmp_path)
     spec = CASES[case]
+    spec.setup(world)
     run = run_dbops(spec.argv(world), world.env(**spec.env(world)), tmp_path, timeout=300)
     message = run.result.get("message", "")
     assert run.code == spec.code, f"{case}: exit {run.code}, expected {spec.code}: {run.output}"

@@ -145,7 +145,8 @@ class DatabaseRestoreSpec(ApiModel):
     parallel_jobs: Annotated[int, Field(ge=1, le=16)] = 1
     """Parallel restore jobs (the archive is downloaded first when > 1)."""
     confirm_overwrite: Annotated[str, StringConstraints(max_length=63)] = ""
-    """Must equal the target database name to restore over a non-empty database."""
+    """Must equal the target database name to restore over a non-empty database (Full, SchemaOnly, DataOnly), and
+    for Tables restores that change existing rows (strategy Replace, or Merge with onConflict Overwrite)."""
     safety_backup: SafetyBackup = Field(default_factory=SafetyBackup)
     """Back up the target first."""
     terminate_connections: bool = False
