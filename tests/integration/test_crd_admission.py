@@ -170,6 +170,8 @@ INVALID = [
      "spec.database.uriSecretRef.key"),
     ("backup-secret-key-dot-dot", BACKUP, "spec.database", {"uriSecretRef": {"name": "db", "key": "..uri"}},
      "spec.database.uriSecretRef.key"),
+    ("backup-secret-name-double-dot", BACKUP, "spec.database", {"uriSecretRef": {"name": "db..prod", "key": "uri"}},
+     "spec.database.uriSecretRef.name"),
     ("backup-null-ssl-mode", BACKUP, "spec.database", {"host": "h", "name": "d", "sslMode": None},
      "spec.database.sslMode"),
     ("migration-env-incomplete-secret-ref", MIGRATION, "spec.source",
@@ -204,6 +206,13 @@ INVALID = [
     ("restore-storage-without-path", RESTORE, "spec.source", {"storage": {"s3": S3}}, "storage needs path"),
     ("restore-overwrite-unconfirmed", RESTORE, "spec.confirmOverwrite", None, "set confirmOverwrite to the target database name"),
     ("restore-overwrite-wrong-name", RESTORE, "spec.confirmOverwrite", "other", "set confirmOverwrite to the target database name"),
+    ("restore-full-overwrite-wrong-name", RESTORE, "spec", {
+        "source": {"backupRef": {"name": "b"}}, "target": {"database": {"host": "h", "name": "app"}},
+        "confirmOverwrite": "yes"}, "spec.confirmOverwrite: Invalid value: confirmOverwrite must equal"),
+    ("restore-uri-overwrite-wrong-name", RESTORE, "spec", {
+        "source": {"backupRef": {"name": "b"}},
+        "target": {"database": {"uriSecretRef": {"name": "db", "key": "uri"}, "name": "app"}},
+        "mode": "Tables", "tables": ["users"], "confirmOverwrite": "yes"}, "confirmOverwrite must equal"),
     ("restore-mode-enum", RESTORE, "spec.mode", "Partial", "spec.mode"),
     ("restore-tables-without-mode", RESTORE, "spec.mode", "Full", "tables must be listed with mode: Tables"),
     ("restore-tables-mode-empty", RESTORE, "spec.tables", [], "tables must be listed with mode: Tables"),

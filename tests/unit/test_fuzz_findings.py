@@ -47,6 +47,13 @@ def test_a_secret_key_the_api_server_refuses_in_a_job_is_refused_by_the_model(ke
         SecretKeySelector.model_validate({"name": "db", "key": key})
 
 
+@pytest.mark.parametrize("name", ["00c9g..eyek", "a.-b", "a-.b", ".a", "a."])
+def test_a_secret_name_that_is_no_dns_subdomain_is_refused(name: str) -> None:
+    # "00c9g..eyek" was admitted and every Job reading the Secret was refused.
+    with pytest.raises(ValidationError):
+        SecretKeySelector.model_validate({"name": name, "key": "uri"})
+
+
 @pytest.mark.parametrize("key", [".env", "uri", "tls.crt", "a..b", "_x"])
 def test_secret_keys_kubernetes_allows_stay_allowed(key: str) -> None:
     SecretKeySelector.model_validate({"name": "db", "key": key})
@@ -102,3 +109,12 @@ def test_value_from_is_typed_so_the_job_is_never_refused() -> None:
     assert good.source.command is not None
     assert good.source.command.env[0].to_wire()["valueFrom"] == {
         "secretKeyRef": {"name": "app", "key": "token", "optional": True}}
+
+
+def test_confirm_overwrite_must_name_the_target_whenever_the_target_names_its_database() -> None:
+    base: dict[str, Any] = {"source": {"backupRef": {"name": "b"}}, "confirmOverwrite": "yes"}
+    for database in ({"host": "pg", "name": "app"}, {"uriSecretRef": {"name": "db", "key": "uri"}, "name": "app"}):
+        with pytest.raises(ValidationError, match=r"must equal target\.database\.name 'app'"):
+            DatabaseRestoreSpec.model_validate({**base, "target": {"database": database}})
+    # A URI alone names its database in the Secret: the runner compares at run time.
+    DatabaseRestoreSpec.model_validate({**base, "target": {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}}})

@@ -10,7 +10,8 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 from dbops.api import kubevalues
 from dbops.api.base import ApiModel
 
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""RFC 1123 subdomain, as the API server checks object names: no '..', no '.-' or '-.'."""
 DURATION_PATTERN = r"^(0|([0-9]+(ms|s|m|h|d|w))+)$"
 """The one duration grammar of the API and of every runner flag: ``0``, ``500ms``, ``90s``, ``1h30m``, ``2w``."""
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from dbops.api.backup import RestoreTestResult
 from dbops.api.base import ApiModel
@@ -109,6 +109,14 @@ class DatabaseRestoreSpec(ApiModel):
                     "fieldPath": ".onConflict",
                 },
                 {
+                    # Decidable whenever the target names its database (host+name, or name overriding the URI's);
+                    # with a URI alone the runner compares it at run time (exit 2, InvalidSpec on the resource).
+                    "rule": "!has(self.confirmOverwrite) || self.confirmOverwrite == '' || "
+                    "!has(self.target.database.name) || self.confirmOverwrite == self.target.database.name",
+                    "message": "confirmOverwrite must equal target.database.name",
+                    "fieldPath": ".confirmOverwrite",
+                },
+                {
                     "rule": "!self.recreate || self.mode == 'Full'",
                     "message": "recreate is only used with mode: Full",
                     "fieldPath": ".recreate",
@@ -155,6 +163,13 @@ class DatabaseRestoreSpec(ApiModel):
     """Checks after restoring."""
     job_template: JobTemplate | None = None
     """Overrides for the Jobs."""
+
+    @model_validator(mode="after")
+    def _confirmation_names_the_target(self) -> DatabaseRestoreSpec:
+        name = self.target.database.name
+        if self.confirm_overwrite and name and self.confirm_overwrite != name:
+            raise ValueError(f"confirmOverwrite {self.confirm_overwrite!r} must equal target.database.name {name!r}")
+        return self
 
 
 class RestoredFrom(ApiModel):
