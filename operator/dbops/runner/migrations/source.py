@@ -151,7 +151,7 @@ def validate_sequence(migrations: list[Migration], *, allow_gaps: bool = False) 
         if current.number != previous.number + 1 and not allow_gaps:
             raise errors.InvalidSpecError(
                 f"gap in migration versions: {previous.label} is followed by {current.label} "
-                f"(expected version {previous.number + 1}; --allow-gaps / source.allowGaps accepts gaps)"
+                f"(expected version {previous.number + 1}; --allow-gaps accepts gaps)"
             )
     return ordered
 
