@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +11,7 @@ import kopf
 from dbops.api.base import GROUP, VERSION
 from dbops.api.kinds import BACKUP, MIGRATION, RESTORE, SCHEDULE, Kind
 from dbops.api.status import TERMINAL_PHASES
-from dbops.controller import backup, driver, effects, migration, recheck, restore, schedule
+from dbops.controller import backup, driver, effects, migration, restore, schedule
 from dbops.controller.config import CONFIG
 from dbops.controller.registry import REGISTRY
 from dbops.controller.requeue import REQUEUE
@@ -20,7 +19,6 @@ from dbops.reconcile.jobs import job_state
 from dbops.specs.owner import KIND_LABEL, MANAGED_BY, MANAGER, PARENT_KIND_LABEL
 
 logger = logging.getLogger("dbops.controller")
-EXPIRY_SECONDS = 60.0
 
 RECONCILERS: dict[str, driver.Controller[Any, Any]] = {
     controller.kind: controller
@@ -43,42 +41,37 @@ def _requeued(kind: str, namespace: str, name: str) -> None:
 
 @kopf.on.startup(registry=REGISTRY)
 def start_requeue(**_: Any) -> None:
-    """Start the threads that carry out requeue_after wake-ups and the periodic re-check."""
+    """Start the thread that carries out requeue_after wake-ups."""
     REQUEUE.start(_requeued, workers=max(1, CONFIG.max_workers // 2))
-    # Without re-checks (--recheck-seconds 0) the pass still runs every minute, for ttl expiry alone.
-    recheck.start(CONFIG.recheck_seconds or EXPIRY_SECONDS, list(RECONCILERS), CONFIG.namespaces, _visit)
-
-
-def _visit(kind: str, body: Mapping[str, Any]) -> None:
-    """The periodic re-check of one resource: queue it when unfinished (or a ConfigMap-sourced migration,
-    re-hashed each time), expire a finished backup whose ttl passed."""
-    metadata, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
-    if metadata.get("deletionTimestamp"):
-        return
-    if kind == BACKUP.kind and spec.get("ttl") and status.get("phase") in TERMINAL_PHASES:
-        backup.expire(body)
-        return
-    if CONFIG.recheck_seconds > 0 and (
-            _unfinished(status) or (kind == MIGRATION.kind and (spec.get("source") or {}).get("configMapRef"))):
-        # Spread over the period so that 1,000 resources are not reconciled in one burst (not cryptographic).
-        delay = random.uniform(0, CONFIG.recheck_seconds)  # noqa: S311
-        REQUEUE.after((kind, metadata["namespace"], metadata["name"]), delay)
 
 
 def _unfinished(status: Mapping[str, Any], **_: Any) -> bool:
     return status.get("phase") not in TERMINAL_PHASES  # schedules are never terminal: always re-checked
 
 
-# Every kind: create, resume, spec change (the periodic re-check is controller/recheck) ------------
+# Every kind: create, resume, spec change, periodic re-check of unfinished resources --------------
+
+def _unfinished_or_sourced(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    """Unfinished, or a migration whose ConfigMap content may change (re-hashed on each re-check)."""
+    return _unfinished(status) or bool((spec.get("source") or {}).get("configMapRef"))
+
 
 def _register(kind: Kind) -> None:
     def changed(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
         """A resource appeared, changed or was found at startup."""
         reconcile(kind.kind, namespace or "", name, retry)
 
+    def recheck(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
+        """Re-read an unfinished resource in case an event was missed or a wait is over."""
+        reconcile(kind.kind, namespace or "", name, retry)
+
     kopf.on.resume(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
     kopf.on.create(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
     kopf.on.update(GROUP, VERSION, kind.plural, field="spec", registry=REGISTRY, id="reconcile")(changed)
+    if CONFIG.recheck_seconds > 0:
+        kopf.timer(GROUP, VERSION, kind.plural, interval=CONFIG.recheck_seconds,
+                   initial_delay=CONFIG.recheck_seconds, when=_unfinished_or_sourced if kind is MIGRATION
+                   else _unfinished, registry=REGISTRY, id="recheck")(recheck)
 
 
 for _kind in (BACKUP, RESTORE, MIGRATION, SCHEDULE):
@@ -97,6 +90,14 @@ for _kind in (BACKUP, RESTORE, MIGRATION, SCHEDULE):
 
 
 # DatabaseBackup: ttl and deletion ---------------------------------------------------------------
+
+@kopf.timer(GROUP, VERSION, BACKUP.plural, interval=60.0, idle=0,
+            when=lambda spec, status, **_: bool(spec.get("ttl")) and status.get("phase") in TERMINAL_PHASES,
+            registry=REGISTRY)
+def backup_expiry(body: kopf.Body, **_: Any) -> None:
+    """Delete a finished DatabaseBackup when its ttl has passed."""
+    backup.expire(body)
+
 
 @kopf.on.delete(GROUP, VERSION, BACKUP.plural, registry=REGISTRY)
 def backup_deleted(body: kopf.Body, retry: int = 0, **_: Any) -> None:
