@@ -113,6 +113,11 @@ CASES: dict[str, Case] = {
     "backup-uri-with-non-numeric-port": Case(
         lambda w: ["backup", "--storage", str(w.tmp / "s")], USER, lambda w: ["port"],
         lambda w: {"DBOPS_DATABASE_URI": f"postgresql://u:secret-pw@127.0.0.1:port/{w.dbname}"}),
+    "delete-backup-file-as-folder": Case(
+        lambda w: ["delete-backup", "--from", str(w.folder / "dump.zst")], USER, lambda w: [str(w.folder / "dump.zst")]),
+    "delete-backup-missing-bucket": Case(
+        lambda w: ["delete-backup", "--from", "s3://no-such-bucket-dbops/x/y", *w.s3], USER,
+        lambda w: ["no-such-bucket-dbops", "does not exist"]),
     "verify-flipped-byte": Case(
         lambda w: ["verify", "--from", str(_flipped(w))], VERIFICATION, lambda w: ["dump.zst", "sha256"]),
 }
