@@ -3,7 +3,8 @@
 # (tests/unit/test_image.py keeps them in step).
 #
 # BASE_IMAGE is pinned by digest (update digest and version pins together, e.g. with Renovate). A local build
-# passes a debootstrap-made Debian base instead and PG_CLIENT=debian (scripts/build-image-local).
+# passes a debootstrap-made Debian base instead and PG_CLIENT=debian (scripts/build-image-local, then
+# scripts/smoke-image-local).
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 FROM ${BASE_IMAGE} AS base
@@ -17,6 +18,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Build the package into /install (a root-relative tree copied over / below): no compiler or pip cache in
 # the final image.
 FROM base AS build
+# A CA bundle for pip behind a TLS-inspecting proxy (local builds only; the build stage is discarded).
+ARG PIP_CERT
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
