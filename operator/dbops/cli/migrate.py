@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_common(plan_parser)
     _add_planning(plan_parser)
     _add_lint(plan_parser)
-    plan_parser.set_defaults(run=_run_plan, check=_run_config)
+    plan_parser.set_defaults(run=_run_plan, check=_check_flags)
 
     apply_parser = actions.add_parser("apply", help="apply pending migrations (or a framework command)")
     _add_common(apply_parser)
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     apply_parser.add_argument("--row-count-tables", default="",
                               help="command mode: compare row counts of only these comma-separated schema.table")
     apply_parser.add_argument("framework_command", nargs="*", help=argparse.SUPPRESS)
-    apply_parser.set_defaults(run=_run_apply, check=_run_config)
+    apply_parser.set_defaults(run=_run_apply, check=_check_flags)
 
     down_parser = actions.add_parser("down", help="run down migrations to an earlier version")
     _add_common(down_parser)
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     down_parser.add_argument("--baseline-version", help=argparse.SUPPRESS)
     _add_lint(down_parser, default=False)
     _add_execution(down_parser)
-    down_parser.set_defaults(run=_run_down, check=lambda args: _run_config(args, target=args.to_version))
+    down_parser.set_defaults(run=_run_down, check=_check_flags)
 
     status_parser = actions.add_parser("status", help="current version, applied, pending and drift")
     _add_common(status_parser)
@@ -166,6 +166,12 @@ def _add_verification(parser: argparse.ArgumentParser, *, standalone: bool = Fal
     if standalone:
         parser.add_argument("--row-counts-before", type=Path, help="row counts from --row-counts-out")
         parser.add_argument("--row-counts-out", type=Path, help="write the current row counts here")
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """The configuration the flags make, without reading the files they name (mounted only in the Job)."""
+    flags = argparse.Namespace(**{**vars(args), "checks_file": None})
+    _run_config(flags, target=getattr(args, "to_version", None))
 
 
 def _load_migrations(args: argparse.Namespace) -> list[source.Migration]:
