@@ -110,8 +110,13 @@ def snapshot(operator: subprocess.Popen[bytes], trace_dir: Path | None, number: 
     path = (trace_dir or Path("/nonexistent")) / f"{number}.snapshot"
     if trace_dir is not None and not path.exists():
         operator.send_signal(signal.SIGUSR1)
-        wait(lambda: path.exists() and path.stat().st_size > 0, 300, interval=1.0)
-        time.sleep(2)  # the dump is written in one go, but give it time to finish
+        sizes: list[int] = []
+
+        def written() -> bool:  # the pickle is written in pieces: wait until the size stops changing
+            sizes.append(path.stat().st_size if path.exists() else 0)
+            return len(sizes) > 3 and sizes[-1] > 0 and sizes[-1] == sizes[-2] == sizes[-3]
+
+        wait(written, 600, interval=2.0)
     return path
 
 
