@@ -34,7 +34,10 @@ class HostMountPoints:
 
     A mount namespace cannot bind-mount onto a path that does not exist, and creating it inside
     the namespace still creates it on the shared filesystem. So missing mount points (outside the
-    private /dev) are created here and removed again, if still empty, once no pod uses them.
+    private /dev) are created here, and kept: several executors (parallel test workers, other
+    sessions) share the host filesystem, and one of them removing `/migrations` when its last pod
+    ended made another's pod fail with "migration source directory /migrations does not exist".
+    The counts only say which paths this executor made; nothing is removed while it runs.
     """
 
     def __init__(self) -> None:
@@ -64,18 +67,10 @@ class HostMountPoints:
         return held
 
     def release(self, held: list[Path]) -> None:
-        """Give back paths from `acquire`; remove the ones nobody uses any more (if still empty)."""
+        """Give back paths from `acquire`. They stay on the host: another process may be mounting onto them."""
         with self._lock:
-            for path in reversed(held):
+            for path in held:
                 self._users[path] -= 1
-                if self._users[path] > 0:
-                    continue
-                del self._users[path]
-                with contextlib.suppress(OSError):
-                    if path.is_dir() and not path.is_symlink():
-                        path.rmdir()
-                    elif path.stat().st_size == 0:
-                        path.unlink()
 
 
 def on_private_dev(path: str) -> bool:
