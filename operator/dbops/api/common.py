@@ -143,6 +143,10 @@ class S3Storage(ApiModel):
     """Use path-style addressing (most S3-compatible stores need it)."""
     credentials_secret_ref: LocalObjectReference | None = None
     """Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; absent means workload identity."""
+    abort_incomplete_uploads_after: Duration | None = None
+    """Before each backup and when a backup is deleted, abort incomplete multipart uploads under that backup's
+    own folder older than this (left by killed runs; billed until aborted). Default 24h; 0s turns it off.
+    Other prefixes are never touched; a bucket lifecycle rule is the belt-and-braces option."""
 
 
 class PvcStorage(ApiModel):

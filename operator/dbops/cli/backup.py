@@ -8,7 +8,7 @@ from typing import Any
 
 from dbops import errors
 from dbops.api.backup import Artifact, BackupJobResult, BackupSource
-from dbops.runner import backup, command, compression, connection, progress, result, storage
+from dbops.runner import backup, command, compression, connection, progress, result, stale, storage
 from dbops.runner.manifest import MANIFEST_KEY, BackupScope
 
 DEFAULT_STORAGE = "./dbops-backups"
@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--storage", default=DEFAULT_STORAGE, metavar="LOCATION",
                         help=f"s3://bucket/prefix, file:///path or a directory (default {DEFAULT_STORAGE})")
     storage.add_arguments(parser)
+    stale.add_argument(parser)
     parser.add_argument("--name", help="backup name (default: UTC timestamp)")
     parser.add_argument("--namespace", default="local", help="first path element under the storage (default local)")
     parser.add_argument("--format", choices=backup.FORMATS, default="custom")
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     delete.add_argument("--from", dest="source", required=True, metavar="LOCATION",
                         help="the backup folder or its manifest.json")
     storage.add_arguments(delete)
+    stale.add_argument(delete)
     delete.add_argument("--result-path", metavar="PATH")
     delete.set_defaults(run=_run_delete)
 
@@ -60,6 +62,7 @@ def _run_backup(args: argparse.Namespace) -> int:
         options = backup.BackupOptions(
             name=args.name or default_name(), namespace=args.namespace, format=args.format,
             codec=args.compression, level=args.compression_level, jobs=args.jobs, pg_bin_dir=args.pg_bin_dir,
+            abort_incomplete_after=stale.max_age_from_args(args),
             scope=BackupScope(
                 schema_only=args.schema_only, data_only=args.data_only, schemas=args.schema,
                 exclude_schemas=args.exclude_schema, tables=args.table, exclude_tables=args.exclude_table,
@@ -85,7 +88,7 @@ def _run_backup(args: argparse.Namespace) -> int:
                                     dump_tool_version=manifest.dump_tool_version),
             ).to_wire(),
             startedAt=manifest.started_at.isoformat(), completedAt=manifest.completed_at.isoformat(),
-            durationSeconds=round(duration, 3),
+            durationSeconds=round(duration, 3), abortedIncompleteUploads=len(outcome.aborted_uploads),
         )
         return document, summary
 
@@ -96,10 +99,12 @@ def _run_delete(args: argparse.Namespace) -> int:
     def work() -> tuple[dict[str, Any], str]:
         folder = storage.backup_location(args.source)
         store = storage.open_storage(folder, storage.options_from_args(args))
+        aborted = backup.abort_stale_uploads(store, stale.max_age_from_args(args))
         keys = [key for key in store.list_keys() if key == MANIFEST_KEY or key.startswith(("dump", ".dump"))]
         if not keys:
             summary = f"nothing to delete at {folder.uri()}"
-            return result.success("delete-backup", summary, deletedObjects=0, uri=folder.uri()), summary
+            return result.success("delete-backup", summary, deletedObjects=0, uri=folder.uri(),
+                                  abortedIncompleteUploads=len(aborted)), summary
         # The manifest goes first: a half-deleted backup must not look complete.
         if MANIFEST_KEY in keys:
             store.delete([MANIFEST_KEY])
@@ -108,6 +113,7 @@ def _run_delete(args: argparse.Namespace) -> int:
         if store.exists(MANIFEST_KEY):
             raise errors.TransientError(f"{folder.uri(MANIFEST_KEY)} still exists after deletion")
         summary = f"deleted backup {folder.uri()} ({len(keys)} objects)"
-        return result.success("delete-backup", summary, deletedObjects=len(keys), uri=folder.uri()), summary
+        return result.success("delete-backup", summary, deletedObjects=len(keys), uri=folder.uri(),
+                              abortedIncompleteUploads=len(aborted)), summary
 
     return command.execute("delete-backup", work, args.result_path)

@@ -11,6 +11,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,7 @@ from psycopg import sql
 
 import dbops
 from dbops import errors
-from dbops.runner import compression, connection, dbproperties, pgtools, progress, storage
+from dbops.runner import compression, connection, dbproperties, pgtools, progress, stale, storage
 from dbops.runner.manifest import MANIFEST_KEY, BackupManifest, BackupScope, StoredObject, TableRows
 
 FORMATS = ("custom", "directory", "plain")
@@ -42,6 +43,8 @@ class BackupOptions:
     jobs: int = 1
     scope: BackupScope = dataclasses.field(default_factory=BackupScope)
     pg_bin_dir: str | None = None
+    abort_incomplete_after: float = 24 * 3600.0
+    """Seconds after which incomplete uploads under the backup's folder are aborted first (0: never)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,8 @@ class BackupOutcome:
 
     manifest: BackupManifest
     location: storage.Location
+    aborted_uploads: tuple[str, ...] = ()
+    """Stale incomplete uploads (or partial files) of earlier runs that were removed first."""
 
     @property
     def manifest_uri(self) -> str:
@@ -265,6 +270,7 @@ def run_backup(
         tools = pgtools.find_tools(info.major, options.pg_bin_dir)
         folder = backup_folder(target.location, options.namespace, settings.dbname, options.name)
         store = storage.open_storage(folder, _options_of(target))
+        aborted = abort_stale_uploads(store, options.abort_incomplete_after)
         if store.exists(MANIFEST_KEY):
             raise errors.InvalidSpecError(f"backup {folder.uri()} already exists", reason="AlreadyExists")
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
@@ -321,7 +327,15 @@ def run_backup(
             f"backup {folder.uri()}: {', '.join(replaced)} was replaced while committing (another run of the "
             "same backup?); retry", reason="ConcurrentRun",
         )
-    return BackupOutcome(manifest=manifest, location=folder)
+    return BackupOutcome(manifest=manifest, location=folder, aborted_uploads=tuple(aborted))
+
+
+def abort_stale_uploads(store: storage.Storage, max_age: float) -> list[str]:
+    """Abort what killed runs left incomplete under the backup's folder, saying so on stderr."""
+    aborted = stale.abort_stale(store, max_age)
+    for uri in aborted:
+        print(f"aborted a stale incomplete upload of an earlier run: {uri}", file=sys.stderr)
+    return aborted
 
 
 def _options_of(target: storage.Storage) -> storage.S3Options | None:

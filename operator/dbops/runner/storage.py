@@ -357,6 +357,11 @@ def _call(what: str, function: Callable[..., T], **kwargs: Any) -> T:
         raise _s3_error(error, what) from None
 
 
+def call_s3(what: str, function: Callable[..., T], **kwargs: Any) -> T:
+    """Call a boto3 client method; S3 errors become DbopsErrors whose message starts with ``what``."""
+    return _call(what, function, **kwargs)
+
+
 class _S3Writer:
     """Multipart upload with one part in flight; small objects go up with a single PUT."""
 

@@ -149,7 +149,7 @@ def build_backup_job(owner: Owner, spec: DatabaseBackupSpec, *, image: str) -> M
     access = storage_specs.storage_access(spec.storage)
     work = RunnerWork(
         role=JobRole.BACKUP,
-        args=[*backup_args(owner, spec, access.location), *access.args],
+        args=[*backup_args(owner, spec, access.location), *access.args, *storage_specs.cleanup_args(spec.storage)],
         env=[*env_specs.database_env(spec.database), *access.env],
         volumes=access.volumes, mounts=access.mounts,
     )
@@ -173,7 +173,8 @@ def build_verify_job(owner: Owner, spec: DatabaseBackupSpec, artifact_dir: str, 
 def build_delete_artifact_job(owner: Owner, spec: DatabaseBackupSpec, artifact_dir: str, *, image: str) -> Manifest:
     """The Job that removes a backup's stored artifact (not owned: it outlives the deleted resource)."""
     access = storage_specs.storage_access(spec.storage)
-    work = RunnerWork(role=JobRole.DELETE, args=["delete-backup", "--from", artifact_dir, *access.args],
+    work = RunnerWork(role=JobRole.DELETE, args=["delete-backup", "--from", artifact_dir, *access.args,
+                                                 *storage_specs.cleanup_args(spec.storage)],
                       env=list(access.env), volumes=access.volumes, mounts=access.mounts)
     template = (spec.job_template or JobTemplate()).model_copy(update={"ttl_seconds_after_finished": 600})
     return build_job(owner, work, name=job_name(owner, JobRole.DELETE), image=image, template=template, owned=False)

@@ -63,6 +63,13 @@ def s3_args(storage: Storage) -> list[str]:
     return args
 
 
+def cleanup_args(storage: Storage) -> list[str]:
+    """The runner's stale-upload bound for Jobs that write or delete a backup folder (runner default: 24h)."""
+    if storage.s3 is None or storage.s3.abort_incomplete_uploads_after is None:
+        return []
+    return ["--abort-incomplete-after", storage.s3.abort_incomplete_uploads_after]
+
+
 def join_location(location: str, *parts: str) -> str:
     """A location with path parts appended."""
     cleaned = [part.strip("/") for part in parts if part.strip("/")]
