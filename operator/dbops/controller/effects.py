@@ -115,6 +115,7 @@ def carry_out(owner: Owner, decision: Decision, build: JobBuilder | None = None)
         namespace = target.get("namespace") or owner.namespace
         try:
             objects.delete(target["kind"], namespace, target["name"],
-                           propagation=target.get("propagation", "Background"))
+                           propagation=target.get("propagation", "Background"),
+                           resource_version=target.get("resourceVersion"))
         except kube_session.ApiRejectedError as error:
             raise rejected("delete", target["kind"], target["name"], error) from None

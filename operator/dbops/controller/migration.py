@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from dbops import errors
@@ -19,6 +20,7 @@ from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
 from dbops.reconcile import command as command_reconcile
 from dbops.reconcile import migration as migration_reconcile
+from dbops.reconcile import runlock
 from dbops.reconcile import window as window_reconcile
 from dbops.reconcile.actions import ApplyParams, Decision, JobRequest
 from dbops.reconcile.children import child_state
@@ -26,6 +28,7 @@ from dbops.reconcile.jobs import JobOutcome, job_state
 from dbops.specs import command_jobs, naming
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
+from dbops.specs import runlock as runlock_specs
 from dbops.specs.owner import Owner
 
 KIND = "DatabaseMigration"
@@ -101,12 +104,22 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
         restore=child_state(restore_name, restore_body),
         window=window_reconcile.window_state(spec.window, now) if spec.window else None,
         database_name=spec.database.name or _database_from_backup(backup_body),
+        lock=observe_lock(owner, spec, revision, now) if spec.source.command is not None else None,
     )
     decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now)
     migration_files = [name for name in files if MIGRATION_FILE.match(name)]
     effects.carry_out(owner, decision, job_builder(owner, spec, config_map["metadata"]["name"], migration_files,
                                                    revision))
     driver.write_status(owner, body, decision)
+
+
+def observe_lock(owner: Owner, spec: DatabaseMigrationSpec, revision: str, now: datetime) -> runlock.RunLock:
+    """The run lock of the target database: the Lease and, when another run holds it, that run's state."""
+    manifest = runlock_specs.build_lease(owner, spec.database, revision, now)
+    lease = objects.get("Lease", owner.namespace, manifest["metadata"]["name"])
+    holder = runlock.holder_name(lease)
+    holder_body = objects.get(KIND, owner.namespace, holder) if holder and holder != owner.name else None
+    return runlock.lock_state(manifest, lease, owner.uid, holder_body)
 
 
 def observe_jobs(owner: Owner, revision: str) -> migration_reconcile.MigrationJobs:

@@ -51,9 +51,15 @@ def apply(manifest: Mapping[str, Any]) -> JSON:
     return kube_session.session().request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
 
-def delete(kind: str, namespace: str, name: str, *, propagation: str = "Background") -> bool:
-    """Delete an object (its dependents per propagation); False when it was already gone."""
-    body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+def delete(kind: str, namespace: str, name: str, *, propagation: str = "Background",
+           resource_version: str | None = None) -> bool:
+    """Delete an object (its dependents per propagation); False when it was already gone.
+
+    With ``resource_version``, fail with 409 when the object changed since it was read.
+    """
+    body: JSON = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+    if resource_version:
+        body["preconditions"] = {"resourceVersion": resource_version}
     try:
         kube_session.session().request("DELETE", resource_type(kind).path(namespace, name), body=body)
     except kube_session.ApiError as error:

@@ -37,6 +37,7 @@ _TYPES = [
     ResourceType("v1", "Event", "events"),
     ResourceType("rbac.authorization.k8s.io/v1", "Role", "roles"),
     ResourceType("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
+    ResourceType("coordination.k8s.io/v1", "Lease", "leases"),
     *(ResourceType(API_VERSION, kind.kind, kind.plural) for kind in ALL_KINDS),
 ]
 BY_KIND = {t.kind: t for t in _TYPES}

@@ -25,6 +25,7 @@ from dbops.reconcile import results
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import MISSING, JobOutcome
+from dbops.reconcile.runlock import RunLock
 from dbops.reconcile.window import WindowState
 
 WAIT_SECONDS = 10.0
@@ -57,6 +58,8 @@ class MigrationObserved:
     window: WindowState | None
     database_name: str = ""
     """Name of the database (for confirmOverwrite of the rollback restore), when known."""
+    lock: RunLock | None = None
+    """The run lock of the target database (command mode): held from the pre-checks to verify or rollback."""
 
 
 def pre_backup_spec(spec: DatabaseMigrationSpec) -> dict[str, Any]:
@@ -83,12 +86,13 @@ def reconcile_migration(spec: DatabaseMigrationSpec, status: DatabaseMigrationSt
         status = DatabaseMigrationStatus(current_version=status.current_version, source_hash=observed.revision,
                                          conditions=status.conditions)
     decision = Decision(status)
-    if status.is_terminal:
-        return decision
-    if status.source_hash != observed.revision:
-        decision.requeue_after = WAIT_SECONDS  # a run of the previous revision finishes first
-    run = _Run(spec, status, observed, decision, generation, now)
-    run.step()
+    if not status.is_terminal:
+        if status.source_hash != observed.revision:
+            decision.requeue_after = WAIT_SECONDS  # a run of the previous revision finishes first
+        _Run(spec, status, observed, decision, generation, now).step()
+    lock = observed.lock
+    if lock is not None and lock.state == "Ours" and decision.status.is_terminal:
+        decision.delete.append(lock.target)  # the run is over: the next run on this database may start
     return decision
 
 
@@ -130,7 +134,7 @@ class _Run:
         if not started and not self.window_open():
             return
         if command_mode:
-            if self.approved() and self.checked() and self.backed_up():
+            if self.approved() and self.locked() and self.checked() and self.backed_up():
                 self.command_applied()
             return
         if not self.planned() or not self.approved() or not self.checked() or not self.backed_up():
@@ -177,6 +181,30 @@ class _Run:
         what = "this command (image, command and env)" if self.spec.source.command is not None else "this plan"
         self.progress("AwaitingApproval", "AwaitingApproval",
                       f"set spec.approval.approvedPlanHash to {plan_hash} to approve {what}")
+        return False
+
+    def locked(self) -> bool:
+        """Hold the database's run lock (a Lease) before the first Job; wait while another run holds it."""
+        lock = self.observed.lock
+        if lock is None or lock.state == "Ours":
+            return True
+        if lock.state == "Held":
+            message = (f"waiting for {lock.holder} ({lock.holder_phase or 'starting'}), which holds the run lock on "
+                       f"this database (Lease {lock.name})")
+            if self.status.message != message:
+                self.decision.event("Normal", "WaitingForLock", message)
+            self.progress("Waiting", "WaitingForLock", message)
+            self.decision.requeue_after = WAIT_SECONDS
+            return False
+        if lock.state == "Stale":
+            self.decision.delete.append(lock.target)
+            message = f"taking over run lock {lock.name} left by {lock.holder} ({lock.holder_phase or 'gone'})"
+        else:
+            assert lock.manifest is not None
+            self.decision.create.append(dict(lock.manifest))
+            message = f"taking the run lock on this database (Lease {lock.name})"
+        self.progress("Pending", "AcquiringLock", message)
+        self.decision.requeue_after = 1.0
         return False
 
     def checked(self) -> bool:
