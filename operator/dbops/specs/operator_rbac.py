@@ -60,6 +60,9 @@ _NAMESPACED_RULES: tuple[Rule, ...] = (
          ("",), ("serviceaccounts",), ("get", "create", "patch")),
     Rule("Warning and Normal Events on the resources.",
          ("",), ("events",), ("create",)),
+    Rule("The run lock of a command-mode migration: one Lease per target database, created to take it, read to "
+         "see who holds it, deleted (guarded by its resourceVersion) to free it or take over a finished holder's.",
+         ("coordination.k8s.io",), ("leases",), ("get", "create", "delete")),
     Rule("A schedule's trigger ServiceAccount is bound to the trigger ClusterRole by a RoleBinding in the "
          "schedule's namespace (created, labels kept in sync). No Roles: the operator writes no rules.",
          ("rbac.authorization.k8s.io",), ("rolebindings",), ("get", "create", "patch")),
