@@ -204,6 +204,20 @@ class _StderrTail:
         return "\n".join(self.lines)
 
 
+CONNECTION_LOST = (
+    "server closed the connection unexpectedly", "terminating connection due to administrator command",
+    "the database system is shutting down", "the database system is starting up",
+    "the database system is in recovery mode", "connection to server was lost", "could not receive data from server",
+    "could not send data to server", "ssl syscall error",
+)
+
+
+def connection_lost(text: str) -> bool:
+    """Whether a tool's error output says the server went away mid-work (a restart, failover or network cut)."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in CONNECTION_LOST)
+
+
 def tool_error(tool: str, stderr: str, settings: connection.ConnectionSettings,
                command: Sequence[str] = ()) -> errors.DbopsError:
     """A clear error for a failed pg_dump/pg_restore/psql from its stderr (``command``: its argv, for names)."""
@@ -228,6 +242,8 @@ def tool_error(tool: str, stderr: str, settings: connection.ConnectionSettings,
                                        reason="NoMatchingObjects")
     if "no space left on device" in lowered:
         return errors.PermanentError(f"{tool}: disk full: {_error_line(text)}", reason="DiskFull")
+    if connection_lost(text):
+        return errors.TransientError(f"{tool} lost its connection to {settings.describe()}: {_error_line(text)}")
     return errors.TransientError(f"{tool} failed: {_error_line(text)}")
 
 

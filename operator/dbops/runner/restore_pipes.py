@@ -19,8 +19,8 @@ def pg_restore_error(stderr: str, settings: connection.ConnectionSettings) -> er
     """The error for a failed pg_restore or psql, from its (redacted) stderr."""
     text = settings.redact(stderr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if any("connection to server" in line for line in lines):
-        return backup.tool_error("pg_restore", text, settings)
+    if any("connection to server" in line for line in lines) or backup.connection_lost(text):
+        return backup.tool_error("pg_restore", text, settings)  # transient: a retry may finish the restore
     detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
     return errors.PermanentError(f"restore stopped at the first error: {detail[:600]}", reason="RestoreFailed")
 
