@@ -29,7 +29,7 @@ LOGGED_COMMAND = (
 
 def spec(run: str, seconds: float) -> dict[str, Any]:
     return {"database": {"uriSecretRef": {"name": "db", "key": "uri"}},
-            "source": {"command": {"image": "registry.example/app:1", "command": [
+            "source": {"command": {"image": "registry.example/mentorhub:1.4", "command": [
                 sys.executable, "-c", LOGGED_COMMAND, run, str(seconds)]}}}
 
 
