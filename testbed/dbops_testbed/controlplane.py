@@ -83,6 +83,22 @@ class ControlPlane:
     external: bool = False
     log_dir: Path | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+    commands: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    ready_checks: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def restart(self, *components: str, down_seconds: float = 0.0) -> None:
+        """SIGKILL components (e.g. etcd and kube-apiserver), start them again with the same flags, data and
+        ports, and wait until each is ready (fault injection)."""
+        for name in components:
+            _stop_process(self.processes[name], signal.SIGKILL)
+        time.sleep(down_seconds)
+        for name in components:
+            assert self.log_dir is not None
+            with open(self.log_dir / f"{name}.log", "ab") as log:
+                self.processes[name] = subprocess.Popen(
+                    self.commands[name], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True)
+            _wait_until(self, name, self.ready_checks[name])
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         """Run kubectl against this cluster and return its standard output."""
@@ -156,9 +172,10 @@ def _start(plane: ControlPlane, root: Path, logs: list[IO[bytes]]) -> None:
     def launch(name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
         log = open(root / f"{name}.log", "wb")  # noqa: SIM115
         logs.append(log)
+        plane.commands[name] = die_with_parent([str(plane.bin_dir / name if plane.bin_dir else name), *args])
         process = subprocess.Popen(
-            die_with_parent([str(plane.bin_dir / name if plane.bin_dir else name), *args]),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            plane.commands[name], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         plane.processes[name] = process
         return process
@@ -169,7 +186,8 @@ def _start(plane: ControlPlane, root: Path, logs: list[IO[bytes]]) -> None:
         f"--listen-client-urls={etcd_url}",
         f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
     ])
-    _wait_until(plane, "etcd", lambda: _http_ok(f"{etcd_url}/health"))
+    plane.ready_checks["etcd"] = lambda: _http_ok(f"{etcd_url}/health")
+    _wait_until(plane, "etcd", plane.ready_checks["etcd"])
 
     admission_config = root / "admission.yaml"
     admission_config.write_text(yaml.safe_dump({
@@ -211,7 +229,8 @@ def _start(plane: ControlPlane, root: Path, logs: list[IO[bytes]]) -> None:
     ])
     context = ssl.create_default_context(cafile=str(pki["ca.crt"]))
     context.load_cert_chain(str(pki["admin.crt"]), str(pki["admin.key"]))
-    _wait_until(plane, "kube-apiserver", lambda: _http_ok(f"{plane.server}/readyz", context))
+    plane.ready_checks["kube-apiserver"] = lambda: _http_ok(f"{plane.server}/readyz", context)
+    _wait_until(plane, "kube-apiserver", plane.ready_checks["kube-apiserver"])
 
     plane.kubeconfig.write_text(_kubeconfig(plane.server, pki, "admin", ADMIN_USER))
     kcm_kubeconfig = root / "kube-controller-manager.kubeconfig"
@@ -254,10 +273,10 @@ def _wait_until(plane: ControlPlane, component: str, ready: Any) -> None:
         time.sleep(0.2)
 
 
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
+def _stop_process(process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM) -> None:
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, first)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -95,6 +96,21 @@ class PostgresServer:
         self.psql(f'CREATE DATABASE "{name}"')
         return self.uri(name)
 
+    def restart(self, mode: str = "fast") -> None:
+        """Restart the server (``pg_ctl restart -m fast|immediate``): every session is cut (fault injection)."""
+        _run_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir.parent / "log"),
+                          "-m", mode, "-w", "-t", "60", "restart"])
+        _wait_ready(self)
+
+    def pause(self, stop: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the postmaster and every backend: the network to the server goes silent."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster] + [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                               and _parent_pid(p) == postmaster]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP if stop else signal.SIGCONT)
+
     def drop_database(self, name: str) -> None:
         """Drop a database if it exists, disconnecting its sessions."""
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -176,3 +192,10 @@ def _make_self_signed_cert(data: Path) -> None:
         for name in ("server.key", "server.crt"):
             os.chown(data / name, entry.pw_uid, entry.pw_gid)
     os.chmod(data / "server.key", 0o600)
+
+
+def _parent_pid(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
