@@ -41,7 +41,7 @@ def _sigkill_mid_upload(server: PostgresServer, source: str, minio: MinioServer,
     )
     client = minio.client()
     process = popen_dbops(["backup", "--dbname", source, "--storage", f"s3://{bucket}/p", "--name", name,
-                           "--compression-level", "19", *_s3_args(minio)],
+                           "--compression-level", "9", *_s3_args(minio)],
                           runner_env(server, **minio.env()), tmp_path / "killed.json")
     try:
         deadline = time.monotonic() + 300
