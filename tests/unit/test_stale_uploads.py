@@ -44,12 +44,13 @@ def test_zero_turns_cleanup_off_and_a_prefix_without_slash_is_refused() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("0s", 0.0), ("90m", 5400.0), ("1h30m", 5400.0),
                                                ("24h", 86400.0)])
 def test_the_flag_takes_the_crd_duration_syntax(text: str, seconds: float) -> None:
-    args = main.build_parser().parse_args(["delete-backup", "--from", "/x", "--abort-incomplete-after", text])
+    args = main.build_parser("delete-backup").parse_args(["delete-backup", "--from", "/x",
+                                                          "--abort-incomplete-after", text])
     assert stale.max_age_from_args(args) == seconds
 
 
 def test_a_bad_bound_is_a_user_error_naming_the_flag() -> None:
-    args = main.build_parser().parse_args(["backup", "--abort-incomplete-after", "soon"])
+    args = main.build_parser("backup").parse_args(["backup", "--abort-incomplete-after", "soon"])
     with pytest.raises(errors.InvalidSpecError, match="--abort-incomplete-after"):
         stale.max_age_from_args(args)
 
@@ -67,7 +68,7 @@ def test_the_spec_bound_reaches_the_backup_and_delete_jobs_and_parses() -> None:
                 jobs.build_delete_artifact_job(OWNER, spec, "s3://backups/prod/prod/db/nightly", image="img")):
         args = job["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[args.index("--abort-incomplete-after") + 1] == "6h"
-        parsed = main.build_parser().parse_args(args)
+        parsed = main.build_parser(args[0]).parse_args(args)
         assert stale.max_age_from_args(parsed) == 6 * 3600
     verify = jobs.build_verify_job(OWNER, spec, "s3://backups/prod/prod/db/nightly", image="img")
     assert "--abort-incomplete-after" not in verify["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -77,5 +78,5 @@ def test_without_the_field_the_runner_default_applies_and_the_wire_form_is_uncha
     spec = _spec()
     args = jobs.build_backup_job(OWNER, spec, image="img")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--abort-incomplete-after" not in args
-    assert stale.max_age_from_args(main.build_parser().parse_args(args)) == 24 * 3600
+    assert stale.max_age_from_args(main.build_parser(args[0]).parse_args(args)) == 24 * 3600
     assert "abortIncompleteUploadsAfter" not in spec.to_wire()["storage"]["s3"]
