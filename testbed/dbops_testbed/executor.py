@@ -307,6 +307,13 @@ class ProcessNodeExecutor:
                 with self._lock:
                     self._bound.discard(meta["uid"])
                 raise
+        except Exception:
+            # The API server is unreachable (restarted, say): forget the attempt so the re-list after the
+            # watch reconnects binds the pod again, as the scheduler would retry. Kept, the pod stayed
+            # Pending forever.
+            with self._lock:
+                self._bound.discard(meta["uid"])
+            raise
 
     def worker_done(self, worker: PodWorker) -> None:
         with self._lock:
