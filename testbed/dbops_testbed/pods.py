@@ -63,7 +63,6 @@ class PodWorker(threading.Thread):
             container.state = {"waiting": {"reason": "PodInitializing"}} if self.init_containers else container.state
         self.initialized = not self.init_containers
         self.volumes: dict[str, Path] = {}
-        self.held_mount_points: list[Path] = []
         self.acquired_targets: set[str] = set()
         self.transitions: dict[str, tuple[bool, str]] = {}
 
@@ -89,7 +88,6 @@ class PodWorker(threading.Thread):
             self._kill_all(0.0)
             shutil.rmtree(self.pod_dir / "volumes", ignore_errors=True)
             shutil.rmtree(self.pod_dir / "dev", ignore_errors=True)
-            self.executor.mount_points.release(self.held_mount_points)
             self.executor.worker_done(self)
 
     def _run(self) -> None:
@@ -286,10 +284,10 @@ class PodWorker(threading.Thread):
                     container.restart_count)
 
     def _need_mount_point(self, path: str, is_file: bool) -> None:
-        """Hold a host mount point for the pod's lifetime (once per path, whatever the restarts)."""
+        """Make sure a host mount point exists (once per path, whatever the restarts)."""
         if path not in self.acquired_targets:
             self.acquired_targets.add(path)
-            self.held_mount_points += self.executor.mount_points.acquire(Path(path), is_file=is_file)
+            self.executor.mount_points.create(Path(path), is_file=is_file)
 
     def _record_exit(self, container: Container) -> None:
         """Record a container's exit and kill what it left behind, as a runtime does when PID 1 exits."""

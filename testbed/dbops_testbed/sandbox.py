@@ -30,47 +30,31 @@ IMAGE_PATHS = tuple(dict.fromkeys(
 
 
 class HostMountPoints:
-    """Mount points the executor had to create on the host, counted by user and removed when unused.
+    """Mount points the executor had to create on the host; they are kept.
 
     A mount namespace cannot bind-mount onto a path that does not exist, and creating it inside
     the namespace still creates it on the shared filesystem. So missing mount points (outside the
     private /dev) are created here, and kept: several executors (parallel test workers, other
     sessions) share the host filesystem, and one of them removing `/migrations` when its last pod
     ended made another's pod fail with "migration source directory /migrations does not exist".
-    The counts only say which paths this executor made; nothing is removed while it runs.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._users: dict[Path, int] = {}
 
-    def acquire(self, path: Path, *, is_file: bool) -> list[Path]:
-        """Create the missing components of `path`; return what this caller now holds."""
-        held: list[Path] = []
+    def create(self, path: Path, *, is_file: bool) -> None:
+        """Create the missing components of `path` (an empty file last when `is_file`)."""
         with self._lock:
             current = Path("/")
             parts = path.parts[1:]
             for index, part in enumerate(parts):
                 current = current / part
-                if current in self._users:
-                    self._users[current] += 1
-                    held.append(current)
-                    continue
                 if current.exists() or current.is_symlink():
                     continue
                 if index == len(parts) - 1 and is_file:
                     current.touch()
                 else:
                     current.mkdir()
-                self._users[current] = 1
-                held.append(current)
-        return held
-
-    def release(self, held: list[Path]) -> None:
-        """Give back paths from `acquire`. They stay on the host: another process may be mounting onto them."""
-        with self._lock:
-            for path in held:
-                self._users[path] -= 1
 
 
 def on_private_dev(path: str) -> bool:
