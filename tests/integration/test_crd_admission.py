@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from tests.integration.admission import Admission
 
 from dbops import errors
+from dbops.api.cron import cron_problem
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.cli.main import check_arguments
 from dbops.specs import jobs
@@ -136,6 +137,10 @@ INVALID = [
     ("schedule-time-zone-case", SCHEDULE, "spec.timeZone", "europe/berlin", "must be an IANA time zone name"),
     ("migration-window-time-zone", MIGRATION, "spec.window.timeZone", "Mars/Base", "spec.window.timeZone"),
     ("migration-window-cron-range", MIGRATION, "spec.window.schedule", "0 25 * * *", "spec.window.schedule"),
+    ("schedule-cron-never-fires", SCHEDULE, "spec.schedule", "0 0 30 2 *",
+     "spec.schedule: Invalid value: \"0 0 30 2 *\": the schedule never fires"),
+    ("migration-window-never-opens", MIGRATION, "spec.window.schedule", "0 3 31 apr,JUN ?",
+     "spec.window.schedule: Invalid value: \"0 3 31 apr,JUN ?\": the schedule never fires"),
     ("backup-memory-quantity", BACKUP, "spec.jobTemplate", {"resources": {"limits": {"memory": "1GBB"}}},
      "spec.jobTemplate.resources.limits"),
     ("backup-negative-cpu", BACKUP, "spec.jobTemplate", {"resources": {"requests": {"cpu": "-1"}}},
@@ -302,3 +307,19 @@ def test_merge_table_restore_needs_no_confirmation(installed_crds: ControlPlane,
             "mode": "Tables", "tables": ["payment"], "strategy": strategy})
         applied = _apply(installed_crds, namespace, document)
         assert applied.returncode == 0, applied.stderr
+
+
+CRONS = ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 30,31 FEB ?", "5 4 31 02 *", "0\t0  31 feb,Apr *",
+         "0 0 29 2 *", "0 0 31 2 1", "0 0 31 2,3 *", "0 0 30 feb,apr *", "0 0 31 */2 *", "0 0 31 2-3 *", "@monthly",
+         "0 0 1,31 2 *", "0 0 31 2 */2"]
+
+
+@pytest.mark.parametrize("schedule", CRONS)
+def test_api_server_and_model_agree_on_a_schedule_that_never_fires(installed_crds: ControlPlane, kube_client: Any,
+                                                                    namespace: str, schedule: str) -> None:
+    """Differential, against the real API server: CRON_FIRES_RULE and never_fires refuse the same schedules."""
+    spec = _set(_example(SCHEDULE), "spec.schedule", schedule)["spec"]
+    admitted, message = Admission(kube_client, namespace).verdict("DatabaseBackupSchedule", spec)
+    assert admitted is (cron_problem(schedule) is None), message
+    if not admitted:
+        assert "spec.schedule" in message and "never fires" in message, message

@@ -120,6 +120,28 @@ def test_a_migration_window_in_an_unknown_time_zone_fails_with_invalid_spec_not_
     assert "ZoneInfoNotFoundError" not in operator.logs()
 
 
+def test_a_schedule_or_window_that_never_fires_fails_with_invalid_spec_naming_the_field(
+        operator: harness.RunningOperator, installed_crds: ControlPlane, kube_client: Any, namespace: str,
+        minio_server: MinioServer) -> None:
+    # A range is not decided at admission ("0 0 31 2 *" is refused there); croniter finds no date for it.
+    harness.create_secret(kube_client, namespace, "db", {"uri": "postgresql://app@127.0.0.1:1/app"})
+    never = "0 3 30-31 2 *"
+    harness.create_resource(kube_client, namespace, SCHEDULE, "feb-30",
+                            {"schedule": never, "backupTemplate": {"spec": backup_spec(minio_server)}})
+    harness.create_resource(kube_client, namespace, MIGRATION, "feb-30", {
+        "database": DATABASE, "baselineVersion": "0000",
+        "source": {"inline": [{"version": "0001", "name": "t", "up": "CREATE TABLE t (id int);"}]},
+        "window": {"schedule": never, "duration": "2h"}})
+    assert_failed_visibly(installed_crds, kube_client, namespace, SCHEDULE, "feb-30", "InvalidSpec",
+                          f"schedule '{never}' never fires")
+    assert_failed_visibly(installed_crds, kube_client, namespace, MIGRATION, "feb-30", "InvalidSpec",
+                          f"window.schedule '{never}' never fires")
+    assert harness.list_jobs(kube_client, namespace) == []
+    assert client.BatchV1Api(kube_client).list_namespaced_cron_job(namespace).items == []
+    assert operator.alive() and "Traceback" not in operator.logs()
+    assert "CroniterBadDateError" not in operator.logs()
+
+
 def without_job_creation(role: dict[str, Any]) -> None:
     """Take `create` on Jobs away from the operator's ClusterRole."""
     for rule in role["rules"]:

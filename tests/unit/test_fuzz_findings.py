@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from croniter import croniter
 from pydantic import ValidationError
 
 from dbops.api.backup import DatabaseBackupSpec
+from dbops.api.cron import cron_problem
 from dbops.api.common import DatabaseConnection, SecretKeySelector
 from dbops.api.kubevalues import quantity
 from dbops.api.migration import DatabaseMigrationSpec
@@ -120,10 +123,20 @@ def test_confirm_overwrite_must_name_the_target_whenever_the_target_names_its_da
     DatabaseRestoreSpec.model_validate({**base, "target": {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}}})
 
 
-@pytest.mark.xfail(strict=True, reason="open: a cron that never fires (Feb 31) is admitted; croniter fails at reconcile")
-def test_a_window_that_never_opens_is_refused() -> None:
-    # Found by the admission fuzz test (seed 1214818850): admitted, then the window reconcile raises
-    # CroniterBadDateError. Refusing it needs the day-of-month/month expansion in CEL too.
-    with pytest.raises(ValidationError):
+NEVER_FIRES = ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 30,31 FEB ?", "5 4 31 02 *"]
+FIRES = ["0 0 29 2 *", "0 0 31 2 1", "0 0 31 2,3 *", "0 0 30 feb,apr *", "0 0 31 */2 *", "0 0 31 2-3 *", "@monthly"]
+
+
+@pytest.mark.parametrize("schedule", NEVER_FIRES)
+def test_a_window_that_never_opens_is_refused(schedule: str) -> None:
+    # Found by the admission fuzz test (seed 1214818850): "0 0 31 2 *" was admitted, then the window reconcile
+    # raised CroniterBadDateError. The CEL twin (CRON_FIRES_RULE) refuses the same cases at the API server.
+    with pytest.raises(ValidationError, match="never fires"):
         DatabaseMigrationSpec.model_validate({"database": DATABASE, "source": {"configMapRef": {"name": "m"}},
-                                              "window": {"schedule": "0 0 31 2 *", "duration": "2h"}})
+                                              "window": {"schedule": schedule, "duration": "2h"}})
+
+
+@pytest.mark.parametrize("schedule", FIRES)
+def test_a_schedule_that_fires_some_year_is_admitted(schedule: str) -> None:
+    assert cron_problem(schedule) is None
+    croniter(schedule, datetime(2026, 11, 29, tzinfo=UTC)).get_next(datetime)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from dbops import errors
+from dbops.api.migration import MaintenanceWindow
 from dbops.api.schedule import DatabaseBackupScheduleSpec, DatabaseBackupScheduleStatus
 from dbops.cli import trigger
 from dbops.reconcile.schedule import ScheduledBackup, reconcile_schedule
+from dbops.reconcile.window import window_state
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SPEC = DatabaseBackupScheduleSpec.model_validate({
@@ -60,3 +65,22 @@ def test_trigger_backup_manifest_comes_from_the_template() -> None:
     assert manifest["metadata"]["labels"]["dbops.io/schedule"] == "nightly"
     assert manifest["metadata"]["annotations"]["dbops.io/parent"] == "DatabaseBackupSchedule/nightly"
     assert manifest["spec"]["storage"] == {"s3": {"bucket": "bkt", "prefix": "", "forcePathStyle": False}}
+
+
+@pytest.mark.parametrize("schedule", ["0 0 30-31 2 *", "0 0 31 2 *"])
+def test_a_schedule_that_never_fires_is_invalid_before_any_cron_job(schedule: str) -> None:
+    # "0 0 30-31 2 *" passes admission (a range is not decided in CEL); "0 0 31 2 *" is what a resource stored
+    # before the admission rule existed may still hold. Neither may crash the reconcile: InvalidSpec naming it.
+    spec = SPEC.model_copy(update={"schedule": schedule})
+    with pytest.raises(errors.InvalidSpecError, match=r"^schedule '.*' never fires"):
+        reconcile_schedule(spec, DatabaseBackupScheduleStatus(), [], cron_job_name="c", last_schedule_time=None,
+                           generation=1, now=NOW)
+
+
+def test_a_window_that_never_opens_is_invalid_naming_the_field() -> None:
+    window = MaintenanceWindow.model_construct(schedule="0 0 31 2 *", duration="2h", time_zone="Europe/Berlin")
+    with pytest.raises(errors.InvalidSpecError, match=r"^window\.schedule '0 0 31 2 \*' never fires"):
+        window_state(window, NOW)
+    with pytest.raises(errors.InvalidSpecError, match=r"^window\.timeZone 'Mars/Base'"):
+        window_state(MaintenanceWindow.model_construct(schedule="0 2 * * *", duration="2h", time_zone="Mars/Base"),
+                     NOW)

@@ -41,6 +41,23 @@ CRON_RANGE_RULE = (
 )
 _GRAMMAR = re.compile(CRON_PATTERN)
 
+# A schedule that never fires, where that is decidable from the text: day of week * or ? (the day of month must
+# then match), days of month and months plain lists, and no listed day exists in a listed month: only 30 and 31
+# in February, or only 31 in months of at most 30 days (Feb 29 fires in leap years).
+_FEB = "(0?2|(?i:feb))"
+_SHORT = "(0?[2469]|11|(?i:feb|apr|jun|sep|nov))"
+NEVER_FIRES_PATTERN = (
+    rf"^[^ \t]+[ \t]+[^ \t]+[ \t]+((30|31)(,(30|31))*[ \t]+{_FEB}(,{_FEB})*|31(,31)*[ \t]+{_SHORT}(,{_SHORT})*)"
+    r"[ \t]+[*?]$"
+)
+CRON_FIRES_RULE = f"!self.matches(r'{NEVER_FIRES_PATTERN}')"
+CRON_FIRES_MESSAGE = "the schedule never fires: no listed day of month exists in any listed month (e.g. Feb 30)"
+
+
+def never_fires(expression: str) -> bool:
+    """Whether CRON_FIRES_RULE refuses ``expression`` (its Python twin: the same pattern)."""
+    return re.search(NEVER_FIRES_PATTERN, expression) is not None
+
 
 def cron_problem(expression: str) -> str | None:
     """Why a cron expression is refused (None when admitted): the Python twin of the pattern and CEL rule."""
@@ -53,6 +70,8 @@ def cron_problem(expression: str) -> str | None:
     for low, high in re.findall(r"([A-Za-z]{3})-([A-Za-z]{3})", expression):
         if _NAMES[low.lower()] > _NAMES[high.lower()]:
             return f"range {low}-{high} runs backwards"
+    if never_fires(expression):
+        return "never fires: no listed day of month exists in any listed month (e.g. Feb 30)"
     return None
 
 
@@ -67,8 +86,9 @@ CronSchedule = Annotated[
     str,
     StringConstraints(pattern=CRON_PATTERN, max_length=128),
     AfterValidator(_check),
-    Field(json_schema_extra={"x-kubernetes-validations": [{
-        "rule": CRON_RANGE_RULE, "message": "cron ranges must run from low to high, e.g. 1-5 or MON-FRI",
-    }]}),
+    Field(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": CRON_RANGE_RULE, "message": "cron ranges must run from low to high, e.g. 1-5 or MON-FRI"},
+        {"rule": CRON_FIRES_RULE, "message": CRON_FIRES_MESSAGE},
+    ]}),
 ]
 """A cron expression: five fields within their ranges, or an @hourly-style shorthand."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dbops.api.schedule import BackupReference, DatabaseBackupScheduleSpec, DatabaseBackupScheduleStatus
-from dbops.reconcile import retention
+from dbops.reconcile import retention, window
 from dbops.reconcile.actions import Decision
 
 
@@ -24,6 +24,7 @@ def reconcile_schedule(spec: DatabaseBackupScheduleSpec, status: DatabaseBackupS
                        backups: list[ScheduledBackup], *, cron_job_name: str, last_schedule_time: datetime | None,
                        generation: int, now: datetime) -> Decision:
     """The schedule's status and the backups to prune (Decision.delete) from its backups and CronJob."""
+    window.fire_times(spec.schedule, spec.time_zone, now)  # InvalidSpec before a CronJob that never fires
     status = status.model_copy(deep=True)
     if status.is_terminal and status.observed_generation != generation:
         status.phase = "Pending"  # the spec changed since the CronJob was refused: try the new one
