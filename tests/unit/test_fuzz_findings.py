@@ -11,8 +11,8 @@ from croniter import croniter
 from pydantic import ValidationError
 
 from dbops.api.backup import DatabaseBackupSpec
-from dbops.api.cron import cron_problem
 from dbops.api.common import DatabaseConnection, SecretKeySelector
+from dbops.api.cron import cron_problem
 from dbops.api.kubevalues import quantity
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.restore import DatabaseRestoreSpec
