@@ -19,10 +19,13 @@ from dbops.api.common import (
 from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
 from dbops.api.migration_source import MigrationSource
+from dbops.api.migration_verify import RowCountVerification
 from dbops.api.status import ResourceStatus
 
 BuiltinCheck = Literal["foreignKeys", "orphans", "invalidIndexes", "rowCounts"]
 BUILTIN_CHECKS: tuple[BuiltinCheck, ...] = ("foreignKeys", "orphans", "invalidIndexes", "rowCounts")
+# rowCounts is opt-in: a correct data migration changes row counts on purpose (see verify.rowCounts).
+DEFAULT_BUILTIN_CHECKS: tuple[BuiltinCheck, ...] = ("foreignKeys", "orphans", "invalidIndexes")
 MigrationPhase = Literal[
     "Pending", "Waiting", "AwaitingApproval", "Planning", "Checking", "BackingUp", "Migrating", "Verifying",
     "RollingBack", "Succeeded", "Failed", "RolledBack",
@@ -119,8 +122,10 @@ class Timeouts(ApiModel):
 class MigrationVerification(ApiModel):
     """Checks after migrating (the runbook's post-migration verification)."""
 
-    builtin: list[BuiltinCheck] = Field(default_factory=lambda: list(BUILTIN_CHECKS))
-    """Built-in checks."""
+    builtin: list[BuiltinCheck] = Field(default_factory=lambda: list(DEFAULT_BUILTIN_CHECKS))
+    """Built-in checks (rowCounts is opt-in: see rowCounts)."""
+    row_counts: RowCountVerification = Field(default_factory=RowCountVerification)
+    """Which tables the rowCounts builtin compares, and the tolerance."""
     checks: Annotated[list[SqlCheck], Field(max_length=64)] = Field(default_factory=list)
     """User SQL checks, e.g. no orphaned bookings."""
 

@@ -17,20 +17,16 @@ Sources: ``--source DIR`` (``NNNN_name.up.sql`` / ``NNNN_name.down.sql``; a moun
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from dbops import errors
 from dbops.api.common import parse_duration, postgres_duration
-from dbops.cli import migrate_output
+from dbops.cli import migrate_output, migrate_verify
 from dbops.runner import dbverify, prechecks, result
-from dbops.runner.migrations import adopt, apply, command, connect, frameworks, history, lint, session, source
-
-# Cheap, catalog-driven checks that catch what a migration can break (orphan counts stay under a size guard);
-# row counts are off for SQL files, whose data migrations change them on purpose.
-SQL_MODE_BUILTINS = ("foreignKeys", "invalidIndexes")
-DEFAULT_ORPHAN_SCAN_MAX_MB = 256.0
+from dbops.runner.migrations import adopt, apply, command, connect, history, lint, session, source
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -50,15 +46,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_lint(apply_parser)
     _add_execution(apply_parser)
     _add_prechecks(apply_parser, prefix="pre-check-")
-    _add_verification(apply_parser)
+    migrate_verify.add_arguments(apply_parser)
     apply_parser.add_argument("--command", dest="command_mode", action="store_true",
                               help="command mode: run the command given after '--' instead of SQL files")
     apply_parser.add_argument("--command-timeout", type=float, help="seconds before the command is killed")
-    apply_parser.add_argument("--framework", choices=frameworks.FRAMEWORKS, default="auto",
-                              help="command mode: whose bookkeeping tables to leave out of row counts and whose "
-                                   "history to report (default: detected from the command, else every known set)")
-    apply_parser.add_argument("--row-count-tables", default="",
-                              help="command mode: compare row counts of only these comma-separated schema.table")
     apply_parser.add_argument("framework_command", nargs="*", help=argparse.SUPPRESS)
     apply_parser.set_defaults(run=_run_apply, check=_check_flags)
 
@@ -89,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     verify_parser = subparsers.add_parser("verify-db", help="verify a live database after a migration")
     connect.add_connection_arguments(verify_parser)
-    _add_verification(verify_parser, standalone=True)
+    migrate_verify.add_arguments(verify_parser, standalone=True)
     verify_parser.add_argument("--history-table", default=history.DEFAULT_TABLE,
                                help="excluded from row counts (default %(default)s)")
     verify_parser.set_defaults(run=_run_verify_db)
@@ -145,29 +136,6 @@ def _add_prechecks(parser: argparse.ArgumentParser, *, prefix: str = "") -> None
                         choices=("fail", "warn"), default="fail")
 
 
-def _add_verification(parser: argparse.ArgumentParser, *, standalone: bool = False) -> None:
-    if not standalone:
-        parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
-                            help="verify the database afterwards (default: on; the cheap builtins "
-                                 "for SQL files unless --verify or --verify-builtin asks for more)")
-        parser.add_argument("--verify-builtin", dest="verify_builtin", default=None,
-                            help="comma-separated builtins (default: " + ",".join(SQL_MODE_BUILTINS)
-                            + " for SQL files, all of " + ",".join(dbverify.BUILTINS)
-                            + " in command mode; 'none' for none)")
-        parser.add_argument("--orphan-scan-max-mb", type=float, default=DEFAULT_ORPHAN_SCAN_MAX_MB,
-                            help="count orphan rows only on referencing tables up to this size in MiB "
-                                 "(default %(default)g; 0 = every table, which can be slow)")
-    else:
-        parser.add_argument("--builtin", dest="verify_builtin", default=",".join(dbverify.BUILTINS),
-                            help="comma-separated builtins (default %(default)s; 'none' for none)")
-    parser.add_argument("--checks-file", type=Path, help="JSON/YAML list of {name, sql, expect}")
-    parser.add_argument("--row-count-tolerance", type=float, default=0.0,
-                        help="allowed row-count change in percent (default 0)")
-    if standalone:
-        parser.add_argument("--row-counts-before", type=Path, help="row counts from --row-counts-out")
-        parser.add_argument("--row-counts-out", type=Path, help="write the current row counts here")
-
-
 def _check_flags(args: argparse.Namespace) -> None:
     """The configuration the flags make, without reading the files they name (mounted only in the Job)."""
     flags = argparse.Namespace(**{**vars(args), "checks_file": None})
@@ -197,18 +165,6 @@ def _seconds(value: str, flag: str) -> float:
         raise errors.InvalidSpecError(f"{flag}: {error}") from None
 
 
-def _verify_config(args: argparse.Namespace) -> dbverify.VerifyConfig:
-    checks = dbverify.load_checks_file(args.checks_file) if args.checks_file else ()
-    builtins = args.verify_builtin
-    if builtins is None:
-        explicit = getattr(args, "verify", None) is True or getattr(args, "command_mode", False)
-        builtins = ",".join(dbverify.BUILTINS if explicit else SQL_MODE_BUILTINS)
-    max_mb = getattr(args, "orphan_scan_max_mb", 0.0)
-    return dbverify.VerifyConfig(builtins=dbverify.parse_builtins(builtins), checks=checks,
-                                 row_count_tolerance_percent=args.row_count_tolerance,
-                                 orphan_scan_max_bytes=int(max_mb * 1024 * 1024) if max_mb > 0 else None)
-
-
 def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_down: bool = False) -> session.RunConfig:
     has_execution = hasattr(args, "lock_timeout")
     options = apply.ApplyOptions(
@@ -235,7 +191,7 @@ def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_do
         lint_excluded_rules=tuple(rule.strip() for rule in args.lint_exclude.split(",") if rule.strip()),
         expect_plan_hash=getattr(args, "expect_plan_hash", None) or None,
         prechecks=pre,
-        verify=_verify_config(args) if getattr(args, "verify", False) is not False and hasattr(args, "verify")
+        verify=migrate_verify.config(args) if getattr(args, "verify", False) is not False and hasattr(args, "verify")
         else None,
     )
 
@@ -279,7 +235,7 @@ def _run_apply(args: argparse.Namespace) -> int:
             with connect.session(args) as connection, connect.translated_errors("the command run"):
                 command.run_command(connection, args.framework_command, config, outcome=outcome,
                                     timeout_seconds=args.command_timeout, framework=args.framework,
-                                    row_count_tables=_table_names(args.row_count_tables))
+                                    row_count_tables=migrate_verify.table_names(args.row_count_tables))
             message = "migration command succeeded" + _history_note(outcome.framework_history)
         else:
             if args.framework_command:
@@ -366,11 +322,9 @@ def _run_verify_db(args: argparse.Namespace) -> int:
     name = "verify-db"
     verification: list[dbverify.CheckResult] = []
     try:
-        config = _verify_config(args)
-        exclude = frozenset({str(history.HistoryTable.parse(args.history_table))})
-        config = dbverify.VerifyConfig(builtins=config.builtins, checks=config.checks,
-                                       row_count_tolerance_percent=config.row_count_tolerance_percent,
-                                       exclude_tables=exclude)
+        config = migrate_verify.config(args)
+        exclude = config.exclude_tables | {str(history.HistoryTable.parse(args.history_table))}
+        config = dataclasses.replace(config, exclude_tables=exclude)
         before = dbverify.load_row_counts(args.row_counts_before) if args.row_counts_before else None
         with connect.session(args) as connection, \
                 connect.translated_errors("verifying"):
@@ -388,12 +342,6 @@ def _run_verify_db(args: argparse.Namespace) -> int:
     document = result.success(name, f"{len(verification)} verifications passed",
                               verification=[v.as_result() for v in verification])
     return migrate_output.publish(document, args, f"dbops {name}: {document['message']}")
-
-
-def _table_names(text: str) -> frozenset[str]:
-    """``a, app.b`` → {public.a, app.b}."""
-    names = (name.strip() for name in text.split(",") if name.strip())
-    return frozenset(name if "." in name else f"public.{name}" for name in names)
 
 
 def _history_note(change: dict[str, Any] | None) -> str:

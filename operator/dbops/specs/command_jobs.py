@@ -21,6 +21,7 @@ from dbops.api.roles import JobRole
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
 from dbops.specs.owner import Owner
+from dbops.specs.verify_args import verification_args
 
 COMMAND_ROLE = JobRole.COMMAND
 VERIFY_ROLE = JobRole.VERIFY
@@ -61,7 +62,8 @@ def build_command_job(owner: Owner, spec: DatabaseMigrationSpec, *, revision: st
 
 def verify_db_args(spec: DatabaseMigrationSpec, *, checks_file: bool) -> list[str]:
     """Arguments of ``dbops verify-db`` for the migration's verification settings."""
-    args = ["verify-db", "--builtin", ",".join(spec.verify.builtin) or "none", "--history-table", spec.history_table]
+    args = ["verify-db", "--builtin", ",".join(spec.verify.builtin) or "none", "--history-table", spec.history_table,
+            *verification_args(spec.verify)]
     if checks_file:
         args += ["--checks-file", CHECKS_FILE]
     return args

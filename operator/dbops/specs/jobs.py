@@ -16,6 +16,7 @@ from dbops.specs import naming
 from dbops.specs import storage as storage_specs
 from dbops.specs.argv import option
 from dbops.specs.owner import Owner
+from dbops.specs.verify_args import verification_args
 
 DEFAULT_IMAGE = "ghcr.io/dbops/dbops:0.1.0"
 RUNNER_UID = 65532
@@ -256,6 +257,7 @@ def migration_args(spec: DatabaseMigrationSpec, action: str, *, expect_plan_hash
         args.append("--verify" if spec.verify.builtin or checks_file else "--no-verify")
         if spec.verify.builtin:
             args += ["--verify-builtin", ",".join(spec.verify.builtin)]
+        args += verification_args(spec.verify)
         if checks_file:
             args += ["--checks-file", CHECKS_FILE]
     return args

@@ -50,13 +50,11 @@ def run_command(
         if config.verify is not None:
             verify_config = dataclasses.replace(
                 config.verify, exclude_tables=config.verify.exclude_tables | {str(config.table)}
-                | frameworks.bookkeeping_tables(detected)
+                | frameworks.bookkeeping_tables(detected),
+                row_count_tables=row_count_tables or config.verify.row_count_tables,
             )
             if "rowCounts" in verify_config.builtins:
                 before = dbverify.row_counts(connection, verify_config.exclude_tables)
-                if row_count_tables:
-                    # only tables present before and after are compared: keep just the listed ones
-                    before = {table: count for table, count in before.items() if table in row_count_tables}
         history_before = frameworks.history(connection, detected) if detected not in (None, "none") else None
         try:
             _run(argv, env, timeout_seconds)
