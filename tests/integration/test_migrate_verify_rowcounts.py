@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.integration.migrate_support import run_dbops, write_migrations
 from tests.integration.verify_schema import DELETE_CANCELLED, SCHEMA
 
