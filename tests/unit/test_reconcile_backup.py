@@ -107,7 +107,11 @@ def test_deletion_runs_the_delete_job_only_with_delete_policy() -> None:
     artifact = {k: v for k, v in RESULT["artifact"].items() if k != "parts"}
     status = DatabaseBackupStatus.model_validate({"artifact": artifact})
     step = backup_reconcile.deletion_step(DELETE, status, MISSING, "b1-delete-1")
-    assert not step.done and step.job is not None and step.job.params.artifact_dir == "s3://backups/ns/db/b1"
+    assert not step.done and step.decision is not None
+    assert [job.expect(ArtifactParams).artifact_dir for job in step.decision.jobs] == ["s3://backups/ns/db/b1"]
+    assert [event.reason for event in step.decision.events] == ["DeletingArtifact"]
+    waiting = backup_reconcile.deletion_step(DELETE, status, JobOutcome("Running"), "b1-delete-1")
+    assert not waiting.done and waiting.decision is not None and waiting.decision.jobs == []
     assert SPEC.deletion_policy == "Retain"  # the default: deleting (or an Argo CD prune) keeps the dump
     assert backup_reconcile.deletion_step(SPEC, status, MISSING, "b1-delete-1").done
     assert backup_reconcile.deletion_step(DELETE, status, finished_job("Complete", {}), "b1-delete-1").done
@@ -134,9 +138,9 @@ def test_the_backup_result_is_read_with_the_model_the_runner_writes_it_with() ->
 def test_deletion_finds_an_artifact_committed_while_the_operator_was_down() -> None:
     unseen = DatabaseBackupStatus.model_validate({"phase": "Running"})
     running = backup_reconcile.deletion_step(DELETE, unseen, MISSING, "b1-delete-1", JobOutcome("Running"))
-    assert not running.done and running.job is None and "may still store" in running.message
+    assert not running.done and running.decision is None and "may still store" in running.message
     committed = backup_reconcile.deletion_step(DELETE, unseen, MISSING, "b1-delete-1",
                                                finished_job("Complete", RESULT))
-    assert not committed.done and committed.job is not None
-    assert committed.job.params == ArtifactParams("s3://backups/ns/db/b1")
+    assert not committed.done and committed.decision is not None
+    assert [job.params for job in committed.decision.jobs] == [ArtifactParams("s3://backups/ns/db/b1")]
     assert backup_reconcile.deletion_step(SPEC, unseen, MISSING, "b1-delete-1", JobOutcome("Running")).done

@@ -9,7 +9,7 @@ from pydantic import Field, StringConstraints
 
 from dbops.api.base import ApiModel
 from dbops.api.common import DatabaseConnection, Duration, JobTemplate, SqlCheck, Storage
-from dbops.api.status import ResourceStatus
+from dbops.api.status import JobStatus
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
@@ -189,13 +189,11 @@ class BackupVerificationResult(ApiModel):
     """When verification finished."""
 
 
-class DatabaseBackupStatus(ResourceStatus):
+class DatabaseBackupStatus(JobStatus):
     """Observed state of a DatabaseBackup."""
 
     phase: Literal["Pending", "Running", "Verifying", "Succeeded", "Failed"] = "Pending"
     """Pending, Running, Verifying, Succeeded or Failed."""
-    job_name: str | None = None
-    """The current Job."""
     attempts: int = 0
     """Job attempts so far."""
     artifact: Artifact | None = None

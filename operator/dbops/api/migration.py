@@ -20,7 +20,7 @@ from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
 from dbops.api.migration_source import MigrationSource
 from dbops.api.migration_verify import RowCountVerification
-from dbops.api.status import ResourceStatus
+from dbops.api.status import JobStatus
 
 BuiltinCheck = Literal["foreignKeys", "orphans", "invalidIndexes", "rowCounts"]
 BUILTIN_CHECKS: tuple[BuiltinCheck, ...] = ("foreignKeys", "orphans", "invalidIndexes", "rowCounts")
@@ -233,13 +233,11 @@ class VerificationResult(ApiModel):
     """Detail line."""
 
 
-class DatabaseMigrationStatus(ResourceStatus):
+class DatabaseMigrationStatus(JobStatus):
     """Observed state of a DatabaseMigration."""
 
     phase: MigrationPhase = "Pending"
     """Life-cycle phase."""
-    job_name: str | None = None
-    """The current Job."""
     source_hash: str = ""
     """Hash of the migration content this status describes; a change re-runs the migration."""
     plan: MigrationPlan | None = None

@@ -9,7 +9,7 @@ from pydantic import Field, StringConstraints, model_validator
 from dbops.api.backup import RestoreTestResult
 from dbops.api.base import ApiModel
 from dbops.api.common import DatabaseConnection, JobTemplate, LocalObjectReference, SqlCheck, Storage
-from dbops.api.status import ResourceStatus
+from dbops.api.status import JobStatus
 
 RestorePhase = Literal["Pending", "BackingUp", "Restoring", "Verifying", "Succeeded", "Failed"]
 
@@ -183,13 +183,11 @@ class RestoredFrom(ApiModel):
     """The DatabaseBackup, when restored from one."""
 
 
-class DatabaseRestoreStatus(ResourceStatus):
+class DatabaseRestoreStatus(JobStatus):
     """Observed state of a DatabaseRestore."""
 
     phase: RestorePhase = "Pending"
     """Life-cycle phase."""
-    job_name: str | None = None
-    """The current Job."""
     restored_from: RestoredFrom | None = None
     """The artifact restored."""
     safety_backup_name: str | None = None

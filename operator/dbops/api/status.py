@@ -132,3 +132,10 @@ class ResourceStatus(ApiModel):
         if phase == "Failed":
             self.set_condition(FAILED, "True", reason, message, generation=generation, now=now)
         return True
+
+
+class JobStatus(ResourceStatus):
+    """The status of a kind whose work runs in Jobs: the Job currently doing it."""
+
+    job_name: str | None = None
+    """The current Job."""

@@ -16,7 +16,7 @@ from dbops.controller.config import CONFIG
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.reconcile import backup as backup_reconcile
-from dbops.reconcile.actions import ArtifactParams, Decision
+from dbops.reconcile.actions import ArtifactParams
 from dbops.reconcile.jobs import MISSING
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
@@ -66,18 +66,16 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
     backup_job = driver.read_job(owner.namespace, job_specs.job_name(owner, JobRole.BACKUP))
     step = backup_reconcile.deletion_step(spec, status, driver.read_job(owner.namespace, delete_name), delete_name,
                                           backup_job)
-    if step.job is not None:
-        decision = Decision(status)
-        decision.jobs.append(step.job)
-        decision.event("Normal", "DeletingArtifact", step.message)
+    decision = step.decision
+    if decision is not None and decision.jobs:
         try:
             effects.carry_out(owner, decision, job_builder(owner, spec))
         except errors.PermanentError as error:  # the resource is going: say so and let it go
             step = backup_reconcile.DeletionStep(True, message=f"could not delete the artifact: {error}",
                                                  warning=True)
-            decision.events.clear()
-        for event in decision.events:
-            events.emit(driver.involved(owner), event.type, event.reason, event.message)
+        else:
+            for event in decision.events:
+                events.emit(driver.involved(owner), event.type, event.reason, event.message)
     if not step.done:
         raise kopf.TemporaryError(step.message, delay=min(2.0 + retry, 10.0))
     for role in ACTIVE_ROLES:

@@ -18,6 +18,7 @@ from dbops.api.roles import JobRole
 from dbops.reconcile import results
 from dbops.reconcile.actions import ArtifactParams, Decision, JobRequest
 from dbops.reconcile.jobs import MISSING, JobOutcome
+from dbops.reconcile.steps import Steps
 
 
 @dataclass(frozen=True)
@@ -50,63 +51,43 @@ def reconcile_backup(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, obs
     if status.is_terminal:
         _set_expiry(spec, status)
         return decision
-    backup = observed.backup
-    if backup.state == "Missing":
-        name = observed.backup_name
-        decision.jobs.append(JobRequest(JobRole.BACKUP, name))
-        if status.phase != "Running":
-            status.mark_running(f"backup Job {name} created", generation=generation, now=now)
-            status.attempts += 1
-            decision.event("Normal", "BackupStarted", f"created backup Job {name}")
-        status.job_name = name
-        return decision
-    if backup.state == "Running":
-        if status.phase == "Pending":
-            status.mark_running("backup Job running", generation=generation, now=now)
-            status.attempts = max(status.attempts, 1)
-        status.job_name = status.job_name or observed.backup_name
+    steps = Steps(status, decision, generation=generation, now=now)
+    backup, name = observed.backup, observed.backup_name
+    if backup.state == "Missing" and status.phase != "Running":
+        status.attempts += 1
+    elif backup.state == "Running":
+        status.attempts = max(status.attempts, 1)
+    if steps.job_pending(backup, JobRequest(JobRole.BACKUP, name), phase="Running",
+                         message=f"backup Job {name} running", started="BackupStarted"):
         return decision
     if backup.state == "Failed":
-        status.mark_failed(backup.reason, backup.message, generation=generation, now=now)
-        decision.event("Warning", "BackupFailed", f"{backup.reason}: {backup.message}")
+        steps.fail(backup.reason, backup.message, "BackupFailed")
         return decision
     outcome = results.model_from_result(BackupJobResult, backup.result)
     if outcome is None or not outcome.artifact.uri:
-        status.mark_failed("NoResult", "the backup Job succeeded but reported no artifact",
-                           generation=generation, now=now)
-        decision.event("Warning", "BackupFailed", "the backup Job reported no artifact")
+        steps.fail("NoResult", "the backup Job succeeded but reported no artifact", "BackupFailed")
         return decision
     status.artifact = outcome.artifact
     status.source = outcome.source
-    if needs_verification(spec) and not _verified(status, observed, decision, generation=generation, now=now):
+    if needs_verification(spec) and not _verified(steps, observed):
         return decision
-    _succeed(spec, status, decision, now=now, generation=generation)
+    _succeed(spec, steps)
     return decision
 
 
-def _verified(status: DatabaseBackupStatus, observed: BackupJobs, decision: Decision, *, generation: int,
-              now: datetime) -> bool:
+def _verified(steps: Steps[DatabaseBackupStatus], observed: BackupJobs) -> bool:
     """Advance verification; True once the verify Job succeeded."""
+    status = steps.status
     assert status.artifact is not None
     verify = observed.verify
-    if verify.state == "Missing":
-        name = observed.verify_name
-        decision.jobs.append(JobRequest(JobRole.VERIFY, name, ArtifactParams(artifact_directory(status.artifact))))
-        status.job_name = name
-        status.mark_progressing("Verifying", "Verifying", "verifying the stored backup", generation=generation,
-                                now=now)
-        decision.event("Normal", "VerificationStarted", f"created verify Job {name}")
-        return False
-    if verify.state == "Running":
-        if status.phase != "Verifying":
-            status.mark_progressing("Verifying", "Verifying", "verifying the stored backup", generation=generation,
-                                    now=now)
+    request = JobRequest(JobRole.VERIFY, observed.verify_name, ArtifactParams(artifact_directory(status.artifact)))
+    if steps.job_pending(verify, request, phase="Verifying", message="verifying the stored backup",
+                         started="VerificationStarted"):
         return False
     status.verification = _verification(verify.result.get("verification"))
     if verify.state == "Failed":
         reason = verify.reason if verify.reason not in ("", "JobFailed") else "VerificationFailed"
-        status.mark_failed(reason, verify.message, generation=generation, now=now)
-        decision.event("Warning", "VerificationFailed", f"{reason}: {verify.message}")
+        steps.fail(reason, verify.message, "VerificationFailed")
         return False
     return True
 
@@ -123,14 +104,11 @@ def _verification(data: Any) -> BackupVerificationResult | None:
     return verification
 
 
-def _succeed(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, decision: Decision, *, now: datetime,
-             generation: int) -> None:
-    artifact = status.artifact
+def _succeed(spec: DatabaseBackupSpec, steps: Steps[DatabaseBackupStatus]) -> None:
+    artifact = steps.status.artifact
     size = artifact.size_bytes if artifact else 0
-    message = f"backup stored at {artifact.uri if artifact else '?'} ({size} bytes)"
-    if status.mark_succeeded(message, generation=generation, now=now):
-        decision.event("Normal", "BackupSucceeded", message)
-    _set_expiry(spec, status)
+    steps.succeed(f"backup stored at {artifact.uri if artifact else '?'} ({size} bytes)", "BackupSucceeded")
+    _set_expiry(spec, steps.status)
 
 
 def _set_expiry(spec: DatabaseBackupSpec, status: DatabaseBackupStatus) -> None:
@@ -149,8 +127,8 @@ class DeletionStep:
 
     done: bool
     """The finalizer may be released."""
-    job: JobRequest | None = None
-    """The artifact-deleting Job to create."""
+    decision: Decision | None = None
+    """The artifact-deleting Job to create, and the Event saying so."""
     message: str = ""
     warning: bool = False
 
@@ -172,11 +150,11 @@ def deletion_step(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, delete
     if artifact is None or not artifact.uri:
         return DeletionStep(True, message="no stored artifact to delete")
     directory = artifact_directory(artifact)
-    if delete_job.state == "Missing":
-        return DeletionStep(False, JobRequest(JobRole.DELETE, delete_job_name, ArtifactParams(directory)),
-                            message=f"deleting artifact {directory}")
-    if delete_job.state == "Running":
-        return DeletionStep(False, message=f"deleting artifact {directory}")
+    decision = Decision(status)
+    if decision.job_pending(delete_job, JobRequest(JobRole.DELETE, delete_job_name, ArtifactParams(directory))):
+        if decision.jobs:
+            decision.event("Normal", "DeletingArtifact", f"deleting artifact {directory}")
+        return DeletionStep(False, decision, message=f"deleting artifact {directory}")
     if delete_job.state == "Failed":
         return DeletionStep(True, message=f"could not delete artifact {directory}: {delete_job.message}",
                             warning=True)

@@ -26,9 +26,9 @@ from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobPara
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import MISSING, JobOutcome
 from dbops.reconcile.runlock import RunLock
+from dbops.reconcile.steps import WAIT_SECONDS, Steps
 from dbops.reconcile.window import WindowState
 
-WAIT_SECONDS = 10.0
 MAX_WINDOW_WAIT_SECONDS = 300.0
 IDLE_PHASES = frozenset({"Pending", "Waiting", "AwaitingApproval"})
 
@@ -103,26 +103,19 @@ class _Run:
                  decision: Decision, generation: int, now: datetime) -> None:
         self.spec, self.status, self.observed, self.decision = spec, status, observed, decision
         self.generation, self.now = generation, now
+        self.steps = Steps(status, decision, generation=generation, now=now)
 
     def progress(self, phase: str, reason: str, message: str) -> None:
-        if self.status.phase != phase or self.status.message != message:
-            self.status.mark_progressing(phase, reason, message, generation=self.generation, now=self.now)
+        self.steps.progress(phase, reason, message)
 
     def fail(self, reason: str, message: str, event: str = "MigrationFailed") -> None:
-        if self.status.mark_failed(reason, message, generation=self.generation, now=self.now):
-            self.decision.event("Warning", event, f"{reason}: {message}")
+        self.steps.fail(reason, message, event)
 
     def job_pending(self, job: JobOutcome, role: JobRole, phase: str, message: str,
                     params: JobParams | None = None) -> bool:
-        """Start the role's Job when missing and report progress while it runs; True until it has finished."""
-        name = self.observed.jobs.names[role]
-        if not self.decision.job_pending(job, JobRequest(role, name, params or NoParams())):
-            return False
-        if job.state == "Missing":
-            self.status.job_name = name
-            self.decision.event("Normal", f"{phase}Started", f"created {role} Job {name}")
-        self.progress(phase, phase, message)
-        return True
+        """The shared Job step for the run's Job of this role; True until it has finished."""
+        request = JobRequest(role, self.observed.jobs.names[role], params or NoParams())
+        return self.steps.job_pending(job, request, phase=phase, message=message)
 
     def step(self) -> None:
         command_mode = self.spec.source.command is not None
@@ -225,19 +218,13 @@ class _Run:
             return True
         child = self.observed.backup
         self.status.backup_name = child.name
-        if not child.exists:
-            self.decision.children.append(ChildRequest("DatabaseBackup", child.name, pre_backup_spec(self.spec),
-                                                       owned=False))
-            self.progress("BackingUp", "BackingUp", f"taking pre-migration backup {child.name}")
-            self.decision.event("Normal", "BackupStarted", f"created DatabaseBackup {child.name}")
+        request = ChildRequest("DatabaseBackup", child.name, pre_backup_spec(self.spec), owned=False)
+        if self.steps.child_pending(child, request, phase="BackingUp",
+                                    message=f"taking pre-migration backup {child.name}", started="BackupStarted"):
             return False
         if child.phase == "Succeeded":
             return True
-        if child.finished:
-            self.fail("BackupFailed", f"pre-migration backup {child.name} failed: {child.message}")
-            return False
-        self.progress("BackingUp", "BackingUp", f"waiting for pre-migration backup {child.name}")
-        self.decision.requeue_after = WAIT_SECONDS
+        self.fail("BackupFailed", f"pre-migration backup {child.name} failed: {child.message}")
         return False
 
     def applied(self) -> None:
@@ -297,14 +284,11 @@ class _Run:
     def rolled_back(self, failure: str = "") -> None:
         child = self.observed.restore
         self.status.restore_name = child.name
-        if not child.exists:
-            spec = rollback_restore_spec(self.spec, self.observed.backup.name, self.observed.database_name)
-            self.decision.children.append(ChildRequest("DatabaseRestore", child.name, spec))
-            self.progress("RollingBack", "RollingBack",
-                          f"migration failed ({failure}); restoring pre-migration backup {self.observed.backup.name}")
-            return
-        if not child.finished:
-            self.decision.requeue_after = WAIT_SECONDS
+        spec = rollback_restore_spec(self.spec, self.observed.backup.name, self.observed.database_name)
+        message = (f"migration failed ({failure}); restoring pre-migration backup {self.observed.backup.name}"
+                   if failure else self.status.message)
+        if self.steps.child_pending(child, ChildRequest("DatabaseRestore", child.name, spec), phase="RollingBack",
+                                    message=message):
             return
         if child.phase == "Succeeded":
             message = f"migration failed; database restored from {self.observed.backup.name} ({self.status.message})"

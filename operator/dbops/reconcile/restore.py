@@ -14,8 +14,7 @@ from dbops.reconcile import results
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest, RestoreParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import JobOutcome
-
-WAIT_SECONDS = 10.0
+from dbops.reconcile.steps import WAIT_SECONDS, Steps
 
 
 @dataclass(frozen=True)
@@ -58,33 +57,22 @@ def reconcile_restore(spec: DatabaseRestoreSpec, status: DatabaseRestoreStatus, 
     decision = Decision(status)
     if status.is_terminal:
         return decision
+    steps = Steps(status, decision, generation=generation, now=now)
     source = observed.source
     if source.state == "Failed":
-        status.mark_failed("BackupNotUsable", source.message, generation=generation, now=now)
-        decision.event("Warning", "RestoreFailed", source.message)
+        steps.fail("BackupNotUsable", source.message, "RestoreFailed")
         return decision
     if source.state == "Waiting":
-        status.mark_progressing("Pending", "WaitingForBackup", source.message, generation=generation, now=now)
+        steps.progress("Pending", "WaitingForBackup", source.message)
         decision.requeue_after = WAIT_SECONDS
         return decision
-    if spec.safety_backup.enabled and not _safety_backup_done(spec, status, observed.safety_backup, decision,
-                                                             generation=generation, now=now):
+    if spec.safety_backup.enabled and not _safety_backup_done(spec, steps, observed.safety_backup):
         return decision
     restore = observed.restore
-    if restore.state == "Missing":
-        assert source.storage is not None, "a Ready source names its storage"
-        decision.jobs.append(JobRequest(JobRole.RESTORE, observed.restore_job_name,
-                                        RestoreParams(source.artifact_dir, source.storage)))
-        status.job_name = observed.restore_job_name
-        status.mark_progressing("Restoring", "Restoring", f"restoring from {source.artifact_dir}",
-                                generation=generation, now=now)
-        decision.event("Normal", "RestoreStarted", f"created restore Job {observed.restore_job_name}")
-        return decision
-    if restore.state == "Running":
-        if status.phase != "Restoring":
-            status.job_name = observed.restore_job_name
-            status.mark_progressing("Restoring", "Restoring", f"restoring from {source.artifact_dir}",
-                                    generation=generation, now=now)
+    assert source.storage is not None, "a Ready source names its storage"
+    request = JobRequest(JobRole.RESTORE, observed.restore_job_name, RestoreParams(source.artifact_dir, source.storage))
+    if steps.job_pending(restore, request, phase="Restoring", message=f"restoring from {source.artifact_dir}",
+                         started="RestoreStarted"):
         return decision
     result = restore.result
     restored = result.get("restoredFrom") or {}
@@ -97,35 +85,22 @@ def reconcile_restore(spec: DatabaseRestoreSpec, status: DatabaseRestoreStatus, 
         status.restored_tables = [str(table) for table in result["tables"]][:1024]
     status.verification = _verification(result.get("verification"))
     if restore.state == "Failed":
-        status.mark_failed(restore.reason, restore.message, generation=generation, now=now)
-        decision.event("Warning", "RestoreFailed", f"{restore.reason}: {restore.message}")
+        steps.fail(restore.reason, restore.message, "RestoreFailed")
         return decision
-    message = f"restored {status.tables_restored or 0} tables from {source.artifact_dir}"
-    if status.mark_succeeded(message, generation=generation, now=now):
-        decision.event("Normal", "RestoreSucceeded", message)
+    steps.succeed(f"restored {status.tables_restored or 0} tables from {source.artifact_dir}", "RestoreSucceeded")
     return decision
 
 
-def _safety_backup_done(spec: DatabaseRestoreSpec, status: DatabaseRestoreStatus, child: ChildState,
-                        decision: Decision, *, generation: int, now: datetime) -> bool:
-    status.safety_backup_name = child.name
-    if not child.exists:
-        decision.children.append(ChildRequest("DatabaseBackup", child.name, safety_backup_spec(spec), owned=False))
-        status.mark_progressing("BackingUp", "BackingUp", f"taking safety backup {child.name} of the target",
-                                generation=generation, now=now)
-        decision.event("Normal", "SafetyBackupStarted", f"created DatabaseBackup {child.name}")
+def _safety_backup_done(spec: DatabaseRestoreSpec, steps: Steps[DatabaseRestoreStatus], child: ChildState) -> bool:
+    """Advance the safety backup of the target; True once it succeeded."""
+    steps.status.safety_backup_name = child.name
+    request = ChildRequest("DatabaseBackup", child.name, safety_backup_spec(spec), owned=False)
+    if steps.child_pending(child, request, phase="BackingUp", message=f"taking safety backup {child.name} of the target",
+                           started="SafetyBackupStarted"):
         return False
     if child.phase == "Succeeded":
         return True
-    if child.finished:
-        message = f"safety backup {child.name} failed: {child.message}"
-        status.mark_failed("SafetyBackupFailed", message, generation=generation, now=now)
-        decision.event("Warning", "RestoreFailed", message)
-        return False
-    if status.phase != "BackingUp":
-        status.mark_progressing("BackingUp", "BackingUp", f"waiting for safety backup {child.name}",
-                                generation=generation, now=now)
-    decision.requeue_after = WAIT_SECONDS
+    steps.fail("SafetyBackupFailed", f"safety backup {child.name} failed: {child.message}", "RestoreFailed")
     return False
 
 

@@ -1,0 +1,64 @@
+"""The steps every kind shares: start a Job or wait for it, create a child or wait for it, progress and failure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from dbops.api.status import JobStatus
+from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
+from dbops.reconcile.children import ChildState
+from dbops.reconcile.jobs import JobOutcome
+
+WAIT_SECONDS = 10.0
+"""How soon to look again at a child, whose progress sends the parent no event."""
+
+S = TypeVar("S", bound=JobStatus)
+
+
+class Steps(Generic[S]):
+    """One reconcile's status and decision, and the steps that advance both the same way for every kind."""
+
+    def __init__(self, status: S, decision: Decision, *, generation: int, now: datetime) -> None:
+        self.status, self.decision, self.generation, self.now = status, decision, generation, now
+
+    def progress(self, phase: str, reason: str, message: str) -> None:
+        """Show a non-terminal phase (only when the phase or message changed, so a re-check writes nothing)."""
+        if self.status.phase != phase or self.status.message != message:
+            self.status.mark_progressing(phase, reason, message, generation=self.generation, now=self.now)
+
+    def fail(self, reason: str, message: str, event: str) -> None:
+        """End in Failed with a reason and a Warning Event (once)."""
+        if self.status.mark_failed(reason, message, generation=self.generation, now=self.now):
+            self.decision.event("Warning", event, f"{reason}: {message}")
+
+    def succeed(self, message: str, event: str) -> None:
+        """End in Succeeded with a Normal Event (once)."""
+        if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
+            self.decision.event("Normal", event, message)
+
+    def job_pending(self, job: JobOutcome, request: JobRequest, *, phase: str, message: str,
+                    started: str = "") -> bool:
+        """Ask for the Job when it is missing (with a Normal Event ``started``, default ``<phase>Started``) and
+        show ``phase`` while it runs; True until the Job has finished (the caller then reads its result)."""
+        if not self.decision.job_pending(job, request):
+            return False
+        if job.state == "Missing":
+            self.decision.event("Normal", started or f"{phase}Started", f"created {request.role} Job {request.name}")
+        self.status.job_name = request.name
+        self.progress(phase, phase, message)
+        return True
+
+    def child_pending(self, child: ChildState, request: ChildRequest, *, phase: str, message: str,
+                      started: str = "") -> bool:
+        """Ask for the child when it is missing (with a Normal Event ``started``, when given) and show ``phase``
+        while it works, looking again every WAIT_SECONDS; True until it reached a terminal phase."""
+        if not self.decision.child_pending(child, request):
+            return False
+        if not child.exists:
+            if started:
+                self.decision.event("Normal", started, f"created {request.kind} {request.name}")
+        else:
+            self.decision.requeue_after = WAIT_SECONDS
+        self.progress(phase, phase, message)
+        return True
