@@ -18,6 +18,7 @@ from dbops.api.common import (
 )
 from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
+from dbops.api.migration_rehearsal import Rehearsal, RehearsalReport
 from dbops.api.migration_source import MigrationSource
 from dbops.api.migration_verify import RowCountVerification
 from dbops.api.status import JobStatus
@@ -142,6 +143,11 @@ class DatabaseMigrationSpec(ApiModel):
                     "fieldPath": ".onFailure",
                 },
                 {
+                    "rule": "!has(self.rehearsal) || !self.rehearsal.enabled || !has(self.source.command)",
+                    "message": "rehearsal is not supported with a command source",
+                    "fieldPath": ".rehearsal",
+                },
+                {
                     "rule": "!has(self.source.command) || !has(self.targetVersion) || self.targetVersion == ''",
                     "message": "targetVersion is not supported with a command source",
                     "fieldPath": ".targetVersion",
@@ -180,6 +186,8 @@ class DatabaseMigrationSpec(ApiModel):
     """Timeouts."""
     verify: MigrationVerification = Field(default_factory=MigrationVerification)
     """Post-migration verification."""
+    rehearsal: Rehearsal = Field(default_factory=Rehearsal)
+    """Rehearse the plan on a restored copy first."""
     on_failure: Literal["Abort", "RestoreBackup"] = "Abort"
     """Abort leaves the database as the failed migration left it (each migration is transactional);
     RestoreBackup restores the pre-migration backup."""
@@ -258,3 +266,5 @@ class DatabaseMigrationStatus(JobStatus):
     """The rollback DatabaseRestore."""
     verification: list[VerificationResult] = Field(default_factory=list)
     """Verification outcomes."""
+    rehearsal: RehearsalReport | None = None
+    """What the rehearsal on a restored copy showed."""

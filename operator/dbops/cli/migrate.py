@@ -24,7 +24,7 @@ from typing import Any
 
 from dbops import errors
 from dbops.api.common import parse_duration, postgres_duration
-from dbops.cli import migrate_output, migrate_verify
+from dbops.cli import migrate_output, migrate_rehearse, migrate_verify
 from dbops.runner import dbverify, prechecks, result
 from dbops.runner.migrations import adopt, apply, command, connect, history, lint, session, source
 
@@ -61,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_lint(down_parser, default=False)
     _add_execution(down_parser)
     down_parser.set_defaults(run=_run_down, check=_check_flags)
+
+    rehearse_parser = actions.add_parser("rehearse", help=migrate_rehearse.HELP)
+    for add in (_add_common, _add_planning, _add_lint, _add_execution, migrate_verify.add_arguments,
+                migrate_rehearse.add_arguments):
+        add(rehearse_parser)
+    rehearse_parser.set_defaults(run=_run_rehearse, check=_check_flags)
 
     status_parser = actions.add_parser("status", help="current version, applied, pending and drift")
     _add_common(status_parser)
@@ -250,6 +256,14 @@ def _run_apply(args: argparse.Namespace) -> int:
         return _fail(args, name, error, **outcome.as_result())
     document = result.success(name, message, **outcome.as_result())
     return migrate_output.publish(document, args, f"dbops {name}: {message}")
+
+
+def _run_rehearse(args: argparse.Namespace) -> int:
+    try:
+        config, migrations = _run_config(args), _load_migrations(args)
+    except Exception as error:
+        return _fail(args, "migrate rehearse", error)
+    return migrate_rehearse.run(args, config, migrations)
 
 
 def _run_down(args: argparse.Namespace) -> int:

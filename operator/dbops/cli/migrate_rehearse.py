@@ -1,0 +1,73 @@
+"""``dbops migrate rehearse``: apply the plan to a scratch copy restored from a backup and report what it did."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dbops import errors
+from dbops.api.common import parse_duration
+from dbops.cli import migrate_output
+from dbops.runner import connection, result, storage
+from dbops.runner.migrations import connect, rehearsal, session, source
+
+HELP = ("restore a backup into a scratch database, apply the plan there and report locks, rows, sizes and durations "
+        "(the scratch database is always dropped)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The backup to restore, the scratch database and the gates."""
+    parser.add_argument("--from", dest="backup_from", required=True, metavar="LOCATION",
+                        help="the backup folder or its manifest.json (s3://… or a directory) to restore the copy from")
+    storage.add_arguments(parser)
+    parser.add_argument("--scratch-database", default="",
+                        help=f"the scratch database on the target's server ({rehearsal.SCRATCH_PREFIX}…; dropped "
+                             "afterwards, also on failure; default derived from the target and the sources)")
+    parser.add_argument("--max-duration", default="",
+                        help="fail (RehearsalExceededWindow) when the migrations take longer, e.g. 2h")
+    parser.add_argument("--max-exclusive-lock-table-bytes", type=int, default=None, metavar="BYTES",
+                        help="fail (RehearsalLockedLargeTable) when a migration holds an ACCESS EXCLUSIVE lock on a "
+                             "larger table")
+    parser.add_argument("--restore-jobs", type=int, default=1, metavar="N", help="parallel pg_restore jobs")
+
+
+def options_from_args(args: argparse.Namespace, target: connection.ConnectionSettings) -> rehearsal.RehearsalOptions:
+    """The rehearsal options from the flags (InvalidSpecError naming the flag when one is wrong)."""
+    max_duration = None
+    if args.max_duration:
+        try:
+            max_duration = parse_duration(args.max_duration)
+        except ValueError as error:
+            raise errors.InvalidSpecError(f"--max-duration: {error}") from None
+    if args.max_exclusive_lock_table_bytes is not None and args.max_exclusive_lock_table_bytes < 0:
+        raise errors.InvalidSpecError("--max-exclusive-lock-table-bytes must not be negative")
+    name = args.scratch_database or rehearsal.scratch_name(target.dbname, str(args.source or args.inline_file),
+                                                            args.backup_from)
+    return rehearsal.RehearsalOptions(scratch_database=name, max_duration_seconds=max_duration,
+                                      max_exclusive_lock_bytes=args.max_exclusive_lock_table_bytes,
+                                      restore_jobs=max(1, args.restore_jobs))
+
+
+def run(args: argparse.Namespace, config: session.RunConfig, migrations: list[source.Migration]) -> int:
+    """Rehearse and publish the result (the ``rehearsal`` object, also when it failed)."""
+    name = "migrate rehearse"
+    target = connection.from_args(args)
+    report = rehearsal.RehearsalReport(scratch_database="")
+    try:
+        options = options_from_args(args, target)
+        report.scratch_database = options.scratch_database
+        store = storage.open_storage(storage.backup_location(args.backup_from), storage.options_from_args(args))
+        with connect.translated_errors("rehearsing"):
+            rehearsal.rehearse(store, target, migrations, config, options, report)
+    except Exception as error:
+        if isinstance(error, errors.DbopsError):
+            report.reason = report.reason or error.reason
+        return _publish(args, result.failure(name, error, rehearsal=report.as_result()),
+                        f"dbops {name} failed")
+    document = result.success(name, report.message, rehearsal=report.as_result())
+    return _publish(args, document, f"dbops {name}: {report.message}")
+
+
+def _publish(args: argparse.Namespace, document: dict[str, Any], head: str) -> int:
+    summary = head if document["ok"] else f"{head}: {document['message']}"
+    return migrate_output.publish(document, args, summary)

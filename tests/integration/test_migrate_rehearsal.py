@@ -1,0 +1,148 @@
+"""``dbops migrate rehearse``: the plan applied to a copy restored from a backup, with real figures, the scratch
+database always dropped and the target never touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration import datasets, migrate_support
+from tests.integration.runner_cli import Run, run_dbops, runner_env, tools_path
+
+from dbops_testbed.postgres import PostgresServer
+
+pytestmark = pytest.mark.timeout(600)
+BOOKINGS = 200_000
+
+# Foreign keys both ways (bookings → users from the dataset, users → their last booking here), a partitioned
+# table and sequences; then rows changed after the first migration so the copy is not a fresh dataset.
+FIRST = """
+ALTER TABLE app.users ADD COLUMN last_booking_id integer REFERENCES app.bookings (id);
+UPDATE app.users u SET last_booking_id = (SELECT max(b.id) FROM app.bookings b WHERE b.user_id = u.id);
+"""
+MIGRATIONS = {
+    "0001_users_last_booking": (FIRST, None),
+    # A type change rewrites the whole table under ACCESS EXCLUSIVE.
+    "0002_bookings_ticket_bigint": ("ALTER TABLE app.bookings ALTER COLUMN ticket TYPE bigint;", None),
+    "0003_happy_users": ("UPDATE app.users SET mood = 'happy' WHERE id % 3 = 0;", None),
+    "0004_bookings_starts_index": ("CREATE INDEX bookings_starts_idx ON app.bookings (starts_at);", None),
+    "0005_events_source": ("ALTER TABLE app.events ADD COLUMN source text;", None),
+}
+
+
+@pytest.fixture
+def target(database: tuple[PostgresServer, str], tmp_path: Path) -> tuple[PostgresServer, str, Path]:
+    """A database at version 0001 with its backup taken afterwards (and rows changed since)."""
+    server, dbname = database
+    datasets.create_dataset(server, dbname, users=2000, bookings=BOOKINGS, events=3000)
+    source = migrate_support.write_migrations(tmp_path / "first", dict(list(MIGRATIONS.items())[:1]))
+    run = rehearse_run(server, dbname, tmp_path, ["migrate", "apply", "--source", str(source),
+                                                  "--baseline-version", "0000", "--no-lint"])
+    assert run.code == 0, run.output
+    server.psql("INSERT INTO app.bookings (user_id, amount, starts_at) VALUES (1, 9.5, now())", dbname)
+    backup = run_dbops(["backup", "--dbname", dbname, "--storage", str(tmp_path / "store"), "--name", "nightly"],
+                       runner_env(server), tmp_path)
+    assert backup.code == 0, backup.output
+    return server, dbname, tmp_path / "store" / "local" / dbname / "nightly"
+
+
+def rehearse_run(server: PostgresServer, dbname: str, workdir: Path, args: list[str]) -> Run:
+    """``dbops migrate …`` with the target in DBOPS_DATABASE_URI, as in a Job."""
+    code, document, stderr = migrate_support.run_dbops(server, dbname, *args,
+                                                       env={"DBOPS_PG_BIN_DIR": tools_path()}, timeout=400)
+    return Run(code, "", stderr, document)
+
+
+def rehearse(server: PostgresServer, dbname: str, workdir: Path, backup: Path, migrations: dict[str, Any],
+             *extra: str) -> Run:
+    source = migrate_support.write_migrations(workdir / "src", migrations)
+    return rehearse_run(server, dbname, workdir, ["migrate", "rehearse", "--source", str(source), "--from",
+                                                  str(backup), "--no-lint", "--verify", *extra])
+
+
+def scratch_databases(server: PostgresServer) -> list[str]:
+    return server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'dbops\\_rehearsal\\_%'").split()
+
+
+def target_state(server: PostgresServer, dbname: str) -> tuple[str, str, str]:
+    return (migrate_support.history_rows(server, dbname), migrate_support.schema_dump(server, dbname),
+            server.psql("SELECT count(*), sum(ticket), count(*) FILTER (WHERE mood = 'happy') FROM app.bookings "
+                        "JOIN app.users u ON u.id = user_id", dbname))
+
+
+def by_version(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["version"]: row for row in report["migrations"] if isinstance(row, dict)}
+
+
+def test_rehearsal_reports_real_locks_rows_and_sizes_and_leaves_nothing(
+        target: tuple[PostgresServer, str, Path], tmp_path: Path) -> None:
+    server, dbname, backup = target
+    before = target_state(server, dbname)
+
+    run = rehearse(server, dbname, tmp_path, backup, MIGRATIONS)
+
+    assert run.code == 0, run.output
+    report = run.result["rehearsal"]
+    assert report["outcome"] == "Passed" and report["scratchDropped"] is True, report
+    assert report["planHash"] and report["backup"] == "nightly" and report["restoreMs"] > 0
+    rows = by_version(report)
+    assert sorted(rows) == ["0002", "0003", "0004", "0005"]
+    rewrite = rows["0002"]
+    locked = {lock["table"]: lock for lock in rewrite["exclusiveLocks"]}
+    assert "app.bookings" in locked, rewrite
+    assert locked["app.bookings"]["tableBytes"] > 5 * 1024 * 1024 and locked["app.bookings"]["heldMs"] > 0
+    assert report["largestExclusiveLock"]["table"] == "app.bookings"
+    happy = int(server.psql("SELECT count(*) FROM app.users WHERE id % 3 = 0", dbname))
+    assert rows["0003"]["rowsUpdated"] == happy and rows["0003"]["rowsInserted"] == 0
+    assert not any(lock["table"] == "app.bookings" for lock in rows["0004"]["exclusiveLocks"])
+    index_change = {change["table"]: change for change in rows["0004"]["sizeChanges"]}["app.bookings"]
+    assert index_change["indexBytes"][1] > index_change["indexBytes"][0]
+    # ADD COLUMN on a partitioned table locks the parent and every partition, briefly.
+    assert {"app.events", "app.events_2025", "app.events_2026"} <= {lock["table"]
+                                                                   for lock in rows["0005"]["exclusiveLocks"]}
+    assert {check["name"] for check in report["verification"]} >= {"foreignKeys", "invalidIndexes"}
+    assert scratch_databases(server) == []
+    assert target_state(server, dbname) == before
+
+
+def test_failed_rehearsal_drops_the_copy_and_leaves_the_target(
+        target: tuple[PostgresServer, str, Path], tmp_path: Path) -> None:
+    server, dbname, backup = target
+    before = target_state(server, dbname)
+    failing = {**dict(list(MIGRATIONS.items())[:3]),
+               "0004_unique_starts": ("CREATE UNIQUE INDEX bookings_user_once ON app.bookings (user_id);", None)}
+
+    run = rehearse(server, dbname, tmp_path, backup, failing)
+
+    assert run.code == 2, run.output
+    assert run.result["reason"] == "RehearsalFailed" and "restored copy" in run.result["message"]
+    assert "0004_unique_starts" in run.result["message"] and "could not create unique index" in run.result["message"]
+    report = run.result["rehearsal"]
+    assert report["outcome"] == "Failed" and report["scratchDropped"] is True
+    assert by_version(report)["0004"]["failed"] is True and "failed" not in by_version(report)["0003"]
+    assert scratch_databases(server) == []
+    assert target_state(server, dbname) == before
+
+
+def test_gates_stop_on_a_large_exclusive_lock_and_on_a_stale_backup(
+        target: tuple[PostgresServer, str, Path], tmp_path: Path) -> None:
+    server, dbname, backup = target
+    before = target_state(server, dbname)
+
+    run = rehearse(server, dbname, tmp_path, backup, MIGRATIONS, "--max-exclusive-lock-table-bytes", str(1 << 20))
+
+    assert run.code == 1, run.output
+    assert run.result["reason"] == "RehearsalLockedLargeTable"
+    assert "app.bookings" in run.result["message"] and "0002_bookings_ticket_bigint" in run.result["message"]
+    assert run.result["rehearsal"]["outcome"] == "Blocked"
+    assert scratch_databases(server) == [] and target_state(server, dbname) == before
+
+    # The database moved on after the backup: the copy would rehearse another plan.
+    stale = migrate_support.write_migrations(tmp_path / "two", dict(list(MIGRATIONS.items())[:2]))
+    assert rehearse_run(server, dbname, tmp_path, ["migrate", "apply", "--source", str(stale), "--no-lint"]).code == 0
+    plan = rehearse_run(server, dbname, tmp_path, ["migrate", "plan", "--source", str(tmp_path / "src"), "--no-lint"])
+    run = rehearse(server, dbname, tmp_path, backup, MIGRATIONS, "--expect-plan-hash", plan.result["plan"]["hash"])
+    assert run.code == 2 and run.result["reason"] == "RehearsalPlanMismatch", run.output
+    assert "take a new backup" in run.result["message"]
+    assert scratch_databases(server) == []
