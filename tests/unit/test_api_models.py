@@ -86,7 +86,7 @@ NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 def test_status_running_then_succeeded_sets_ready_and_timings() -> None:
     status = DatabaseBackupStatus()
-    assert status.mark_running("dumping", generation=3, now=NOW)
+    assert status.mark_progressing("Running", "Running", "dumping", generation=3, now=NOW)
     assert status.condition("Ready") is not None
     assert status.condition("Ready").status == "False"  # type: ignore[union-attr]
     assert status.mark_succeeded("done", generation=3, now=NOW + timedelta(seconds=42), job_name="j")
@@ -101,7 +101,7 @@ def test_status_running_then_succeeded_sets_ready_and_timings() -> None:
 def test_terminal_phase_never_regresses() -> None:
     status = DatabaseBackupStatus()
     status.mark_failed("AuthenticationFailed", "password authentication failed", now=NOW)
-    assert not status.mark_running(now=NOW)
+    assert not status.mark_progressing("Running", "Running", "", now=NOW)
     assert not status.mark_succeeded("late success", now=NOW)
     assert status.phase == "Failed"
     ready = status.condition("Ready")

@@ -47,14 +47,14 @@ def test_a_window_in_an_unknown_time_zone_is_an_invalid_spec_not_a_traceback(win
 
 def test_failed_sets_a_failed_condition_and_a_new_run_clears_it() -> None:
     status = ResourceStatus()
-    status.mark_running("working")
+    status.mark_progressing("Running", "Running", "working")
     assert status.condition("Failed") is None
     status.mark_failed("JobRejected", "the API server rejected Job x")
     failed, ready = status.condition("Failed"), status.condition("Ready")
     assert failed is not None and failed.status == "True" and failed.reason == "JobRejected"
     assert ready is not None and ready.status == "False" and ready.reason == "JobRejected"
     status.phase = "Pending"  # what a migration does when its revision changes
-    status.mark_running("again")
+    status.mark_progressing("Running", "Running", "again")
     assert status.condition("Failed") is None
 
 

@@ -11,6 +11,8 @@ from dbops.api.base import ApiModel
 from dbops.api.common import DatabaseConnection, Duration, JobTemplate, SqlCheck, Storage
 from dbops.api.status import JobStatus
 
+BackupPhase = Literal["Pending", "Running", "Verifying", "Succeeded", "Failed"]
+
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
@@ -189,10 +191,10 @@ class BackupVerificationResult(ApiModel):
     """When verification finished."""
 
 
-class DatabaseBackupStatus(JobStatus):
+class DatabaseBackupStatus(JobStatus[BackupPhase]):
     """Observed state of a DatabaseBackup."""
 
-    phase: Literal["Pending", "Running", "Verifying", "Succeeded", "Failed"] = "Pending"
+    phase: BackupPhase = "Pending"
     """Pending, Running, Verifying, Succeeded or Failed."""
     attempts: int = 0
     """Job attempts so far."""

@@ -23,7 +23,7 @@ class Kind:
     plural: str
     short_names: tuple[str, ...]
     spec: type[ApiModel]
-    status: type[ResourceStatus]
+    status: type[ResourceStatus[Any]]
     printer_columns: tuple[dict[str, Any], ...] = field(default=())
 
     @property

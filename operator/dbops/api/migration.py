@@ -241,7 +241,7 @@ class VerificationResult(ApiModel):
     """Detail line."""
 
 
-class DatabaseMigrationStatus(JobStatus):
+class DatabaseMigrationStatus(JobStatus[MigrationPhase]):
     """Observed state of a DatabaseMigration."""
 
     phase: MigrationPhase = "Pending"

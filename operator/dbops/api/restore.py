@@ -183,7 +183,7 @@ class RestoredFrom(ApiModel):
     """The DatabaseBackup, when restored from one."""
 
 
-class DatabaseRestoreStatus(JobStatus):
+class DatabaseRestoreStatus(JobStatus[RestorePhase]):
     """Observed state of a DatabaseRestore."""
 
     phase: RestorePhase = "Pending"

@@ -89,10 +89,13 @@ class BackupReference(ApiModel):
     """When it completed."""
 
 
-class DatabaseBackupScheduleStatus(ResourceStatus):
+SchedulePhase = Literal["Pending", "Active", "Suspended", "Failed"]
+
+
+class DatabaseBackupScheduleStatus(ResourceStatus[SchedulePhase]):
     """Observed state of a DatabaseBackupSchedule."""
 
-    phase: Literal["Pending", "Active", "Suspended", "Failed"] = "Pending"
+    phase: SchedulePhase = "Pending"
     """Pending, Active, Suspended or Failed."""
     cron_job_name: str | None = None
     """The owned CronJob."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import Field
 
@@ -13,6 +13,11 @@ READY = "Ready"
 FAILED = "Failed"
 """Condition True once the work ended without succeeding (Failed, RolledBack), for `kubectl wait` and Argo CD."""
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "RolledBack"})
+PENDING_PHASES = frozenset({"Pending", "Waiting", "AwaitingApproval"})
+"""Phases in which no work has started yet (startedAt stays unset)."""
+
+PhaseT = TypeVar("PhaseT", bound=str)
+"""A kind's phases: a Literal type per kind, so mypy refuses a phase the kind does not have."""
 
 
 def utcnow() -> datetime:
@@ -37,12 +42,15 @@ class Condition(ApiModel):
     """The generation this condition was computed for."""
 
 
-class ResourceStatus(ApiModel):
-    """Phase, conditions and timings with transition methods; a terminal phase never regresses."""
+class ResourceStatus(ApiModel, Generic[PhaseT]):
+    """Phase, conditions and timings with transition methods; a terminal phase never regresses.
+
+    Each kind names its phases (``ResourceStatus[BackupPhase]``); every kind has Pending and Failed, and the
+    kinds that succeed have Succeeded (the transitions below enter those three)."""
 
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
-    phase: str = "Pending"
+    phase: PhaseT = "Pending"  # type: ignore[assignment]  # every kind's phases include Pending
     """Where the resource is in its life cycle."""
     observed_generation: int | None = None
     """The spec generation this status describes."""
@@ -81,7 +89,7 @@ class ResourceStatus(ApiModel):
         self.conditions = [c for c in self.conditions if c.type != type_] + [updated]
 
     def mark_progressing(
-        self, phase: str, reason: str, message: str, *, generation: int | None = None, now: datetime | None = None
+        self, phase: PhaseT, reason: str, message: str, *, generation: int | None = None, now: datetime | None = None
     ) -> bool:
         """Enter a non-terminal phase (Running, Waiting, BackingUp…); False when already terminal."""
         if self.is_terminal:
@@ -90,15 +98,11 @@ class ResourceStatus(ApiModel):
         self.phase = phase
         self.message = message
         self.observed_generation = generation
-        if self.started_at is None and phase not in ("Pending", "Waiting", "AwaitingApproval"):
+        if self.started_at is None and phase not in PENDING_PHASES:
             self.started_at = now
         self.set_condition(READY, "False", reason, message, generation=generation, now=now)
         self.conditions = [c for c in self.conditions if c.type != FAILED]  # a new run has not failed (yet)
         return True
-
-    def mark_running(self, message: str = "", *, generation: int | None = None, now: datetime | None = None) -> bool:
-        """Enter the Running phase."""
-        return self.mark_progressing("Running", "Running", message, generation=generation, now=now)
 
     def mark_succeeded(
         self, message: str, *, generation: int | None = None, now: datetime | None = None, **details: Any
@@ -114,7 +118,7 @@ class ResourceStatus(ApiModel):
         return self._finish("Failed", "False", reason, message, generation, now, details)
 
     def _finish(
-        self, phase: str, ready: Literal["True", "False"], reason: str, message: str,
+        self, phase: Literal["Succeeded", "Failed"], ready: Literal["True", "False"], reason: str, message: str,
         generation: int | None, now: datetime | None, details: dict[str, Any],
     ) -> bool:
         if self.is_terminal:
@@ -122,7 +126,7 @@ class ResourceStatus(ApiModel):
         now = now or utcnow()
         for name, value in details.items():
             setattr(self, name, value)
-        self.phase = phase
+        self.phase = cast(PhaseT, phase)  # a phase every kind that reaches it has (validated on assignment)
         self.message = message
         self.observed_generation = generation
         self.started_at = self.started_at or now
@@ -134,7 +138,7 @@ class ResourceStatus(ApiModel):
         return True
 
 
-class JobStatus(ResourceStatus):
+class JobStatus(ResourceStatus[PhaseT], Generic[PhaseT]):
     """The status of a kind whose work runs in Jobs: the Job currently doing it."""
 
     job_name: str | None = None

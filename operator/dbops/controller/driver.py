@@ -38,7 +38,7 @@ CONFLICT_ATTEMPTS = 3
 
 Key = tuple[str, str, str]
 SpecT = TypeVar("SpecT", bound=ApiModel)
-StatusT = TypeVar("StatusT", bound=ResourceStatus)
+StatusT = TypeVar("StatusT", bound=ResourceStatus[Any])
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def write_status(owner: Owner, body: Mapping[str, Any], decision: Decision) -> N
                     redact(decision.status.message))
 
 
-def report_problem(owner: Owner, body: Mapping[str, Any], status: ResourceStatus, reason: str, message: str,
+def report_problem(owner: Owner, body: Mapping[str, Any], status: ResourceStatus[Any], reason: str, message: str,
                    *, terminal: bool = False) -> None:
     """Show a problem in the Ready condition (and, when terminal, Failed=True) and as a Warning Event, once."""
     message = redact(message)
@@ -158,7 +158,7 @@ def recovered(key: Key) -> None:
         _failing_since.pop(key, None)
 
 
-def settle(owner: Owner, body: Mapping[str, Any], status: ResourceStatus, error: Exception, retry: int) -> None:
+def settle(owner: Owner, body: Mapping[str, Any], status: ResourceStatus[Any], error: Exception, retry: int) -> None:
     """Show an error on the resource by what it is; raise kopf.TemporaryError when it will be retried."""
     from dbops.controller.config import CONFIG
 

@@ -151,7 +151,7 @@ def forget(kind: str, namespace: str, name: str) -> None:
                 gauge.remove(namespace, name)
 
 
-def record_status(body: Mapping[str, Any], status: ResourceStatus) -> None:
+def record_status(body: Mapping[str, Any], status: ResourceStatus[Any]) -> None:
     """The phase of a resource as read or written (rebuilds dbops_resource_* after a restart)."""
     metadata = body["metadata"]
     ready = status.condition("Ready")
@@ -160,7 +160,7 @@ def record_status(body: Mapping[str, Any], status: ResourceStatus) -> None:
                   schedule=str((metadata.get("labels") or {}).get(SCHEDULE_LABEL, "")))
 
 
-def record_transition(body: Mapping[str, Any], after: ResourceStatus) -> None:
+def record_transition(body: Mapping[str, Any], after: ResourceStatus[Any]) -> None:
     """The phase of a resource, and its outcome when this write made it terminal."""
     record_status(body, after)
     kind, namespace = str(body["kind"]), str(body["metadata"]["namespace"])

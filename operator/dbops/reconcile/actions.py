@@ -84,7 +84,7 @@ class ChildRequest:
 class Decision:
     """The outcome of one reconcile: the new status and the side effects that lead to it."""
 
-    status: ResourceStatus
+    status: ResourceStatus[Any]
     jobs: list[JobRequest] = field(default_factory=list)
     """Jobs to create (AlreadyExists means adopt)."""
     children: list[ChildRequest] = field(default_factory=list)

@@ -9,6 +9,7 @@ from typing import Any
 from dbops.api.backup import (
     Artifact,
     BackupJobResult,
+    BackupPhase,
     BackupVerificationResult,
     DatabaseBackupSpec,
     DatabaseBackupStatus,
@@ -69,15 +70,14 @@ def reconcile_backup(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, obs
         return decision
     status.artifact = outcome.artifact
     status.source = outcome.source
-    if needs_verification(spec) and not _verified(steps, observed):
+    if needs_verification(spec) and not _verified(steps, status, observed):
         return decision
-    _succeed(spec, steps)
+    _succeed(spec, steps, status)
     return decision
 
 
-def _verified(steps: Steps[DatabaseBackupStatus], observed: BackupJobs) -> bool:
+def _verified(steps: Steps[BackupPhase], status: DatabaseBackupStatus, observed: BackupJobs) -> bool:
     """Advance verification; True once the verify Job succeeded."""
-    status = steps.status
     assert status.artifact is not None
     verify = observed.verify
     request = JobRequest(JobRole.VERIFY, observed.verify_name, ArtifactParams(artifact_directory(status.artifact)))
@@ -104,11 +104,11 @@ def _verification(data: Any) -> BackupVerificationResult | None:
     return verification
 
 
-def _succeed(spec: DatabaseBackupSpec, steps: Steps[DatabaseBackupStatus]) -> None:
-    artifact = steps.status.artifact
+def _succeed(spec: DatabaseBackupSpec, steps: Steps[BackupPhase], status: DatabaseBackupStatus) -> None:
+    artifact = status.artifact
     size = artifact.size_bytes if artifact else 0
     steps.succeed(f"backup stored at {artifact.uri if artifact else '?'} ({size} bytes)", "BackupSucceeded")
-    _set_expiry(spec, steps.status)
+    _set_expiry(spec, status)
 
 
 def _set_expiry(spec: DatabaseBackupSpec, status: DatabaseBackupStatus) -> None:

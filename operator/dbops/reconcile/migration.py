@@ -17,6 +17,7 @@ from dbops.api.migration import (
     CheckResult,
     DatabaseMigrationSpec,
     DatabaseMigrationStatus,
+    MigrationPhase,
     MigrationPlan,
     VerificationResult,
 )
@@ -105,13 +106,13 @@ class _Run:
         self.generation, self.now = generation, now
         self.steps = Steps(status, decision, generation=generation, now=now)
 
-    def progress(self, phase: str, reason: str, message: str) -> None:
+    def progress(self, phase: MigrationPhase, reason: str, message: str) -> None:
         self.steps.progress(phase, reason, message)
 
     def fail(self, reason: str, message: str, event: str = "MigrationFailed") -> None:
         self.steps.fail(reason, message, event)
 
-    def job_pending(self, job: JobOutcome, role: JobRole, phase: str, message: str,
+    def job_pending(self, job: JobOutcome, role: JobRole, phase: MigrationPhase, message: str,
                     params: JobParams | None = None) -> bool:
         """The shared Job step for the run's Job of this role; True until it has finished."""
         request = JobRequest(role, self.observed.jobs.names[role], params or NoParams())

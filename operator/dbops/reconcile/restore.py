@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from dbops.api.backup import RestoreTestResult
 from dbops.api.common import Storage
-from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus, RestoredFrom
+from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus, RestoredFrom, RestorePhase
 from dbops.api.roles import JobRole
 from dbops.reconcile import results
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest, RestoreParams
@@ -66,7 +66,7 @@ def reconcile_restore(spec: DatabaseRestoreSpec, status: DatabaseRestoreStatus, 
         steps.progress("Pending", "WaitingForBackup", source.message)
         decision.requeue_after = WAIT_SECONDS
         return decision
-    if spec.safety_backup.enabled and not _safety_backup_done(spec, steps, observed.safety_backup):
+    if spec.safety_backup.enabled and not _safety_backup_done(spec, steps, status, observed.safety_backup):
         return decision
     restore = observed.restore
     assert source.storage is not None, "a Ready source names its storage"
@@ -91,9 +91,10 @@ def reconcile_restore(spec: DatabaseRestoreSpec, status: DatabaseRestoreStatus, 
     return decision
 
 
-def _safety_backup_done(spec: DatabaseRestoreSpec, steps: Steps[DatabaseRestoreStatus], child: ChildState) -> bool:
+def _safety_backup_done(spec: DatabaseRestoreSpec, steps: Steps[RestorePhase], status: DatabaseRestoreStatus,
+                        child: ChildState) -> bool:
     """Advance the safety backup of the target; True once it succeeded."""
-    steps.status.safety_backup_name = child.name
+    status.safety_backup_name = child.name
     request = ChildRequest("DatabaseBackup", child.name, safety_backup_spec(spec), owned=False)
     if steps.child_pending(child, request, phase="BackingUp", message=f"taking safety backup {child.name} of the target",
                            started="SafetyBackupStarted"):

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from dbops.api.schedule import BackupReference, DatabaseBackupScheduleSpec, DatabaseBackupScheduleStatus
+from dbops.api.schedule import (
+    BackupReference,
+    DatabaseBackupScheduleSpec,
+    DatabaseBackupScheduleStatus,
+    SchedulePhase,
+)
 from dbops.reconcile import retention, window
 from dbops.reconcile.actions import Decision
 
@@ -48,7 +53,7 @@ def reconcile_schedule(spec: DatabaseBackupScheduleSpec, status: DatabaseBackupS
         decision.event("Normal", "BackupPruned", f"retention prunes DatabaseBackup {name}")
     status.retained_backups = len([b for b in succeeded if b.name not in pruned])
     status.pruned_backups += len(pruned)
-    phase = "Suspended" if spec.suspend else "Active"
+    phase: SchedulePhase = "Suspended" if spec.suspend else "Active"
     message = f"{status.retained_backups} backups retained" + (" (suspended)" if spec.suspend else "")
     if status.is_terminal:
         return decision  # the CronJob was refused; only a spec change (a new generation) tries again

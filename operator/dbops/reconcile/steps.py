@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic
 
-from dbops.api.status import JobStatus
+from dbops.api.status import JobStatus, PhaseT
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import JobOutcome
@@ -13,16 +13,14 @@ from dbops.reconcile.jobs import JobOutcome
 WAIT_SECONDS = 10.0
 """How soon to look again at a child, whose progress sends the parent no event."""
 
-S = TypeVar("S", bound=JobStatus)
+class Steps(Generic[PhaseT]):
+    """One reconcile's status and decision, and the steps that advance both the same way for every kind
+    (typed by the kind's phases, so a step cannot enter a phase the kind does not have)."""
 
-
-class Steps(Generic[S]):
-    """One reconcile's status and decision, and the steps that advance both the same way for every kind."""
-
-    def __init__(self, status: S, decision: Decision, *, generation: int, now: datetime) -> None:
+    def __init__(self, status: JobStatus[PhaseT], decision: Decision, *, generation: int, now: datetime) -> None:
         self.status, self.decision, self.generation, self.now = status, decision, generation, now
 
-    def progress(self, phase: str, reason: str, message: str) -> None:
+    def progress(self, phase: PhaseT, reason: str, message: str) -> None:
         """Show a non-terminal phase (only when the phase or message changed, so a re-check writes nothing)."""
         if self.status.phase != phase or self.status.message != message:
             self.status.mark_progressing(phase, reason, message, generation=self.generation, now=self.now)
@@ -37,7 +35,7 @@ class Steps(Generic[S]):
         if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
             self.decision.event("Normal", event, message)
 
-    def job_pending(self, job: JobOutcome, request: JobRequest, *, phase: str, message: str,
+    def job_pending(self, job: JobOutcome, request: JobRequest, *, phase: PhaseT, message: str,
                     started: str = "") -> bool:
         """Ask for the Job when it is missing (with a Normal Event ``started``, default ``<phase>Started``) and
         show ``phase`` while it runs; True until the Job has finished (the caller then reads its result)."""
@@ -49,7 +47,7 @@ class Steps(Generic[S]):
         self.progress(phase, phase, message)
         return True
 
-    def child_pending(self, child: ChildState, request: ChildRequest, *, phase: str, message: str,
+    def child_pending(self, child: ChildState, request: ChildRequest, *, phase: PhaseT, message: str,
                       started: str = "") -> bool:
         """Ask for the child when it is missing (with a Normal Event ``started``, when given) and show ``phase``
         while it works, looking again every WAIT_SECONDS; True until it reached a terminal phase."""
