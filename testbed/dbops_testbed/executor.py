@@ -9,7 +9,6 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -399,10 +398,19 @@ class ProcessNodeExecutor:
             logger.warning("recording event %s on %s/%s failed: %s", reason, meta["namespace"], meta["name"], error)
 
     def patch_pod_status(self, namespace: str, name: str, status: JSON) -> bool:
-        """Patch a pod's status; False if the pod no longer exists."""
+        """Patch a pod's status; False if the pod no longer exists.
+
+        A terminal phase is retried while the API server is unreachable or failing (5xx, 429) until it lands
+        or the executor stops, as the kubelet's status manager keeps syncing it; given up, a final status lost
+        to an API server restart would leave the pod Running and its Job unfinished forever. Other statuses are
+        superseded by the next report, so they are tried a few times only.
+        """
         from kubernetes.client.exceptions import ApiException
 
-        for attempt in range(5):
+        persist = status.get("phase") in ("Succeeded", "Failed")
+        attempt = 0
+        while (attempt < 5 or persist) and not self._stopping.is_set():
+            attempt += 1
             try:
                 self.core.patch_namespaced_pod_status(name, namespace, {"status": status}, _preload_content=False,
                                                       _request_timeout=30)
@@ -410,8 +418,9 @@ class ProcessNodeExecutor:
             except ApiException as error:
                 if error.status == 404:
                     return False
+                persist = persist and (error.status >= 500 or error.status == 429)
                 logger.warning("patching status of %s/%s failed (%s)", namespace, name, error.status)
             except Exception as error:
                 logger.warning("patching status of %s/%s failed: %s", namespace, name, error)
-            time.sleep(0.5 * (attempt + 1))
+            self._stopping.wait(min(0.5 * attempt, 5.0))
         return True

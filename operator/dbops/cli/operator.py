@@ -57,6 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     config.CONFIG.trigger_cluster_role = args.trigger_cluster_role
     for module in HANDLER_MODULES:
         importlib.import_module(module)
+    from dbops.controller.discovery import INSIGHTS
     from dbops.controller.registry import REGISTRY
 
     # Kopf's identity asks getpass for the user name, which fails for a UID without a passwd entry (OpenShift's
@@ -72,5 +73,6 @@ def _run(args: argparse.Namespace) -> int:
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         liveness_endpoint=liveness,
+        insights=INSIGHTS,
     )
     return 0

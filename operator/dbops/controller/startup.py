@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from dbops.controller import metrics
+from dbops.controller import discovery, metrics
 from dbops.controller.config import CONFIG
 from dbops.controller.registry import REGISTRY
 from dbops.kube import session as kube_session
@@ -31,6 +31,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube_session.configure()
     metrics.serve(CONFIG.metrics_port)
     logging.getLogger("dbops").info("dbops operator starting with image %s", CONFIG.image)
+
+
+@kopf.on.startup(registry=REGISTRY)
+async def watch_discovery(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Keep every handled kind watched when Kopf read API discovery from an API server still starting."""
+    discovery.start(settings, clusterwide=not CONFIG.namespaces)
 
 
 @kopf.on.login(registry=REGISTRY)
