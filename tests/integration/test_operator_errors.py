@@ -17,9 +17,11 @@ from tests.integration.test_operator_rbac import service_account_kubeconfig
 from dbops.api.base import GROUP, VERSION
 from dbops_testbed.controlplane import ControlPlane
 from dbops_testbed.minio import MinioServer
+from dbops_testbed.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(600)
 BACKUP, SCHEDULE, MIGRATION = "DatabaseBackup", "DatabaseBackupSchedule", "DatabaseMigration"
+RESTORE = "DatabaseRestore"
 DATABASE = {"uriSecretRef": {"name": "db", "key": "uri"}}
 
 
@@ -231,3 +233,66 @@ def test_a_lasting_transient_error_shows_on_the_backup_and_it_recovers(
     finally:
         with contextlib.suppress(ApiException):
             webhooks.delete_validating_webhook_configuration(name, _preload_content=False)
+
+
+def test_wrong_references_credentials_hosts_and_buckets_each_show_a_reason_and_a_warning_event(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, minio_server: MinioServer,
+        postgres: PostgresServer, app_database: str, bucket: str) -> None:
+    """Issue 12: a missing Secret key, wrong credentials, an unknown host, a missing bucket, a missing ConfigMap
+    and a missing backupRef: each ends Failed with a condition naming the thing at fault and a Warning Event."""
+    secrets = {"db-nokey": {"url": postgres.uri(app_database)},
+               "db-badpw": {"uri": postgres.uri(app_database, password="not-the-password")},
+               "db-nohost": {"uri": f"postgresql://app:pw@db-{namespace}.invalid:5432/app"},
+               "db-good": {"uri": postgres.uri(app_database)}}
+    for secret, data in secrets.items():
+        harness.create_secret(kube_client, namespace, secret, data)
+
+    def database(secret: str) -> dict[str, Any]:
+        return {"uriSecretRef": {"name": secret, "key": "uri"}}
+
+    storage = harness.s3_storage(minio_server, bucket)
+    cases: dict[str, tuple[str, dict[str, Any], set[str], str]] = {
+        # name: kind, spec, accepted reasons, a word the Failed message must contain
+        "no-key": (BACKUP, {"database": database("db-nokey"), "storage": storage}, {"MissingReference"},
+                   "has no key uri"),
+        "bad-password": (BACKUP, {"database": database("db-badpw"), "storage": storage}, {"AuthenticationFailed"},
+                         "password authentication failed"),
+        "no-host": (BACKUP, {"database": database("db-nohost"), "storage": storage},
+                    # A name that does not resolve may resolve later (DNS): transient, retried by the Job's
+                    # backoffLimit, then Failed naming the host.
+                    {"TransientFailure"}, f"db-{namespace}.invalid"),
+        "no-bucket": (BACKUP, {"database": database("db-good"),
+                               "storage": harness.s3_storage(minio_server, f"no-bucket-{namespace}")},
+                      {"NotFound"}, f"S3 bucket 'no-bucket-{namespace}' does not exist"),
+        "no-configmap": (MIGRATION, {"database": database("db-good"), "baselineVersion": "0000",
+                                     "source": {"configMapRef": {"name": "no-such-migrations"}}},
+                         {"MissingReference"}, "ConfigMap no-such-migrations not found"),
+        "no-backup": (RESTORE, {"source": {"backupRef": {"name": "no-such-backup"}},
+                                "target": {"database": database("db-good")}, "confirmOverwrite": app_database},
+                      {"MissingReference"}, "no-such-backup"),
+    }
+    with harness.running_operator(installed_crds, namespace, "--stall-seconds", "20") as operator:
+        for name, (kind, spec, _, _) in cases.items():
+            harness.create_resource(kube_client, namespace, kind, name, spec)
+        problems = {}
+        for name, (kind, _, reasons, word) in cases.items():
+            body = harness.wait_for_phase(kube_client, namespace, kind, name, {"Failed", "Succeeded"}, timeout=300)
+            kubectl_wait(installed_crds, namespace, kind, name, "Failed")
+            conditions = {c["type"]: c for c in body["status"]["conditions"]}
+            failed, ready = conditions.get("Failed", {}), conditions.get("Ready", {})
+            reason = failed.get("reason")
+            if reason not in reasons or ready.get("reason") != reason or word not in failed.get("message", ""):
+                problems[name] = conditions
+                continue
+            # The Event's reason is the resource's own (BackupFailed) or the condition's; either way it names
+            # the condition's reason and the thing at fault.
+            warnings = [e for e in harness.list_events(kube_client, namespace)
+                        if e["involvedObject"]["name"] == name and e["involvedObject"]["kind"] == kind
+                        and e["type"] == "Warning" and reason in (e["reason"], e["message"].split(":")[0])
+                        and word in e["message"]]
+            if not warnings:
+                problems[name] = {"no Warning Event naming": [reason, word]}
+        assert problems == {}, json.dumps(problems, indent=1)
+        events = json.dumps(harness.list_events(kube_client, namespace))
+        assert "not-the-password" not in events
+        assert operator.alive() and "Traceback" not in operator.logs()
