@@ -7,20 +7,9 @@ from pathlib import Path
 
 import pytest
 from tests.integration.migrate_support import run_dbops, write_migrations
-from tests.integration.verify_schema import DELETE_CANCELLED, SCHEMA
+from tests.integration.verify_schema import DELETE_CANCELLED, SCHEMA, operator_args
 
-from dbops.api.migration import DatabaseMigrationSpec
-from dbops.api.roles import JobRole
-from dbops.specs import jobs as job_specs
 from dbops_testbed.postgres import PostgresServer
-
-
-def operator_args(spec: dict[str, object], source: Path) -> list[str]:
-    """The apply Job's arguments the operator builds for this spec, pointed at a local file set."""
-    parsed = DatabaseMigrationSpec.model_validate(spec)
-    args = job_specs.migration_args(parsed, JobRole.APPLY)
-    return [str(source) if arg == job_specs.MIGRATIONS_PATH else arg for arg in args]
-
 
 BASE = {"database": {"uriSecretRef": {"name": "db", "key": "uri"}},
         "baselineVersion": "1",

@@ -3,6 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from dbops.api.migration import DatabaseMigrationSpec
+from dbops.api.roles import JobRole
+from dbops.specs import jobs as job_specs
+
 SCHEMA = """
 CREATE TABLE teams (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL, owner_id bigint);
 CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text NOT NULL UNIQUE,
@@ -28,3 +35,10 @@ ANALYZE;
 
 DELETE_CANCELLED = "DELETE FROM bookings WHERE status = 'cancelled';\n"
 """A correct data migration that deletes 10% of the bookings."""
+
+
+def operator_args(spec: dict[str, Any], source: Path) -> list[str]:
+    """The apply Job's arguments the operator builds for this spec, pointed at a local file set."""
+    parsed = DatabaseMigrationSpec.model_validate(spec)
+    args = job_specs.migration_args(parsed, JobRole.APPLY)
+    return [str(source) if arg == job_specs.MIGRATIONS_PATH else arg for arg in args]

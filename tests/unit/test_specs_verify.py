@@ -35,3 +35,19 @@ def test_row_count_settings_reach_apply_and_verify_db() -> None:
 def test_row_count_settings_without_the_builtin_add_nothing() -> None:
     args = job_specs.migration_args(spec(rowCounts={"tables": ["bookings"]}), JobRole.APPLY)
     assert "--row-count-tables" not in args
+
+
+def test_queries_and_sizes_reach_the_runner_as_flags() -> None:
+    import json
+
+    from dbops.cli import main as cli_main
+
+    chosen = spec(queries=[{"name": "by-user", "sql": "SELECT 1 FROM bookings WHERE user_id = 1",
+                            "usesIndex": ["bookings_user_idx"], "maxCost": 50}], sizes={"top": 0})
+    args = job_specs.migration_args(chosen, JobRole.APPLY)
+    queries = json.loads(args[args.index("--queries-json") + 1])
+    assert queries[0]["usesIndex"] == ["bookings_user_idx"] and queries[0]["maxCost"] == 50
+    assert args[args.index("--sizes-top") + 1] == "0"
+    assert "--sizes-top" not in job_specs.migration_args(spec(), JobRole.APPLY)
+    parsed = cli_main.build_parser("migrate").parse_args(args)
+    assert parsed.queries_json and parsed.sizes_top == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from dbops.api.base import ApiModel
 from dbops.api.common import (
@@ -20,7 +20,14 @@ from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
 from dbops.api.migration_rehearsal import Rehearsal, RehearsalReport
 from dbops.api.migration_source import MigrationSource
-from dbops.api.migration_verify import RowCountVerification
+from dbops.api.migration_verify import (
+    QUERIES_CEL,
+    RowCountVerification,
+    SizeChanges,
+    SizeReport,
+    VerifyQuery,
+    unique_query_names,
+)
 from dbops.api.status import JobStatus
 
 BuiltinCheck = Literal["foreignKeys", "orphans", "invalidIndexes", "rowCounts"]
@@ -127,6 +134,13 @@ class MigrationVerification(ApiModel):
     """Built-in checks (rowCounts is opt-in: see rowCounts)."""
     row_counts: RowCountVerification = Field(default_factory=RowCountVerification)
     """Which tables the rowCounts builtin compares, and the tolerance."""
+    queries: Annotated[list[VerifyQuery], Field(max_length=16, json_schema_extra={
+        "x-kubernetes-validations": QUERIES_CEL})] = Field(default_factory=list)
+    """Application queries to EXPLAIN after migrating, with assertions (uses index, no Seq Scan, cost)."""
+    sizes: SizeReport = Field(default_factory=SizeReport)
+    """Table and index size changes kept in status."""
+
+    _unique_queries = field_validator("queries")(unique_query_names)
     checks: Annotated[list[SqlCheck], Field(max_length=64)] = Field(default_factory=list)
     """User SQL checks, e.g. no orphaned bookings."""
 
@@ -239,6 +253,8 @@ class VerificationResult(ApiModel):
     """Outcome."""
     detail: str = ""
     """Detail line."""
+    plan: str = ""
+    """The compact plan of a query:<name> verification."""
 
 
 class DatabaseMigrationStatus(JobStatus[MigrationPhase]):
@@ -268,3 +284,5 @@ class DatabaseMigrationStatus(JobStatus[MigrationPhase]):
     """Verification outcomes."""
     rehearsal: RehearsalReport | None = None
     """What the rehearsal on a restored copy showed."""
+    sizes: SizeChanges | None = None
+    """Table and index size changes of the last run."""

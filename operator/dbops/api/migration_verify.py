@@ -1,4 +1,5 @@
-"""What a DatabaseMigration verifies after migrating beyond the builtins: row counts of chosen tables."""
+"""What a DatabaseMigration verifies after migrating beyond the builtins: row counts of chosen tables, query plans
+(EXPLAIN with assertions) and table/index size changes; and how their outcomes look in status."""
 
 from __future__ import annotations
 
@@ -25,3 +26,82 @@ class RowCountVerification(ApiModel):
     """Whose bookkeeping tables to leave out (django: django_migrations, django_content_type, auth_permission;
     alembic: alembic_version; flyway: flyway_schema_history; golang-migrate: schema_migrations); auto: detected
     from the command, else every known set; none: leave none out."""
+
+
+class VerifyQuery(ApiModel):
+    """A query of the application, EXPLAINed after migrating, and what its plan must show."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    """Name shown in status (as query:<name>)."""
+    sql: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+    """One statement, as the application runs it (constants instead of parameters)."""
+    analyze: bool = False
+    """EXPLAIN ANALYZE: runs the statement (inside a transaction that is rolled back) for actual times."""
+    uses_index: Annotated[list[TableName], Field(max_length=16)] = Field(default_factory=list)
+    """Indexes the plan must use (``index`` or ``schema.index``; a partition's index counts for its parent)."""
+    no_seq_scan_on: Annotated[list[TableName], Field(max_length=16)] = Field(default_factory=list)
+    """Tables the plan must not read with a Seq Scan (a partition's Seq Scan counts for its parent)."""
+    max_cost: Annotated[float, Field(ge=0)] | None = None
+    """Upper bound of the planner's total cost."""
+
+
+class SizeReport(ApiModel):
+    """How many table and index size changes status keeps."""
+
+    top: Annotated[int, Field(ge=0, le=25)] = 10
+    """Tables and indexes created or dropped first, then the largest size changes; 0: none."""
+
+
+QUERIES_CEL = [{"rule": "self.all(q, self.exists_one(p, p.name == q.name))", "message": "query names must be unique"}]
+
+
+def unique_query_names(queries: list[VerifyQuery]) -> list[VerifyQuery]:
+    """The pydantic twin of QUERIES_CEL."""
+    names = [query.name for query in queries]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"query names must be unique: {', '.join(duplicates)}")
+    return queries
+
+
+class TableSize(ApiModel):
+    """A table (or partition) whose size changed; null: it did not exist then."""
+
+    name: str
+    """schema.table."""
+    bytes_before: int | None = None
+    """pg_total_relation_size before the migration."""
+    bytes_after: int | None = None
+    """pg_total_relation_size after."""
+    rows_before: int | None = None
+    """Live rows as statistics estimate them, before."""
+    rows_after: int | None = None
+    """The same, after."""
+
+
+class IndexSize(ApiModel):
+    """An index created, dropped or changed in size, with its use (scans since statistics were reset)."""
+
+    name: str
+    """schema.index."""
+    table: str = ""
+    """The indexed table."""
+    bytes_before: int | None = None
+    """Size before the migration."""
+    bytes_after: int | None = None
+    """Size after."""
+    scans_before: int | None = None
+    """Index scans before (pg_stat_user_indexes.idx_scan)."""
+    scans_after: int | None = None
+    """Index scans after."""
+
+
+class SizeChanges(ApiModel):
+    """Table and index changes of the last run (command mode: sizes after only, the largest first)."""
+
+    tables: list[TableSize] = Field(default_factory=list)
+    """Tables."""
+    indexes: list[IndexSize] = Field(default_factory=list)
+    """Indexes."""
+    omitted: int = 0
+    """Changes not shown (beyond verify.sizes.top)."""

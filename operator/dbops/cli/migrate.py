@@ -25,7 +25,7 @@ from typing import Any
 from dbops import errors
 from dbops.api.common import parse_duration, postgres_duration
 from dbops.cli import migrate_output, migrate_rehearse, migrate_verify
-from dbops.runner import dbverify, prechecks, result
+from dbops.runner import dbverify, prechecks, relation_sizes, result
 from dbops.runner.migrations import adopt, apply, command, connect, history, lint, session, source
 
 
@@ -199,6 +199,7 @@ def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_do
         prechecks=pre,
         verify=migrate_verify.config(args) if getattr(args, "verify", False) is not False and hasattr(args, "verify")
         else None,
+        sizes_top=max(0, getattr(args, "sizes_top", 0)),
     )
 
 
@@ -335,6 +336,7 @@ def _run_repair(args: argparse.Namespace) -> int:
 def _run_verify_db(args: argparse.Namespace) -> int:
     name = "verify-db"
     verification: list[dbverify.CheckResult] = []
+    sizes: dict[str, Any] | None = None
     try:
         config = migrate_verify.config(args)
         exclude = config.exclude_tables | {str(history.HistoryTable.parse(args.history_table))}
@@ -343,6 +345,8 @@ def _run_verify_db(args: argparse.Namespace) -> int:
         with connect.session(args) as connection, \
                 connect.translated_errors("verifying"):
             verification = dbverify.verify(connection, config, before)
+            sizes = relation_sizes.changes(None, relation_sizes.snapshot(connection), args.sizes_top) \
+                if args.sizes_top > 0 else None
             if args.row_counts_out:
                 counts = dbverify.row_counts(connection, exclude)
                 args.row_counts_out.write_text(json.dumps(counts, indent=1, sort_keys=True))
@@ -352,9 +356,11 @@ def _run_verify_db(args: argparse.Namespace) -> int:
                 "verification failed: " + "; ".join(f"{v.name}: {v.detail}" for v in failed[:5])
             )
     except Exception as error:
-        return _fail(args, name, error, verification=[v.as_result() for v in verification])
+        return _fail(args, name, error, verification=[v.as_result() for v in verification],
+                     **({"sizes": sizes} if sizes is not None else {}))
     document = result.success(name, f"{len(verification)} verifications passed",
-                              verification=[v.as_result() for v in verification])
+                              verification=[v.as_result() for v in verification],
+                              **({"sizes": sizes} if sizes is not None else {}))
     return migrate_output.publish(document, args, f"dbops {name}: {document['message']}")
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from dbops.runner import dbverify
+import yaml
+
+from dbops import errors
+from dbops.runner import dbverify, query_plans, relation_sizes
 from dbops.runner.migrations import frameworks
 
 # Cheap, catalog-driven checks that catch what a migration can break (orphan counts stay under a size guard);
@@ -38,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, standalone: bool = False) 
     parser.add_argument("--framework", choices=frameworks.FRAMEWORKS, default="auto",
                         help="whose bookkeeping tables to leave out of row counts (and, in command mode, whose "
                              "history to report); default: detected from the command, else every known set")
+    parser.add_argument("--queries-file", type=Path,
+                        help="JSON/YAML list of {name, sql, analyze, usesIndex, noSeqScanOn, maxCost}: EXPLAIN "
+                             "(ANALYZE only with analyze: true, rolled back) after migrating, assertions verified")
+    parser.add_argument("--queries-json", help="the same list as JSON text (what the operator passes)")
+    parser.add_argument("--sizes-top", type=int, default=relation_sizes.DEFAULT_TOP,
+                        help="report this many table and this many index size changes (default %(default)s; 0: none)")
     if standalone:
         parser.add_argument("--row-counts-before", type=Path, help="row counts from --row-counts-out")
         parser.add_argument("--row-counts-out", type=Path, help="write the current row counts here")
@@ -47,6 +57,31 @@ def table_names(text: str) -> frozenset[str]:
     """``a, app.b`` → {public.a, app.b}."""
     names = (name.strip() for name in text.split(",") if name.strip())
     return frozenset(name if "." in name else f"public.{name}" for name in names)
+
+
+def queries(args: argparse.Namespace) -> tuple[query_plans.QuerySpec, ...]:
+    """The queries of ``--queries-file`` and ``--queries-json``."""
+    found: list[query_plans.QuerySpec] = []
+    if getattr(args, "queries_file", None):
+        path: Path = args.queries_file
+        if not path.is_file():
+            raise errors.NotFoundError(f"queries file {path} does not exist")
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise errors.InvalidSpecError(f"{path}: not valid JSON/YAML: {error}") from error
+        found += query_plans.load_queries(document, str(path))
+    if getattr(args, "queries_json", None):
+        try:
+            document = json.loads(args.queries_json)
+        except json.JSONDecodeError as error:
+            raise errors.InvalidSpecError(f"--queries-json: not valid JSON: {error}") from error
+        found += query_plans.load_queries(document, "--queries-json")
+    names = [query.name for query in found]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise errors.InvalidSpecError(f"duplicate query names: {', '.join(duplicates)}")
+    return tuple(found)
 
 
 def config(args: argparse.Namespace) -> dbverify.VerifyConfig:
@@ -64,4 +99,5 @@ def config(args: argparse.Namespace) -> dbverify.VerifyConfig:
         row_count_tolerance_percent=args.row_count_tolerance,
         exclude_tables=frozenset() if command_mode else frameworks.bookkeeping_tables(framework),
         row_count_tables=table_names(getattr(args, "row_count_tables", "")),
+        queries=queries(args),
         orphan_scan_max_bytes=int(max_mb * 1024 * 1024) if max_mb > 0 else None)

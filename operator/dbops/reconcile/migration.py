@@ -21,6 +21,7 @@ from dbops.api.migration import (
     MigrationPlan,
     VerificationResult,
 )
+from dbops.api.migration_verify import SizeChanges
 from dbops.api.roles import JobRole
 from dbops.reconcile import results
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
@@ -240,6 +241,7 @@ class _Run:
         result = apply.result
         self.status.applied = results.models_from_result(AppliedMigration, result.get("applied"))
         self.status.verification = results.models_from_result(VerificationResult, result.get("verification"))
+        self.status.sizes = results.model_from_result(SizeChanges, result.get("sizes"))
         if result.get("previousVersion") is not None:
             self.status.previous_version = str(result.get("previousVersion") or "")
         if result.get("currentVersion") is not None:
@@ -274,6 +276,7 @@ class _Run:
         if self.job_pending(verify, JobRole.VERIFY, "Verifying", "verifying the database after the migration command"):
             return
         self.status.verification = results.models_from_result(VerificationResult, verify.result.get("verification"))
+        self.status.sizes = results.model_from_result(SizeChanges, verify.result.get("sizes"))
         if verify.state == "Succeeded":
             message = f"migration command succeeded; {len(self.status.verification)} verifications passed"
             if self.status.mark_succeeded(message, generation=self.generation, now=self.now):

@@ -16,6 +16,7 @@ import yaml
 from psycopg import sql
 
 from dbops import errors
+from dbops.runner import query_plans
 
 Connection = psycopg.Connection[Any]
 BUILTINS = ("foreignKeys", "orphans", "invalidIndexes", "rowCounts")
@@ -59,10 +60,15 @@ class CheckResult:
     name: str
     passed: bool
     detail: str
+    plan: str = ""
+    """The compact plan of a ``query:`` verification."""
 
     def as_result(self) -> dict[str, Any]:
         """The ``verification[]`` entry of the result JSON."""
-        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+        entry: dict[str, Any] = {"name": self.name, "passed": self.passed, "detail": self.detail}
+        if self.plan:
+            entry["plan"] = self.plan
+        return entry
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ class VerifyConfig:
     row_count_tables: frozenset[str] = field(default_factory=frozenset)
     """Compare the row counts of only these ``schema.table`` (empty: every table not excluded)."""
     statement_timeout: str = "5min"
+    queries: tuple[query_plans.QuerySpec, ...] = ()
+    """Queries to EXPLAIN, with assertions on their plans."""
     orphan_scan_max_bytes: int | None = None
     """Skip orphan counts on referencing tables larger than this (None: count on every table)."""
 
@@ -174,6 +182,9 @@ def verify(connection: Connection, config: VerifyConfig, before: dict[str, int] 
                 results.append(compare_row_counts(before, after, config.row_count_tolerance_percent))
         for check in config.checks:
             results.append(run_user_check(connection, check))
+        for query in config.queries:
+            plan = query_plans.check_query(connection, query)
+            results.append(CheckResult(f"query:{plan.name}", plan.passed, plan.detail(), plan.plan))
     return results
 
 

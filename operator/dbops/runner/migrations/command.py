@@ -13,7 +13,7 @@ import psycopg
 
 from dbops import errors
 from dbops.redaction import redact
-from dbops.runner import dbverify, prechecks
+from dbops.runner import dbverify, prechecks, relation_sizes
 from dbops.runner.migrations import frameworks, lock, session
 
 Connection = psycopg.Connection[Any]
@@ -55,6 +55,7 @@ def run_command(
             )
             if "rowCounts" in verify_config.builtins:
                 before = dbverify.row_counts(connection, verify_config.exclude_tables)
+        sizes_before = relation_sizes.snapshot(connection) if config.sizes_top else None
         history_before = frameworks.history(connection, detected) if detected not in (None, "none") else None
         try:
             _run(argv, env, timeout_seconds)
@@ -63,6 +64,8 @@ def run_command(
                 assert detected is not None
                 outcome.framework_history = frameworks.history_change(
                     detected, history_before, frameworks.history(connection, detected))
+        if sizes_before is not None:
+            outcome.sizes = relation_sizes.changes(sizes_before, relation_sizes.snapshot(connection), config.sizes_top)
         if verify_config is not None:
             outcome.verification = dbverify.verify(connection, verify_config, before)
             failed = [r for r in outcome.verification if not r.passed]

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from dbops import errors
-from dbops.runner import dbverify, prechecks
+from dbops.runner import dbverify, prechecks, relation_sizes
 from dbops.runner.migrations import apply, history, lint, lock, plan, source, state
 
 Connection = psycopg.Connection[Any]
@@ -31,6 +31,8 @@ class RunConfig:
     expect_plan_hash: str | None = None
     prechecks: prechecks.PreCheckConfig | None = None
     verify: dbverify.VerifyConfig | None = None
+    sizes_top: int = 0
+    """Report this many table and index size changes (0: none)."""
 
 
 @dataclass
@@ -44,6 +46,7 @@ class RunOutcome:
     prechecks: list[prechecks.PreCheck] = field(default_factory=list)
     verification: list[dbverify.CheckResult] = field(default_factory=list)
     framework_history: dict[str, Any] | None = None
+    sizes: dict[str, Any] | None = None
 
     def as_result(self) -> dict[str, Any]:
         """Result JSON fields (camelCase)."""
@@ -65,6 +68,8 @@ class RunOutcome:
             fields["verification"] = [v.as_result() for v in self.verification]
         if self.framework_history is not None:
             fields["frameworkHistory"] = self.framework_history
+        if self.sizes is not None:
+            fields["sizes"] = self.sizes
         return fields
 
 
@@ -119,6 +124,7 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         if failure is not None:
             raise failure
         before = _row_counts_before(connection, config)
+        sizes_before = relation_sizes.snapshot(connection) if config.sizes_top and not config.apply.dry_run else None
         outcome.report = apply.ApplyReport(dry_run=config.apply.dry_run)
         try:
             apply.execute_plan(connection, outcome.plan, config.table, config.apply, baseline=migrations,
@@ -126,6 +132,8 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         finally:
             if not config.apply.dry_run:
                 outcome.current_version = _version_after(outcome.plan, outcome.report)
+        if sizes_before is not None:
+            outcome.sizes = relation_sizes.changes(sizes_before, relation_sizes.snapshot(connection), config.sizes_top)
         if config.verify is not None:
             verify_config = dataclasses.replace(
                 config.verify, exclude_tables=config.verify.exclude_tables | {str(config.table)}
