@@ -17,15 +17,13 @@ Sources: ``--source DIR`` (``NNNN_name.up.sql`` / ``NNNN_name.down.sql``; a moun
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from dbops import errors
 from dbops.api.common import parse_duration, postgres_duration
 from dbops.cli import migrate_output, migrate_rehearse, migrate_verify
-from dbops.runner import dbverify, prechecks, relation_sizes, result
+from dbops.runner import prechecks, result
 from dbops.runner.migrations import adopt, apply, command, connect, history, lint, session, source
 
 
@@ -89,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     migrate_verify.add_arguments(verify_parser, standalone=True)
     verify_parser.add_argument("--history-table", default=history.DEFAULT_TABLE,
                                help="excluded from row counts (default %(default)s)")
-    verify_parser.set_defaults(run=_run_verify_db)
+    verify_parser.set_defaults(run=migrate_verify.run_verify_db)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -331,37 +329,6 @@ def _run_repair(args: argparse.Namespace) -> int:
     message = f"version {repaired['version']}: recorded the new checksum ({repaired['reason']})"
     document = result.success(name, message, repaired=repaired)
     return migrate_output.publish(document, args, f"dbops {name}: {message}")
-
-
-def _run_verify_db(args: argparse.Namespace) -> int:
-    name = "verify-db"
-    verification: list[dbverify.CheckResult] = []
-    sizes: dict[str, Any] | None = None
-    try:
-        config = migrate_verify.config(args)
-        exclude = config.exclude_tables | {str(history.HistoryTable.parse(args.history_table))}
-        config = dataclasses.replace(config, exclude_tables=exclude)
-        before = dbverify.load_row_counts(args.row_counts_before) if args.row_counts_before else None
-        with connect.session(args) as connection, \
-                connect.translated_errors("verifying"):
-            verification = dbverify.verify(connection, config, before)
-            sizes = relation_sizes.changes(None, relation_sizes.snapshot(connection), args.sizes_top) \
-                if args.sizes_top > 0 else None
-            if args.row_counts_out:
-                counts = dbverify.row_counts(connection, exclude)
-                args.row_counts_out.write_text(json.dumps(counts, indent=1, sort_keys=True))
-        failed = [v for v in verification if not v.passed]
-        if failed:
-            raise errors.VerificationError(
-                "verification failed: " + "; ".join(f"{v.name}: {v.detail}" for v in failed[:5])
-            )
-    except Exception as error:
-        return _fail(args, name, error, verification=[v.as_result() for v in verification],
-                     **({"sizes": sizes} if sizes is not None else {}))
-    document = result.success(name, f"{len(verification)} verifications passed",
-                              verification=[v.as_result() for v in verification],
-                              **({"sizes": sizes} if sizes is not None else {}))
-    return migrate_output.publish(document, args, f"dbops {name}: {document['message']}")
 
 
 def _history_note(change: dict[str, Any] | None) -> str:

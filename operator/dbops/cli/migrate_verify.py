@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from dbops import errors
-from dbops.runner import dbverify, query_plans, relation_sizes
-from dbops.runner.migrations import frameworks
+from dbops.cli import migrate_output
+from dbops.runner import dbverify, query_plans, relation_sizes, result
+from dbops.runner.migrations import connect, frameworks, history
 
 # Cheap, catalog-driven checks that catch what a migration can break (orphan counts stay under a size guard);
 # row counts are off for SQL files, whose data migrations change them on purpose.
@@ -101,3 +104,41 @@ def config(args: argparse.Namespace) -> dbverify.VerifyConfig:
         row_count_tables=table_names(getattr(args, "row_count_tables", "")),
         queries=queries(args),
         orphan_scan_max_bytes=int(max_mb * 1024 * 1024) if max_mb > 0 else None)
+
+
+def run_verify_db(args: argparse.Namespace) -> int:
+    """``dbops verify-db``: verify a live database (after a framework command), with the result JSON."""
+    name = "verify-db"
+    verification: list[dbverify.CheckResult] = []
+    sizes: dict[str, Any] | None = None
+    try:
+        verify_config = config(args)
+        exclude = verify_config.exclude_tables | {str(history.HistoryTable.parse(args.history_table))}
+        verify_config = dataclasses.replace(verify_config, exclude_tables=exclude)
+        before = dbverify.load_row_counts(args.row_counts_before) if args.row_counts_before else None
+        with connect.session(args) as connection, \
+                connect.translated_errors("verifying"):
+            verification = dbverify.verify(connection, verify_config, before)
+            sizes = relation_sizes.changes(None, relation_sizes.snapshot(connection), args.sizes_top) \
+                if args.sizes_top > 0 else None
+            if args.row_counts_out:
+                counts = dbverify.row_counts(connection, exclude)
+                args.row_counts_out.write_text(json.dumps(counts, indent=1, sort_keys=True))
+        failed = [v for v in verification if not v.passed]
+        if failed:
+            raise errors.VerificationError(
+                "verification failed: " + "; ".join(f"{v.name}: {v.detail}" for v in failed[:5])
+            )
+    except Exception as error:
+        return fail(args, name, error, verification=[v.as_result() for v in verification],
+                    **({"sizes": sizes} if sizes is not None else {}))
+    document = result.success(name, f"{len(verification)} verifications passed",
+                              verification=[v.as_result() for v in verification],
+                              **({"sizes": sizes} if sizes is not None else {}))
+    return migrate_output.publish(document, args, f"dbops {name}: {document['message']}")
+
+
+def fail(args: argparse.Namespace, name: str, error: BaseException, **fields: Any) -> int:
+    """Publish the failure result of a command."""
+    document = result.failure(name, error, **fields)
+    return migrate_output.publish(document, args, f"dbops {name} failed: {document['message']}")
