@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from dbops.api.base import ApiModel
+from dbops.api.base import ApiModel, Rule
 from dbops.api.common import DatabaseConnection, Duration, JobTemplate, SqlCheck, Storage
 from dbops.api.status import JobStatus
 
@@ -19,22 +19,12 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 class Compression(ApiModel):
     """How the dump stream is compressed (outside pg_dump, which runs with -Z0)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.codec != 'zstd' || self.level <= 19",
-                    "message": "zstd levels are 1 to 19",
-                    "fieldPath": ".level",
-                },
-                {
-                    "rule": "self.codec != 'gzip' || self.level <= 9",
-                    "message": "gzip levels are 1 to 9",
-                    "fieldPath": ".level",
-                },
-            ]
-        }
-    }
+    rules = (
+        Rule("self.codec != 'zstd' || self.level <= 19", "zstd levels are 1 to 19",
+             lambda m: m.codec != "zstd" or m.level <= 19, ".level"),
+        Rule("self.codec != 'gzip' || self.level <= 9", "gzip levels are 1 to 9",
+             lambda m: m.codec != "gzip" or m.level <= 9, ".level"),
+    )
 
     codec: Literal["zstd", "gzip", "none"] = "zstd"
     """Compression codec."""
@@ -45,13 +35,8 @@ class Compression(ApiModel):
 class BackupScope(ApiModel):
     """What to dump: the runbook's schema-only, data-only and critical-tables backups."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "!(self.schemaOnly && self.dataOnly)", "message": "schemaOnly and dataOnly exclude each other"}
-            ]
-        }
-    }
+    rules = (Rule("!(self.schemaOnly && self.dataOnly)", "schemaOnly and dataOnly exclude each other",
+                  lambda m: not (m.schema_only and m.data_only)),)
 
     schema_only: bool = False
     """Dump only object definitions."""
@@ -83,27 +68,14 @@ class BackupVerification(ApiModel):
 class DatabaseBackupSpec(ApiModel):
     """The desired backup."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.parallelJobs == 1 || self.format == 'directory'",
-                    "message": "parallelJobs > 1 needs format: directory",
-                    "fieldPath": ".parallelJobs",
-                },
-                {
-                    "rule": "self.format != 'plain' || !self.verify.restoreTest",
-                    "message": "restoreTest needs format custom or directory",
-                    "fieldPath": ".verify.restoreTest",
-                },
-                {
-                    "rule": "size(self.verify.checks) == 0 || self.verify.restoreTest",
-                    "message": "verify.checks need verify.restoreTest: true",
-                    "fieldPath": ".verify.checks",
-                },
-            ]
-        }
-    }
+    rules = (
+        Rule("self.parallelJobs == 1 || self.format == 'directory'", "parallelJobs > 1 needs format: directory",
+             lambda m: m.parallel_jobs == 1 or m.format == "directory", ".parallelJobs"),
+        Rule("self.format != 'plain' || !self.verify.restoreTest", "restoreTest needs format custom or directory",
+             lambda m: m.format != "plain" or not m.verify.restore_test, ".verify.restoreTest"),
+        Rule("size(self.verify.checks) == 0 || self.verify.restoreTest", "verify.checks need verify.restoreTest: true",
+             lambda m: not m.verify.checks or m.verify.restore_test, ".verify.checks"),
+    )
 
     database: DatabaseConnection
     """The database to back up."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import types
-from typing import Any, Literal, Union, get_args, get_origin
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
@@ -11,6 +13,35 @@ from pydantic.alias_generators import to_camel
 GROUP = "dbops.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One admission rule, owned once: the CEL the API server runs and its Python twin the operator runs.
+
+    ``holds`` reads the model as CEL reads the stored object: ``has(self.x)`` is ``x is not None`` (the API
+    server keeps an explicit null of a nullable field, and ``has`` is false for it).
+    """
+
+    cel: str
+    message: str
+    holds: Callable[[Any], bool]
+    field_path: str | None = None
+    describe: Callable[[Any], str] | None = None
+    """The operator's message for a model breaking the rule, naming the values (default: ``message``)."""
+
+    def schema(self) -> dict[str, str]:
+        """The x-kubernetes-validations entry."""
+        entry = {"rule": self.cel, "message": self.message}
+        if self.field_path:
+            entry["fieldPath"] = self.field_path
+        return entry
+
+
+def _add_rules(schema: dict[str, Any], cls: type[Any]) -> None:
+    rules = getattr(cls, "rules", ())
+    if rules:
+        schema.setdefault("x-kubernetes-validations", []).extend(rule.schema() for rule in rules)
 
 
 class ApiModel(BaseModel):
@@ -22,7 +53,18 @@ class ApiModel(BaseModel):
         extra="forbid",
         use_attribute_docstrings=True,
         validate_assignment=True,
+        json_schema_extra=_add_rules,
     )
+    rules: ClassVar[tuple[Rule, ...]] = ()
+    """Cross-field rules: CEL in the CRD, checked here too (see Rule)."""
+
+    @model_validator(mode="after")
+    def _rules_hold(self) -> Self:
+        for rule in type(self).rules:
+            if not rule.holds(self):
+                where = f"{rule.field_path.lstrip('.')}: " if rule.field_path else ""
+                raise ValueError(where + (rule.describe(self) if rule.describe else rule.message))
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from dbops.api import kubevalues
-from dbops.api.base import ApiModel
+from dbops.api.base import ApiModel, Rule
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 """RFC 1123 subdomain, as the API server checks object names: no '..', no '.-' or '-.'."""
@@ -95,20 +95,13 @@ class LocalObjectReference(ApiModel):
 class DatabaseConnection(ApiModel):
     """How to reach PostgreSQL. Credentials come only from Secrets."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.uriSecretRef) || (has(self.host) && has(self.name))",
-                    "message": "set either uriSecretRef or both host and name",
-                },
-                {
-                    "rule": "!(has(self.user) && has(self.userSecretRef))",
-                    "message": "set at most one of user and userSecretRef",
-                },
-            ]
-        }
-    }
+    rules = (
+        Rule("has(self.uriSecretRef) || (has(self.host) && has(self.name))",
+             "set either uriSecretRef or both host and name",
+             lambda m: m.uri_secret_ref is not None or (m.host is not None and m.name is not None)),
+        Rule("!(has(self.user) && has(self.userSecretRef))", "set at most one of user and userSecretRef",
+             lambda m: m.user is None or m.user_secret_ref is None),
+    )
 
     uri_secret_ref: SecretKeySelector | None = None
     """A libpq URI in a Secret (e.g. CloudNativePG's app secret); the fields below override its parts."""
@@ -161,13 +154,8 @@ class PvcStorage(ApiModel):
 class Storage(ApiModel):
     """Where artifacts are stored: exactly one of s3 or pvc."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "has(self.s3) != has(self.pvc)", "message": "set exactly one storage backend: s3 or pvc"}
-            ]
-        }
-    }
+    rules = (Rule("has(self.s3) != has(self.pvc)", "set exactly one storage backend: s3 or pvc",
+                  lambda m: (m.s3 is None) != (m.pvc is None)),)
 
     s3: S3Storage | None = None
     """An S3-compatible bucket."""
@@ -288,17 +276,9 @@ class SqlCheck(ApiModel):
 class CheckExpectation(ApiModel):
     """The expectation of a SQL check; exactly one field."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "[has(self.rows), has(self.min), has(self.max), has(self.equals)]"
-                    ".filter(x, x).size() >= 1",
-                    "message": "set at least one of rows, min, max, equals",
-                }
-            ]
-        }
-    }
+    rules = (Rule("[has(self.rows), has(self.min), has(self.max), has(self.equals)].filter(x, x).size() >= 1",
+                  "set at least one of rows, min, max, equals",
+                  lambda m: any(v is not None for v in (m.rows, m.min, m.max, m.equals))),)
 
     rows: Annotated[int, Field(ge=0)] | None = None
     """Exact number of rows returned."""

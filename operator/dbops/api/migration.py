@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
-from dbops.api.base import ApiModel
+from dbops.api.base import ApiModel, Rule
 from dbops.api.common import (
     DatabaseConnection,
     Duration,
@@ -43,17 +43,9 @@ MigrationPhase = Literal[
 class Approval(ApiModel):
     """Whether a person approves the plan before it runs."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.mode == 'Manual' || !has(self.approvedPlanHash) || self.approvedPlanHash == ''",
-                    "message": "approvedPlanHash is only used with mode: Manual",
-                    "fieldPath": ".approvedPlanHash",
-                }
-            ]
-        }
-    }
+    rules = (Rule("self.mode == 'Manual' || !has(self.approvedPlanHash) || self.approvedPlanHash == ''",
+                  "approvedPlanHash is only used with mode: Manual",
+                  lambda m: m.mode == "Manual" or not m.approved_plan_hash, ".approvedPlanHash"),)
 
     mode: Literal["Automatic", "Manual"] = "Automatic"
     """Manual waits until approvedPlanHash equals status.plan.hash."""
@@ -88,16 +80,9 @@ class PreChecks(ApiModel):
 class PreMigrationBackup(ApiModel):
     """A backup taken right before migrating (a child DatabaseBackup)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!self.enabled || has(self.storage) || has(self.scheduleRef)",
-                    "message": "an enabled backup needs storage or scheduleRef",
-                }
-            ]
-        }
-    }
+    rules = (Rule("!self.enabled || has(self.storage) || has(self.scheduleRef)",
+                  "an enabled backup needs storage or scheduleRef",
+                  lambda m: not m.enabled or m.storage is not None or m.schedule_ref is not None),)
 
     enabled: bool = False
     """Take the backup (recommended; needs storage or scheduleRef)."""
@@ -148,27 +133,17 @@ class MigrationVerification(ApiModel):
 class DatabaseMigrationSpec(ApiModel):
     """The desired schema state."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.onFailure != 'RestoreBackup' || self.backup.enabled",
-                    "message": "onFailure: RestoreBackup needs backup.enabled: true",
-                    "fieldPath": ".onFailure",
-                },
-                {
-                    "rule": "!has(self.rehearsal) || !self.rehearsal.enabled || !has(self.source.command)",
-                    "message": "rehearsal is not supported with a command source",
-                    "fieldPath": ".rehearsal",
-                },
-                {
-                    "rule": "!has(self.source.command) || !has(self.targetVersion) || self.targetVersion == ''",
-                    "message": "targetVersion is not supported with a command source",
-                    "fieldPath": ".targetVersion",
-                },
-            ]
-        }
-    }
+    rules = (
+        Rule("self.onFailure != 'RestoreBackup' || self.backup.enabled",
+             "onFailure: RestoreBackup needs backup.enabled: true",
+             lambda m: m.on_failure != "RestoreBackup" or m.backup.enabled, ".onFailure"),
+        Rule("!has(self.rehearsal) || !self.rehearsal.enabled || !has(self.source.command)",
+             "rehearsal is not supported with a command source",
+             lambda m: m.rehearsal is None or not m.rehearsal.enabled or m.source.command is None, ".rehearsal"),
+        Rule("!has(self.source.command) || !has(self.targetVersion) || self.targetVersion == ''",
+             "targetVersion is not supported with a command source",
+             lambda m: m.source.command is None or not m.target_version, ".targetVersion"),
+    )
 
     database: DatabaseConnection
     """The database to migrate."""

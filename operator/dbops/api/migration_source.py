@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from dbops.api import kubevalues
-from dbops.api.base import ApiModel
+from dbops.api.base import ApiModel, Rule
 from dbops.api.common import LocalObjectReference, ResourceName, SecretKey
 
 # SQL with nothing but whitespace, ';', -- comments and (non-nested) /* */ comments: the runner finds no statement.
@@ -156,17 +156,9 @@ class CommandSource(ApiModel):
 class MigrationSource(ApiModel):
     """Where migrations come from: exactly one of configMapRef, inline, command."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "[has(self.configMapRef), has(self.inline), has(self.command)]"
-                    ".filter(x, x).size() == 1",
-                    "message": "set exactly one migration source: configMapRef, inline or command",
-                }
-            ]
-        }
-    }
+    rules = (Rule("[has(self.configMapRef), has(self.inline), has(self.command)].filter(x, x).size() == 1",
+                  "set exactly one migration source: configMapRef, inline or command",
+                  lambda m: [m.config_map_ref, m.inline, m.command].count(None) == 2),)
 
     config_map_ref: LocalObjectReference | None = None
     """A ConfigMap of NNNN_name.up.sql / NNNN_name.down.sql files."""

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints
 
 from dbops.api.backup import RestoreTestResult
-from dbops.api.base import ApiModel
+from dbops.api.base import ApiModel, Rule
 from dbops.api.common import DatabaseConnection, JobTemplate, LocalObjectReference, SqlCheck, Storage
 from dbops.api.status import JobStatus
+
+_CONFIRMED = ("(has(self.confirmOverwrite) && self.confirmOverwrite != '' && "
+              "(!has(self.target.database.name) || self.confirmOverwrite == self.target.database.name))")
+
+
+def _confirmed(spec: DatabaseRestoreSpec) -> bool:
+    """The Python twin of _CONFIRMED: confirmOverwrite is set, and names the target when the target does."""
+    name = spec.target.database.name
+    return bool(spec.confirm_overwrite) and (name is None or spec.confirm_overwrite == name)
+
 
 RestorePhase = Literal["Pending", "BackingUp", "Restoring", "Verifying", "Succeeded", "Failed"]
 
@@ -17,18 +27,13 @@ RestorePhase = Literal["Pending", "BackingUp", "Restoring", "Verifying", "Succee
 class RestoreSource(ApiModel):
     """The backup to restore: exactly one of backupRef or storage with path."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "has(self.backupRef) != has(self.storage)", "message": "set exactly one of backupRef or storage"},
-                {
-                    "rule": "!has(self.storage) || (has(self.path) && self.path != '')",
-                    "message": "storage needs path: the backup's directory inside the storage",
-                    "fieldPath": ".path",
-                },
-            ]
-        }
-    }
+    rules = (
+        Rule("has(self.backupRef) != has(self.storage)", "set exactly one of backupRef or storage",
+             lambda m: (m.backup_ref is None) != (m.storage is None)),
+        Rule("!has(self.storage) || (has(self.path) && self.path != '')",
+             "storage needs path: the backup's directory inside the storage",
+             lambda m: m.storage is None or bool(m.path), ".path"),
+    )
 
     backup_ref: LocalObjectReference | None = None
     """A DatabaseBackup in this namespace."""
@@ -50,13 +55,8 @@ class RestoreTarget(ApiModel):
 class SafetyBackup(ApiModel):
     """A backup of the target taken before overwriting it (a child DatabaseBackup)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "!self.enabled || has(self.storage)", "message": "an enabled safety backup needs storage"}
-            ]
-        }
-    }
+    rules = (Rule("!self.enabled || has(self.storage)", "an enabled safety backup needs storage",
+                  lambda m: not m.enabled or m.storage is not None),)
 
     enabled: bool = False
     """Take the safety backup."""
@@ -76,59 +76,37 @@ class RestoreVerification(ApiModel):
 class DatabaseRestoreSpec(ApiModel):
     """The desired restore."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.mode == 'Tables' ? size(self.tables) > 0 : size(self.tables) == 0",
-                    "message": "tables must be listed with mode: Tables, and only then",
-                    "fieldPath": ".tables",
-                },
-                {
-                    "rule": "!(self.clean || self.recreate) || (has(self.confirmOverwrite) && self.confirmOverwrite != '' && "
-                    "(!has(self.target.database.name) || self.confirmOverwrite == self.target.database.name))",
-                    "message": "clean or recreate overwrites the target: set confirmOverwrite to the target database name",
-                    "fieldPath": ".confirmOverwrite",
-                },
-                {
-                    "rule": "self.mode != 'Tables' || (self.strategy != 'Replace' && self.onConflict != 'Overwrite') || "
-                    "(has(self.confirmOverwrite) && self.confirmOverwrite != '' && "
-                    "(!has(self.target.database.name) || self.confirmOverwrite == self.target.database.name))",
-                    "message": "a Tables restore with strategy Replace or onConflict Overwrite changes existing rows: "
-                    "set confirmOverwrite to the target database name",
-                    "fieldPath": ".confirmOverwrite",
-                },
-                {
-                    "rule": "self.mode == 'Tables' || self.strategy == 'Replace'",
-                    "message": "strategy is only used with mode: Tables",
-                    "fieldPath": ".strategy",
-                },
-                {
-                    "rule": "self.onConflict == 'Keep' || self.strategy == 'Merge'",
-                    "message": "onConflict: Overwrite is only used with strategy: Merge",
-                    "fieldPath": ".onConflict",
-                },
-                {
-                    # Decidable whenever the target names its database (host+name, or name overriding the URI's);
-                    # with a URI alone the runner compares it at run time (exit 2, InvalidSpec on the resource).
-                    "rule": "!has(self.confirmOverwrite) || self.confirmOverwrite == '' || "
-                    "!has(self.target.database.name) || self.confirmOverwrite == self.target.database.name",
-                    "message": "confirmOverwrite must equal target.database.name",
-                    "fieldPath": ".confirmOverwrite",
-                },
-                {
-                    "rule": "!self.recreate || self.mode == 'Full'",
-                    "message": "recreate is only used with mode: Full",
-                    "fieldPath": ".recreate",
-                },
-                {
-                    "rule": "self.parallelJobs == 1 || self.mode != 'Tables'",
-                    "message": "parallelJobs > 1 is not used with mode: Tables",
-                    "fieldPath": ".parallelJobs",
-                },
-            ]
-        }
-    }
+    rules = (
+        Rule("self.mode == 'Tables' ? size(self.tables) > 0 : size(self.tables) == 0",
+             "tables must be listed with mode: Tables, and only then",
+             lambda m: bool(m.tables) == (m.mode == "Tables"), ".tables"),
+        Rule(f"!(self.clean || self.recreate) || {_CONFIRMED}",
+             "clean or recreate overwrites the target: set confirmOverwrite to the target database name",
+             lambda m: not (m.clean or m.recreate) or _confirmed(m), ".confirmOverwrite"),
+        Rule(f"self.mode != 'Tables' || (self.strategy != 'Replace' && self.onConflict != 'Overwrite') || {_CONFIRMED}",
+             "a Tables restore with strategy Replace or onConflict Overwrite changes existing rows: "
+             "set confirmOverwrite to the target database name",
+             lambda m: m.mode != "Tables" or (m.strategy != "Replace" and m.on_conflict != "Overwrite")
+             or _confirmed(m), ".confirmOverwrite"),
+        Rule("self.mode == 'Tables' || self.strategy == 'Replace'", "strategy is only used with mode: Tables",
+             lambda m: m.mode == "Tables" or m.strategy == "Replace", ".strategy"),
+        Rule("self.onConflict == 'Keep' || self.strategy == 'Merge'",
+             "onConflict: Overwrite is only used with strategy: Merge",
+             lambda m: m.on_conflict == "Keep" or m.strategy == "Merge", ".onConflict"),
+        # Decidable whenever the target names its database (host+name, or name overriding the URI's); with a URI
+        # alone the operator reads the Secret before the Job (InvalidSpec on the resource), and the runner checks too.
+        Rule("!has(self.confirmOverwrite) || self.confirmOverwrite == '' || "
+             "!has(self.target.database.name) || self.confirmOverwrite == self.target.database.name",
+             "confirmOverwrite must equal target.database.name",
+             lambda m: not m.confirm_overwrite or m.target.database.name is None
+             or m.confirm_overwrite == m.target.database.name, ".confirmOverwrite",
+             lambda m: f"confirmOverwrite {m.confirm_overwrite!r} must equal target.database.name "
+                       f"{m.target.database.name!r}"),
+        Rule("!self.recreate || self.mode == 'Full'", "recreate is only used with mode: Full",
+             lambda m: not m.recreate or m.mode == "Full", ".recreate"),
+        Rule("self.parallelJobs == 1 || self.mode != 'Tables'", "parallelJobs > 1 is not used with mode: Tables",
+             lambda m: m.parallel_jobs == 1 or m.mode != "Tables", ".parallelJobs"),
+    )
 
     source: RestoreSource
     """The backup to restore."""
@@ -163,13 +141,6 @@ class DatabaseRestoreSpec(ApiModel):
     """Checks after restoring."""
     job_template: JobTemplate | None = None
     """Overrides for the Jobs."""
-
-    @model_validator(mode="after")
-    def _confirmation_names_the_target(self) -> DatabaseRestoreSpec:
-        name = self.target.database.name
-        if self.confirm_overwrite and name and self.confirm_overwrite != name:
-            raise ValueError(f"confirmOverwrite {self.confirm_overwrite!r} must equal target.database.name {name!r}")
-        return self
 
 
 class RestoredFrom(ApiModel):
