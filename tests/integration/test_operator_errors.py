@@ -144,6 +144,26 @@ def test_a_schedule_or_window_that_never_fires_fails_with_invalid_spec_naming_th
     assert "CroniterBadDateError" not in operator.logs()
 
 
+def test_a_confirmation_other_than_the_database_in_the_uri_secret_fails_before_any_job(
+        operator: harness.RunningOperator, installed_crds: ControlPlane, kube_client: Any, namespace: str,
+        minio_server: MinioServer) -> None:
+    # Admission cannot see the database a uriSecretRef names: the operator reads it before any Job or safety backup.
+    harness.create_secret(kube_client, namespace, "target", {"uri": "postgresql://app:canary-pw@127.0.0.1:1/mentorhub"})
+    target = {"database": {"uriSecretRef": {"name": "target", "key": "uri"}}}
+    harness.create_resource(kube_client, namespace, "DatabaseRestore", "wrong-db", {
+        "source": {"storage": harness.s3_storage(minio_server, "anything"), "path": "prod/app/b"},
+        "target": target, "clean": True, "confirmOverwrite": "mentorhub-staging",
+        "safetyBackup": {"enabled": True, "storage": harness.s3_storage(minio_server, "safety")}})
+    body = assert_failed_visibly(installed_crds, kube_client, namespace, "DatabaseRestore", "wrong-db", "InvalidSpec",
+                                 "confirmOverwrite 'mentorhub-staging'", "'mentorhub'",
+                                 "target.database.uriSecretRef")
+    assert "canary-pw" not in json.dumps(body)
+    assert harness.list_jobs(kube_client, namespace) == []
+    assert not [b for b in client.CustomObjectsApi(kube_client).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "databasebackups")["items"]], "no safety backup before the check"
+    assert operator.alive() and "Traceback" not in operator.logs() and "canary-pw" not in operator.logs()
+
+
 def without_job_creation(role: dict[str, Any]) -> None:
     """Take `create` on Jobs away from the operator's ClusterRole."""
     for rule in role["rules"]:

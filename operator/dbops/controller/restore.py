@@ -13,6 +13,7 @@ from dbops.controller import driver, effects
 from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import backup as backup_reconcile
+from dbops.reconcile import confirmation
 from dbops.reconcile import restore as restore_reconcile
 from dbops.reconcile.actions import JobRequest, RestoreParams
 from dbops.reconcile.children import ChildState, child_state
@@ -76,6 +77,9 @@ def reconcile(opened: driver.Opened[DatabaseRestoreSpec, DatabaseRestoreStatus])
     if restore_job.state == "Missing" and source.state == "Ready":
         driver.require_secrets(owner.namespace, env_specs.secret_references(
             spec.target.database, source.storage, spec.safety_backup.storage if spec.safety_backup.enabled else None))
+        ref = spec.target.database.uri_secret_ref
+        if spec.confirm_overwrite and ref is not None and spec.target.database.name is None:
+            confirmation.check_target(spec, objects.secret_value(owner.namespace, ref.name, ref.key))
     observed = restore_reconcile.RestoreObserved(source, safety, restore_job, job_name)
     decision = restore_reconcile.reconcile_restore(spec, status, observed, generation=owner.generation, now=utcnow())
     effects.carry_out(owner, decision, job_builder(owner, spec))

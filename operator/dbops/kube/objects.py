@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +86,17 @@ def patch_status(kind: str, namespace: str, name: str, status: Mapping[str, Any]
         body["metadata"] = {"resourceVersion": resource_version}
     path = resource_type(kind).path(namespace, name, "status")
     return kube_session.session().request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+
+def secret_value(namespace: str, name: str, key: str) -> str | None:
+    """One key of a Secret, decoded (None when the Secret or key is missing). Callers never log or show it."""
+    secret = get("Secret", namespace, name)
+    if secret is None:
+        return None
+    if key in (secret.get("stringData") or {}):
+        return str(secret["stringData"][key])
+    data = (secret.get("data") or {}).get(key)
+    return base64.b64decode(data).decode("utf-8", errors="replace") if data is not None else None
 
 
 def secret_keys(namespace: str, name: str) -> set[str] | None:
