@@ -27,6 +27,7 @@ TYPE_TWINS = {
     "must be non-negative quantities such as 100m, 0.5, 256Mi or 1G",
     "must be an IANA time zone name such as UTC or Europe/Berlin (case matters)",
     "must be a non-negative quantity of bytes such as 512Mi or 2G",
+    "query names must be unique",
     "a request must not exceed its limit",
     "key must be a qualified name, e.g. dedicated or example.com/pool",
     "operator must be Exists when key is empty",
