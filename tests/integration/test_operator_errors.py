@@ -258,12 +258,15 @@ def test_a_lasting_transient_error_shows_on_the_backup_and_it_recovers(
 def test_wrong_references_credentials_hosts_and_buckets_each_show_a_reason_and_a_warning_event(
         installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, minio_server: MinioServer,
         postgres: PostgresServer, app_database: str, bucket: str) -> None:
-    """Issue 12: a missing Secret key, wrong credentials, an unknown host, a missing bucket, a missing ConfigMap
-    and a missing backupRef: each ends Failed with a condition naming the thing at fault and a Warning Event."""
+    """Issue 12: a missing Secret or key, wrong credentials (database, S3), an unknown host, a missing bucket, a
+    missing ConfigMap and a missing backupRef: each ends Failed with a condition naming the thing at fault and a
+    Warning Event."""
     secrets = {"db-nokey": {"url": postgres.uri(app_database)},
                "db-badpw": {"uri": postgres.uri(app_database, password="not-the-password")},
                "db-nohost": {"uri": f"postgresql://app:pw@db-{namespace}.invalid:5432/app"},
-               "db-good": {"uri": postgres.uri(app_database)}}
+               "db-good": {"uri": postgres.uri(app_database)},
+               "s3-badkey": {"AWS_ACCESS_KEY_ID": minio_server.access_key,
+                             "AWS_SECRET_ACCESS_KEY": "not-the-secret-key"}}
     for secret, data in secrets.items():
         harness.create_secret(kube_client, namespace, secret, data)
 
@@ -271,6 +274,10 @@ def test_wrong_references_credentials_hosts_and_buckets_each_show_a_reason_and_a
         return {"uriSecretRef": {"name": secret, "key": "uri"}}
 
     storage = harness.s3_storage(minio_server, bucket)
+
+    def storage_with(credentials: str) -> dict[str, Any]:
+        return {"s3": {**storage["s3"], "credentialsSecretRef": {"name": credentials}}}
+
     cases: dict[str, tuple[str, dict[str, Any], set[str], str]] = {
         # name: kind, spec, accepted reasons, a word the Failed message must contain
         "no-key": (BACKUP, {"database": database("db-nokey"), "storage": storage}, {"MissingReference"},
@@ -284,6 +291,10 @@ def test_wrong_references_credentials_hosts_and_buckets_each_show_a_reason_and_a
         "no-bucket": (BACKUP, {"database": database("db-good"),
                                "storage": harness.s3_storage(minio_server, f"no-bucket-{namespace}")},
                       {"NotFound"}, f"S3 bucket 'no-bucket-{namespace}' does not exist"),
+        "no-s3-secret": (BACKUP, {"database": database("db-good"), "storage": storage_with("no-such-s3")},
+                         {"MissingReference"}, "Secret no-such-s3 not found"),
+        "bad-s3-key": (BACKUP, {"database": database("db-good"), "storage": storage_with("s3-badkey")},
+                       {"AuthenticationFailed"}, "access denied"),
         "no-configmap": (MIGRATION, {"database": database("db-good"), "baselineVersion": "0000",
                                      "source": {"configMapRef": {"name": "no-such-migrations"}}},
                          {"MissingReference"}, "ConfigMap no-such-migrations not found"),
@@ -314,5 +325,5 @@ def test_wrong_references_credentials_hosts_and_buckets_each_show_a_reason_and_a
                 problems[name] = {"no Warning Event naming": [reason, word]}
         assert problems == {}, json.dumps(problems, indent=1)
         events = json.dumps(harness.list_events(kube_client, namespace))
-        assert "not-the-password" not in events
+        assert "not-the-password" not in events and "not-the-secret-key" not in events
         assert operator.alive() and "Traceback" not in operator.logs()
