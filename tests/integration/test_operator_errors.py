@@ -92,7 +92,9 @@ def test_a_schedule_whose_cron_job_is_rejected_fails_visibly_and_recovers_when_f
         minio_server: MinioServer) -> None:
     template = {"spec": backup_spec(minio_server)}
     cases = {"mars": ({"schedule": "0 2 * * *", "timeZone": "Mars/Base"}, "timeZone"),
-             "minute-61": ({"schedule": "61 * * * *"}, "schedule")}
+             "lower-case-zone": ({"schedule": "0 2 * * *", "timeZone": "europe/berlin"}, "timeZone"),
+             "minute-61": ({"schedule": "61 * * * *"}, "schedule"),
+             "all-99": ({"schedule": "99 99 99 99 99"}, "schedule")}
     created = [name for name, (fields, field) in cases.items()
                if create_or_refused(kube_client, namespace, SCHEDULE, name, {**fields, "backupTemplate": template},
                                     field)]
