@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
@@ -10,45 +9,21 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 from dbops.api import kubevalues
 from dbops.api.base import ApiModel, Rule
 
+# Re-exported: the duration helpers live without pydantic in dbops.api.durations.
+from dbops.api.durations import DURATION_PATTERN as DURATION_PATTERN
+from dbops.api.durations import POSTGRES_MAX_MS as POSTGRES_MAX_MS
+from dbops.api.durations import duration_milliseconds as duration_milliseconds
+from dbops.api.durations import parse_duration as parse_duration
+from dbops.api.durations import postgres_duration as postgres_duration
+
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 """RFC 1123 subdomain, as the API server checks object names: no '..', no '.-' or '-.'."""
-DURATION_PATTERN = r"^(0|([0-9]+(ms|s|m|h|d|w))+)$"
-"""The one duration grammar of the API and of every runner flag: ``0``, ``500ms``, ``90s``, ``1h30m``, ``2w``."""
-_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")
-_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-POSTGRES_MAX_MS = 2_147_483_647
-"""The largest ``lock_timeout``/``statement_timeout`` PostgreSQL accepts (INT_MAX milliseconds, ~24.8 days)."""
-
 ResourceName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
 # A Secret/ConfigMap key: letters, digits, '-', '_' and '.', not "." nor starting with ".." (as the API server has it).
 SecretKey = Annotated[str, StringConstraints(pattern=r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$",
                                              min_length=1, max_length=253)]
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
 SqlIdentifier = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-
-
-def duration_milliseconds(value: str) -> int:
-    """Milliseconds in a duration of the API's grammar; ValueError naming the grammar otherwise."""
-    parts = _DURATION_PART.findall(value)
-    if value != "0" and (not parts or "".join(n + u for n, u in parts) != value):
-        raise ValueError(f"invalid duration {value!r}: use numbers with ms, s, m, h, d or w, e.g. 5s, 30d or 1h30m")
-    return sum(int(number) * _DURATION_MS[unit] for number, unit in parts)
-
-
-def parse_duration(value: str) -> float:
-    """Seconds in a duration such as ``90s``, ``5m``, ``2h``, ``30d`` or ``1h30m``."""
-    return duration_milliseconds(value) / 1000
-
-
-def postgres_duration(value: str) -> str:
-    """A duration as a PostgreSQL ``lock_timeout``/``statement_timeout`` value (``5400s``, ``250ms``).
-
-    The result is in the API's grammar too. Raises ValueError above PostgreSQL's limit, naming it.
-    """
-    milliseconds = duration_milliseconds(value)
-    if milliseconds > POSTGRES_MAX_MS:
-        raise ValueError(f"duration {value!r} is longer than PostgreSQL allows for a timeout (at most 24d20h31m23s)")
-    return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
 
 
 def _postgres_timeout(value: str) -> str:

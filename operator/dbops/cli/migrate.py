@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dbops import errors
-from dbops.api.common import parse_duration, postgres_duration
+from dbops.api.durations import parse_duration, postgres_duration
 from dbops.cli import migrate_output, migrate_rehearse, migrate_verify
 from dbops.runner import prechecks, result
 from dbops.runner.migrations import adopt, apply, command, connect, history, lint, session, source

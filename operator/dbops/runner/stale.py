@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from dbops import errors
-from dbops.api.common import parse_duration
+from dbops.api.durations import parse_duration
 from dbops.runner import storage
 
 DEFAULT_MAX_AGE = "24h"

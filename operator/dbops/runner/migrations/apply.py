@@ -95,6 +95,11 @@ def execute_plan(
     ``report`` (when given) is filled as steps finish, so the caller sees the progress after a failure.
     """
     report = report if report is not None else ApplyReport(dry_run=options.dry_run)
+    # INVALID indexes exist only when an earlier run (or a no-transaction step of this one) left them: a
+    # transactional CREATE INDEX commits a valid index or rolls back. So the per-step search for an INVALID
+    # index a CREATE INDEX names (one query per statement) only runs while the database has any; someone else
+    # leaving one mid-run is still caught by the post-migration invalidIndexes check.
+    invalid = _InvalidIndexes(connection)
     if options.dry_run:
         before = sequences.snapshot(connection)
         try:
@@ -108,7 +113,8 @@ def execute_plan(
                     started = time.monotonic()
                     _with_lock_retries(
                         step, options,
-                        functools.partial(_run_pipelined, connection, step, table, options, own_transaction=False),
+                        functools.partial(_run_pipelined, connection, step, table, options, own_transaction=False,
+                                          check_invalid=invalid.any),
                         retries=0,
                     )
                     report.applied.append(_applied(step, started))
@@ -125,41 +131,81 @@ def execute_plan(
         started = time.monotonic()
         rebuilt: list[str] = []
         if step.script.no_transaction:
-            retried = _run_without_transaction(connection, step, table, options, rebuilt)
+            try:
+                retried = _run_without_transaction(connection, step, table, options, rebuilt)
+            finally:
+                invalid.refresh()
         else:
             retried = _with_lock_retries(
-                step, options, functools.partial(_run_pipelined, connection, step, table, options, rebuilt=rebuilt)
+                step, options, functools.partial(_run_pipelined, connection, step, table, options, rebuilt=rebuilt,
+                                                 check_invalid=invalid.any)
             )
         report.applied.append(_applied(step, started, retried, tuple(rebuilt)))
     return report
 
 
+class _InvalidIndexes:
+    """Whether the database has any INVALID index (read at the start and after each no-transaction step)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self.refresh()
+
+    def refresh(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._found = bool(leftovers.invalid_indexes(self._connection))
+            return
+        self._found = True  # unknown: check every step, as before
+
+    def any(self) -> bool:
+        return self._found
+
+
 def _run_pipelined(connection: Connection, step: plan.Step, table: history.HistoryTable, options: ApplyOptions,
-                   *, own_transaction: bool = True, rebuilt: list[str] | None = None) -> None:
+                   *, own_transaction: bool = True, rebuilt: list[str] | None = None,
+                   check_invalid: Callable[[], bool] = lambda: True) -> None:
     """BEGIN, the timeouts, every statement, the history row and COMMIT in one pipeline (one round trip).
 
     PostgreSQL skips the rest of the pipeline after an error, and the transaction rolls back; the
     failing statement is the first one without a successful result. An INVALID index that a
     ``CREATE INDEX`` of the migration names (left by an earlier failed build) is dropped first in the
-    same transaction, so ``IF NOT EXISTS`` cannot skip it.
+    same transaction, so ``IF NOT EXISTS`` cannot skip it. BEGIN and COMMIT are sent as statements:
+    psycopg's ``transaction()`` inside a pipeline syncs on entering and leaving it (three more round trips).
     """
-    stale = _invalid_named_indexes(connection, step)
+    stale = _invalid_named_indexes(connection, step) if check_invalid() else []
     sent: list[tuple[sqlstatements.Statement, psycopg.Cursor[Any]]] = []
     try:
-        with connection.pipeline(), connection.transaction() if own_transaction else contextlib.nullcontext():
+        with connection.pipeline():
+            if own_transaction:
+                connection.execute("BEGIN")
             _set_timeouts(connection, options, local=True)
             for statement, name in stale:
                 sent.append((statement, connection.execute(leftovers.drop_statement(name, concurrently=False))))
             for statement in step.script.statements:
                 sent.append((statement, connection.execute(statement.text.encode(), prepare=False)))
             _record_step(connection, table, step, None)
+            if own_transaction:
+                connection.execute("COMMIT")
     except psycopg.Error as error:
+        if own_transaction:
+            _roll_back(connection)
         failed = next((statement for statement, cursor in sent if not _succeeded(cursor)), None)
         if failed is None:
             raise
         raise _StatementFailed(failed, error) from error
+    except BaseException:
+        if own_transaction:
+            _roll_back(connection)
+        raise
     if rebuilt is not None:
         rebuilt += [name for _, name in stale]
+
+
+def _roll_back(connection: Connection) -> None:
+    """End the failed transaction the pipeline left open (a failed COMMIT has already ended it)."""
+    if connection.info.transaction_status != pq.TransactionStatus.IDLE:
+        with contextlib.suppress(psycopg.Error):
+            connection.execute("ROLLBACK")
 
 
 def _invalid_named_indexes(connection: Connection, step: plan.Step) -> list[tuple[sqlstatements.Statement, str]]:

@@ -12,6 +12,9 @@ _TRANSACTION_CONTROL = re.compile(
 _PASSWORD_LITERAL = re.compile(r"(\bPASSWORD\s+)(?:E?'(?:[^']|'')*'|\$[^$]*\$.*?\$[^$]*\$)", re.IGNORECASE | re.DOTALL)
 _OPENING = re.compile(r"^(?:BEGIN|START\s+TRANSACTION)\b", re.IGNORECASE)
 _CLOSING = re.compile(r"^(?:COMMIT|END)\b", re.IGNORECASE)
+# Characters where the scanners have something to decide; the text between them is copied or skipped at once.
+_SPECIAL = re.compile(r"[-/'\"$;]")
+_COMMENT_OR_QUOTE = re.compile(r"[-/'\"$]")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ def split_statements(sql: str) -> list[Statement]:
     i = 0
     n = len(sql)
     while i < n:
+        # Jump over ordinary text to the next character that can start a comment, a quote or end a statement.
+        special = _SPECIAL.search(sql, i)
+        if special is None:
+            break
+        i = special.start()
         char = sql[i]
         if char == "-" and sql.startswith("--", i):
             end = sql.find("\n", i)
@@ -64,10 +72,19 @@ def split_statements(sql: str) -> list[Statement]:
 
 def strip_comments(text: str) -> str:
     """Text of one statement without its comments (quotes respected)."""
+    if "--" not in text and "/*" not in text:
+        return text.strip()  # no comment marker anywhere, not even inside a quote
     out: list[str] = []
     i = 0
     n = len(text)
     while i < n:
+        special = _COMMENT_OR_QUOTE.search(text, i)
+        if special is None:
+            out.append(text[i:])
+            break
+        if special.start() > i:
+            out.append(text[i:special.start()])
+            i = special.start()
         if text.startswith("--", i):
             end = text.find("\n", i)
             i = n if end < 0 else end
