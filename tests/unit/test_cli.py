@@ -34,3 +34,20 @@ def test_each_subcommand_parses_alone(command: str, capsys: pytest.CaptureFixtur
         main.main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"dbops {command}" in capsys.readouterr().out
+
+
+def test_migrate_imports_neither_the_api_models_nor_the_backup_pipeline() -> None:
+    """P6: ``dbops migrate apply`` starts without pydantic, boto3 or the restore code (≈ 0.15 s of importing)."""
+    code = ("import sys; from dbops.cli import main\n"
+            "try:\n    main.main(['migrate', 'apply', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'boto3', 'kopf')"
+            " or m in ('dbops.runner.restore', 'dbops.runner.manifest', 'dbops.runner.migrations.rehearsal')))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_rehearse_help_names_the_scratch_prefix_rehearsal_uses() -> None:
+    from dbops.cli import migrate_rehearse
+    from dbops.runner.migrations import rehearsal
+
+    assert migrate_rehearse.SCRATCH_PREFIX == rehearsal.SCRATCH_PREFIX

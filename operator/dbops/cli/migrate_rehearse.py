@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbops import errors
-from dbops.api.common import parse_duration
+from dbops.api.durations import parse_duration
 from dbops.cli import migrate_output
 from dbops.runner import connection, result, storage
-from dbops.runner.migrations import connect, rehearsal, session, source
+from dbops.runner.migrations import connect, session, source
+
+if TYPE_CHECKING:  # imported when the command runs: it pulls in restore and the manifest models (P6 start-up)
+    from dbops.runner.migrations import rehearsal
+
+SCRATCH_PREFIX = "dbops_rehearsal_"  # rehearsal.SCRATCH_PREFIX (a unit test keeps them equal)
 
 HELP = ("restore a backup into a scratch database, apply the plan there and report locks, rows, sizes and durations "
         "(the scratch database is always dropped)")
@@ -21,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the backup folder or its manifest.json (s3://… or a directory) to restore the copy from")
     storage.add_arguments(parser)
     parser.add_argument("--scratch-database", default="",
-                        help=f"the scratch database on the target's server ({rehearsal.SCRATCH_PREFIX}…; dropped "
+                        help=f"the scratch database on the target's server ({SCRATCH_PREFIX}…; dropped "
                              "afterwards, also on failure; default derived from the target and the sources)")
     parser.add_argument("--max-duration", default="",
                         help="fail (RehearsalExceededWindow) when the migrations take longer, e.g. 2h")
@@ -33,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace, target: connection.ConnectionSettings) -> rehearsal.RehearsalOptions:
     """The rehearsal options from the flags (InvalidSpecError naming the flag when one is wrong)."""
+    from dbops.runner.migrations import rehearsal
+
     max_duration = None
     if args.max_duration:
         try:
@@ -50,6 +57,8 @@ def options_from_args(args: argparse.Namespace, target: connection.ConnectionSet
 
 def run(args: argparse.Namespace, config: session.RunConfig, migrations: list[source.Migration]) -> int:
     """Rehearse and publish the result (the ``rehearsal`` object, also when it failed)."""
+    from dbops.runner.migrations import rehearsal
+
     name = "migrate rehearse"
     target = connection.from_args(args)
     report = rehearsal.RehearsalReport(scratch_database="")
