@@ -173,11 +173,15 @@ def _run_pipelined(connection: Connection, step: plan.Step, table: history.Histo
     psycopg's ``transaction()`` inside a pipeline syncs on entering and leaving it (three more round trips).
     """
     stale = _invalid_named_indexes(connection, step) if check_invalid() else []
+    # Inside a caller's transaction (a rehearsal keeps every lock until it has looked), a savepoint, as
+    # psycopg's nested transaction() would do.
+    nested = own_transaction and connection.info.transaction_status != pq.TransactionStatus.IDLE
+    begin, end = ("SAVEPOINT dbops_migration", "RELEASE SAVEPOINT dbops_migration") if nested else ("BEGIN", "COMMIT")
     sent: list[tuple[sqlstatements.Statement, psycopg.Cursor[Any]]] = []
     try:
         with connection.pipeline():
             if own_transaction:
-                connection.execute("BEGIN")
+                connection.execute(begin)
             _set_timeouts(connection, options, local=True)
             for statement, name in stale:
                 sent.append((statement, connection.execute(leftovers.drop_statement(name, concurrently=False))))
@@ -185,26 +189,29 @@ def _run_pipelined(connection: Connection, step: plan.Step, table: history.Histo
                 sent.append((statement, connection.execute(statement.text.encode(), prepare=False)))
             _record_step(connection, table, step, None)
             if own_transaction:
-                connection.execute("COMMIT")
+                connection.execute(end)
     except psycopg.Error as error:
         if own_transaction:
-            _roll_back(connection)
+            _roll_back(connection, nested=nested)
         failed = next((statement for statement, cursor in sent if not _succeeded(cursor)), None)
         if failed is None:
             raise
         raise _StatementFailed(failed, error) from error
     except BaseException:
         if own_transaction:
-            _roll_back(connection)
+            _roll_back(connection, nested=nested)
         raise
     if rebuilt is not None:
         rebuilt += [name for _, name in stale]
 
 
-def _roll_back(connection: Connection) -> None:
-    """End the failed transaction the pipeline left open (a failed COMMIT has already ended it)."""
-    if connection.info.transaction_status != pq.TransactionStatus.IDLE:
-        with contextlib.suppress(psycopg.Error):
+def _roll_back(connection: Connection, *, nested: bool) -> None:
+    """Undo the failed migration the pipeline left open (a failed COMMIT has already ended it)."""
+    with contextlib.suppress(psycopg.Error):
+        if nested:
+            connection.execute("ROLLBACK TO SAVEPOINT dbops_migration")
+            connection.execute("RELEASE SAVEPOINT dbops_migration")
+        elif connection.info.transaction_status != pq.TransactionStatus.IDLE:
             connection.execute("ROLLBACK")
 
 
