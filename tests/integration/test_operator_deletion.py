@@ -1,5 +1,8 @@
 """Deletion never orphans an artifact: a backup deleted while the operator was down and its Job committed
-leaves nothing in the bucket (deletionPolicy Delete), and one deleted mid-Job waits for what the Job stores."""
+leaves nothing in the bucket (deletionPolicy Delete), and one deleted mid-Job waits for what the Job stores.
+
+The operator is killed at each step of the finalizer: while it waits for a backup Job that may still commit,
+while its artifact-deleting Job runs, and after that Job finished but before the finalizer was released."""
 
 from __future__ import annotations
 
@@ -68,3 +71,49 @@ def test_a_backup_past_its_ttl_is_deleted_with_its_artifact(
                        timeout=180, message="the backup to expire (ttl 5s) and be finalized")
     assert [k for k in harness.s3_keys(minio_server, bucket) if "/short-lived/" in k] == []
     assert operator.alive()
+
+
+def role_jobs(kube_client: Any, namespace: str, role: str) -> list[dict[str, Any]]:
+    return [j for j in harness.list_jobs(kube_client, namespace) if j["metadata"]["labels"].get("dbops.io/role") == role]
+
+
+@pytest.mark.parametrize("step", ["waiting-for-the-backup-job", "delete-job-running", "delete-job-finished"])
+def test_the_operator_killed_at_each_step_of_the_deletion_leaves_nothing_behind(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
+        app_database: str, minio_server: MinioServer, bucket: str, step: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    operator = harness.RunningOperator(installed_crds, namespace)
+    operator.start()
+    name = "killed"
+    try:
+        harness.create_resource(kube_client, namespace, BACKUP, name, spec(minio_server, bucket))
+        if step == "waiting-for-the-backup-job":
+            harness.wait_for_phase(kube_client, namespace, BACKUP, name, {"Running"})
+            harness.delete_resource(kube_client, namespace, BACKUP, name)  # the finalizer waits for the Job
+            operator.kill()
+            assert not [j for j in role_jobs(kube_client, namespace, "backup") if finished(j)], \
+                "the backup Job finished before the operator was killed: this step was not reached"
+            harness.eventually(lambda: [j for j in role_jobs(kube_client, namespace, "backup") if finished(j)],
+                               timeout=240, message="the backup Job to commit while the operator is down")
+        else:
+            harness.wait_for_phase(kube_client, namespace, BACKUP, name, {"Succeeded"}, timeout=240)
+            harness.delete_resource(kube_client, namespace, BACKUP, name)
+            harness.eventually(lambda: role_jobs(kube_client, namespace, "delete"), timeout=120,
+                               message="the finalizer to start its artifact-deleting Job")
+            operator.kill()
+            if step == "delete-job-finished":
+                harness.eventually(lambda: [j for j in role_jobs(kube_client, namespace, "delete") if finished(j)],
+                                   timeout=240, message="the delete Job to finish while the operator is down")
+        body = harness.get_resource(kube_client, namespace, BACKUP, name)
+        assert body is not None and body["metadata"].get("deletionTimestamp"), "the finalizer was not holding it"
+        operator.start()
+        harness.eventually(lambda: harness.get_resource(kube_client, namespace, BACKUP, name) is None,
+                           timeout=240, message="the backup to be finalized after the restart")
+        left = [k for k in harness.s3_keys(minio_server, bucket) if f"/{name}/" in k]
+        assert left == [], f"orphaned artifact ({step}): {left}"
+        assert len(role_jobs(kube_client, namespace, "delete")) <= 1
+        assert "Traceback" not in operator.logs()
+    finally:
+        operator.stop()
+        print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-60:]))
+        operator.log_path.unlink(missing_ok=True)
