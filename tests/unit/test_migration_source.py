@@ -70,8 +70,10 @@ def test_directory_source_follows_the_naming_convention(tmp_path: Path) -> None:
         ({"0001_a.sql": "SELECT 1;"}, "naming convention"),
         ({"0001_a.down.sql": "SELECT 1;"}, "no .up.sql"),
         ({"0001_a.up.sql": "SELECT 1;", "0001_b.down.sql": "SELECT 1;"}, "disagree"),
-        ({"V1.1__a.sql": "SELECT 1;"}, "Flyway version '1.1' has parts"),
-        ({"V1__a.sql": "SELECT 1;", "R__views.sql": "SELECT 1;"}, "repeatable"),
+        ({"V1..1__a.sql": "SELECT 1;"}, "Flyway version '1..1' is not digits"),
+        ({"V1.1__a.sql": "SELECT 1;", "V1_1__b.sql": "SELECT 1;"}, "duplicate migration version"),
+        ({"V1__a.sql": "SELECT 1;", "V1.0__b.sql": "SELECT 1;"}, "duplicate migration version"),
+        ({"V1__a.sql": "SELECT 1;", "V1.2__b.sql": "SELECT 1;"}, "gap in migration versions"),
         ({"0001_a.up.sql": "CREATE TABLE a (i int); COMMIT; CREATE TABLE b (i int);"}, "transaction control"),
     ],
 )

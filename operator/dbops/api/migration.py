@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
+from dbops.api import versions
 from dbops.api.base import ApiModel, Rule
 from dbops.api.common import (
     DatabaseConnection,
@@ -149,16 +150,21 @@ class DatabaseMigrationSpec(ApiModel):
     """The database to migrate."""
     source: MigrationSource
     """Where migrations come from."""
-    target_version: Annotated[str, StringConstraints(pattern=r"^([0-9]+)?$", max_length=32)] = ""
-    """Empty means latest; lower than the current version runs down migrations (needs allowDown)."""
+    target_version: Annotated[str, StringConstraints(pattern=versions.OPTIONAL_PATTERN,
+                                                     max_length=versions.MAX_LENGTH)] = ""
+    """Empty means latest; lower than the current version runs down migrations (needs allowDown). Digits, or
+    Flyway's dotted form (1.2 or 1_2), compared part by part."""
     allow_down: bool = False
     """Allow down migrations."""
     history_table: Annotated[
         str, StringConstraints(pattern=r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$", max_length=127)
     ] = "public.dbops_migrations"
     """Table recording applied migrations."""
-    baseline_version: Annotated[str, StringConstraints(pattern=r"^([0-9]+)?$", max_length=32)] = ""
+    baseline_version: Annotated[str, StringConstraints(pattern=versions.OPTIONAL_PATTERN,
+                                                       max_length=versions.MAX_LENGTH)] = ""
     """Adopt an existing non-empty database at this version."""
+    allow_gaps: bool = False
+    """Accept gaps in the version numbers (golang-migrate, Flyway and timestamp versions leave them)."""
     dry_run: bool = False
     """Run inside a transaction that is rolled back and report the plan."""
     approval: Approval = Field(default_factory=Approval)

@@ -24,7 +24,7 @@ from dbops import errors
 from dbops.api.durations import parse_duration, postgres_duration
 from dbops.cli import migrate_output, migrate_rehearse, migrate_verify
 from dbops.runner import prechecks, result
-from dbops.runner.migrations import adopt, apply, command, connect, history, lint, session, source
+from dbops.runner.migrations import adopt, apply, command, connect, history, lint, plan, session, source
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -183,10 +183,15 @@ def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_do
         pre = prechecks.PreCheckConfig(schema=args.check_schema, max_active_connections=args.max_active_connections,
                                        max_blocking_transaction_seconds=args.max_blocking_transaction_seconds,
                                        fail_on=args.check_fail_on)
+    baseline_version = getattr(args, "baseline_version", None) or None
+    target_version = target if target is not None else getattr(args, "target_version", None) or None
+    for flag, value in (("--baseline-version", baseline_version), ("--target-version", target_version)):
+        if value is not None:
+            plan.parse_version(value, flag)
     return session.RunConfig(
         table=history.HistoryTable.parse(args.history_table),
-        baseline_version=getattr(args, "baseline_version", None) or None,
-        target_version=target if target is not None else getattr(args, "target_version", None) or None,
+        baseline_version=baseline_version,
+        target_version=target_version,
         allow_down=allow_down or getattr(args, "allow_down", False),
         apply=options,
         lock_wait_seconds=_seconds(args.lock_wait_timeout, "--lock-wait-timeout") if has_execution else 60.0,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from dbops import errors
+from dbops.api import versions
 from dbops.api.common import SecretKeySelector
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
 from dbops.api.roles import JobRole
@@ -32,7 +32,7 @@ from dbops.specs import runlock as runlock_specs
 from dbops.specs.owner import Owner
 
 KIND = "DatabaseMigration"
-MIGRATION_FILE = re.compile(r"^[0-9]+_[A-Za-z0-9_]+\.(up|down)\.sql$")
+MIGRATION_FILE = versions.SOURCE_FILE  # what the runner reads: golang-migrate, Flyway and Atlas files
 ROLES = (JobRole.PLAN, JobRole.CHECK, JobRole.APPLY)
 COMMAND_ROLES = (JobRole.CHECK, JobRole.COMMAND, JobRole.VERIFY)
 

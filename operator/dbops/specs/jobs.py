@@ -241,6 +241,8 @@ def migration_args(spec: DatabaseMigrationSpec, action: str, *, expect_plan_hash
         args += ["--target-version", spec.target_version]
     if spec.allow_down:
         args.append("--allow-down")
+    if spec.allow_gaps:
+        args.append("--allow-gaps")
     if spec.lint.enabled:
         args += ["--lint", "--lint-fail-on", spec.lint.fail_on]
     else:

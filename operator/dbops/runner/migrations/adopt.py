@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 
 from dbops import errors
+from dbops.api import versions
 from dbops.runner.migrations import history, lock, source
 
 Connection = psycopg.Connection[Any]
@@ -33,14 +34,14 @@ def import_history(connection: Connection, migrations: list[source.Migration], t
         if tool == "golang-migrate":
             applied = upto(_golang_migrate(connection, theirs), migrations)
         else:
-            applied = _flyway(connection, theirs)
-        by_number = {m.number: m for m in migrations}
-        missing = [v for v in applied if v not in by_number]
+            applied = _flyway(connection, theirs, migrations)
+        by_number = {m.number: m for m in source.versioned(migrations)}
+        missing = [versions.text(v) for v in applied if v not in by_number]
         if missing:
             raise errors.MigrationError(
                 f"{tool} history {theirs} records versions {missing[:5]} that are not in the source; "
                 "point --source at the same migrations the other tool ran", reason="MigrationDrift")
-        chosen = [by_number[v] for v in applied]
+        chosen = [by_number[v] for v in sorted(applied)]
         with connection.transaction():
             table.ensure(connection)
             for migration in chosen:
@@ -49,7 +50,7 @@ def import_history(connection: Connection, migrations: list[source.Migration], t
     return [m.version for m in chosen]
 
 
-def _golang_migrate(connection: Connection, theirs: history.HistoryTable) -> list[int]:
+def _golang_migrate(connection: Connection, theirs: history.HistoryTable) -> list[versions.Key]:
     """golang-migrate keeps one row: the current version and whether the last run broke half-way."""
     row = connection.execute(sql.SQL("SELECT version, dirty FROM {}").format(theirs.identifier)).fetchone()
     if row is None:
@@ -59,30 +60,40 @@ def _golang_migrate(connection: Connection, theirs: history.HistoryTable) -> lis
         raise errors.MigrationError(
             f"golang-migrate history {theirs} is dirty at version {version} (a migration failed half-way); "
             "fix the schema and run `migrate force` first", reason="DirtyHistory")
-    return [version]
+    return [versions.key(str(version))]
 
 
-def _flyway(connection: Connection, theirs: history.HistoryTable) -> list[int]:
+def _flyway(connection: Connection, theirs: history.HistoryTable,
+            migrations: list[source.Migration]) -> list[versions.Key]:
+    """Flyway's applied versions (``1``, ``1.1``, ``2``: dotted versions kept as such), in its order: a
+    ``BASELINE`` row stands for every source version up to it, an ``UNDO`` row takes its version back.
+    Repeatable rows (no version) are left out — their current text runs on the first apply, recorded then."""
     rows = connection.execute(sql.SQL(
-        "SELECT version, success FROM {} WHERE version IS NOT NULL AND type <> 'BASELINE' ORDER BY installed_rank"
+        "SELECT version, success, type FROM {} WHERE version IS NOT NULL ORDER BY installed_rank"
     ).format(theirs.identifier)).fetchall()
-    failed = [str(version) for version, success in rows if not success]
+    failed = [str(version) for version, success, _ in rows if not success]
     if failed:
         raise errors.MigrationError(f"Flyway history {theirs} has failed versions {failed}; run `flyway repair` "
                                     "first", reason="DirtyHistory")
-    numbers = []
-    for version, _ in rows:
-        if not source.VERSION.match(str(version)):
-            raise errors.MigrationError(f"Flyway version {version!r} has parts; dbops versions are whole numbers",
+    applied: dict[versions.Key, None] = {}
+    for version, _, kind in rows:
+        if not versions.is_version(str(version)):
+            raise errors.MigrationError(f"Flyway version {version!r} is not digits separated by '.' or '_'",
                                         reason="InvalidVersion")
-        numbers.append(int(version))
-    return numbers
+        number = versions.key(str(version))
+        if str(kind).upper() == "BASELINE":
+            applied.update(dict.fromkeys(upto([number], migrations)))
+        elif str(kind).upper().startswith("UNDO"):
+            applied.pop(number, None)
+        else:
+            applied[number] = None
+    return list(applied)
 
 
-def upto(applied: list[int], migrations: list[source.Migration]) -> list[int]:
+def upto(applied: list[versions.Key], migrations: list[source.Migration]) -> list[versions.Key]:
     """golang-migrate records only the newest version: every source version up to it was applied."""
-    newest = max(applied, default=0)
-    return [m.number for m in migrations if m.number <= newest]
+    newest = max(applied, default=())
+    return [m.number for m in source.versioned(migrations) if m.number <= newest]
 
 
 def repair(connection: Connection, migrations: list[source.Migration], table: history.HistoryTable,
@@ -90,10 +101,13 @@ def repair(connection: Connection, migrations: list[source.Migration], table: hi
     """Accept the source's current text of an applied migration: record its checksum with the reason."""
     if not reason.strip():
         raise errors.InvalidSpecError("repair needs --reason: why the applied migration's text changed")
-    migration = next((m for m in migrations if m.version == version or (version.isdigit()
-                                                                          and m.number == int(version))), None)
+    migration = next((m for m in migrations if m.version == version or (
+        not m.repeatable and versions.is_version(version) and m.number == versions.key(version))), None)
     if migration is None:
         raise errors.InvalidSpecError(f"version {version} is not in the source")
+    if migration.repeatable:
+        raise errors.InvalidSpecError(f"{migration.label} is a repeatable migration: a changed text re-runs it, "
+                                      "there is nothing to repair")
     with lock.advisory_lock(connection, str(table), wait_seconds), connection.transaction():
         row = next((r for r in table.rows(connection) if r.number == migration.number and r.success), None)
         if row is None:

@@ -17,6 +17,7 @@ from psycopg import errors as pgerrors
 from psycopg import pq
 
 from dbops import errors
+from dbops.api import versions
 from dbops.runner.migrations import history, leftovers, plan, sequences, source
 from dbops.runner.migrations import statements as sqlstatements
 
@@ -266,7 +267,8 @@ def _run_without_transaction(connection: Connection, step: plan.Step, table: his
         with contextlib.suppress(psycopg.Error):
             if step.direction == "up":
                 table.record(connection, version=step.migration.version, name=step.migration.name,
-                             checksum=step.migration.checksum, duration_ms=_elapsed_ms(started), success=False)
+                             checksum=step.migration.checksum, duration_ms=_elapsed_ms(started), success=False,
+                             kind=_kind(step.migration))
         if failure is not error:
             raise failure from None
         raise
@@ -326,7 +328,7 @@ def _record_step(connection: Connection, table: history.HistoryTable, step: plan
     migration = step.migration
     if step.direction == "up":
         table.record(connection, version=migration.version, name=migration.name, checksum=migration.checksum,
-                     duration_ms=duration_ms, success=True)
+                     duration_ms=duration_ms, success=True, kind=_kind(migration))
     else:
         table.forget(connection, migration.version)
 
@@ -336,13 +338,18 @@ def _record_baseline(connection: Connection, table: history.HistoryTable, migrat
     """Mark the source's versions up to the baseline as applied (kind ``baseline``)."""
     if not baseline_version:
         return
-    adopted = [m for m in migrations if m.number <= int(baseline_version)]
+    adopted = [m for m in source.versioned(migrations) if m.number <= versions.key(baseline_version)]
     for migration in adopted:
         table.record(connection, version=migration.version, name=migration.name, checksum=migration.checksum,
                      duration_ms=0, success=True, kind="baseline")
     if not adopted:
         table.record(connection, version=baseline_version, name="baseline", checksum="", duration_ms=0,
                      success=True, kind="baseline")
+
+
+def _kind(migration: source.Migration) -> str:
+    """The history row's kind: ``repeatable`` rows are kept apart from the versioned ones."""
+    return "repeatable" if migration.repeatable else "migration"
 
 
 def _describe_failure(step: plan.Step, failure: _StatementFailed, attempts: int,

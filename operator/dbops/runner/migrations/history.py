@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from dbops import errors
+from dbops.api import versions
 
 DEFAULT_TABLE = "public.dbops_migrations"
 APPLIED_BY_VARIABLE = "DBOPS_APPLIED_BY"  # e.g. set by the operator to namespace/DatabaseMigration name
@@ -35,9 +36,9 @@ class HistoryRow:
     kind: str
 
     @property
-    def number(self) -> int:
-        """The version as an integer."""
-        return int(self.version)
+    def number(self) -> versions.Key:
+        """The version's parts as integers (the sort key)."""
+        return versions.key(self.version)
 
 
 @dataclass(frozen=True)
@@ -91,16 +92,24 @@ class HistoryTable:
         )
 
     def rows(self, connection: Connection) -> list[HistoryRow]:
-        """Every row, by version (empty when the table does not exist)."""
+        """Every row of a versioned migration, by version (empty when the table does not exist)."""
+        rows = self._select(connection, repeatable=False)
+        return sorted(rows, key=lambda row: row.number)
+
+    def repeatable_rows(self, connection: Connection) -> list[HistoryRow]:
+        """The rows of repeatable migrations (kind ``repeatable``, version ``R__<name>``), by name."""
+        return sorted(self._select(connection, repeatable=True), key=lambda row: row.name)
+
+    def _select(self, connection: Connection, *, repeatable: bool) -> list[HistoryRow]:
         if not self.exists(connection):
             return []
         cursor = connection.execute(
             sql.SQL(
                 "SELECT version, name, checksum, applied_at, duration_ms, applied_by, success, kind FROM {}"
-            ).format(self.identifier)
+                " WHERE (kind = 'repeatable') = %s"
+            ).format(self.identifier), (repeatable,)
         )
-        rows = [HistoryRow(*row) for row in cursor.fetchall()]
-        return sorted(rows, key=lambda row: row.number)
+        return [HistoryRow(*row) for row in cursor.fetchall()]
 
     def record(
         self,

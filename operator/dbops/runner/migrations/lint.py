@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dbops import errors
+from dbops.api import versions
 from dbops.runner.migrations import plan
 from dbops.runner.migrations import statements as sqlstatements
 
@@ -123,7 +124,7 @@ def lint_plan(migration_plan: plan.Plan, *, pg_version: int | None = None,
                 files[str(path)] = step
             if files:
                 findings += _run_squawk(binary, files, in_transaction, pg_version, excluded_rules)
-    return sorted(findings, key=lambda f: (int(f.version), f.line, f.rule))
+    return sorted(findings, key=lambda f: (version_order(f.version), f.line, f.rule))
 
 
 def fails(findings: list[LintFinding], fail_on: str) -> list[LintFinding]:
@@ -170,3 +171,10 @@ def _run_squawk(binary: str, files: dict[str, plan.Step], in_transaction: bool, 
             message=str(item.get("message", "")),
         ))
     return findings
+
+
+def version_order(version: str) -> tuple[int, tuple[int, ...], str]:
+    """Findings by version (1 < 1.1 < 2), then repeatables (``R__…``) and unknown ones by name."""
+    if versions.is_version(version):
+        return (0, versions.key(version), "")
+    return (1, (), version)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbops import errors
+from dbops.api import versions
 from dbops.runner.migrations import history, source
 from dbops.runner.migrations import statements as sqlstatements
 
@@ -145,6 +146,7 @@ def current_version(rows: list[history.HistoryRow]) -> str | None:
 
 def check_drift(migrations: list[source.Migration], rows: list[history.HistoryRow]) -> None:
     """Refuse when an applied migration was edited, or an applied version vanished from the source."""
+    migrations = source.versioned(migrations)
     by_number = {m.number: m for m in migrations}
     first = migrations[0].number if migrations else None
     for row in applied_rows(rows):
@@ -166,6 +168,22 @@ def check_drift(migrations: list[source.Migration], rows: list[history.HistoryRo
             )
 
 
+def parse_version(value: str, what: str) -> versions.Key:
+    """A target or baseline version's key; InvalidSpecError naming it when it is not a version."""
+    if not versions.is_version(value):
+        raise errors.InvalidSpecError(f"{what} {value!r} is not a version: digits, or digit runs joined by '.' "
+                                      "or '_' (e.g. 7, 0001, 1.2), at most 32 characters")
+    return versions.key(value)
+
+
+def changed_repeatables(migrations: list[source.Migration],
+                        rows: list[history.HistoryRow]) -> list[source.Migration]:
+    """Repeatable migrations never applied, or whose text changed since (in name order)."""
+    recorded = {row.version: row.checksum for row in rows if row.success}
+    return [m for m in source.repeatables(migrations)
+            if recorded.get(m.version) not in (m.checksum, m.raw_checksum)]
+
+
 def build_plan(
     migrations: list[source.Migration],
     rows: list[history.HistoryRow],
@@ -174,29 +192,33 @@ def build_plan(
     target_version: str | None = None,
     allow_down: bool = False,
     baseline_version: str | None = None,
+    repeatable_rows: list[history.HistoryRow] | None = None,
 ) -> Plan:
-    """Decide the steps from the source, the history and the target; raise MigrationError when unsafe."""
+    """Decide the steps from the source, the history and the target; raise MigrationError when unsafe.
+
+    Repeatable migrations whose checksum changed run after the versioned ones (not when going down).
+    """
     check_drift(migrations, rows)
     fingerprint = source.source_hash(migrations)
+    repeatable_steps = [Step(m, "up") for m in changed_repeatables(migrations, repeatable_rows or [])]
+    migrations = source.versioned(migrations)
     applied = {row.number for row in applied_rows(rows)}
     baseline = None
     if not applied and baseline_version:
-        if not source.VERSION.match(baseline_version):
-            raise errors.InvalidSpecError(f"baseline version {baseline_version!r} is not a run of digits")
+        baseline_key = parse_version(baseline_version, "baseline version")
         baseline = baseline_version
-        applied = {m.number for m in migrations if m.number <= int(baseline_version)}
+        applied = {m.number for m in migrations if m.number <= baseline_key}
     current = max(applied) if applied else None
     current_label = _version_label(current, migrations, rows, baseline)
+    target: versions.Key | None
     if target_version in (None, ""):
         target = migrations[-1].number if migrations else None
     else:
         assert target_version is not None
-        if not source.VERSION.match(target_version):
-            raise errors.InvalidSpecError(f"target version {target_version!r} is not a run of digits")
-        target = int(target_version)
-        if target != 0 and target not in {m.number for m in migrations}:
+        target = parse_version(target_version, "target version")
+        if target != () and target not in {m.number for m in migrations}:
             raise errors.InvalidSpecError(f"target version {target_version} is not in the source")
-    target_label = None if target is None else _version_label(target, migrations, rows, None) or str(target)
+    target_label = None if target is None else _version_label(target, migrations, rows, None) or versions.text(target)
 
     if current is not None and target is not None and target < current:
         if not allow_down:
@@ -206,7 +228,7 @@ def build_plan(
                 reason="DownNotAllowed",
             )
         steps = []
-        for migration in sorted(migrations, key=lambda m: -m.number):
+        for migration in sorted(migrations, key=lambda m: m.number, reverse=True):
             if target < migration.number <= current and migration.number in applied:
                 if migration.down is None:
                     raise errors.MigrationError(
@@ -226,12 +248,14 @@ def build_plan(
                 reason="OutOfOrder",
             )
     failed = [row.version for row in rows if not row.success and row.number in {m.number for m in pending}]
-    return Plan("up" if pending else "none", [Step(m, "up") for m in pending], current_label, target_label,
+    steps = [Step(m, "up") for m in pending] + repeatable_steps
+    return Plan("up" if steps else "none", steps, current_label, target_label,
                 history_table, baseline, retry_failed=failed, source_hash=fingerprint)
 
 
 def _version_label(
-    number: int | None, migrations: list[source.Migration], rows: list[history.HistoryRow], baseline: str | None
+    number: versions.Key | None, migrations: list[source.Migration], rows: list[history.HistoryRow],
+    baseline: str | None,
 ) -> str | None:
     if number is None:
         return None
@@ -241,4 +265,4 @@ def _version_label(
     for row in rows:
         if row.number == number:
             return row.version
-    return baseline or str(number)
+    return baseline or versions.text(number)

@@ -80,12 +80,13 @@ def make_plan(connection: Connection, migrations: list[source.Migration], config
     result = plan.build_plan(
         migrations, database.rows, history_table=str(config.table), target_version=config.target_version,
         allow_down=config.allow_down, baseline_version=config.baseline_version,
+        repeatable_rows=database.repeatable_rows,
     )
     findings = lint.transaction_findings(result)
     if config.lint_enabled:
         findings += lint.lint_plan(result, pg_version=database.server_version,
                                    excluded_rules=config.lint_excluded_rules)
-    result.lint = [f.as_result() for f in sorted(findings, key=lambda f: (int(f.version), f.line, f.rule))]
+    result.lint = [f.as_result() for f in sorted(findings, key=lambda f: (lint.version_order(f.version), f.line, f.rule))]
     return result
 
 
@@ -144,7 +145,7 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
 
 
 def status(connection: Connection, migrations: list[source.Migration], table: history.HistoryTable) -> dict[str, Any]:
-    """Current version, applied and pending versions, and drift (never raises on drift)."""
+    """Current version, applied and pending versions (changed repeatables last), and drift (never raises)."""
     rows = table.rows(connection)
     drift = None
     try:
@@ -152,15 +153,17 @@ def status(connection: Connection, migrations: list[source.Migration], table: hi
     except errors.MigrationError as error:
         drift = str(error)
     applied_numbers = {row.number for row in plan.applied_rows(rows)}
+    repeatable_rows = table.repeatable_rows(connection)
     return {
         "historyTable": str(table),
         "currentVersion": plan.current_version(rows),
         "applied": [{"version": r.version, "name": r.name, "appliedAt": r.applied_at.isoformat(),
                      "durationMs": r.duration_ms, "appliedBy": r.applied_by, "kind": r.kind}
-                    for r in rows if r.success],
-        "failed": [r.version for r in rows if not r.success],
-        "pending": [m.version for m in migrations if m.number not in applied_numbers
-                    and (not applied_numbers or m.number > max(applied_numbers))],
+                    for r in [*rows, *repeatable_rows] if r.success],
+        "failed": [r.version for r in [*rows, *repeatable_rows] if not r.success],
+        "pending": [m.version for m in source.versioned(migrations) if m.number not in applied_numbers
+                    and (not applied_numbers or m.number > max(applied_numbers))]
+        + [m.version for m in plan.changed_repeatables(migrations, repeatable_rows)],
         "drift": drift,
     }
 
@@ -182,8 +185,11 @@ def _raise_on_verification(results: list[dbverify.CheckResult]) -> None:
 def _version_after(migration_plan: plan.Plan, report: apply.ApplyReport) -> str | None:
     """The version the database is at after the steps in the report (all of them, or up to a failure)."""
     done = len(report.applied)
-    if migration_plan.direction == "up" and done:
-        return report.applied[-1].version
+    versioned = [a for a in report.applied if not a.version.startswith(source.REPEATABLE_PREFIX)]
+    if migration_plan.direction == "up" and versioned:
+        return versioned[-1].version
+    if migration_plan.direction == "up":
+        return migration_plan.current_version
     if migration_plan.direction == "down" and done:
         if done == len(migration_plan.steps):
             return None if migration_plan.target_version in (None, "0") else migration_plan.target_version

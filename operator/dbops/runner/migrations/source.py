@@ -1,12 +1,15 @@
 """Migration sources: a directory (or mounted ConfigMap) of ``NNNN_name.up.sql`` files, or an inline list.
 
-Naming convention (one, validated):
+Naming conventions (validated; see the README's "Migration files"):
 
     <version>_<name>.up.sql      required; applied by ``dbops migrate apply``
     <version>_<name>.down.sql    optional; applied by ``dbops migrate down``
+    V<version>__<name>.sql       Flyway versioned (``U<version>__<name>.sql``: its undo, our down)
+    R__<name>.sql                Flyway repeatable: re-applied after the versioned ones when its text changes
 
-``version`` is a run of digits (``0001``), compared as an integer; versions must be
-unique and consecutive (no gaps). ``name`` matches ``[A-Za-z0-9][A-Za-z0-9_-]*``.
+``version`` is digits, or digit runs joined by ``.``/``_`` in Flyway names (``1.2``), compared
+part by part as integers (``dbops.api.versions``); versions must be unique and consecutive
+(no gaps, unless allowed). ``name`` matches ``[A-Za-z0-9][A-Za-z0-9_.-]*``.
 Both files of one version must carry the same name. The characters fit ConfigMap
 keys, which cannot contain ``/``, so a ConfigMap mounts as exactly this directory.
 Hidden entries (the ``..data`` links of a mounted ConfigMap) and files that do not
@@ -30,13 +33,15 @@ from typing import Any
 import yaml
 
 from dbops import errors
+from dbops.api import versions
 from dbops.runner.migrations import statements as sqlstatements
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)\.(?P<direction>up|down)\.sql$")
 # Flyway: V<version>__<description>.sql (U… is its undo, our down); R__ repeatables are refused by name.
 FLYWAY_NAME = re.compile(r"^(?P<prefix>[VU])(?P<version>[0-9][0-9._]*)__(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$")
-FLYWAY_REPEATABLE = re.compile(r"^R__.+\.sql$")
-VERSION = re.compile(r"^\d+$")
+FLYWAY_REPEATABLE = re.compile(r"^R__(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$")
+VERSION = versions.VERSION
+REPEATABLE_PREFIX = "R__"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Ours, and the other tools' spellings of "run this file outside a transaction" (accepted as aliases).
 NO_TRANSACTION = re.compile(
@@ -84,16 +89,28 @@ class Migration:
     checksum: str = field(default="")
     raw_checksum: str = field(default="")
     """Checksum of the text as stored, CRLF included: a history recorded before normalisation matches it."""
+    repeatable: bool = False
+    """A Flyway ``R__`` migration: no version (``version`` is ``R__<name>``), re-run when its checksum changes."""
 
     @property
-    def number(self) -> int:
-        """The version as an integer (the sort key)."""
-        return int(self.version)
+    def number(self) -> versions.Key:
+        """The version's parts as integers (the sort key); a repeatable has none (ValueError)."""
+        return versions.key(self.version)
 
     @property
     def label(self) -> str:
-        """``0003_add_email`` — how errors and logs name the migration."""
-        return f"{self.version}_{self.name}"
+        """``0003_add_email`` (``R__views`` for a repeatable) — how errors and logs name the migration."""
+        return self.version if self.repeatable else f"{self.version}_{self.name}"
+
+
+def versioned(migrations: list[Migration]) -> list[Migration]:
+    """The migrations that have a version (all but the repeatables)."""
+    return [m for m in migrations if not m.repeatable]
+
+
+def repeatables(migrations: list[Migration]) -> list[Migration]:
+    """The repeatable migrations, in name order (the order they run in)."""
+    return sorted((m for m in migrations if m.repeatable), key=lambda m: m.name)
 
 
 def checksum_of(sql: str) -> str:
@@ -126,10 +143,12 @@ def make_migration(version: str, name: str, up: str, down: str | None, *, up_fil
                    down_file: str = "", outside_transaction: set[str] | None = None) -> Migration:
     """Build and validate one migration from its parts (``*_file``: where they came from, for reports)."""
     version = str(version)
-    if not VERSION.match(version):
-        raise errors.InvalidSpecError(f"migration version {version!r} is not a run of digits (e.g. 0001)")
+    if not versions.is_version(version):
+        raise errors.InvalidSpecError(f"migration version {version!r} is not a run of digits (e.g. 0001, or 1.2 "
+                                      "in a Flyway name), at most 32 characters")
+    version = versions.normalise(version)
     if not NAME.match(name):
-        raise errors.InvalidSpecError(f"migration {version}: name {name!r} must match [A-Za-z0-9][A-Za-z0-9_-]*")
+        raise errors.InvalidSpecError(f"migration {version}: name {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]*")
     label = f"{version}_{name}"
     forced = outside_transaction or set()
     up_script = Script.parse(up, f"migration {label} (up)", up_file, "up" in forced)  # comment-only: a no-op
@@ -140,44 +159,44 @@ def make_migration(version: str, name: str, up: str, down: str | None, *, up_fil
 
 
 def validate_sequence(migrations: list[Migration], *, allow_gaps: bool = False) -> list[Migration]:
-    """Sort by version and reject duplicate versions, and gaps unless ``allow_gaps`` (golang-migrate, Flyway
-    and timestamp versions leave gaps)."""
-    ordered = sorted(migrations, key=lambda m: m.number)
+    """Sort by version (repeatables last, by name) and reject duplicate versions, and gaps unless
+    ``allow_gaps`` (golang-migrate, Flyway and timestamp versions leave gaps)."""
+    ordered = sorted(versioned(migrations), key=lambda m: m.number)
     for previous, current in itertools.pairwise(ordered):
         if current.number == previous.number:
             raise errors.InvalidSpecError(
                 f"duplicate migration version {current.version}: {previous.label} and {current.label}"
             )
-        if current.number != previous.number + 1 and not allow_gaps:
+        if not allow_gaps and not versions.follows(previous.number, current.number):
             raise errors.InvalidSpecError(
                 f"gap in migration versions: {previous.label} is followed by {current.label} "
-                f"(expected version {previous.number + 1}; --allow-gaps accepts gaps)"
+                f"(expected version {versions.text((*previous.number[:-1], previous.number[-1] + 1))}; "
+                "--allow-gaps / spec.allowGaps accepts gaps)"
             )
-    return ordered
+    return ordered + repeatables(migrations)
 
 
 def _parse_file_name(file_name: str) -> tuple[str, str, str]:
-    """(version, name, direction) of ``0001_name.up.sql`` (golang-migrate) or ``V1__name.sql`` (Flyway)."""
+    """(version, name, direction) of ``0001_name.up.sql`` (golang-migrate), ``V1.2__name.sql`` (Flyway) or
+    ``R__name.sql`` (Flyway repeatable: version ``R__name``, direction ``repeatable``)."""
     match = FILE_NAME.match(file_name)
     if match:
         return match["version"], match["name"], match["direction"]
     flyway = FLYWAY_NAME.match(file_name)
     if flyway:
-        if not VERSION.match(flyway["version"]):
+        if not versions.is_version(flyway["version"]):
             raise errors.InvalidSpecError(
-                f"migration file {file_name!r}: Flyway version {flyway['version']!r} has parts; dbops versions are "
-                "whole numbers — rename it (e.g. V1.2__x → V102__x) and import the history accordingly"
+                f"migration file {file_name!r}: Flyway version {flyway['version']!r} is not digits separated by "
+                "'.' or '_' (e.g. V1.2__x.sql), at most 32 characters"
             )
-        return flyway["version"], flyway["name"], "up" if flyway["prefix"] == "V" else "down"
-    if FLYWAY_REPEATABLE.match(file_name):
-        raise errors.InvalidSpecError(
-            f"migration file {file_name!r} is a Flyway repeatable migration; dbops does not run repeatables — "
-            "turn it into a versioned migration or keep it out of the source"
-        )
+        return versions.normalise(flyway["version"]), flyway["name"], "up" if flyway["prefix"] == "V" else "down"
+    repeatable = FLYWAY_REPEATABLE.match(file_name)
+    if repeatable:
+        return REPEATABLE_PREFIX + repeatable["name"], repeatable["name"], "repeatable"
     raise errors.InvalidSpecError(
         f"migration file {file_name!r} does not follow the naming convention "
-        "<version>_<name>.up.sql / <version>_<name>.down.sql (e.g. 0001_create_users.up.sql) "
-        "or Flyway's V<version>__<name>.sql / U<version>__<name>.sql"
+        "<version>_<name>.up.sql / <version>_<name>.down.sql (e.g. 0001_create_users.up.sql), "
+        "Flyway's V<version>__<name>.sql / U<version>__<name>.sql / R__<name>.sql"
     )
 
 
@@ -185,43 +204,54 @@ def load_directory(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
     """Load migrations from a directory of ``NNNN_name.up.sql`` / ``NNNN_name.down.sql`` (or Flyway) files."""
     if not path.is_dir():
         raise errors.NotFoundError(f"migration source directory {path} does not exist")
-    parts: dict[str, dict[str, tuple[str, str]]] = {}
-    file_names: dict[tuple[str, str], str] = {}
-    outside: set[tuple[str, str]] = set()
+    # version key → direction → (version as written, name, file name, text)
+    parts: dict[Any, dict[str, tuple[str, str, str, str]]] = {}
+    outside: set[tuple[Any, str]] = set()
     for entry in sorted(path.iterdir()):
         if entry.name.startswith(".") or not entry.name.endswith(".sql") or entry.is_dir():
             continue
         version, name, direction = _parse_file_name(entry.name)
-        file_names[(str(int(version)), direction)] = entry.name
-        versions = parts.setdefault(str(int(version)), {})
-        if direction in versions:
+        number = version if direction == "repeatable" else versions.key(version)
+        found = parts.setdefault(number, {})
+        if direction in found:
             raise errors.InvalidSpecError(
-                f"duplicate migration version {version}: {versions[direction][0]}_… and {entry.name}"
+                f"duplicate migration version {version}: {found[direction][2]} and {entry.name}"
             )
         settings = entry.with_name(entry.name + ".conf")  # Flyway's per-script configuration
         if settings.is_file() and re.search(r"^\s*executeInTransaction\s*=\s*false\s*$",
                                             settings.read_text(encoding="utf-8"), re.MULTILINE):
-            outside.add((str(int(version)), direction))
-        versions[direction] = (f"{version}_{name}", entry.read_text(encoding="utf-8"))
+            outside.add((number, direction))
+        found[direction] = (version, name, entry.name, entry.read_text(encoding="utf-8"))
     migrations = []
     for number, files in parts.items():
+        if "repeatable" in files:
+            _, name, file_name, text = files["repeatable"]
+            migrations.append(make_repeatable(name, text, file=file_name,
+                                              no_transaction=(number, "repeatable") in outside))
+            continue
         if "up" not in files:
-            raise errors.InvalidSpecError(f"migration {files['down'][0]} has a .down.sql file but no .up.sql file")
-        up_label, up_sql = files["up"]
-        if "down" in files and files["down"][0] != up_label:
+            raise errors.InvalidSpecError(f"migration {files['down'][2]} has a .down.sql (or undo) file but no .up.sql (or V) file")
+        version, name, up_file, up_sql = files["up"]
+        if "down" in files and files["down"][1] != name:
             raise errors.InvalidSpecError(
-                f"migration files {up_label}.up.sql and {files['down'][0]}.down.sql disagree on version or name"
+                f"migration files {up_file} and {files['down'][2]} disagree on version or name"
             )
-        version, name = up_label.split("_", 1)
-        migrations.append(make_migration(version, name, up_sql, files["down"][1] if "down" in files else None,
-                                         up_file=file_names[(number, "up")],
-                                         down_file=file_names.get((number, "down"), ""),
+        migrations.append(make_migration(version, name, up_sql, files["down"][3] if "down" in files else None,
+                                         up_file=up_file, down_file=files["down"][2] if "down" in files else "",
                                          outside_transaction={d for n, d in outside if n == number}))
     if not migrations:
         raise errors.InvalidSpecError(
             f"no migrations in {path} (expected files like 0001_create_users.up.sql); is the right ConfigMap mounted?"
         )
     return validate_sequence(migrations, allow_gaps=allow_gaps)
+
+
+def make_repeatable(name: str, sql: str, *, file: str = "", no_transaction: bool = False) -> Migration:
+    """A Flyway repeatable migration ``R__<name>.sql``."""
+    label = REPEATABLE_PREFIX + name
+    script = Script.parse(sql, f"repeatable migration {label}", file, no_transaction)
+    return Migration(version=label, name=name, up=script, checksum=checksum_of(sql), raw_checksum=raw_checksum_of(sql),
+                     repeatable=True)
 
 
 def load_inline_file(path: Path) -> list[Migration]:
@@ -256,7 +286,7 @@ def load_inline(document: Any, where: str = "inline migrations") -> list[Migrati
 
 def render_file_set(migrations: list[Migration]) -> dict[str, str]:
     """The file set (ConfigMap data) that represents the migrations in the naming convention."""
-    files = {f"{m.label}.up.sql": m.up.sql for m in migrations}
+    files = {f"{m.label}.sql" if m.repeatable else f"{m.label}.up.sql": m.up.sql for m in migrations}
     files.update({f"{m.label}.down.sql": m.down.sql for m in migrations if m.down is not None})
     return files
 

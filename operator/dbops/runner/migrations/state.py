@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -30,6 +30,7 @@ class DatabaseState:
     server_version: int
     rows: list[history.HistoryRow]
     user_relations: int
+    repeatable_rows: list[history.HistoryRow] = field(default_factory=list)
 
     @property
     def has_history(self) -> bool:
@@ -45,6 +46,7 @@ def read_state(connection: Connection, table: history.HistoryTable) -> DatabaseS
         server_version=connection.info.server_version,
         rows=rows,
         user_relations=int(count[0]) if count else 0,
+        repeatable_rows=table.repeatable_rows(connection),
     )
 
 

@@ -1,0 +1,108 @@
+"""Flyway-style versions end to end in pure code: dotted/underscored versions ordered as tuples, gaps between
+them, U undo files as downs, R__ repeatables after the versioned ones, and plans over a history of them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from dbops import errors
+from dbops.api import versions
+from dbops.runner.migrations import history, plan, source
+
+
+def write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return directory
+
+
+@pytest.mark.parametrize(("smaller", "larger"), [
+    ("1", "1.1"), ("1.1", "1.2"), ("1.2", "1.10"), ("1.10", "2"), ("9", "10"), ("0001", "2"), ("1_9", "1.10"),
+    ("2", "2.0.1"), ("0", "1"),
+])
+def test_versions_order_as_integer_tuples_not_strings_or_numbers(smaller: str, larger: str) -> None:
+    assert versions.key(smaller) < versions.key(larger)
+
+
+@pytest.mark.parametrize(("one", "same"), [("1", "1.0"), ("1.2", "1_2"), ("0001", "1"), ("1.0.0", "1"), ("0", "0.0")])
+def test_equal_versions_as_flyway_compares_them(one: str, same: str) -> None:
+    assert versions.key(one) == versions.key(same)
+
+
+@pytest.mark.parametrize(("previous", "current", "follows"), [
+    ("1", "2", True), ("1", "1.1", True), ("1.1", "1.2", True), ("1.1", "2", True), ("1.2.3", "1.3", True),
+    ("1", "3", False), ("1.1", "1.3", False), ("1.1", "3", False), ("1", "1.2", False), ("0", "1", True),
+])
+def test_gaps_between_dotted_versions(previous: str, current: str, follows: bool) -> None:
+    assert versions.follows(versions.key(previous), versions.key(current)) is follows
+
+
+def flyway_project(directory: Path) -> Path:
+    """Shaped like a real Flyway project: dotted and underscored versions, an undo, repeatables, a gap."""
+    return write(directory, {
+        "V1__create_accounts.sql": "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text);",
+        "U1__create_accounts.sql": "DROP TABLE accounts;",
+        "V1.1__add_name.sql": "ALTER TABLE accounts ADD COLUMN name text;",
+        "V1_2__seed.sql": "INSERT INTO accounts (email) VALUES ('a@example.org');",
+        "V1.10__comment_only.sql": "-- kept: the change moved to V2\n",
+        "V2__orders.sql": "CREATE TABLE orders (id bigserial PRIMARY KEY, account_id bigint REFERENCES accounts);",
+        "V4__index.sql": "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_account ON orders (account_id);",
+        "V4__index.sql.conf": "executeInTransaction=false\n",
+        "R__views.sql": "CREATE OR REPLACE VIEW account_orders AS SELECT a.id, count(o.id) FROM accounts a "
+                        "LEFT JOIN orders o ON o.account_id = a.id GROUP BY a.id;",
+        "R__a_functions.sql": "CREATE OR REPLACE FUNCTION one() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+    })
+
+
+def test_a_flyway_project_loads_in_version_order_with_repeatables_last(tmp_path: Path) -> None:
+    src = flyway_project(tmp_path / "db")
+    with pytest.raises(errors.InvalidSpecError, match=r"1\.2_seed is followed by 1\.10_comment_only "
+                                                      r"\(expected version 1\.3"):
+        source.load_directory(src)
+    loaded = source.load_directory(src, allow_gaps=True)
+    assert [m.label for m in loaded] == ["1_create_accounts", "1.1_add_name", "1.2_seed", "1.10_comment_only",
+                                         "2_orders", "4_index", "R__a_functions", "R__views"]
+    assert loaded[0].down is not None and loaded[0].down.sql == "DROP TABLE accounts;"
+    assert loaded[5].up.no_transaction and loaded[3].up.statements == ()
+    assert [m.repeatable for m in loaded].count(True) == 2
+    assert loaded[-1].up.file == "R__views.sql"
+
+
+def row(version: str, checksum: str, kind: str = "migration", name: str = "x") -> history.HistoryRow:
+    return history.HistoryRow(version, name, checksum, datetime.now(UTC), 1, "me", True, kind)
+
+
+def test_plans_over_dotted_versions_and_changed_repeatables(tmp_path: Path) -> None:
+    loaded = source.load_directory(flyway_project(tmp_path / "db"), allow_gaps=True)
+    by_label = {m.label: m for m in loaded}
+    fresh = plan.build_plan(loaded, [], history_table="h")
+    assert fresh.pending == ["1", "1.1", "1.2", "1.10", "2", "4", "R__a_functions", "R__views"]
+    rows = [row(m.version, m.checksum) for m in loaded[:4]]
+    repeatable_rows = [row("R__views", by_label["R__views"].checksum, "repeatable", "views"),
+                       row("R__a_functions", "changed", "repeatable", "a_functions")]
+    later = plan.build_plan(loaded, rows, history_table="h", repeatable_rows=repeatable_rows)
+    assert later.pending == ["2", "4", "R__a_functions"] and later.current_version == "1.10"
+    up_to = plan.build_plan(loaded, rows, history_table="h", target_version="1_10",
+                            repeatable_rows=repeatable_rows)
+    assert up_to.pending == ["R__a_functions"]
+    down = plan.build_plan(loaded, rows[:1], history_table="h", target_version="0", allow_down=True,
+                           repeatable_rows=repeatable_rows)
+    assert down.direction == "down" and down.pending == ["1"]
+    with pytest.raises(errors.InvalidSpecError, match="not in the source"):
+        plan.build_plan(loaded, rows, history_table="h", target_version="3")
+    with pytest.raises(errors.InvalidSpecError, match=r"target version '1\.x' is not a version"):
+        plan.build_plan(loaded, rows, history_table="h", target_version="1.x")
+    baseline = plan.build_plan(loaded, [], history_table="h", baseline_version="1.2")
+    assert baseline.pending == ["1.10", "2", "4", "R__a_functions", "R__views"]
+
+
+def test_an_edited_dotted_migration_is_drift_but_an_edited_repeatable_is_not(tmp_path: Path) -> None:
+    loaded = source.load_directory(flyway_project(tmp_path / "db"), allow_gaps=True)
+    rows = [row(m.version, m.checksum) for m in loaded[:3]]
+    rows[1] = row("1.1", "edited")
+    with pytest.raises(errors.MigrationError, match=r"1\.1_add_name was edited"):
+        plan.build_plan(loaded, rows, history_table="h")
