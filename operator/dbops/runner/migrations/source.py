@@ -6,6 +6,7 @@ Naming conventions (validated; see the README's "Migration files"):
     <version>_<name>.down.sql    optional; applied by ``dbops migrate down``
     V<version>__<name>.sql       Flyway versioned (``U<version>__<name>.sql``: its undo, our down)
     R__<name>.sql                Flyway repeatable: re-applied after the versioned ones when its text changes
+    <version>[_<name>].sql       Atlas, in a directory with ``atlas.sum`` (verified first; see ``atlas``)
 
 ``version`` is digits, or digit runs joined by ``.``/``_`` in Flyway names (``1.2``), compared
 part by part as integers (``dbops.api.versions``); versions must be unique and consecutive
@@ -34,6 +35,7 @@ import yaml
 
 from dbops import errors
 from dbops.api import versions
+from dbops.runner.migrations import atlas
 from dbops.runner.migrations import statements as sqlstatements
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)\.(?P<direction>up|down)\.sql$")
@@ -204,6 +206,10 @@ def load_directory(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
     """Load migrations from a directory of ``NNNN_name.up.sql`` / ``NNNN_name.down.sql`` (or Flyway) files."""
     if not path.is_dir():
         raise errors.NotFoundError(f"migration source directory {path} does not exist")
+    if (path / atlas.SUM_FILE).is_file():
+        # Atlas: the sum file vouches for the whole file set, so gaps (timestamp versions) are no lost files.
+        return validate_sequence([make_migration(f.version, f.name, f.text, None, up_file=f.file)
+                                  for f in atlas.read_directory(path)], allow_gaps=True)
     # version key → direction → (version as written, name, file name, text)
     parts: dict[Any, dict[str, tuple[str, str, str, str]]] = {}
     outside: set[tuple[Any, str]] = set()
