@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from dbops import errors
+from dbops.api.common import SqlCheck
 from dbops.runner import dbverify
 from dbops.runner.migrations import history, lint, plan, source
 
@@ -112,14 +113,14 @@ def test_squawk_finds_problems_and_flags_destructive_rules() -> None:
 
 
 def test_user_check_expectations() -> None:
-    check = dbverify.UserCheck("c", "SELECT", {"rows": 0})
+    check = SqlCheck.model_validate({"name": "c", "sql": "SELECT", "expect": {"rows": 0}})
     assert dbverify.evaluate_expectation(check, []).passed
     assert not dbverify.evaluate_expectation(check, [(1,)]).passed
-    bounded = dbverify.UserCheck("c", "SELECT", {"min": 2, "max": 5})
+    bounded = SqlCheck.model_validate({"name": "c", "sql": "SELECT", "expect": {"min": 2, "max": 5}})
     assert dbverify.evaluate_expectation(bounded, [(3,)]).passed
     assert not dbverify.evaluate_expectation(bounded, [(6,)]).passed
     assert not dbverify.evaluate_expectation(bounded, []).passed
-    equals = dbverify.UserCheck("c", "SELECT", {"equals": "ok"})
+    equals = SqlCheck.model_validate({"name": "c", "sql": "SELECT", "expect": {"equals": "ok"}})
     assert dbverify.evaluate_expectation(equals, [("ok",)]).passed
     assert not dbverify.evaluate_expectation(equals, [("no",)]).passed
 

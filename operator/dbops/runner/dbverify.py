@@ -4,23 +4,25 @@ row counts before vs after, and user SQL checks with expectations."""
 from __future__ import annotations
 
 import contextlib
+import decimal
 import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import yaml
 from psycopg import sql
-
 from dbops import errors
 from dbops.runner import query_plans
 
+if TYPE_CHECKING:
+    from dbops.api.common import SqlCheck
+
 Connection = psycopg.Connection[Any]
 BUILTINS = ("foreignKeys", "orphans", "invalidIndexes", "rowCounts")
-EXPECTATIONS = ("rows", "min", "max", "equals")
 
 _FOREIGN_KEYS = """
 SELECT con.conname, cn.nspname, cl.relname, fn.nspname, fl.relname, con.convalidated,
@@ -72,20 +74,11 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class UserCheck:
-    """A user SQL check: ``{name, sql, expect: {rows | min | max | equals}}``."""
-
-    name: str
-    sql: str
-    expect: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class VerifyConfig:
     """Which verifications to run and how strictly."""
 
     builtins: tuple[str, ...] = BUILTINS
-    checks: tuple[UserCheck, ...] = ()
+    checks: tuple[SqlCheck, ...] = ()
     row_count_tolerance_percent: float = 0.0
     exclude_tables: frozenset[str] = field(default_factory=frozenset)
     row_count_tables: frozenset[str] = field(default_factory=frozenset)
@@ -106,28 +99,34 @@ def parse_builtins(text: str) -> tuple[str, ...]:
     return names
 
 
-def load_checks(document: Any, where: str = "checks") -> tuple[UserCheck, ...]:
-    """Validate a parsed list of user checks."""
+def load_checks(document: Any, where: str = "checks") -> tuple[SqlCheck, ...]:
+    """Validate a parsed list of user checks with the CRDs' own model (one grammar for spec and flag)."""
+    # Imported here: `dbops migrate` without checks starts without pydantic (P6).
+    from pydantic import TypeAdapter, ValidationError
+
+    from dbops.api.common import SqlCheck
+
     if document is None:
         return ()
-    if not isinstance(document, list):
-        raise errors.InvalidSpecError(f"{where}: expected a list of {{name, sql, expect}}")
-    checks = []
-    for position, item in enumerate(document, start=1):
-        if not isinstance(item, dict) or not {"name", "sql", "expect"} <= item.keys():
-            raise errors.InvalidSpecError(f"{where}: check {position} needs name, sql and expect")
-        expect = item["expect"]
-        if not isinstance(expect, dict) or not expect or set(expect) - set(EXPECTATIONS):
-            raise errors.InvalidSpecError(
-                f"{where}: check {item['name']!r}: expect must use {', '.join(EXPECTATIONS)}, got {expect!r}"
-            )
-        if "rows" in expect and (not isinstance(expect["rows"], int) or expect["rows"] < 0):
-            raise errors.InvalidSpecError(f"{where}: check {item['name']!r}: expect.rows must be a count")
-        checks.append(UserCheck(name=str(item["name"]), sql=str(item["sql"]), expect=dict(expect)))
-    return tuple(checks)
+    try:
+        return tuple(TypeAdapter(list[SqlCheck]).validate_python(document))
+    except ValidationError as error:
+        problems = "; ".join(f"{_location(where, e['loc'], document)}: {e['msg']}" for e in error.errors()[:5])
+        raise errors.InvalidSpecError(f"{where}: {problems}") from None
 
 
-def load_checks_file(path: Path) -> tuple[UserCheck, ...]:
+def _location(where: str, loc: tuple[int | str, ...], document: Any) -> str:
+    """``check 'name'.expect.rows`` (or ``check 2`` when the item has no name) for an error's location."""
+    if not loc:
+        return "expected a list of {name, sql, expect}"
+    position, rest = loc[0], ".".join(str(part) for part in loc[1:])
+    item = document[position] if isinstance(position, int) and isinstance(document, list) else None
+    name = item.get("name") if isinstance(item, dict) else None
+    label = f"check {name!r}" if isinstance(name, str) else f"check {int(position) + 1}"
+    return f"{label}.{rest}" if rest else label
+
+
+def load_checks_file(path: Path) -> tuple[SqlCheck, ...]:
     """Load user checks from a JSON or YAML file."""
     if not path.is_file():
         raise errors.NotFoundError(f"checks file {path} does not exist")
@@ -287,7 +286,7 @@ def compare_row_counts(before: dict[str, int], after: dict[str, int], tolerance_
     return CheckResult("rowCounts", not drifted, detail)
 
 
-def run_user_check(connection: Connection, check: UserCheck) -> CheckResult:
+def run_user_check(connection: Connection, check: SqlCheck) -> CheckResult:
     """Run one user check in a read-only transaction and compare with its expectation."""
     try:
         with connection.transaction(force_rollback=True):
@@ -299,37 +298,40 @@ def run_user_check(connection: Connection, check: UserCheck) -> CheckResult:
     return evaluate_expectation(check, rows)
 
 
-def evaluate_expectation(check: UserCheck, rows: list[tuple[Any, ...]]) -> CheckResult:
+def evaluate_expectation(check: SqlCheck, rows: list[tuple[Any, ...]]) -> CheckResult:
     """Compare query rows with ``rows`` (row count), ``min``/``max``/``equals`` (first column of the first row)."""
     expect = check.expect
     problems = []
-    if "rows" in expect and len(rows) != expect["rows"]:
-        problems.append(f"expected {expect['rows']} rows, got {len(rows)}")
+    if expect.rows is not None and len(rows) != expect.rows:
+        problems.append(f"expected {expect.rows} rows, got {len(rows)}")
     value = rows[0][0] if rows and rows[0] else None
-    if {"min", "max", "equals"} & expect.keys():
+    if expect.min is not None or expect.max is not None or expect.equals is not None:
         if not rows:
             problems.append("expected a value, the query returned no rows")
         else:
-            if "equals" in expect and not _equal(value, expect["equals"]):
-                problems.append(f"expected {expect['equals']!r}, got {value!r}")
-            if "min" in expect and not _compare(value, expect["min"], lambda a, b: a >= b):
-                problems.append(f"expected at least {expect['min']!r}, got {value!r}")
-            if "max" in expect and not _compare(value, expect["max"], lambda a, b: a <= b):
-                problems.append(f"expected at most {expect['max']!r}, got {value!r}")
+            if expect.equals is not None and not _equal(value, expect.equals):
+                problems.append(f"expected {expect.equals!r}, got {value!r}")
+            if expect.min is not None and not _compare(value, expect.min, lambda a, b: a >= b):
+                problems.append(f"expected at least {expect.min!r}, got {value!r}")
+            if expect.max is not None and not _compare(value, expect.max, lambda a, b: a <= b):
+                problems.append(f"expected at most {expect.max!r}, got {value!r}")
     if problems:
         return CheckResult(check.name, False, "; ".join(problems))
-    shown = f"{len(rows)} rows" if "rows" in expect else f"value {value!r}"
+    shown = f"{len(rows)} rows" if expect.rows is not None else f"value {value!r}"
     return CheckResult(check.name, True, f"{shown} as expected")
 
 
-def _equal(value: Any, expected: Any) -> bool:
-    if isinstance(expected, bool) or value is None or expected is None:
-        return bool(value == expected)
-    if isinstance(expected, int | float):
-        with contextlib.suppress(TypeError, ValueError):
-            return float(value) == float(expected)
+def _equal(value: Any, expected: str) -> bool:
+    """Whether a value equals the expected text: booleans as true/false (t/f), numbers by value
+    (``5`` equals ``5.00``), anything else as its text."""
+    if value is None:
         return False
-    return str(value) == str(expected)
+    if isinstance(value, bool):
+        return expected.strip().lower() in (("true", "t") if value else ("false", "f"))
+    if isinstance(value, int | float | decimal.Decimal):
+        with contextlib.suppress(decimal.InvalidOperation):
+            return decimal.Decimal(str(value)) == decimal.Decimal(expected.strip())
+    return str(value) == expected
 
 
 def _compare(value: Any, bound: Any, operator: Any) -> bool:

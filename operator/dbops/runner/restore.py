@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dbops import errors
+from dbops.api.common import SqlCheck
 from dbops.runner import artifact, connection, dbverify, pgtools, restore_admin, restore_checks, restore_pipes, storage
 from dbops.runner import restore_tables as tables_mode
 from dbops.runner.manifest import BackupManifest
@@ -35,7 +36,7 @@ class RestoreOptions:
     row_count_check: bool = True
     no_owner: bool = False
     pg_bin_dir: str | None = None
-    checks: tuple[dbverify.UserCheck, ...] = ()
+    checks: tuple[SqlCheck, ...] = ()
     """SQL checks with expectations run against the restored database."""
     strategy: str = "replace"
     """Mode tables: replace (rows become the backup's), merge (add missing rows, report differing ones) or

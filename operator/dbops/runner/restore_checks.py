@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from dbops import errors
+from dbops.api.common import SqlCheck
 from dbops.runner import backup, dbverify
 
 
@@ -47,9 +48,9 @@ def compare_row_counts(conn: psycopg.Connection[Any], expected: dict[str, int], 
     return report
 
 
-def load_checks(checks_json: str | None = None, checks_file: str | None = None) -> tuple[dbverify.UserCheck, ...]:
+def load_checks(checks_json: str | None = None, checks_file: str | None = None) -> tuple[SqlCheck, ...]:
     """SQL checks from a JSON list of ``{name, sql, expect}`` and/or a JSON/YAML file of one."""
-    checks: tuple[dbverify.UserCheck, ...] = ()
+    checks: tuple[SqlCheck, ...] = ()
     if checks_json:
         try:
             document = json.loads(checks_json)
@@ -64,7 +65,7 @@ def load_checks(checks_json: str | None = None, checks_file: str | None = None) 
     return checks
 
 
-def run_checks(conn: psycopg.Connection[Any], checks: tuple[dbverify.UserCheck, ...]) -> list[dbverify.CheckResult]:
+def run_checks(conn: psycopg.Connection[Any], checks: tuple[SqlCheck, ...]) -> list[dbverify.CheckResult]:
     """Run SQL checks with expectations (read-only, under a statement timeout) against a database."""
     return dbverify.verify(conn, dbverify.VerifyConfig(builtins=(), checks=checks))
 

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from dbops import errors
+from dbops.api.common import SqlCheck
 from dbops.runner import artifact, connection, dbverify, pgtools, restore, restore_admin, restore_checks, storage
 from dbops.runner.manifest import BackupManifest
 
@@ -100,7 +101,7 @@ def run_verify(
     *,
     scratch_server: connection.ConnectionSettings | None = None,
     checks: tuple[str, ...] = (),
-    user_checks: tuple[dbverify.UserCheck, ...] = (),
+    user_checks: tuple[SqlCheck, ...] = (),
     pg_bin_dir: str | None = None,
 ) -> VerifyOutcome:
     """Verify the backup in ``store``; with ``scratch_server``, also restore it into a scratch database there.
