@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import yaml
 from psycopg import sql
+
 from dbops import errors
 from dbops.runner import query_plans
 
