@@ -144,3 +144,31 @@ def test_schedule_retention_prunes_backups_on_the_claim(
     if claim_dir is not None:
         kept = set(stored_manifests(claim_dir / "scheduled"))
         assert kept and not kept & pruned, (kept, pruned)
+
+
+def test_a_missing_claim_shows_on_the_backup_and_it_runs_once_the_claim_exists(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
+        app_database: str) -> None:
+    # Before: only the pod said "persistentvolumeclaim not found"; the backup showed Running with no reason.
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    harness.create_resource(kube_client, namespace, "DatabaseBackup", "no-claim", {
+        "database": DATABASE, "storage": {"pvc": {"claimName": "later"}}})
+
+    def waiting_on_volume() -> dict[str, Any] | None:
+        body = harness.get_resource(kube_client, namespace, "DatabaseBackup", "no-claim")
+        ready = {c["type"]: c for c in ((body or {}).get("status") or {}).get("conditions") or []}.get("Ready")
+        return ready if ready and ready["reason"] == "VolumeNotReady" else None
+
+    ready = harness.eventually(waiting_on_volume, timeout=180, message="Ready=False VolumeNotReady on the backup")
+    assert ready["status"] == "False" and "later" in ready["message"], ready
+    harness.eventually(lambda: [e for e in harness.list_events(kube_client, namespace)
+                                if e["involvedObject"]["name"] == "no-claim" and e["type"] == "Warning"
+                                and e["reason"] == "VolumeNotReady" and "later" in e["message"]],
+                       timeout=60, message="a Warning Event VolumeNotReady naming the claim")
+    client.CoreV1Api(kube_client).create_namespaced_persistent_volume_claim(namespace, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "later"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    status = harness.wait_for_phase(kube_client, namespace, "DatabaseBackup", "no-claim", {"Succeeded", "Failed"},
+                                    timeout=400)["status"]
+    assert status["phase"] == "Succeeded", status
+    assert operator.alive() and "Traceback" not in operator.logs()

@@ -144,3 +144,33 @@ def test_deletion_finds_an_artifact_committed_while_the_operator_was_down() -> N
     assert not committed.done and committed.decision is not None
     assert [job.params for job in committed.decision.jobs] == [ArtifactParams("s3://backups/ns/db/b1")]
     assert backup_reconcile.deletion_step(SPEC, unseen, MISSING, "b1-delete-1", JobOutcome("Running")).done
+
+
+RUNNING_JOB: dict[str, Any] = {"status": {"active": 1}}
+SCHEDULER_POD: dict[str, Any] = {"status": {"phase": "Pending", "conditions": [
+    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+     "message": '0/3 nodes are available: persistentvolumeclaim "backups" not found. preemption: 0/3 nodes are '
+                "available: 3 Preemption is not helpful for scheduling."}]}}
+KUBELET_POD: dict[str, Any] = {"status": {"phase": "Pending", "containerStatuses": [
+    {"state": {"waiting": {"reason": "ContainerCreating",
+                           "message": 'persistentvolumeclaim "backups" is not bound (phase Pending)'}}}]}}
+IMAGE_POD: dict[str, Any] = {"status": {"phase": "Pending", "containerStatuses": [
+    {"state": {"waiting": {"reason": "ErrImagePull", "message": "pull access denied"}}}]}}
+
+
+def test_a_pod_waiting_for_its_claim_shows_on_the_backup_with_one_warning() -> None:
+    for pod in (SCHEDULER_POD, KUBELET_POD):
+        job = job_outcome(RUNNING_JOB, [pod])
+        assert job.state == "Running" and job.reason == "VolumeNotReady" and '"backups"' in job.message
+        decision = backup_reconcile.reconcile_backup(SPEC, DatabaseBackupStatus(), observed(job), generation=1, now=NOW)
+        ready = decision.status.condition("Ready")
+        assert ready is not None and ready.reason == "VolumeNotReady" and '"backups"' in ready.message
+        assert [(e.type, e.reason) for e in decision.events] == [("Warning", "VolumeNotReady")]
+        assert decision.requeue_after is not None
+        again = backup_reconcile.reconcile_backup(SPEC, decision.status, observed(job), generation=1, now=NOW)
+        assert again.events == []  # once, not on every re-check
+        running = backup_reconcile.reconcile_backup(SPEC, decision.status, observed(JobOutcome("Running")),
+                                                    generation=1, now=NOW)
+        ready = running.status.condition("Ready")
+        assert ready is not None and ready.reason == "Running"  # the claim was bound: the reason goes
+    assert job_outcome(RUNNING_JOB, [IMAGE_POD]).reason == ""

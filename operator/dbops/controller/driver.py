@@ -82,9 +82,12 @@ def involved(owner: Owner) -> dict[str, Any]:
 
 
 def read_job(namespace: str, name: str) -> JobOutcome:
-    """The outcome of one Job (its pods are read only once it finished)."""
+    """The outcome of one Job (its pods are read once it finished, or while none of them is ready: a pod
+    waiting for its PersistentVolumeClaim shows on the resource)."""
     job = kube_jobs.get_job(namespace, name)
-    if job_state(job) in ("Succeeded", "Failed"):
+    state = job_state(job)
+    if state in ("Succeeded", "Failed") or (
+            job is not None and state == "Running" and not (job.get("status") or {}).get("ready")):
         return job_outcome(job, kube_jobs.job_pods(namespace, name))
     return job_outcome(job)
 

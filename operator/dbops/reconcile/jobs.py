@@ -79,11 +79,39 @@ def parse_result(message: str | None) -> dict[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
+VOLUME_NOT_READY = "VolumeNotReady"
+
+
+def volume_wait(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a Job's pending pod waits for its PersistentVolumeClaim (missing or unbound), or None.
+
+    The scheduler says so in PodScheduled (``persistentvolumeclaim "x" not found``, ``pod has unbound immediate
+    PersistentVolumeClaims``); a kubelet in a waiting container's message.
+    """
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase", "Pending") != "Pending":
+            continue
+        messages = [str(c.get("message") or "") for c in status.get("conditions") or []
+                    if c.get("type") == "PodScheduled" and c.get("status") == "False"]
+        messages += [str(((c.get("state") or {}).get("waiting") or {}).get("message") or "")
+                     for c in status.get("containerStatuses") or []]
+        for message in messages:
+            lowered = message.lower()
+            if "persistentvolumeclaim" in lowered or "persistent volume" in lowered:
+                return redact(message)[:MAX_MESSAGE]
+    return None
+
+
 def job_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> JobOutcome:
-    """The outcome of a Job from its conditions and its pods' termination messages."""
+    """The outcome of a Job from its conditions and its pods (termination messages; a running Job's pod
+    waiting for its volume)."""
     state = job_state(job)
-    if job is None or state in ("Missing", "Running"):
+    if job is None or state == "Missing":
         return JobOutcome(state)
+    if state == "Running":
+        waiting = volume_wait(pods)
+        return JobOutcome(state, reason=VOLUME_NOT_READY, message=waiting) if waiting else JobOutcome(state)
     raw = termination_message(pods, want_success=state == "Succeeded")
     result = parse_result(raw)
     if state == "Succeeded":

@@ -8,7 +8,7 @@ from typing import Generic
 from dbops.api.status import JobStatus, PhaseT
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
 from dbops.reconcile.children import ChildState
-from dbops.reconcile.jobs import JobOutcome
+from dbops.reconcile.jobs import VOLUME_NOT_READY, JobOutcome
 
 WAIT_SECONDS = 10.0
 """How soon to look again at a child, whose progress sends the parent no event."""
@@ -44,6 +44,13 @@ class Steps(Generic[PhaseT]):
         if job.state == "Missing":
             self.decision.event("Normal", started or f"{phase}Started", f"created {request.role} Job {request.name}")
         self.status.job_name = request.name
+        if job.reason == VOLUME_NOT_READY:  # shown on the resource, not only on the pod; looked at again soon
+            ready = self.status.condition("Ready")
+            if ready is None or ready.reason != VOLUME_NOT_READY:
+                self.decision.event("Warning", VOLUME_NOT_READY, f"{request.role} Job {request.name}: {job.message}")
+            self.progress(phase, VOLUME_NOT_READY, f"{message}; the Job's pod waits for its volume: {job.message}")
+            self.decision.requeue_after = WAIT_SECONDS
+            return True
         self.progress(phase, phase, message)
         return True
 
