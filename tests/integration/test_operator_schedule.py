@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubernetes import client
 from tests.integration import operator_harness as harness
 
 from dbops_testbed.minio import MinioServer
@@ -54,3 +55,16 @@ def test_schedule_creates_backups_every_minute_and_prunes_beyond_keep_last(
     assert backups and all(b["metadata"]["labels"]["team"] == "db" for b in backups)
     roles = {job["metadata"]["labels"].get("dbops.io/role") for job in harness.list_jobs(kube_client, namespace)}
     assert "trigger" in roles
+
+    # Deleting the schedule keeps the backups it made and their artifacts (as Velero and K8up do): they are
+    # labelled with it, not its dependents. The CronJob goes with the schedule.
+    kept = {b["metadata"]["name"] for b in backups if (b.get("status") or {}).get("phase") == "Succeeded"}
+    assert kept
+    harness.delete_resource(kube_client, namespace, "DatabaseBackupSchedule", "minutely")
+    batch = client.BatchV1Api(kube_client)
+    harness.eventually(lambda: harness.get_resource(kube_client, namespace, "DatabaseBackupSchedule", "minutely")
+                       is None and not batch.list_namespaced_cron_job(namespace).items,
+                       timeout=120, message="the schedule and its CronJob to be gone")
+    remaining = {b["metadata"]["name"] for b in harness.list_resources(kube_client, namespace, "DatabaseBackup")}
+    stored = {key.split("/")[-2] for key in harness.s3_keys(minio_server, bucket) if key.endswith("manifest.json")}
+    assert kept <= remaining and kept <= stored, (kept, remaining, stored)
