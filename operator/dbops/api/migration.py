@@ -36,7 +36,7 @@ BUILTIN_CHECKS: tuple[BuiltinCheck, ...] = ("foreignKeys", "orphans", "invalidIn
 # rowCounts is opt-in: a correct data migration changes row counts on purpose (see verify.rowCounts).
 DEFAULT_BUILTIN_CHECKS: tuple[BuiltinCheck, ...] = ("foreignKeys", "orphans", "invalidIndexes")
 MigrationPhase = Literal[
-    "Pending", "Waiting", "AwaitingApproval", "Planning", "Checking", "BackingUp", "Migrating", "Verifying",
+    "Pending", "Waiting", "AwaitingApproval", "Planning", "Rehearsing", "Checking", "BackingUp", "Migrating", "Verifying",
     "RollingBack", "Succeeded", "Failed", "RolledBack",
 ]
 

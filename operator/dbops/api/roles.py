@@ -17,4 +17,6 @@ class JobRole(StrEnum):
     CHECK = "check"
     APPLY = "apply"
     COMMAND = "command"
+    REHEARSE = "rehearse"
+    """Apply the plan to a copy restored from a backup (DatabaseMigration.spec.rehearsal)."""
     TRIGGER = "trigger"

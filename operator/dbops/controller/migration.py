@@ -14,7 +14,7 @@ from dbops.api.common import SecretKeySelector
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
 from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
-from dbops.controller import driver, effects, metrics
+from dbops.controller import driver, effects, metrics, migration_rehearsal
 from dbops.controller.config import CONFIG
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
@@ -105,6 +105,7 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
         window=window_reconcile.window_state(spec.window, now) if spec.window else None,
         database_name=spec.database.name or _database_from_backup(backup_body),
         lock=observe_lock(owner, spec, revision, now) if spec.source.command is not None else None,
+        rehearsal=migration_rehearsal.observe(owner, spec, revision, backup_name, backup_body),
     )
     decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now)
     migration_files = [name for name in files if MIGRATION_FILE.match(name)]
@@ -180,7 +181,12 @@ def job_builder(owner: Owner, spec: DatabaseMigrationSpec, config_map: str, migr
             JobRole.VERIFY: lambda request: command_jobs.build_verify_db_job(
                 owner, spec, source_config_map=config_map, revision=revision, image=CONFIG.image),
         })
-    return effects.by_role(KIND, {JobRole.PLAN: migration_job, JobRole.CHECK: check, JobRole.APPLY: migration_job})
+    def rehearse(request: JobRequest) -> dict[str, Any]:
+        return migration_rehearsal.build_job(owner, spec, request, config_map=config_map,
+                                             migration_files=migration_files, revision=revision, image=CONFIG.image)
+
+    return effects.by_role(KIND, {JobRole.PLAN: migration_job, JobRole.CHECK: check, JobRole.APPLY: migration_job,
+                                  JobRole.REHEARSE: rehearse})
 
 
 def _database_from_backup(body: Mapping[str, Any] | None) -> str:

@@ -50,8 +50,19 @@ class ApplyParams:
     expect_plan_hash: str = ""
 
 
-JobParams = NoParams | ArtifactParams | RestoreParams | ApplyParams
-P = TypeVar("P", NoParams, ArtifactParams, RestoreParams, ApplyParams)
+@dataclass(frozen=True)
+class RehearseParams:
+    """The backup to restore the rehearsal copy from, the plan hash to find there, and the gates."""
+
+    artifact_dir: str
+    storage: Storage | None
+    expect_plan_hash: str
+    max_duration_seconds: float | None = None
+    max_lock_bytes: int | None = None
+
+
+JobParams = NoParams | ArtifactParams | RestoreParams | ApplyParams | RehearseParams
+P = TypeVar("P", NoParams, ArtifactParams, RestoreParams, ApplyParams, RehearseParams)
 
 
 @dataclass(frozen=True)

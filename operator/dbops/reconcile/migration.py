@@ -1,5 +1,7 @@
 """Decisions for a DatabaseMigration: window, plan, approval, pre-checks, pre-backup, apply, rollback.
 
+With ``spec.rehearsal`` the plan is rehearsed on a restored copy first (``dbops.reconcile.migration_rehearsal``).
+
 Command mode (``source.command``): window → approval of the spec hash (status.sourceHash, also shown
 as status.plan.hash) → pre-checks → pre-backup → the framework command Job → the verify-db Job; no
 plan Job and no dry run (frameworks have their own dry-run options).
@@ -27,6 +29,7 @@ from dbops.reconcile import results
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import MISSING, JobOutcome
+from dbops.reconcile.migration_rehearsal import RehearsalObserved, rehearsed, uses_pre_backup
 from dbops.reconcile.runlock import RunLock
 from dbops.reconcile.steps import WAIT_SECONDS, Steps
 from dbops.reconcile.window import WindowState
@@ -62,6 +65,8 @@ class MigrationObserved:
     """Name of the database (for confirmOverwrite of the rollback restore), when known."""
     lock: RunLock | None = None
     """The run lock of the target database (command mode): held from the pre-checks to verify or rollback."""
+    rehearsal: RehearsalObserved | None = None
+    """The rehearsal Job and its source (spec.rehearsal.enabled, SQL sources)."""
 
 
 def pre_backup_spec(spec: DatabaseMigrationSpec) -> dict[str, Any]:
@@ -125,6 +130,9 @@ class _Run:
             self.fail("InvalidSpec", "dryRun is not supported with source.command: use the framework's own dry-run "
                       "option (e.g. `manage.py migrate --plan`) in the command", event="InvalidSpec")
             return
+        if command_mode and self.spec.rehearsal.enabled:
+            self.fail("InvalidSpec", "rehearsal is not supported with source.command", event="InvalidSpec")
+            return
         started = self.status.phase not in IDLE_PHASES
         if not started and not self.window_open():
             return
@@ -132,9 +140,23 @@ class _Run:
             if self.approved() and self.locked() and self.checked() and self.backed_up():
                 self.command_applied()
             return
-        if not self.planned() or not self.approved() or not self.checked() or not self.backed_up():
+        if not self.planned() or not self.rehearsal_done():
+            return
+        if not self.approved() or not self.checked() or not self.backed_up():
             return
         self.applied()
+
+    def rehearsal_done(self) -> bool:
+        """No rehearsal asked, or it passed (after the pre-checks and pre-backup when it restores the latter)."""
+        observed = self.observed.rehearsal
+        if not self.spec.rehearsal.enabled:
+            return True
+        if observed is None:  # never skip a rehearsal that was asked for
+            self.fail("InternalError", "the rehearsal's Job and backup were not observed")
+            return False
+        if uses_pre_backup(self.spec) and not (self.checked() and self.backed_up()):
+            return False
+        return rehearsed(self.spec, self.status, observed, self.steps)
 
     def window_open(self) -> bool:
         window = self.observed.window
@@ -234,7 +256,9 @@ class _Run:
         if self.status.phase == "RollingBack":
             self.rolled_back()
             return
-        plan_hash = self.status.plan.hash if self.status.plan and self.spec.approval.mode == "Manual" else ""
+        # The apply must meet the plan that was approved or rehearsed again (the database may have moved since).
+        pinned = self.spec.approval.mode == "Manual" or self.spec.rehearsal.enabled
+        plan_hash = self.status.plan.hash if self.status.plan and pinned else ""
         if self.job_pending(apply, JobRole.APPLY, "Migrating", "applying migrations",
                             ApplyParams(plan_hash)):
             return
