@@ -46,8 +46,9 @@ from dbops.api.restore import DatabaseRestoreSpec
 from dbops.api.schedule import DatabaseBackupScheduleSpec
 from dbops.cli.main import check_arguments
 from dbops.controller import migration as migration_controller
+from dbops.reconcile import migration_rehearsal
 from dbops.runner.migrations import source as migration_source
-from dbops.specs import command_jobs, cronjobs, jobs
+from dbops.specs import command_jobs, cronjobs, jobs, rehearsal_jobs
 from dbops.specs.owner import Owner
 from dbops_testbed.controlplane import ControlPlane
 
@@ -120,6 +121,13 @@ def children(kind: Kind, model: Any, namespace: str) -> list[dict[str, Any]]:
                                            migration_files=["0001_a.up.sql"], revision="r1", image=IMAGE,
                                            expect_plan_hash="0123456789abcdef", checks_file=bool(model.verify.checks))
                   for action in ("plan", "apply")]
+        if model.rehearsal.enabled:
+            job_input = rehearsal_jobs.RehearsalJobInput(
+                artifact, Storage(s3=S3Storage(bucket="bucket")), "0123456789abcdef",
+                migration_rehearsal.max_duration_seconds(model), migration_rehearsal.max_lock_bytes(model))
+            built.append(rehearsal_jobs.build_rehearsal_job(
+                owner, model, job_input, source_config_map="fuzz-src", migration_files=["0001_a.up.sql"],
+                revision="r1", image=IMAGE, checks_file=bool(model.verify.checks)))
     return built
 
 

@@ -138,6 +138,13 @@ def test_gates_stop_on_a_large_exclusive_lock_and_on_a_stale_backup(
     assert run.result["rehearsal"]["outcome"] == "Blocked"
     assert scratch_databases(server) == [] and target_state(server, dbname) == before
 
+    # Longer than the window: the migrations' time on the copy counts, not the restore's.
+    slow = {"0002_slow_backfill": ("SELECT pg_sleep(1.5);", None)}
+    run = rehearse(server, dbname, tmp_path / "slow", backup, slow, "--max-duration", "1s")
+    assert run.code == 1 and run.result["reason"] == "RehearsalExceededWindow", run.output
+    assert run.result["rehearsal"]["durationMs"] >= 1500 and "longer than the 1s allowed" in run.result["message"]
+    assert scratch_databases(server) == [] and target_state(server, dbname) == before
+
     # The database moved on after the backup: the copy would rehearse another plan.
     stale = migrate_support.write_migrations(tmp_path / "two", dict(list(MIGRATIONS.items())[:2]))
     assert rehearse_run(server, dbname, tmp_path, ["migrate", "apply", "--source", str(stale), "--no-lint"]).code == 0
