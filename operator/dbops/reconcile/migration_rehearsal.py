@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
 from dbops.api.common import Storage, parse_duration
-from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
+from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus, MigrationPhase
 from dbops.api.migration_rehearsal import RehearsalReport, quantity_bytes
 from dbops.api.roles import JobRole
 from dbops.reconcile import results
@@ -105,7 +105,7 @@ def max_lock_bytes(spec: DatabaseMigrationSpec) -> int | None:
 
 
 def rehearsed(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, observed: RehearsalObserved,
-              steps: Steps[DatabaseMigrationStatus]) -> bool:
+              steps: Steps[MigrationPhase]) -> bool:
     """Rehearse the current plan once; True when it passed (for this plan hash), so the run may go on."""
     plan_hash = status.plan.hash if status.plan else ""
     report = status.rehearsal
