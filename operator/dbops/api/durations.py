@@ -1,5 +1,6 @@
-"""The one duration grammar (``0``, ``500ms``, ``90s``, ``1h30m``, ``2w``) of the API and every runner flag, without
-pydantic, so runner commands that parse durations do not import the API models (P6: CLI start-up)."""
+"""The one duration grammar (``0``, ``500ms``, ``1h30m``, ``2w``) of the API and every runner flag.
+
+Without pydantic, so runner commands that parse durations do not import the API models (P6: CLI start-up)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""What a DatabaseMigration verifies after migrating beyond the builtins: row counts of chosen tables, query plans
-(EXPLAIN with assertions) and table/index size changes; and how their outcomes look in status."""
+"""What a DatabaseMigration verifies beyond the builtins, and how the outcomes look in status.
+
+Row counts of chosen tables, query plans (EXPLAIN with assertions) and table/index size changes."""
 
 from __future__ import annotations
 

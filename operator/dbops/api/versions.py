@@ -1,5 +1,4 @@
-"""Migration versions, one grammar for the CRD and the runner: ``7``, ``0001``, ``1.2`` or ``1_2`` (Flyway);
-and the names of the files a migration source may hold."""
+"""Migration versions (``7``, ``0001``, ``1.2``, ``1_2``) and migration file names: one grammar for CRD and runner."""
 
 from __future__ import annotations
 

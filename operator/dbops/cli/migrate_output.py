@@ -1,5 +1,6 @@
-"""What ``dbops migrate`` prints: the full result as JSON, lint findings as SARIF 2.1.0 or GitHub annotations,
-and the full result in ``--output FILE`` (the result file/termination message stays capped at 4 KiB)."""
+"""What ``dbops migrate`` prints: the result as JSON, lint findings as SARIF or GitHub annotations.
+
+The full result goes to ``--output FILE``; the result file/termination message stays capped at 4 KiB."""
 
 from __future__ import annotations
 

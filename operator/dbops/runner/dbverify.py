@@ -1,5 +1,4 @@
-"""Post-migration verification of a live database: foreign keys and orphan rows, invalid indexes,
-row counts before vs after, and user SQL checks with expectations."""
+"""Post-migration verification: foreign keys and orphans, invalid indexes, row counts, user SQL checks."""
 
 from __future__ import annotations
 

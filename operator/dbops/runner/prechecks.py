@@ -1,5 +1,7 @@
-"""Pre-migration checks (``dbops check``): connectivity and version, privileges, connections,
-blocking transactions and locks, database size — each pass, warn or fail with a detail line."""
+"""Pre-migration checks (``dbops check``): connectivity, privileges, connections, blockers, size.
+
+Connectivity and version, privileges, connections, blocking transactions and locks, database size: each
+passes, warns or fails with a detail line."""
 
 from __future__ import annotations
 

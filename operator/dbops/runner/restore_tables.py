@@ -1,4 +1,4 @@
-"""Table restores: stage the backup's rows, apply a strategy in one transaction, commit only if every foreign key holds."""
+"""Table restores: stage the backup's rows, apply a strategy in one transaction, commit if every FK holds."""
 
 from __future__ import annotations
 

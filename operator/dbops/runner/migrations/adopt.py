@@ -1,6 +1,7 @@
-"""Switching to dbops without re-baselining blind: import another tool's history table (golang-migrate's
-``schema_migrations``, Flyway's ``flyway_schema_history``) into ours, and ``repair`` a recorded checksum
-with a reason (an applied file edited on purpose, e.g. a comment fixed)."""
+"""Switching to dbops without re-baselining blind: import another tool's history, ``repair`` a checksum.
+
+Imports golang-migrate's ``schema_migrations`` or Flyway's ``flyway_schema_history`` into ours; ``repair``
+accepts a changed checksum with a reason (an applied file edited on purpose, e.g. a comment fixed)."""
 
 from __future__ import annotations
 

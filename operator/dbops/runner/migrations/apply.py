@@ -1,6 +1,8 @@
-"""Executing a plan: each migration in its own transaction (or statement by statement when marked
-``-- dbops:no-transaction``), with per-migration ``lock_timeout``/``statement_timeout`` and retries on
-lock timeouts, recording the history in the same transaction; dry runs roll everything back."""
+"""Executing a plan: one transaction per migration (or per statement), timeouts, retries, history.
+
+Each migration runs in its own transaction, or statement by statement when marked ``-- dbops:no-transaction``,
+with per-migration ``lock_timeout``/``statement_timeout`` and retries on lock timeouts, recording the history in
+the same transaction; dry runs roll everything back."""
 
 from __future__ import annotations
 

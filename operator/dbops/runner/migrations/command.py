@@ -1,5 +1,4 @@
-"""Command mode: run a framework's migration command (Django, Alembic, Flyway …) wrapped in our
-pre-checks, the advisory lock and post-migration verification."""
+"""Command mode: a framework's migration command wrapped in pre-checks, the advisory lock and verification."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Database sessions for the migration, check and verify commands (on top of ``dbops.runner.connection``),
-and the translation of stray PostgreSQL errors into the dbops exception tree.
+"""Database sessions for migrate, check and verify, and stray PostgreSQL errors mapped to dbops errors.
+
+Built on ``dbops.runner.connection``.
 
 Credentials come only from the environment (``DBOPS_DATABASE_URI`` and/or ``PG*``); the flags
 ``--host --port --dbname --user --sslmode`` override the rest; there is no password flag.

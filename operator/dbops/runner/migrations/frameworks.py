@@ -1,5 +1,7 @@
-"""Migration frameworks seen from the database: their bookkeeping tables (left out of row-count checks) and
-their own record of what ran (Django's ``django_migrations`` rows, Alembic's revision …) before and after."""
+"""Migration frameworks seen from the database: their bookkeeping tables and their own record of what ran.
+
+Bookkeeping tables are left out of row-count checks; what ran is e.g. Django's ``django_migrations`` rows or
+Alembic's revision, before and after."""
 
 from __future__ import annotations
 

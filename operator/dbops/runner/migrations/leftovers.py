@@ -1,6 +1,7 @@
-"""What a migration's statements created or touched, checked after it runs: INVALID indexes (a failed or
-killed ``CREATE INDEX CONCURRENTLY``; ``IF NOT EXISTS`` would skip them for ever) and constraints left NOT VALID
-that the migration meant to validate; INVALID leftovers are dropped so the next attempt rebuilds them."""
+"""What a migration's statements left broken: INVALID indexes and NOT VALID constraints meant to validate.
+
+Checked after it runs: a failed or killed ``CREATE INDEX CONCURRENTLY`` leaves an INVALID index that
+``IF NOT EXISTS`` would skip for ever; INVALID leftovers are dropped so the next attempt rebuilds them."""
 
 from __future__ import annotations
 

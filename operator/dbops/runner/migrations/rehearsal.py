@@ -1,5 +1,6 @@
-"""A rehearsal: restore a backup into a scratch database on the target's server, apply the plan there with
-per-migration figures, verify, drop the scratch database (always), then hold the figures against the gates."""
+"""A rehearsal: restore a backup into a scratch database, apply the plan there, verify, gate on the figures.
+
+The scratch database lives on the target's server and is always dropped; figures are per migration."""
 
 from __future__ import annotations
 

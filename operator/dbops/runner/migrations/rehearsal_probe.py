@@ -1,5 +1,7 @@
-"""What one migration does to a rehearsal copy: AccessExclusive locks sampled from a second session, rows
-touched (pg_stat_user_tables deltas) and table/index sizes before and after."""
+"""What one migration does to a rehearsal copy: AccessExclusive locks, rows touched, size changes.
+
+Locks are sampled from a second session, rows touched are pg_stat_user_tables deltas, and table/index sizes
+are taken before and after."""
 
 from __future__ import annotations
 

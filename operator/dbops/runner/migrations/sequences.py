@@ -1,6 +1,7 @@
-"""Sequence state around a dry run: ``nextval`` is not transactional, so a rolled-back dry run still advances
-sequences; we snapshot them before and put back those that only the dry run moved (compare-and-set, so a
-value the application drew meanwhile is never handed out twice)."""
+"""Sequence state around a dry run: put back what a rolled-back dry run advanced (``nextval``).
+
+``nextval`` is not transactional, so we snapshot sequences before and put back those that only the dry run
+moved (compare-and-set, so a value the application drew meanwhile is never handed out twice)."""
 
 from __future__ import annotations
 
