@@ -74,6 +74,11 @@ def test_django_migrate_runs_between_pre_checks_and_verification(
     assert status["sourceHash"] and status["plan"]["hash"] == status["sourceHash"]
     assert table_exists(postgres, app_database, "mentorship_booking")
     assert postgres.psql("SELECT count(*) FROM django_migrations WHERE app = 'mentorship'", app_database) == "2"
+    (django_history,) = status["frameworkHistory"]  # what Django recorded, snapshot before and compared after
+    rows = int(postgres.psql("SELECT count(*) FROM django_migrations", app_database))
+    assert django_history["framework"] == "django" and django_history["addedCount"] == rows
+    assert "mentorship.0002_booking_status" in django_history["added"] or rows > 20
+    assert f"django: {rows} applied, 0 unapplied" in status["message"]
     jobs = {job["metadata"]["labels"]["dbops.io/role"]: job for job in harness.list_jobs(kube_client, namespace)}
     assert sorted(jobs) == ["check", "command", "verify"]
     container = jobs["command"]["spec"]["template"]["spec"]["containers"][0]

@@ -39,8 +39,8 @@ def all_jobs() -> dict[str, dict[str, Any]]:
     plain = spec(verify={}, jobTemplate=None, database={"host": "pg", "name": "app", "user": "app",
                                                         "passwordSecretRef": {"name": "db", "key": "password"}})
     return {
-        "command": command_jobs.build_command_job(OWNER, spec(), revision="abc123"),
-        "command-host-password": command_jobs.build_command_job(OWNER, plain, revision="abc123"),
+        "command": command_jobs.build_command_job(OWNER, spec(), revision="abc123", image=IMAGE),
+        "command-host-password": command_jobs.build_command_job(OWNER, plain, revision="abc123", image=IMAGE),
         "verify-db": command_jobs.build_verify_db_job(OWNER, spec(), source_config_map="schema-src",
                                                       revision="abc123", image=IMAGE),
         "verify-db-builtins-only": command_jobs.build_verify_db_job(OWNER, plain, source_config_map="schema-src",
@@ -107,7 +107,8 @@ def test_verify_db_runs_our_image_with_builtins_and_the_checks_file() -> None:
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "mirror.example/dbops:0.1.0" and container["command"] == ["dbops"]
     assert container["args"] == ["verify-db", "--builtin", "foreignKeys,invalidIndexes", "--history-table",
-                                 "public.dbops_migrations", "--checks-file", "/dbops-checks/checks.json"]
+                                 "public.dbops_migrations", "--snapshot-run", "abc123",
+                                 "--checks-file", "/dbops-checks/checks.json"]
     volumes = job["spec"]["template"]["spec"]["volumes"]
     assert {"name": "checks", "configMap": {"name": "schema-src", "items": [{"key": "checks.json",
                                                                             "path": "checks.json"}]}} in volumes

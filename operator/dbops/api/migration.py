@@ -19,6 +19,7 @@ from dbops.api.common import (
 )
 from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
+from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_rehearsal import Rehearsal, RehearsalReport
 from dbops.api.migration_source import MigrationSource
 from dbops.api.migration_verify import (
@@ -267,3 +268,5 @@ class DatabaseMigrationStatus(JobStatus[MigrationPhase]):
     """What the rehearsal on a restored copy showed."""
     sizes: SizeChanges | None = None
     """Table and index size changes of the last run."""
+    framework_history: list[FrameworkHistory] = Field(default_factory=list)
+    """Command mode: what the framework recorded in its own history during the last run."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from dbops import errors
 from dbops.api.durations import parse_duration, postgres_duration
-from dbops.cli import migrate_output, migrate_rehearse, migrate_verify
+from dbops.cli import migrate_output, migrate_rehearse, migrate_snapshot, migrate_verify
 from dbops.runner import prechecks, result
 from dbops.runner.migrations import adopt, apply, command, connect, history, lint, plan, session, source
 
@@ -81,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     repair_parser.add_argument("--version", dest="repair_version", required=True)
     repair_parser.add_argument("--reason", required=True, help="why the applied file changed (recorded)")
     repair_parser.set_defaults(run=_run_repair)
+
+    migrate_snapshot.register(actions)
 
     verify_parser = subparsers.add_parser("verify-db", help="verify a live database after a migration")
     connect.add_connection_arguments(verify_parser)

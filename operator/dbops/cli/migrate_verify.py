@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from dbops import errors
-from dbops.cli import migrate_output
+from dbops.cli import migrate_output, migrate_snapshot
 from dbops.runner import dbverify, query_plans, relation_sizes, result
 from dbops.runner.migrations import connect, frameworks, history
 
@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, standalone: bool = False) 
     if standalone:
         parser.add_argument("--row-counts-before", type=Path, help="row counts from --row-counts-out")
         parser.add_argument("--row-counts-out", type=Path, help="write the current row counts here")
+        migrate_snapshot.add_arguments(parser)
 
 
 def table_names(text: str) -> frozenset[str]:
@@ -111,13 +112,16 @@ def run_verify_db(args: argparse.Namespace) -> int:
     name = "verify-db"
     verification: list[dbverify.CheckResult] = []
     sizes: dict[str, Any] | None = None
+    framework: dict[str, Any] = {}
     try:
         verify_config = config(args)
-        exclude = verify_config.exclude_tables | {str(history.HistoryTable.parse(args.history_table))}
+        exclude = verify_config.exclude_tables | {str(history.HistoryTable.parse(args.history_table)),
+                                                  migrate_snapshot.snapshot_table(args)}
         verify_config = dataclasses.replace(verify_config, exclude_tables=exclude)
         before = dbverify.load_row_counts(args.row_counts_before) if args.row_counts_before else None
         with connect.session(args) as connection, \
                 connect.translated_errors("verifying"):
+            framework = migrate_snapshot.report(connection, args)
             verification = dbverify.verify(connection, verify_config, before)
             sizes = relation_sizes.changes(None, relation_sizes.snapshot(connection), args.sizes_top) \
                 if args.sizes_top > 0 else None
@@ -131,10 +135,11 @@ def run_verify_db(args: argparse.Namespace) -> int:
             )
     except Exception as error:
         return fail(args, name, error, verification=[v.as_result() for v in verification],
-                    **({"sizes": sizes} if sizes is not None else {}))
-    document = result.success(name, f"{len(verification)} verifications passed",
+                    **({"sizes": sizes} if sizes is not None else {}), **framework)
+    ran = migrate_snapshot.summary(framework.get("frameworkHistory", []))
+    document = result.success(name, f"{len(verification)} verifications passed" + (f" ({ran})" if ran else ""),
                               verification=[v.as_result() for v in verification],
-                              **({"sizes": sizes} if sizes is not None else {}))
+                              **({"sizes": sizes} if sizes is not None else {}), **framework)
     return migrate_output.publish(document, args, f"dbops {name}: {document['message']}")
 
 

@@ -177,7 +177,8 @@ def job_builder(owner: Owner, spec: DatabaseMigrationSpec, config_map: str, migr
     if spec.source.command is not None:
         return effects.by_role(KIND, {
             JobRole.CHECK: check,
-            JobRole.COMMAND: lambda request: command_jobs.build_command_job(owner, spec, revision=revision),
+            JobRole.COMMAND: lambda request: command_jobs.build_command_job(owner, spec, revision=revision,
+                                                                            image=CONFIG.image),
             JobRole.VERIFY: lambda request: command_jobs.build_verify_db_job(
                 owner, spec, source_config_map=config_map, revision=revision, image=CONFIG.image),
         })

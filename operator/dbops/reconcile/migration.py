@@ -23,6 +23,7 @@ from dbops.api.migration import (
     MigrationPlan,
     VerificationResult,
 )
+from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_verify import SizeChanges
 from dbops.api.roles import JobRole
 from dbops.reconcile import results
@@ -301,8 +302,12 @@ class _Run:
             return
         self.status.verification = results.models_from_result(VerificationResult, verify.result.get("verification"))
         self.status.sizes = results.model_from_result(SizeChanges, verify.result.get("sizes"))
+        self.status.framework_history = results.models_from_result(FrameworkHistory,
+                                                                   verify.result.get("frameworkHistory"))
         if verify.state == "Succeeded":
-            message = f"migration command succeeded; {len(self.status.verification)} verifications passed"
+            ran = "; ".join(part for history in self.status.framework_history if (part := history.summary()))
+            message = (f"migration command succeeded{f' ({ran})' if ran else ''}; "
+                       f"{len(self.status.verification)} verifications passed")
             if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
                 self.decision.event("Normal", "MigrationSucceeded", message)
             return

@@ -19,6 +19,7 @@ from typing import Any
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.roles import JobRole
 from dbops.specs import env as env_specs
+from dbops.specs import framework_snapshot
 from dbops.specs import jobs as job_specs
 from dbops.specs.owner import Owner
 from dbops.specs.verify_args import verification_args
@@ -41,8 +42,9 @@ def command_env(spec: DatabaseMigrationSpec) -> list[env_specs.EnvVar]:
     return [*user, *connection]
 
 
-def build_command_job(owner: Owner, spec: DatabaseMigrationSpec, *, revision: str) -> Manifest:
-    """The Job that runs ``source.command`` in the user's image against the database."""
+def build_command_job(owner: Owner, spec: DatabaseMigrationSpec, *, revision: str, image: str = "") -> Manifest:
+    """The Job that runs ``source.command`` in the user's image against the database (after, with ``image``,
+    an init container in our image that records the framework's history for the verify Job to compare)."""
     source = spec.source.command
     if source is None:
         raise ValueError("build_command_job needs a spec with source.command")
@@ -50,6 +52,9 @@ def build_command_job(owner: Owner, spec: DatabaseMigrationSpec, *, revision: st
     manifest = job_specs.build_job(owner, work, name=job_specs.job_name(owner, COMMAND_ROLE, revision),
                                    image=source.image, template=spec.job_template)
     container = manifest["spec"]["template"]["spec"]["containers"][0]
+    if image:
+        manifest["spec"]["template"]["spec"]["initContainers"] = [
+            framework_snapshot.init_container(spec, container, revision=revision, image=image)]
     container["image"] = source.image
     container["command"] = list(source.command)
     del container["args"]
@@ -60,10 +65,12 @@ def build_command_job(owner: Owner, spec: DatabaseMigrationSpec, *, revision: st
     return manifest
 
 
-def verify_db_args(spec: DatabaseMigrationSpec, *, checks_file: bool) -> list[str]:
+def verify_db_args(spec: DatabaseMigrationSpec, *, checks_file: bool, snapshot_run: str = "") -> list[str]:
     """Arguments of ``dbops verify-db`` for the migration's verification settings."""
     args = ["verify-db", "--builtin", ",".join(spec.verify.builtin) or "none", "--history-table", spec.history_table,
             *verification_args(spec.verify)]
+    if snapshot_run:
+        args += ["--snapshot-run", snapshot_run]
     if checks_file:
         args += ["--checks-file", CHECKS_FILE]
     return args
@@ -79,7 +86,8 @@ def build_verify_db_job(owner: Owner, spec: DatabaseMigrationSpec, *, source_con
         volume, mount = job_specs.checks_volume(source_config_map)
         volumes.append(volume)
         mounts.append(mount)
-    work = job_specs.RunnerWork(role=VERIFY_ROLE, args=verify_db_args(spec, checks_file=checks_file),
+    work = job_specs.RunnerWork(role=VERIFY_ROLE, args=verify_db_args(spec, checks_file=checks_file,
+                                                                      snapshot_run=revision),
                                 env=env_specs.database_env(spec.database), volumes=volumes, mounts=mounts)
     return job_specs.build_job(owner, work, name=job_specs.job_name(owner, VERIFY_ROLE, revision), image=image,
                                template=spec.job_template)

@@ -1,0 +1,30 @@
+"""The command Job's init container (our image) that records the framework's history before the command runs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from dbops.api.migration import DatabaseMigrationSpec
+from dbops.specs import env as env_specs
+from dbops.specs import jobs as job_specs
+
+CONTAINER_NAME = "framework-snapshot"
+
+
+def snapshot_args(spec: DatabaseMigrationSpec, revision: str) -> list[str]:
+    """Arguments of ``dbops migrate snapshot`` for this run."""
+    return ["migrate", "snapshot", "--run", revision, "--history-table", spec.history_table,
+            "--framework", spec.verify.row_counts.framework]
+
+
+def init_container(spec: DatabaseMigrationSpec, main: dict[str, Any], *, revision: str, image: str) -> dict[str, Any]:
+    """The snapshot container: the command container's restricted settings, our image, only our connection env."""
+    container = copy.deepcopy(main)
+    template = spec.job_template
+    container.update({
+        "name": CONTAINER_NAME, "image": (template.image if template else None) or image, "command": ["dbops"],
+        "args": snapshot_args(spec, revision),
+        "env": [*env_specs.database_env(spec.database), env_specs.value_env("HOME", job_specs.SCRATCH_PATH)],
+    })
+    return container
