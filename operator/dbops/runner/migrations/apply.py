@@ -270,7 +270,7 @@ def _run_without_transaction(connection: Connection, step: plan.Step, table: his
             if step.direction == "up":
                 table.record(connection, version=step.migration.version, name=step.migration.name,
                              checksum=step.migration.checksum, duration_ms=_elapsed_ms(started), success=False,
-                             kind=_kind(step.migration))
+                             kind=step.migration.kind)
         if failure is not error:
             raise failure from None
         raise
@@ -330,7 +330,7 @@ def _record_step(connection: Connection, table: history.HistoryTable, step: plan
     migration = step.migration
     if step.direction == "up":
         table.record(connection, version=migration.version, name=migration.name, checksum=migration.checksum,
-                     duration_ms=duration_ms, success=True, kind=_kind(migration))
+                     duration_ms=duration_ms, success=True, kind=migration.kind)
     else:
         table.forget(connection, migration.version)
 
@@ -347,11 +347,6 @@ def _record_baseline(connection: Connection, table: history.HistoryTable, migrat
     if not adopted:
         table.record(connection, version=baseline_version, name="baseline", checksum="", duration_ms=0,
                      success=True, kind="baseline")
-
-
-def _kind(migration: source.Migration) -> str:
-    """The history row's kind: ``repeatable`` rows are kept apart from the versioned ones."""
-    return "repeatable" if migration.repeatable else "migration"
 
 
 def _describe_failure(step: plan.Step, failure: _StatementFailed, attempts: int,

@@ -100,6 +100,11 @@ class Migration:
         return versions.key(self.version)
 
     @property
+    def kind(self) -> str:
+        """Its history rows' kind: ``repeatable`` rows are kept apart from the versioned ones."""
+        return "repeatable" if self.repeatable else "migration"
+
+    @property
     def label(self) -> str:
         """``0003_add_email`` (``R__views`` for a repeatable) — how errors and logs name the migration."""
         return self.version if self.repeatable else f"{self.version}_{self.name}"
