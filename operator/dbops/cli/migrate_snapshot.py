@@ -1,6 +1,8 @@
-"""Command mode's framework history: ``dbops migrate snapshot`` records it before the command (the command Job's
-init container), ``verify-db --snapshot-run`` reports what the command added and removed (complete in the log,
-bounded in the result and so in status)."""
+"""Command mode's framework history: ``dbops migrate snapshot`` and ``verify-db --snapshot-run``.
+
+``migrate snapshot`` records the history before the command (the command Job's init container);
+``verify-db --snapshot-run`` reports what the command added and removed (complete in the log, bounded in the
+result and so in status)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Command mode's record of what the framework ran: its history (Django's ``django_migrations`` rows, Alembic's
-revision …) saved before the command and compared after it, in a table next to our history table."""
+"""Command mode's record of what the framework ran: its history saved before the command, compared after it.
+
+The history is Django's ``django_migrations`` rows, Alembic's revision …; the snapshot lives in a table next to
+our history table."""
 
 from __future__ import annotations
 
