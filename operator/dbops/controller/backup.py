@@ -13,6 +13,7 @@ from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
 from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
+from dbops.controller.requeue import REQUEUE
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.reconcile import backup as backup_reconcile
@@ -53,6 +54,7 @@ def reconcile(opened: driver.Opened[DatabaseBackupSpec, DatabaseBackupStatus]) -
     driver.write_status(owner, body, decision)
     assert isinstance(decision.status, DatabaseBackupStatus)
     metrics.record_backup(body, decision.status)
+    expire_later(owner, decision.status)
 
 
 def finalize(body: Mapping[str, Any], retry: int) -> None:
@@ -86,18 +88,22 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
     driver.forget(KIND, owner.namespace, owner.name)
 
 
-def expire(body: Mapping[str, Any]) -> None:
-    """Delete a finished backup whose ttl passed."""
-    status = DatabaseBackupStatus.model_validate(body.get("status") or {})
-    if backup_reconcile.is_expired(status, utcnow()):
-        owner = Owner.from_body(body)
-        driver.logger.info("DatabaseBackup %s/%s expired (ttl); deleting it", owner.namespace, owner.name)
-        objects.delete(KIND, owner.namespace, owner.name)
+def expire_later(owner: Owner, status: DatabaseBackupStatus) -> None:
+    """Wake a finished backup with a ttl when it expires (one requeue entry, not a Kopf timer per backup)."""
+    if status.is_terminal and status.expires_at is not None:
+        REQUEUE.after((KIND, owner.namespace, owner.name), (status.expires_at - utcnow()).total_seconds())
 
 
 def _finished(body: dict[str, Any], status: DatabaseBackupStatus) -> None:
+    """A finished backup: its metrics, and its deletion once its ttl passed."""
     metrics.record_status(body, status)
     metrics.record_backup(body, status)
+    owner = Owner.from_body(body)
+    if backup_reconcile.is_expired(status, utcnow()):
+        driver.logger.info("DatabaseBackup %s/%s expired (ttl); deleting it", owner.namespace, owner.name)
+        objects.delete(KIND, owner.namespace, owner.name)
+    else:
+        expire_later(owner, status)
 
 
 CONTROLLER = driver.Controller(KIND, DatabaseBackupSpec, DatabaseBackupStatus, reconcile, finished=_finished)

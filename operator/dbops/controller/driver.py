@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from dbops import errors
 from dbops.api.base import ApiModel
 from dbops.api.common import SecretKeySelector
-from dbops.api.status import ResourceStatus
+from dbops.api.status import TERMINAL_PHASES, ResourceStatus
 from dbops.controller import metrics
 from dbops.controller.requeue import REQUEUE
 from dbops.kube import events, objects
@@ -63,6 +63,8 @@ class Controller(Generic[SpecT, StatusT]):
     """Skip the reconcile of a resource in a terminal phase (False: the kind decides, e.g. a new revision)."""
     finished: Callable[[dict[str, Any], StatusT], None] = metrics.record_status
     """What a skipped, finished resource still reports (its metrics)."""
+    recheck_finished: Callable[[Mapping[str, Any]], bool] = lambda body: False
+    """Whether a finished resource is still re-checked every ``recheck_seconds`` (e.g. a ConfigMap source)."""
 _failing_guard = threading.Lock()
 _failing_since: dict[Key, float] = {}
 """When each resource's current run of retried errors began (monotonic seconds); cleared on success."""
@@ -188,6 +190,20 @@ def settle(owner: Owner, body: Mapping[str, Any], status: ResourceStatus[Any], e
     raise kopf.TemporaryError(message, delay=min(backoff(retry), 30.0))
 
 
+def recheck_later(controller: Controller[Any, Any], body: Mapping[str, Any]) -> None:
+    """Look at an unfinished resource again after ``recheck_seconds`` even without an event.
+
+    One entry in the requeue heap per resource, not a Kopf timer: a timer is two asyncio tasks per resource and
+    keeps the resource's whole body alive (about 20 KiB each, see bench/README.md, P7).
+    """
+    from dbops.controller.config import CONFIG
+
+    unfinished = (body.get("status") or {}).get("phase") not in TERMINAL_PHASES
+    if CONFIG.recheck_seconds > 0 and (unfinished or controller.recheck_finished(body)):
+        metadata = body["metadata"]
+        REQUEUE.after((controller.kind, str(metadata["namespace"]), str(metadata["name"])), CONFIG.recheck_seconds)
+
+
 def run(controller: Controller[Any, Any], namespace: str, name: str, retry: int) -> None:
     """The shared opening (read, validate, stop if finished), the kind's reconcile, and every error turned into
     a condition, an Event or a Kopf retry."""
@@ -204,6 +220,7 @@ def run(controller: Controller[Any, Any], namespace: str, name: str, retry: int)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 recovered(key)
                 return
+            recheck_later(controller, body)
             owner = Owner.from_body(body)
             try:
                 status = controller.status.model_validate(body.get("status") or {})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -45,59 +44,42 @@ def start_requeue(**_: Any) -> None:
     REQUEUE.start(_requeued, workers=max(1, CONFIG.max_workers // 2))
 
 
-def _unfinished(status: Mapping[str, Any], **_: Any) -> bool:
-    return status.get("phase") not in TERMINAL_PHASES  # schedules are never terminal: always re-checked
-
-
-# Every kind: create, resume, spec change, periodic re-check of unfinished resources --------------
-
-def _unfinished_or_sourced(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
-    """Unfinished, or a migration whose ConfigMap content may change (re-hashed on each re-check)."""
-    return _unfinished(status) or bool((spec.get("source") or {}).get("configMapRef"))
-
+# Every kind: create, resume, spec change. Unfinished resources are re-checked through the requeue heap
+# (driver.recheck_later), not Kopf timers -------------------------------------------------------------
 
 def _register(kind: Kind) -> None:
     def changed(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
         """A resource appeared, changed or was found at startup."""
         reconcile(kind.kind, namespace or "", name, retry)
 
-    def recheck(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
-        """Re-read an unfinished resource in case an event was missed or a wait is over."""
-        reconcile(kind.kind, namespace or "", name, retry)
-
     kopf.on.resume(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
     kopf.on.create(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
     kopf.on.update(GROUP, VERSION, kind.plural, field="spec", registry=REGISTRY, id="reconcile")(changed)
-    if CONFIG.recheck_seconds > 0:
-        kopf.timer(GROUP, VERSION, kind.plural, interval=CONFIG.recheck_seconds,
-                   initial_delay=CONFIG.recheck_seconds, when=_unfinished_or_sourced if kind is MIGRATION
-                   else _unfinished, registry=REGISTRY, id="recheck")(recheck)
 
 
 for _kind in (BACKUP, RESTORE, MIGRATION, SCHEDULE):
     _register(_kind)
 
 
-def _gone(body: kopf.Body, **_: Any) -> None:
-    """A resource left the API server: drop its lock, retry record and phase gauge."""
+async def _seen(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """Every event of a resource: a deleted one drops its lock, retry record, wake-up and phase gauge; any other
+    arms its re-check, so an unfinished resource is looked at again even if no handler ran for this event.
+
+    Async: it only takes short in-memory locks, so it runs on the event loop instead of queueing every event of
+    every resource behind the reconciles in the handler threads."""
     metadata = body.get("metadata", {})
-    driver.forget(str(body.get("kind") or ""), str(metadata.get("namespace") or ""), str(metadata.get("name")))
+    kind = str(body.get("kind") or "")
+    if type == "DELETED":
+        driver.forget(kind, str(metadata.get("namespace") or ""), str(metadata.get("name")))
+    elif kind in RECONCILERS:
+        driver.recheck_later(RECONCILERS[kind], body)
 
 
 for _kind in (BACKUP, RESTORE, MIGRATION, SCHEDULE):
-    kopf.on.event(GROUP, VERSION, _kind.plural, registry=REGISTRY, id="forget",
-                  when=lambda type, **_: type == "DELETED")(_gone)
+    kopf.on.event(GROUP, VERSION, _kind.plural, registry=REGISTRY, id="seen")(_seen)
 
 
-# DatabaseBackup: ttl and deletion ---------------------------------------------------------------
-
-@kopf.timer(GROUP, VERSION, BACKUP.plural, interval=60.0, idle=0,
-            when=lambda spec, status, **_: bool(spec.get("ttl")) and status.get("phase") in TERMINAL_PHASES,
-            registry=REGISTRY)
-def backup_expiry(body: kopf.Body, **_: Any) -> None:
-    """Delete a finished DatabaseBackup when its ttl has passed."""
-    backup.expire(body)
-
+# DatabaseBackup: deletion (the ttl is a requeue wake-up: backup.expire_later) ---------------------
 
 @kopf.on.delete(GROUP, VERSION, BACKUP.plural, registry=REGISTRY)
 def backup_deleted(body: kopf.Body, retry: int = 0, **_: Any) -> None:

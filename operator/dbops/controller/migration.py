@@ -196,5 +196,10 @@ def _database_from_backup(body: Mapping[str, Any] | None) -> str:
     return str(source.get("database") or "")
 
 
+def _sourced(body: Mapping[str, Any]) -> bool:
+    """A migration from a ConfigMap: its content may change, so it is re-hashed on each re-check."""
+    return bool(((body.get("spec") or {}).get("source") or {}).get("configMapRef"))
+
+
 CONTROLLER = driver.Controller(KIND, DatabaseMigrationSpec, DatabaseMigrationStatus, reconcile,
-                               done_when_terminal=False)
+                               done_when_terminal=False, recheck_finished=_sourced)
