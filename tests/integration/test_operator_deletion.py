@@ -117,3 +117,34 @@ def test_the_operator_killed_at_each_step_of_the_deletion_leaves_nothing_behind(
         operator.stop()
         print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-60:]))
         operator.log_path.unlink(missing_ok=True)
+
+
+def test_a_backup_job_removed_with_its_result_while_the_operator_was_down_orphans_nothing(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
+        app_database: str, minio_server: MinioServer, bucket: str) -> None:
+    # ttlSecondsAfterFinished: 0 lets the TTL controller remove the finished Job (and its result) at once.
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    operator = harness.RunningOperator(installed_crds, namespace)
+    operator.start()
+    name = "vanished"
+    try:
+        harness.create_resource(kube_client, namespace, BACKUP, name,
+                                {**spec(minio_server, bucket), "jobTemplate": {"ttlSecondsAfterFinished": 0}})
+        harness.wait_for_phase(kube_client, namespace, BACKUP, name, {"Running"})
+        operator.kill()
+        harness.eventually(lambda: [k for k in harness.s3_keys(minio_server, bucket)
+                                    if f"/{name}/" in k and k.endswith("manifest.json")],
+                           timeout=240, message="the backup Job to commit while the operator is down")
+        harness.eventually(lambda: not role_jobs(kube_client, namespace, "backup"), timeout=120,
+                           message="the TTL controller to remove the finished backup Job")
+        harness.delete_resource(kube_client, namespace, BACKUP, name)
+        operator.start()
+        harness.eventually(lambda: harness.get_resource(kube_client, namespace, BACKUP, name) is None,
+                           timeout=240, message="the backup to be finalized")
+        left = [k for k in harness.s3_keys(minio_server, bucket) if f"/{name}/" in k]
+        assert left == [], f"orphaned artifact: {left}"
+        assert "Traceback" not in operator.logs()
+    finally:
+        operator.stop()
+        print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-60:]))
+        operator.log_path.unlink(missing_ok=True)

@@ -146,6 +146,22 @@ def test_deletion_finds_an_artifact_committed_while_the_operator_was_down() -> N
     assert backup_reconcile.deletion_step(SPEC, unseen, MISSING, "b1-delete-1", JobOutcome("Running")).done
 
 
+
+def test_deletion_after_the_backup_job_vanished_with_its_result_deletes_where_it_would_have_committed() -> None:
+    # The Job was removed (by hand, or a jobTemplate.ttlSecondsAfterFinished) while the operator was down: before,
+    # "no stored artifact to delete" released the finalizer and a committed dump stayed in the bucket.
+    unseen = DatabaseBackupStatus.model_validate({"phase": "Running", "jobName": "b1-backup-1"})
+    step = backup_reconcile.deletion_step(DELETE, unseen, MISSING, "b1-delete-1", MISSING,
+                                          expected_dir="s3://backups/ns/db/b1")
+    assert not step.done and step.decision is not None
+    assert [job.params for job in step.decision.jobs] == [ArtifactParams("s3://backups/ns/db/b1")]
+    unknown = backup_reconcile.deletion_step(DELETE, unseen, MISSING, "b1-delete-1", MISSING)
+    assert unknown.done and unknown.warning and "not deleted" in unknown.message
+    pending = DatabaseBackupStatus.model_validate({"phase": "Pending"})
+    assert backup_reconcile.deletion_step(DELETE, pending, MISSING, "b1-delete-1", MISSING).message == \
+        "no stored artifact to delete"
+
+
 RUNNING_JOB: dict[str, Any] = {"status": {"active": 1}}
 SCHEDULER_POD: dict[str, Any] = {"status": {"phase": "Pending", "conditions": [
     {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",

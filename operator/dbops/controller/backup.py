@@ -17,10 +17,12 @@ from dbops.controller.requeue import REQUEUE
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.reconcile import backup as backup_reconcile
+from dbops.reconcile import confirmation
 from dbops.reconcile.actions import ArtifactParams
 from dbops.reconcile.jobs import MISSING
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
+from dbops.specs import storage as storage_specs
 from dbops.specs.owner import Owner
 
 KIND = "DatabaseBackup"
@@ -57,6 +59,20 @@ def reconcile(opened: driver.Opened[DatabaseBackupSpec, DatabaseBackupStatus]) -
     expire_later(owner, decision.status)
 
 
+def expected_directory(owner: Owner, spec: DatabaseBackupSpec) -> str | None:
+    """Where the runner commits this backup, ``<storage>/<namespace>/<database>/<name>`` (None when the
+    database name is unknown: a URI Secret that is gone or names none)."""
+    database = spec.database.name
+    ref = spec.database.uri_secret_ref
+    if database is None and ref is not None:
+        uri = objects.secret_value(owner.namespace, ref.name, ref.key)
+        database = confirmation.uri_database(uri) if uri is not None else None
+    if not database or "/" in database or database in (".", ".."):  # the runner refuses those: nothing stored
+        return None
+    return storage_specs.join_location(storage_specs.storage_access(spec.storage).location,
+                                       owner.namespace, database, owner.name)
+
+
 def finalize(body: Mapping[str, Any], retry: int) -> None:
     """Deletion: wait for a backup Job that may still commit, delete what it stored per deletionPolicy, then
     stop the remaining Jobs and release; retried until done."""
@@ -66,8 +82,10 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
     kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, JobRole.VERIFY))  # it only reads: stop it now
     delete_name = job_specs.job_name(owner, JobRole.DELETE)
     backup_job = driver.read_job(owner.namespace, job_specs.job_name(owner, JobRole.BACKUP))
+    expected = (expected_directory(owner, spec) if spec.deletion_policy == "Delete"
+                and backup_reconcile.job_vanished(status, backup_job) else None)
     step = backup_reconcile.deletion_step(spec, status, driver.read_job(owner.namespace, delete_name), delete_name,
-                                          backup_job)
+                                          backup_job, expected_dir=expected)
     decision = step.decision
     if decision is not None and decision.jobs:
         try:

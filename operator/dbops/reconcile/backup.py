@@ -133,11 +133,19 @@ class DeletionStep:
     warning: bool = False
 
 
+def job_vanished(status: DatabaseBackupStatus, backup_job: JobOutcome) -> bool:
+    """Whether the backup Job is gone with its result before the operator read it (deleted by hand or by a
+    jobTemplate.ttlSecondsAfterFinished while the operator was down): it may have committed an artifact."""
+    return status.phase == "Running" and backup_job.state == "Missing" and not (status.artifact and status.artifact.uri)
+
+
 def deletion_step(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, delete_job: JobOutcome,
-                  delete_job_name: str, backup_job: JobOutcome = MISSING) -> DeletionStep:
+                  delete_job_name: str, backup_job: JobOutcome = MISSING, *,
+                  expected_dir: str | None = None) -> DeletionStep:
     """The next step of deleting a backup: wait for a backup Job that may still commit, run the
     artifact-deleting Job per deletionPolicy on what was committed (known from status, or from the Job's
-    result when the operator was down as it finished), then release."""
+    result when the operator was down as it finished, or, when the Job vanished with its result, at
+    ``expected_dir``: where the runner commits, ``<storage>/<namespace>/<database>/<name>``), then release."""
     if spec.deletion_policy == "Retain":
         return DeletionStep(True, message="artifact retained (deletionPolicy: Retain)")
     if backup_job.state == "Running":
@@ -147,6 +155,11 @@ def deletion_step(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, delete
     if (artifact is None or not artifact.uri) and backup_job.state == "Succeeded":
         committed = results.model_from_result(BackupJobResult, backup_job.result)
         artifact = committed.artifact if committed is not None else None
+    if (artifact is None or not artifact.uri) and job_vanished(status, backup_job):
+        if expected_dir is None:
+            return DeletionStep(True, warning=True, message="the backup Job is gone with its result and the target "
+                                "database name is unknown: an artifact it may have stored is not deleted")
+        artifact = Artifact(uri=f"{expected_dir}/", manifest_uri=f"{expected_dir}/manifest.json")
     if artifact is None or not artifact.uri:
         return DeletionStep(True, message="no stored artifact to delete")
     directory = artifact_directory(artifact)
