@@ -120,7 +120,8 @@ def test_default_render_runs_the_operator_restricted_with_standard_labels() -> N
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     args = cli_main.build_parser("operator").parse_args(container["args"])
     assert args.all_namespaces and args.health_port == 8081 and args.metrics_port == 8080
-    assert container["env"] == [{"name": "DBOPS_IMAGE", "value": "dbops:0.1.0"}]
+    assert container["env"] == [{"name": "DBOPS_IMAGE", "value": "dbops:0.1.0"},
+                                {"name": "PYTHONMALLOC", "value": "malloc"}, {"name": "MALLOC_ARENA_MAX", "value": "2"}]
     service = only(documents, "Service")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= \
