@@ -8,7 +8,17 @@ import os
 import pytest
 
 from dbops import errors
-from dbops.runner import backup, compression, connection, progress, restore_pipes, restore_tables, restore_toc, storage
+from dbops.runner import (
+    backup,
+    backup_scope,
+    compression,
+    connection,
+    progress,
+    restore_pipes,
+    restore_tables,
+    restore_toc,
+    storage,
+)
 from dbops.runner.manifest import BackupScope, parse_manifest
 
 PAYLOAD = os.urandom(200_000) + b"abc" * 100_000
@@ -80,25 +90,25 @@ def test_backup_folder_rejects_path_tricks() -> None:
 def test_scope_arguments() -> None:
     scope = BackupScope(schema_only=True, schemas=["app"], exclude_tables=["app.audit*"],
                         exclude_table_data=["app.events"])
-    assert backup.scope_arguments(scope) == ["--schema-only", "--schema=app", "--exclude-table=app.audit*",
+    assert backup_scope.scope_arguments(scope) == ["--schema-only", "--schema=app", "--exclude-table=app.audit*",
                                              "--exclude-table-data=app.events"]
     with pytest.raises(errors.InvalidSpecError):
-        backup.scope_arguments(BackupScope(schema_only=True, data_only=True))
+        backup_scope.scope_arguments(BackupScope(schema_only=True, data_only=True))
 
 
 def test_tables_in_scope_follows_pg_dump_patterns() -> None:
     tables = [("app", "users"), ("app", "bookings"), ("app", "audit_2025"), ("public", "users"), ("x", "Mixed")]
-    assert backup.tables_in_scope(tables, BackupScope()) == [(s, t, True) for s, t in tables]
-    assert backup.tables_in_scope(tables, BackupScope(tables=["users"])) == [
+    assert backup_scope.tables_in_scope(tables, BackupScope()) == [(s, t, True) for s, t in tables]
+    assert backup_scope.tables_in_scope(tables, BackupScope(tables=["users"])) == [
         ("app", "users", True), ("public", "users", True)]
-    assert backup.tables_in_scope(tables, BackupScope(tables=["app.users"])) == [("app", "users", True)]
-    assert [t for _, t, _ in backup.tables_in_scope(tables, BackupScope(exclude_tables=["app.audit_*"]))] == [
+    assert backup_scope.tables_in_scope(tables, BackupScope(tables=["app.users"])) == [("app", "users", True)]
+    assert [t for _, t, _ in backup_scope.tables_in_scope(tables, BackupScope(exclude_tables=["app.audit_*"]))] == [
         "users", "bookings", "users", "Mixed"]
-    assert backup.tables_in_scope(tables, BackupScope(tables=['x."Mixed"'])) == [("x", "Mixed", True)]
-    assert backup.tables_in_scope(tables, BackupScope(tables=["x.mixed"])) == []
-    scoped = backup.tables_in_scope(tables, BackupScope(schemas=["app"], exclude_table_data=["bookings"]))
+    assert backup_scope.tables_in_scope(tables, BackupScope(tables=['x."Mixed"'])) == [("x", "Mixed", True)]
+    assert backup_scope.tables_in_scope(tables, BackupScope(tables=["x.mixed"])) == []
+    scoped = backup_scope.tables_in_scope(tables, BackupScope(schemas=["app"], exclude_table_data=["bookings"]))
     assert scoped == [("app", "users", True), ("app", "bookings", False), ("app", "audit_2025", True)]
-    assert {d for _, _, d in backup.tables_in_scope(tables, BackupScope(schema_only=True))} == {False}
+    assert {d for _, _, d in backup_scope.tables_in_scope(tables, BackupScope(schema_only=True))} == {False}
 
 
 def test_manifest_parse_errors_are_verification_errors() -> None:

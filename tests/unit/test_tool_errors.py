@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbops import errors
-from dbops.runner import backup, restore_pipes
+from dbops.runner import restore_pipes, tool_errors
 from dbops.runner.connection import ConnectionSettings
 
 SETTINGS = ConnectionSettings(params={"host": "pg.prod.svc", "port": "5432", "dbname": "app", "user": "app"},
@@ -21,7 +21,7 @@ LOST = [
 
 @pytest.mark.parametrize("stderr", LOST)
 def test_a_lost_server_is_transient_and_named(stderr: str) -> None:
-    for error in (backup.tool_error("pg_dump", stderr, SETTINGS),
+    for error in (tool_errors.tool_error("pg_dump", stderr, SETTINGS),
                   restore_pipes.pg_restore_error(stderr, SETTINGS)):
         assert isinstance(error, errors.TransientError), error
         assert "app@pg.prod.svc:5432/app" in str(error)

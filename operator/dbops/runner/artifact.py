@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dbops import errors
-from dbops.runner import compression, progress, storage
+from dbops.runner import compression, progress, storage, storage_local, storage_s3
 from dbops.runner.manifest import MANIFEST_KEY, BackupManifest, StoredObject, parse_manifest
 
 
@@ -20,7 +20,7 @@ def load_manifest(store: storage.Storage) -> BackupManifest:
     try:
         data = store.get_bytes(MANIFEST_KEY)
     except errors.NotFoundError:
-        if isinstance(store, storage.S3Storage):
+        if isinstance(store, storage_s3.S3Storage):
             store.check_bucket()  # a missing bucket is named as such, not as a missing manifest
         raise errors.NotFoundError(
             f"no backup at {store.location.uri()}: {MANIFEST_KEY} is missing (a backup without a manifest "
@@ -137,4 +137,4 @@ def _download(store: storage.Storage, item: StoredObject, codec: str, path: Path
         with open(path, "wb") as handle:
             stream_verified(store, item, codec, handle.write, "download")
     except OSError as error:
-        raise storage.disk_error(error, path) from None
+        raise storage_local.disk_error(error, path) from None

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import datetime
 import fcntl
 import hashlib
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
-
-import psycopg
-from psycopg import sql
+from typing import IO
 
 import dbops
 from dbops import errors
-from dbops.runner import compression, connection, dbproperties, pgtools, progress, stale, storage
+from dbops.runner import (
+    backup_scope,
+    compression,
+    connection,
+    dbproperties,
+    pgtools,
+    progress,
+    stale,
+    storage,
+    storage_s3,
+    tool_errors,
+)
 from dbops.runner.manifest import MANIFEST_KEY, BackupManifest, BackupScope, StoredObject, TableRows
 
 FORMATS = ("custom", "directory", "plain")
@@ -97,164 +102,6 @@ def backup_folder(root: storage.Location, namespace: str, database: str, name: s
     return root.child(namespace, database, name)
 
 
-def scope_arguments(scope: BackupScope) -> list[str]:
-    """pg_dump options for a scope."""
-    if scope.schema_only and scope.data_only:
-        raise errors.InvalidSpecError("schema-only and data-only cannot both be set")
-    args = ["--schema-only"] if scope.schema_only else ["--data-only"] if scope.data_only else []
-    for flag, values in (
-        ("--schema", scope.schemas), ("--exclude-schema", scope.exclude_schemas), ("--table", scope.tables),
-        ("--exclude-table", scope.exclude_tables), ("--exclude-table-data", scope.exclude_table_data),
-    ):
-        args += [f"{flag}={value}" for value in values]
-    return args
-
-
-def _pattern_regex(pattern: str) -> tuple[re.Pattern[str] | None, re.Pattern[str]]:
-    """A psql-style pattern as (schema regex or None, name regex)."""
-    def convert(part: str) -> re.Pattern[str]:
-        out = ""
-        quoted = False
-        for char in part:
-            if char == '"':
-                quoted = not quoted
-            elif char == "*" and not quoted:
-                out += ".*"
-            elif char == "?" and not quoted:
-                out += "."
-            else:
-                out += re.escape(char if quoted else char.lower())
-        return re.compile(f"^{out}$")
-
-    parts = re.split(r'\.(?=(?:[^"]*"[^"]*")*[^"]*$)', pattern)
-    if len(parts) >= 2:
-        return convert(parts[-2]), convert(parts[-1])
-    return None, convert(parts[0])
-
-
-def _matches(patterns: Iterable[str], schema: str, name: str, *, schema_pattern: bool = False) -> bool:
-    for pattern in patterns:
-        if schema_pattern:
-            if _pattern_regex(pattern)[1].match(schema):
-                return True
-            continue
-        schema_re, name_re = _pattern_regex(pattern)
-        if name_re.match(name) and (schema_re is None or schema_re.match(schema)):
-            return True
-    return False
-
-
-def tables_in_scope(all_tables: Iterable[tuple[str, str]], scope: BackupScope) -> list[tuple[str, str, bool]]:
-    """(schema, table, data dumped) for the tables a pg_dump with this scope includes (approximating patterns)."""
-    selected = []
-    for schema, name in all_tables:
-        if scope.schemas and not _matches(scope.schemas, schema, name, schema_pattern=True):
-            continue
-        if _matches(scope.exclude_schemas, schema, name, schema_pattern=True):
-            continue
-        if scope.tables and not _matches(scope.tables, schema, name):
-            continue
-        if _matches(scope.exclude_tables, schema, name):
-            continue
-        with_data = not scope.schema_only and not _matches(scope.exclude_table_data, schema, name)
-        selected.append((schema, name, with_data))
-    return selected
-
-
-USER_TABLES_SQL = """
-SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                  AND d.deptype = 'e')
-ORDER BY 1, 2
-"""
-
-
-def user_tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
-    """Ordinary tables (and partitions) outside system schemas and extensions."""
-    return [(str(s), str(t)) for s, t in conn.execute(USER_TABLES_SQL).fetchall()]
-
-
-def count_rows(conn: psycopg.Connection[Any], tables: Iterable[tuple[str, str]]) -> dict[str, int]:
-    """Exact row counts by ``schema.name``."""
-    counts = {}
-    for schema, name in tables:
-        query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, name))
-        row = conn.execute(query).fetchone()
-        counts[f"{schema}.{name}"] = int(row[0]) if row else 0
-    return counts
-
-
-class _StderrTail:
-    """Collects the end of a subprocess's stderr in a thread."""
-
-    def __init__(self, stream: IO[bytes], limit: int = 200) -> None:
-        self.lines: collections.deque[str] = collections.deque(maxlen=limit)
-        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            self.lines.append(line.decode(errors="replace").rstrip())
-
-    def text(self) -> str:
-        """What was collected so far (waits briefly for the stream to end)."""
-        self._thread.join(timeout=5)
-        return "\n".join(self.lines)
-
-
-CONNECTION_LOST = (
-    "server closed the connection unexpectedly", "terminating connection due to administrator command",
-    "the database system is shutting down", "the database system is starting up",
-    "the database system is in recovery mode", "connection to server was lost", "could not receive data from server",
-    "could not send data to server", "ssl syscall error",
-)
-
-
-def connection_lost(text: str) -> bool:
-    """Whether a tool's error output says the server went away mid-work (a restart, failover or network cut)."""
-    lowered = text.lower()
-    return any(marker in lowered for marker in CONNECTION_LOST)
-
-
-def tool_error(tool: str, stderr: str, settings: connection.ConnectionSettings,
-               command: Sequence[str] = ()) -> errors.DbopsError:
-    """A clear error for a failed pg_dump/pg_restore/psql from its stderr (``command``: its argv, for names)."""
-    text = settings.redact(stderr)
-    lowered = text.lower()
-    if "connection to server" in lowered and ("failed" in lowered or "refused" in lowered):
-        return connection.connection_error(text, settings)
-    if "password authentication failed" in lowered or re.search(r'database "[^"]+" does not exist', text):
-        return connection.connection_error(text, settings)
-    if "ssl support is not compiled in" in lowered:
-        return errors.ConfigurationError(
-            f"{tool} was built without SSL support but the connection needs TLS: {_error_line(text)} "
-            "(point --pg-bin-dir at client tools built with OpenSSL)"
-        )
-    if "server version mismatch" in lowered or "aborting because of server version mismatch" in lowered:
-        return errors.ConfigurationError(f"{tool}: {_error_line(text)}")
-    if "permission denied" in lowered:
-        return errors.AuthenticationError(f"{tool}: {_error_line(text)}")
-    if re.search(r"no matching (tables|schemas|extensions|foreign servers) were found", lowered):
-        named = [arg.replace("=", " ", 1) for arg in command if arg.startswith(("--table=", "--schema="))]
-        return errors.InvalidSpecError(f"{tool}: {_error_line(text)} for {', '.join(named) or 'the scope'}",
-                                       reason="NoMatchingObjects")
-    if "no space left on device" in lowered:
-        return errors.PermanentError(f"{tool}: disk full: {_error_line(text)}", reason="DiskFull")
-    if connection_lost(text):
-        return errors.TransientError(f"{tool} lost its connection to {settings.describe()}: {_error_line(text)}")
-    return errors.TransientError(f"{tool} failed: {_error_line(text)}")
-
-
-def _error_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in lines:
-        if "error:" in line.lower() or "fatal:" in line.lower():
-            return line[:500]
-    return (lines[-1] if lines else "no error output")[:500]
-
-
 def _widen_pipe(stream: IO[bytes]) -> None:
     with contextlib.suppress(OSError):
         fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, CHUNK)
@@ -276,9 +123,9 @@ def run_backup(
     if options.jobs > 1 and options.format != "directory":
         raise errors.InvalidSpecError("parallel jobs need the directory format")
     compression.compressor(options.codec, options.level)  # validates codec and level early
-    scope_args = scope_arguments(options.scope)
+    scope_args = backup_scope.scope_arguments(options.scope)
     started = datetime.datetime.now(datetime.UTC)
-    if isinstance(target, storage.S3Storage):
+    if isinstance(target, storage_s3.S3Storage):
         target.check_bucket()
     with settings.connect(autocommit=False) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -292,14 +139,14 @@ def run_backup(
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         snapshot = str(row[0])
-        tables = tables_in_scope(user_tables(conn), options.scope)
+        tables = backup_scope.tables_in_scope(backup_scope.user_tables(conn), options.scope)
         properties = dbproperties.read(conn)
         counted: dict[str, int] = {}
         counting_failure: list[BaseException] = []
 
         def count() -> None:
             try:
-                counted.update(count_rows(conn, [(s, t) for s, t, data in tables if data]))
+                counted.update(backup_scope.count_rows(conn, [(s, t) for s, t, data in tables if data]))
             except BaseException as error:  # reported after the dump
                 counting_failure.append(error)
 
@@ -355,7 +202,7 @@ def abort_stale_uploads(store: storage.Storage, max_age: float) -> list[str]:
 
 
 def _options_of(target: storage.Storage) -> storage.S3Options | None:
-    return target.options if isinstance(target, storage.S3Storage) else None
+    return target.options if isinstance(target, storage_s3.S3Storage) else None
 
 
 def _commit(writer: storage.ObjectWriter, store: storage.Storage, name: str,
@@ -382,7 +229,7 @@ def _dump_stream(
     )
     assert process.stdout is not None and process.stderr is not None
     _widen_pipe(process.stdout)
-    stderr = _StderrTail(process.stderr)
+    stderr = tool_errors.StderrTail(process.stderr)
     compressor = compression.compressor(options.codec, options.level)
     digest = hashlib.sha256()
     meter = progress.Progress(f"backup {settings.dbname} → {store.location.uri(name)}")
@@ -399,7 +246,7 @@ def _dump_stream(
         writer.write(packed)
         code = process.wait()
         if code != 0:
-            raise tool_error("pg_dump", stderr.text(), settings, command)
+            raise tool_errors.tool_error("pg_dump", stderr.text(), settings, command)
         size = _commit(writer, store, name, versions)
     except BaseException:
         writer.abort()
@@ -423,7 +270,7 @@ def _dump_directory(
             stdin=subprocess.DEVNULL, capture_output=True, env=settings.subprocess_env(), check=False,
         )
         if result.returncode != 0:
-            raise tool_error("pg_dump", result.stderr.decode(errors="replace"), settings, command)
+            raise tool_errors.tool_error("pg_dump", result.stderr.decode(errors="replace"), settings, command)
         objects = []
         suffix = compression.SUFFIXES[options.codec]
         written: list[str] = []

@@ -11,7 +11,7 @@ import psycopg
 
 from dbops import errors
 from dbops.api.common import SqlCheck
-from dbops.runner import backup, dbverify
+from dbops.runner import backup_scope, dbverify
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ def compare_row_counts(conn: psycopg.Connection[Any], expected: dict[str, int], 
     for qualified, rows in sorted(expected.items()):
         schema, name = qualified.split(".", 1)
         try:
-            actual = backup.count_rows(conn, [(schema, name)])[qualified]
+            actual = backup_scope.count_rows(conn, [(schema, name)])[qualified]
         except psycopg.errors.UndefinedTable:
             report.mismatches.append(f"{qualified}: missing (expected {rows} rows)")
             continue

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from dbops import errors
-from dbops.runner import artifact, backup, connection, pgtools, storage
+from dbops.runner import artifact, backup, connection, pgtools, storage, tool_errors
 from dbops.runner.manifest import BackupManifest
 
 
@@ -19,8 +19,8 @@ def pg_restore_error(stderr: str, settings: connection.ConnectionSettings) -> er
     """The error for a failed pg_restore or psql, from its (redacted) stderr."""
     text = settings.redact(stderr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if any("connection to server" in line for line in lines) or backup.connection_lost(text):
-        return backup.tool_error("pg_restore", text, settings)  # transient: a retry may finish the restore
+    if any("connection to server" in line for line in lines) or tool_errors.connection_lost(text):
+        return tool_errors.tool_error("pg_restore", text, settings)  # transient: a retry may finish the restore
     detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
     return errors.PermanentError(f"restore stopped at the first error: {detail[:600]}", reason="RestoreFailed")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dbops import errors
 from dbops.api.durations import parse_duration
-from dbops.runner import storage
+from dbops.runner import storage, storage_local, storage_s3
 
 DEFAULT_MAX_AGE = "24h"
 PARTIAL_MARKER = ".partial-"  # the temporary name of an uncommitted local object: .<name>.partial-<random>
@@ -68,14 +68,14 @@ def abort_stale(store: storage.Storage, max_age: float, now: datetime.datetime |
     if max_age <= 0:
         return []
     now = now or datetime.datetime.now(datetime.UTC)
-    if isinstance(store, storage.S3Storage):
+    if isinstance(store, storage_s3.S3Storage):
         return _abort_s3(store, max_age, now)
-    if isinstance(store, storage.LocalStorage):
+    if isinstance(store, storage_local.LocalStorage):
         return _remove_partial_files(Path(store.location.path), max_age, now)
     return []
 
 
-def _list_uploads(store: storage.S3Storage, prefix: str) -> list[IncompleteUpload]:
+def _list_uploads(store: storage_s3.S3Storage, prefix: str) -> list[IncompleteUpload]:
     """Incomplete uploads under ``prefix``.
 
     AWS filters by any prefix; MinIO matches the prefix against whole object names only (a folder prefix
@@ -87,12 +87,12 @@ def _list_uploads(store: storage.S3Storage, prefix: str) -> list[IncompleteUploa
     return [upload for upload in _list_uploads_page_by_page(store, "") if upload.key.startswith(prefix)]
 
 
-def _list_uploads_page_by_page(store: storage.S3Storage, prefix: str) -> list[IncompleteUpload]:
+def _list_uploads_page_by_page(store: storage_s3.S3Storage, prefix: str) -> list[IncompleteUpload]:
     uploads: list[IncompleteUpload] = []
     markers: dict[str, str] = {}
     what = f"cannot list incomplete uploads under {store.location.uri()}"
     while True:
-        page = storage.call_s3(what, store.client.list_multipart_uploads, Bucket=store.location.bucket,
+        page = storage_s3.call_s3(what, store.client.list_multipart_uploads, Bucket=store.location.bucket,
                                Prefix=prefix, **markers)
         for item in page.get("Uploads", []):
             initiated = item["Initiated"]
@@ -106,7 +106,7 @@ def _list_uploads_page_by_page(store: storage.S3Storage, prefix: str) -> list[In
                    "UploadIdMarker": str(page.get("NextUploadIdMarker", ""))}
 
 
-def _abort_s3(store: storage.S3Storage, max_age: float, now: datetime.datetime) -> list[str]:
+def _abort_s3(store: storage_s3.S3Storage, max_age: float, now: datetime.datetime) -> list[str]:
     prefix = folder_prefix(store.location.path)
     if not prefix:  # a bucket root is never one backup's folder: touch nothing
         return []
@@ -114,7 +114,7 @@ def _abort_s3(store: storage.S3Storage, max_age: float, now: datetime.datetime) 
     for upload in select_stale(_list_uploads(store, prefix), prefix, max_age, now):
         uri = f"s3://{store.location.bucket}/{upload.key}"
         try:
-            storage.call_s3(f"cannot abort the incomplete upload of {uri}", store.client.abort_multipart_upload,
+            storage_s3.call_s3(f"cannot abort the incomplete upload of {uri}", store.client.abort_multipart_upload,
                             Bucket=store.location.bucket, Key=upload.key, UploadId=upload.upload_id)
         except errors.NotFoundError:  # completed or aborted meanwhile
             continue

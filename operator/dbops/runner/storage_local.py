@@ -1,0 +1,146 @@
+"""Backup storage in a local directory (a laptop folder or a mounted PVC): files renamed into place on commit."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from dbops import errors
+from dbops.runner.storage import READ_CHUNK, Location, ObjectWriter, already_exists
+
+
+def not_a_folder(path: Path) -> errors.DbopsError:
+    """The error for a storage path whose folder (or one above it) is a regular file."""
+    file = next((p for p in (path, *path.parents) if p.is_file()), path)
+    return errors.InvalidSpecError(f"{file} is a file, not a folder: point the storage or --from at a directory",
+                                   reason="NotAFolder")
+
+
+def disk_error(error: OSError, path: Path) -> errors.DbopsError:
+    """A clear error for a failed local write (disk full, permissions, other)."""
+    if error.errno == errno.ENOSPC:
+        return errors.PermanentError(f"disk full while writing {path}", reason="DiskFull")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return errors.AuthenticationError(f"no permission to write {path}: {error.strerror}")
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        return not_a_folder(path)
+    return errors.TransientError(f"cannot write {path}: {error.strerror}")
+
+
+class _LocalWriter:
+    def __init__(self, path: Path, exclusive: bool) -> None:
+        self._path = path
+        self._exclusive = exclusive
+        self._temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self._temp, "wb")  # noqa: SIM115
+        except OSError as error:
+            raise disk_error(error, path) from None
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._handle.write(data)
+        except OSError as error:
+            self.abort()
+            raise disk_error(error, self._path) from None
+        self._size += len(data)
+
+    def commit(self) -> int:
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            if self._exclusive:
+                os.link(self._temp, self._path)  # fails when the name exists: no overwrite
+                self._temp.unlink()
+            else:
+                os.replace(self._temp, self._path)
+        except FileExistsError:
+            self.abort()
+            raise already_exists(self._path.as_uri()) from None
+        except OSError as error:
+            self.abort()
+            raise disk_error(error, self._path) from None
+        return self._size
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._temp.unlink()
+
+
+class LocalStorage:
+    """Objects as files under a directory (a laptop folder or a mounted PVC)."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self._root = Path(location.path)
+
+    def writer(self, key: str, expected_size: int = 0, *, exclusive: bool = False) -> ObjectWriter:
+        """A writer to a temporary file renamed (or, exclusive, hard-linked) into place on commit."""
+        return _LocalWriter(self._root / key, exclusive)
+
+    def read(self, key: str) -> Iterator[bytes]:
+        """The file's bytes in chunks."""
+        path = self._root / key
+        try:
+            handle = open(path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise errors.NotFoundError(f"{path.as_uri()} does not exist") from None
+        except NotADirectoryError:
+            raise not_a_folder(path) from None
+        with handle:
+            while chunk := handle.read(READ_CHUNK):
+                yield chunk
+
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
+        """Write a file atomically."""
+        writer = self.writer(key, exclusive=exclusive)
+        writer.write(data)
+        writer.commit()
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read a whole file."""
+        path = self._root / key
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise errors.NotFoundError(f"{path.as_uri()} does not exist") from None
+        except NotADirectoryError:
+            raise not_a_folder(path) from None
+
+    def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        return (self._root / key).is_file()
+
+    def version(self, key: str) -> str | None:
+        """Inode and modification time of the file."""
+        try:
+            stat = (self._root / key).stat()
+        except FileNotFoundError:
+            return None
+        return f"{stat.st_ino}-{stat.st_mtime_ns}"
+
+    def list_keys(self) -> list[str]:
+        """Every file below the directory, as relative keys."""
+        if not self._root.is_dir():
+            return []
+        return sorted(str(p.relative_to(self._root)) for p in self._root.rglob("*") if p.is_file())
+
+    def delete(self, keys: list[str]) -> None:
+        """Delete files, then the directories left empty."""
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                (self._root / key).unlink()
+        for directory in sorted((p for p in self._root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        with contextlib.suppress(OSError):
+            self._root.rmdir()
