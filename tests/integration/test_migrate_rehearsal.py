@@ -3,10 +3,12 @@ database always dropped and the target never touched."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures.cluster import wait_for
 from tests.integration import datasets, migrate_support
 from tests.integration.runner_cli import Run, run_dbops, runner_env, tools_path
 
@@ -153,3 +155,29 @@ def test_gates_stop_on_a_large_exclusive_lock_and_on_a_stale_backup(
     assert run.code == 2 and run.result["reason"] == "RehearsalPlanMismatch", run.output
     assert "take a new backup" in run.result["message"]
     assert scratch_databases(server) == []
+
+
+def test_a_killed_rehearsal_leaves_its_copy_and_the_next_one_drops_it(
+        target: tuple[PostgresServer, str, Path], tmp_path: Path) -> None:
+    server, dbname, backup = target
+    before = target_state(server, dbname)
+    scratch = "dbops_rehearsal_killed"
+    source = migrate_support.write_migrations(tmp_path / "slow", {"0002_slow": ("SELECT pg_sleep(120);", None)})
+    env = {**migrate_support.dbops_env(server, dbname, tmp_path / "killed.json"), "DBOPS_PG_BIN_DIR": tools_path()}
+    process = subprocess.Popen([*migrate_support.DBOPS, "migrate", "rehearse", "--source", str(source), "--from",
+                                str(backup), "--no-lint", "--scratch-database", scratch],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: server.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{scratch}' "
+                                     "AND query LIKE '%pg_sleep(120)%'") == "1",
+                 timeout=240, interval=0.2, message="the rehearsal to reach its migration")
+    finally:
+        process.kill()  # SIGKILL: no finally block of the runner runs
+        process.wait(timeout=30)
+    assert scratch_databases(server) == [scratch]  # what a killed runner leaves on the server
+
+    run = rehearse(server, dbname, tmp_path, backup, dict(list(MIGRATIONS.items())[:3]), "--scratch-database", scratch)
+
+    assert run.code == 0, run.output
+    assert run.result["rehearsal"]["scratchDatabase"] == scratch and run.result["rehearsal"]["scratchDropped"]
+    assert scratch_databases(server) == [] and target_state(server, dbname) == before

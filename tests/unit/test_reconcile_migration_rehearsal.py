@@ -76,6 +76,16 @@ def test_a_gate_fails_the_run_before_the_database_is_touched() -> None:
     assert [e.reason for e in decision.events if e.type == "Warning"] == ["RehearsalBlocked"]
 
 
+def test_a_killed_rehearsal_names_the_scratch_database_it_may_have_left() -> None:
+    killed = JobOutcome("Failed", {}, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    status = DatabaseMigrationStatus(source_hash="rev1", phase="Rehearsing")
+    observed = dataclasses.replace(observe(plan=PLAN), rehearsal=r.RehearsalObserved(
+        killed, "m-rehearse-1", READY, "dbops_rehearsal_0123456789ab"))
+    decision = run(rehearsal_spec(), status, observed)
+    assert decision.status.phase == "Failed" and decision.status.rehearsal.outcome == "Failed"
+    assert "dbops_rehearsal_0123456789ab may be left" in decision.status.message
+
+
 def test_a_passed_rehearsal_of_another_plan_does_not_count() -> None:
     other = {"rehearsal": {**PASSED["rehearsal"], "planHash": "0" * 16}}
     status = DatabaseMigrationStatus(source_hash="rev1", phase="Rehearsing")
@@ -132,7 +142,7 @@ def test_rehearsal_job_args_parse_as_the_runner_reads_them(checks: bool) -> None
                                              migration_files=["1_a.up.sql"], image="dbops:test", checks_file=checks)
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:2] == ["migrate", "rehearse"] and "--dry-run" not in args
-    assert args[args.index("--scratch-database") + 1] == rehearsal_jobs.scratch_database(owner, "rev1")
+    assert args[args.index("--scratch-database") + 1] == rehearsal_jobs.scratch_database(owner)
     assert args[args.index("--max-duration") + 1] == "5400000ms" and "--expect-plan-hash" in args
     assert job["metadata"]["labels"]["dbops.io/role"] == "rehearse"
     check_arguments(args)

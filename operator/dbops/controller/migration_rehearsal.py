@@ -24,8 +24,9 @@ def observe(owner: Owner, spec: DatabaseMigrationSpec, revision: str, pre_backup
         return None
     job_name = job_specs.job_name(owner, JobRole.REHEARSE, revision)
     job = driver.read_job(owner.namespace, job_name)
+    scratch = rehearsal_jobs.scratch_database(owner)
     if job.state != "Missing":
-        return rehearsal.RehearsalObserved(job, job_name, rehearsal.RehearsalSource("Ready"))
+        return rehearsal.RehearsalObserved(job, job_name, rehearsal.RehearsalSource("Ready"), scratch)
     if spec.rehearsal.backup_ref is not None:
         name = spec.rehearsal.backup_ref.name
         source = rehearsal.backup_source(name, objects.get("DatabaseBackup", owner.namespace, name))
@@ -35,7 +36,7 @@ def observe(owner: Owner, spec: DatabaseMigrationSpec, revision: str, pre_backup
         source = rehearsal.newest_verified(spec, objects.list_objects("DatabaseBackup", owner.namespace))
     if source.state == "Ready":
         driver.require_secrets(owner.namespace, env_specs.secret_references(spec.database, source.storage))
-    return rehearsal.RehearsalObserved(job, job_name, source)
+    return rehearsal.RehearsalObserved(job, job_name, source, scratch)
 
 
 def build_job(owner: Owner, spec: DatabaseMigrationSpec, request: JobRequest, *, config_map: str,

@@ -44,6 +44,8 @@ class RehearsalObserved:
     job: JobOutcome
     job_name: str
     source: RehearsalSource
+    scratch_database: str = ""
+    """The scratch database the Job creates and drops."""
 
 
 def uses_pre_backup(spec: DatabaseMigrationSpec) -> bool:
@@ -126,7 +128,8 @@ def rehearsed(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, obse
     request = JobRequest(JobRole.REHEARSE, observed.job_name, params)
     message = f"rehearsing the plan on a copy restored from DatabaseBackup {source.backup_name}"
     if job.state == "Missing":
-        status.rehearsal = RehearsalReport(plan_hash=plan_hash, backup=source.backup_name, job_name=observed.job_name)
+        status.rehearsal = RehearsalReport(plan_hash=plan_hash, backup=source.backup_name, job_name=observed.job_name,
+                                           scratch_database=observed.scratch_database)
     if steps.job_pending(job, request, phase="Rehearsing", message=message):
         return False
     backup = status.rehearsal.backup if status.rehearsal else source.backup_name
@@ -138,8 +141,12 @@ def rehearsed(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, obse
     report.outcome = "Blocked" if report.outcome == "Blocked" else "Failed"
     reason = job.reason if job.reason not in ("", "JobFailed", "Succeeded") else "RehearsalFailed"
     report.reason = report.reason or reason
-    steps.fail(reason, f"{job.message or 'the rehearsal failed'} (the database was not touched)",
-               "RehearsalBlocked" if report.outcome == "Blocked" else "RehearsalFailed")
+    report.scratch_database = report.scratch_database or observed.scratch_database
+    message = f"{job.message or 'the rehearsal failed'} (the database was not touched)"
+    if not report.scratch_dropped and report.scratch_database:
+        message += (f"; scratch database {report.scratch_database} may be left on the server: the next rehearsal of "
+                    "this resource drops it, or drop it by hand")
+    steps.fail(reason, message, "RehearsalBlocked" if report.outcome == "Blocked" else "RehearsalFailed")
     return False
 
 

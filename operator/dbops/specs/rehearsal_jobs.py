@@ -28,9 +28,10 @@ class RehearsalJobInput:
     max_lock_bytes: int | None = None
 
 
-def scratch_database(owner: Owner, revision: str) -> str:
-    """``dbops_rehearsal_<12 hex>``, one per resource and revision (the runner drops only such names)."""
-    seed = "\0".join((owner.namespace, owner.name, owner.uid, revision))
+def scratch_database(owner: Owner) -> str:
+    """``dbops_rehearsal_<12 hex>``, one per resource (the runner creates and drops only such names): a copy left
+    by a killed rehearsal is dropped by the resource's next rehearsal, whatever its revision."""
+    seed = "\0".join((owner.namespace, owner.name, owner.uid))
     return SCRATCH_PREFIX + hashlib.sha256(seed.encode()).hexdigest()[:12]
 
 
@@ -63,7 +64,7 @@ def build_rehearsal_job(owner: Owner, spec: DatabaseMigrationSpec, params: Rehea
         mounts.append(mount)
     work = job_specs.RunnerWork(
         role=JobRole.REHEARSE,
-        args=rehearse_args(spec, params, scratch=scratch_database(owner, revision), location_args=access.args,
+        args=rehearse_args(spec, params, scratch=scratch_database(owner), location_args=access.args,
                            checks_file=checks_file),
         env=[*env_specs.database_env(spec.database), *access.env], volumes=volumes, mounts=mounts,
     )
