@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.integration.migrate_support import run_dbops
 
+from dbops.runner.migrations import flyway
 from dbops_testbed.postgres import PostgresServer, client_bin_dir
 
 
@@ -47,6 +48,11 @@ def golang_migrate_history(directory: Path, count: int = 24) -> Path:
     for name, text in files.items():
         (directory / name).write_text(text)
     return directory
+
+
+def flyway_checksum(path: Path) -> int:
+    """What Flyway records for a script (its CRC-32 over the lines; dbops.runner.migrations.flyway)."""
+    return flyway.checksum(path.read_text(encoding="utf-8"))
 
 
 def psql_file(server: PostgresServer, db: str, path: Path) -> None:
@@ -112,7 +118,9 @@ def test_flyway_history_is_imported_and_repair_and_crlf(database: tuple[Postgres
         " installed_by varchar(100) NOT NULL, installed_on timestamp NOT NULL DEFAULT now(),"
         " execution_time int NOT NULL, success boolean NOT NULL);"
         "INSERT INTO flyway_schema_history VALUES (1, '1', 'create accounts', 'SQL', 'V1__create_accounts.sql',"
-        " 123, 'app', now(), 5, true), (2, '2', 'seed', 'SQL', 'V2__seed.sql', 456, 'app', now(), 3, true)", db)
+        f" {flyway_checksum(src / 'V1__create_accounts.sql')}, 'app', now(), 5, true),"
+        f" (2, '2', 'seed', 'SQL', 'V2__seed.sql', {flyway_checksum(src / 'V2__seed.sql')}, 'app', now(), 3, true)",
+        db)
     code, doc, _ = run_dbops(server, db, "migrate", "import", "--source", str(src), "--from", "flyway")
     assert code == 0 and doc["imported"] == ["1", "2"], doc
     code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))

@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.integration.migrate_support import run_dbops
 from tests.integration.test_migrate_adoption import psql_file
 
+from dbops.runner.migrations import flyway
 from dbops_testbed.postgres import PostgresServer
 
 VIEW = ("CREATE OR REPLACE VIEW account_orders AS SELECT a.id, a.email, count(o.id) AS orders FROM accounts a "
@@ -43,6 +44,10 @@ def test_a_flyway_history_with_dotted_versions_and_repeatables_is_adopted(databa
                                                                          tmp_path: Path) -> None:
     server, db = database
     src = flyway_project(tmp_path / "sql")
+
+    def crc(name: str) -> int:
+        return flyway.checksum((src / name).read_text(encoding="utf-8"))
+
     for name in ("V1__create_accounts.sql", "V1.1__add_name.sql", "V1_2__orders.sql"):
         psql_file(server, db, src / name)
     server.psql(
@@ -51,9 +56,17 @@ def test_a_flyway_history_with_dotted_versions_and_repeatables_is_adopted(databa
         " installed_by varchar(100) NOT NULL, installed_on timestamp NOT NULL DEFAULT now(),"
         " execution_time int NOT NULL, success boolean NOT NULL);"
         "INSERT INTO flyway_schema_history VALUES"
-        " (1, '1', 'create accounts', 'SQL', 'V1__create_accounts.sql', 11, 'app', now(), 5, true),"
-        " (2, '1.1', 'add name', 'SQL', 'V1.1__add_name.sql', 12, 'app', now(), 3, true),"
-        " (3, '1.2', 'orders', 'SQL', 'V1_2__orders.sql', 13, 'app', now(), 3, true)", db)
+        f" (1, '1', 'create accounts', 'SQL', 'V1__create_accounts.sql', {crc('V1__create_accounts.sql')}, 'app',"
+        " now(), 5, true),"
+        f" (2, '1.1', 'add name', 'SQL', 'V1.1__add_name.sql', {crc('V1.1__add_name.sql')}, 'app', now(), 3, true),"
+        f" (3, '1.2', 'orders', 'SQL', 'V1_2__orders.sql', {crc('V1_2__orders.sql')}, 'app', now(), 3, true)", db)
+    # a script edited after Flyway ran it: the import refuses, naming the file, and imports nothing
+    original = (src / "V1.1__add_name.sql").read_text()
+    (src / "V1.1__add_name.sql").write_text(original.replace("name text", "name varchar(200)"))
+    code, doc, _ = run_dbops(server, db, "migrate", "import", "--source", str(src), "--allow-gaps", "--from", "flyway")
+    assert code == 2 and doc["reason"] == "MigrationDrift" and "V1.1__add_name.sql" in doc["message"], doc
+    assert server.psql("SELECT to_regclass('dbops_migrations') IS NULL", db) == "t"
+    (src / "V1.1__add_name.sql").write_text(original.replace("\n", "\r\n"))  # a CRLF checkout is no change
     code, doc, _ = run_dbops(server, db, "migrate", "plan", "--source", str(src))
     assert code == 2 and "1.2_orders is followed by 1.10_placeholder" in doc["message"], doc
     code, doc, _ = run_dbops(server, db, "migrate", "import", "--source", str(src), "--allow-gaps",

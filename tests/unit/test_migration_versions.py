@@ -106,3 +106,20 @@ def test_an_edited_dotted_migration_is_drift_but_an_edited_repeatable_is_not(tmp
     rows[1] = row("1.1", "edited")
     with pytest.raises(errors.MigrationError, match=r"1\.1_add_name was edited"):
         plan.build_plan(loaded, rows, history_table="h")
+
+
+def test_flyway_checksum_follows_flyways_line_by_line_crc32() -> None:
+    """Flyway's ChecksumCalculator: CRC-32 over each line's UTF-8 bytes, terminators dropped, a BOM stripped from
+    the first line only, stored as a signed 32-bit integer."""
+    import zlib
+
+    from dbops.runner.migrations import flyway
+
+    assert flyway.checksum("SELECT 1;") == zlib.crc32(b"SELECT 1;")  # one line: plain CRC-32
+    joined = zlib.crc32(b"ab")
+    signed = joined - (1 << 32) if joined >= (1 << 31) else joined
+    for text in ("a\nb", "a\r\nb", "a\rb", "a\nb\n", "a\n\n\nb\r\n", "\ufeffa\nb"):
+        assert flyway.checksum(text) == signed, text
+    assert flyway.checksum("a\n\ufeffb") != signed  # a BOM further in is content
+    assert flyway.checksum("") == 0 and flyway.checksum("\n") == 0
+    assert -(1 << 31) <= flyway.checksum("CREATE TABLE accounts (id bigserial PRIMARY KEY);\n" * 50) < (1 << 31)

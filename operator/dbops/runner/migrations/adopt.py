@@ -12,7 +12,7 @@ from psycopg import sql
 
 from dbops import errors
 from dbops.api import versions
-from dbops.runner.migrations import history, lock, source
+from dbops.runner.migrations import flyway, history, lock, source
 
 Connection = psycopg.Connection[Any]
 TOOLS = {"golang-migrate": "public.schema_migrations", "flyway": "public.flyway_schema_history"}
@@ -70,14 +70,15 @@ def _flyway(connection: Connection, theirs: history.HistoryTable,
     ``BASELINE`` row stands for every source version up to it, an ``UNDO`` row takes its version back.
     Repeatable rows (no version) are left out — their current text runs on the first apply, recorded then."""
     rows = connection.execute(sql.SQL(
-        "SELECT version, success, type FROM {} WHERE version IS NOT NULL ORDER BY installed_rank"
+        "SELECT version, success, type, checksum, script FROM {} WHERE version IS NOT NULL ORDER BY installed_rank"
     ).format(theirs.identifier)).fetchall()
-    failed = [str(version) for version, success, _ in rows if not success]
+    failed = [str(version) for version, success, *_ in rows if not success]
     if failed:
         raise errors.MigrationError(f"Flyway history {theirs} has failed versions {failed}; run `flyway repair` "
                                     "first", reason="DirtyHistory")
     applied: dict[versions.Key, None] = {}
-    for version, _, kind in rows:
+    _check_flyway_checksums(rows, migrations)
+    for version, _, kind, *_ in rows:
         if not versions.is_version(str(version)):
             raise errors.MigrationError(f"Flyway version {version!r} is not digits separated by '.' or '_'",
                                         reason="InvalidVersion")
@@ -89,6 +90,24 @@ def _flyway(connection: Connection, theirs: history.HistoryTable,
         else:
             applied[number] = None
     return list(applied)
+
+
+def _check_flyway_checksums(rows: list[Any], migrations: list[source.Migration]) -> None:
+    """Refuse when a script Flyway applied differs from the source's file (its recorded checksum, as Flyway
+    computes it, does not match): importing would vouch for text that never ran."""
+    by_number = {m.number: m for m in source.versioned(migrations)}
+    changed = []
+    for version, _, kind, recorded, script in rows:
+        if recorded is None or str(kind).upper() != "SQL" or not versions.is_version(str(version)):
+            continue
+        migration = by_number.get(versions.key(str(version)))
+        if migration is not None and flyway.checksum(migration.up.sql) != int(recorded):
+            changed.append(f"{migration.up.file or script} (Flyway recorded {recorded}, the file now has "
+                           f"{flyway.checksum(migration.up.sql)})")
+    if changed:
+        raise errors.MigrationError(
+            f"{len(changed)} scripts differ from what Flyway applied: {'; '.join(changed[:5])}; restore the applied "
+            "text (or run `flyway repair` if the change is intended) before importing", reason="MigrationDrift")
 
 
 def upto(applied: list[versions.Key], migrations: list[source.Migration]) -> list[versions.Key]:
