@@ -23,11 +23,15 @@ from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_rehearsal import Rehearsal, RehearsalReport
 from dbops.api.migration_source import MigrationSource
 from dbops.api.migration_verify import (
+    JOBS_CEL,
     QUERIES_CEL,
     RowCountVerification,
     SizeChanges,
     SizeReport,
+    SmokeTest,
+    SmokeTestResult,
     VerifyQuery,
+    unique_job_names,
     unique_query_names,
 )
 from dbops.api.status import JobStatus
@@ -127,7 +131,12 @@ class MigrationVerification(ApiModel):
     sizes: SizeReport = Field(default_factory=SizeReport)
     """Table and index size changes kept in status."""
 
+    jobs: Annotated[list[SmokeTest], Field(max_length=4, json_schema_extra={
+        "x-kubernetes-validations": JOBS_CEL})] = Field(default_factory=list)
+    """The application's own smoke tests (Jobs in its image) after migrating; a failure triggers onFailure."""
+
     _unique_queries = field_validator("queries")(unique_query_names)
+    _unique_jobs = field_validator("jobs")(unique_job_names)
     checks: Annotated[list[SqlCheck], Field(max_length=64)] = Field(default_factory=list)
     """User SQL checks, e.g. no orphaned bookings."""
 
@@ -270,3 +279,5 @@ class DatabaseMigrationStatus(JobStatus[MigrationPhase]):
     """Table and index size changes of the last run."""
     framework_history: list[FrameworkHistory] = Field(default_factory=list)
     """Command mode: what the framework recorded in its own history during the last run."""
+    smoke_tests: list[SmokeTestResult] = Field(default_factory=list)
+    """The smoke tests (verify.jobs) of the last run."""

@@ -1,14 +1,17 @@
 """What a DatabaseMigration verifies beyond the builtins, and how the outcomes look in status.
 
-Row counts of chosen tables, query plans (EXPLAIN with assertions) and table/index size changes."""
+Row counts of chosen tables, query plans (EXPLAIN with assertions), table/index size changes and the user's
+own smoke-test Jobs."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from dbops.api.base import ApiModel
+from dbops.api.common import Duration, duration_milliseconds
+from dbops.api.migration_source import EnvVar
 
 TableName = Annotated[str, StringConstraints(pattern=r"^([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$", max_length=127)]
 """``table`` (schema public) or ``schema.table``, as PostgreSQL folds unquoted names."""
@@ -63,6 +66,61 @@ def unique_query_names(queries: list[VerifyQuery]) -> list[VerifyQuery]:
     if duplicates:
         raise ValueError(f"query names must be unique: {', '.join(duplicates)}")
     return queries
+
+
+class SmokeTest(ApiModel):
+    """The application's own test, run in its image after the migration (and its verification) succeeded."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [
+            {"rule": "!has(self.timeout) || self.timeout != '0'", "message": "timeout must be longer than 0",
+             "fieldPath": ".timeout"}]}
+    }
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+    """Name shown in status."""
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    """The image that holds the test (e.g. the application's)."""
+    command: Annotated[list[Annotated[str, StringConstraints(max_length=4096)]], Field(min_length=1, max_length=64)]
+    """Command and arguments, e.g. [python, manage.py, test, smoke] or an HTTP probe; exit 0 passes."""
+    env: Annotated[list[EnvVar], Field(max_length=32)] = Field(default_factory=list)
+    """Environment (credentials only through valueFrom.secretKeyRef); the database connection is added as for
+    command mode (DBOPS_DATABASE_URI, PG*, DATABASE_URL)."""
+    timeout: Duration = "10m"
+    """The Job's activeDeadlineSeconds: a test still running then fails."""
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: str) -> str:
+        if duration_milliseconds(value) <= 0:
+            raise ValueError("timeout must be longer than 0")
+        return value
+
+
+JOBS_CEL = [{"rule": "self.all(j, self.exists_one(k, k.name == j.name))", "message": "smoke test names must be "
+             "unique"}]
+
+
+def unique_job_names(jobs: list[SmokeTest]) -> list[SmokeTest]:
+    """The pydantic twin of JOBS_CEL."""
+    names = [job.name for job in jobs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"smoke test names must be unique: {', '.join(duplicates)}")
+    return jobs
+
+
+class SmokeTestResult(ApiModel):
+    """The outcome of one smoke test of the last run."""
+
+    name: str
+    """The test."""
+    job_name: str = ""
+    """Its Job."""
+    state: Literal["Running", "Succeeded", "Failed"] = "Running"
+    """Where it is."""
+    message: str = ""
+    """Exit code and the tail of its output, or the timeout."""
 
 
 class TableSize(ApiModel):

@@ -19,4 +19,6 @@ class JobRole(StrEnum):
     COMMAND = "command"
     REHEARSE = "rehearse"
     """Apply the plan to a copy restored from a backup (DatabaseMigration.spec.rehearsal)."""
+    SMOKE = "smoke"
+    """A DatabaseMigration's smoke test (verify.jobs) in the user's image."""
     TRIGGER = "trigger"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -21,11 +22,12 @@ from dbops.kube import objects
 from dbops.reconcile import command as command_reconcile
 from dbops.reconcile import migration as migration_reconcile
 from dbops.reconcile import runlock
+from dbops.reconcile import smoke as smoke_reconcile
 from dbops.reconcile import window as window_reconcile
 from dbops.reconcile.actions import ApplyParams, Decision, JobRequest
 from dbops.reconcile.children import child_state
 from dbops.reconcile.jobs import JobOutcome, job_state
-from dbops.specs import command_jobs, naming
+from dbops.specs import command_jobs, naming, smoke_jobs
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
 from dbops.specs import runlock as runlock_specs
@@ -94,6 +96,7 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
     # The snapshot exists before anything that mounts it is even decided (as before the effect channel).
     effects.carry_out(owner, Decision(status, create=[config_map]))
     jobs = observe_command_jobs(owner, revision) if spec.source.command is not None else observe_jobs(owner, revision)
+    jobs = observe_smoke_jobs(owner, spec, revision, jobs)
     backup_name = naming.child_name(owner.name, "pre", owner.uid, revision)
     restore_name = naming.child_name(owner.name, "rollback", owner.uid, revision)
     backup_body = objects.get("DatabaseBackup", owner.namespace, backup_name) if spec.backup.enabled else None
@@ -148,12 +151,26 @@ def read_command_job(namespace: str, name: str) -> JobOutcome:
     return command_reconcile.command_outcome(job, pods)
 
 
+def observe_smoke_jobs(owner: Owner, spec: DatabaseMigrationSpec, revision: str,
+                       jobs: migration_reconcile.MigrationJobs) -> migration_reconcile.MigrationJobs:
+    """The run's Jobs with its smoke-test Jobs (spec.verify.jobs) added."""
+    if not spec.verify.jobs:
+        return jobs
+    names = smoke_jobs.smoke_job_names(owner, spec, revision)
+    outcomes = []
+    for name in names:
+        job = kube_jobs.get_job(owner.namespace, name)
+        pods = kube_jobs.job_pods(owner.namespace, name) if job_state(job) == "Failed" else []
+        outcomes.append(smoke_reconcile.smoke_outcome(job, pods))
+    return dataclasses.replace(jobs, smoke=tuple(outcomes), smoke_names=tuple(names))
+
+
 def command_secret_references(spec: DatabaseMigrationSpec) -> list[SecretKeySelector]:
-    """The Secret keys the command's own env reads (its non-optional secretKeyRefs)."""
-    if spec.source.command is None:
-        return []
+    """The Secret keys the command's and the smoke tests' own env read (their non-optional secretKeyRefs)."""
+    env = [*(spec.source.command.env if spec.source.command is not None else []),
+           *(item for test in spec.verify.jobs for item in test.env)]
     selectors = []
-    for item in spec.source.command.env:
+    for item in env:
         # Complete references are the model's (and admission's) business; only required Secret keys are checked.
         ref = item.value_from.secret_key_ref if item.value_from is not None else None
         if ref is not None and not ref.optional:
@@ -174,8 +191,13 @@ def job_builder(owner: Owner, spec: DatabaseMigrationSpec, config_map: str, migr
     def check(request: JobRequest) -> dict[str, Any]:
         return job_specs.build_check_job(owner, spec, revision=revision, image=CONFIG.image)
 
+    def smoke_job(request: JobRequest) -> dict[str, Any]:
+        names = smoke_jobs.smoke_job_names(owner, spec, revision)
+        return smoke_jobs.build_smoke_job(owner, spec, spec.verify.jobs[names.index(request.name)], name=request.name)
+
     if spec.source.command is not None:
         return effects.by_role(KIND, {
+            JobRole.SMOKE: smoke_job,
             JobRole.CHECK: check,
             JobRole.COMMAND: lambda request: command_jobs.build_command_job(owner, spec, revision=revision,
                                                                             image=CONFIG.image),
@@ -187,7 +209,7 @@ def job_builder(owner: Owner, spec: DatabaseMigrationSpec, config_map: str, migr
                                              migration_files=migration_files, revision=revision, image=CONFIG.image)
 
     return effects.by_role(KIND, {JobRole.PLAN: migration_job, JobRole.CHECK: check, JobRole.APPLY: migration_job,
-                                  JobRole.REHEARSE: rehearse})
+                                  JobRole.REHEARSE: rehearse, JobRole.SMOKE: smoke_job})
 
 
 def _database_from_backup(body: Mapping[str, Any] | None) -> str:

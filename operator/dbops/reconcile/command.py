@@ -24,7 +24,7 @@ def output_tail(text: str, *, max_lines: int = MAX_TAIL_LINES, max_chars: int = 
     return tail if len(tail) <= max_chars else "…" + tail[-(max_chars - 1):]
 
 
-def _last_termination(pods: Sequence[Mapping[str, Any]]) -> tuple[int, str] | None:
+def last_termination(pods: Sequence[Mapping[str, Any]]) -> tuple[int, str] | None:
     """(exit code, message) of the most recently terminated container among the pods."""
     latest: tuple[str, int, str] | None = None
     for pod in pods:
@@ -48,7 +48,7 @@ def command_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, A
         return JobOutcome(state, {}, "Succeeded", SUCCEEDED_MESSAGE)
     conditions = (job.get("status") or {}).get("conditions") or []
     condition: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Failed" and c.get("status") == "True"), {})
-    terminated = _last_termination(pods)
+    terminated = last_termination(pods)
     if terminated is None:
         message = f"the migration command failed: {condition.get('message') or condition.get('reason') or 'Job failed'}"
     else:

@@ -26,7 +26,7 @@ from dbops.api.migration import (
 from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_verify import SizeChanges
 from dbops.api.roles import JobRole
-from dbops.reconcile import results
+from dbops.reconcile import results, smoke
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import MISSING, JobOutcome
@@ -50,6 +50,10 @@ class MigrationJobs:
     names: dict[JobRole, str]
     verify: JobOutcome = MISSING
     """The verify-db Job (command mode only)."""
+    smoke: tuple[JobOutcome, ...] = ()
+    """The smoke-test Jobs (spec.verify.jobs), in spec order."""
+    smoke_names: tuple[str, ...] = ()
+    """Their names."""
 
 
 @dataclass(frozen=True)
@@ -272,6 +276,8 @@ class _Run:
         if result.get("currentVersion") is not None:
             self.status.current_version = str(result.get("currentVersion") or "")
         if apply.state == "Succeeded":
+            if not self.smoke_tested():
+                return
             message = f"applied {len(self.status.applied)} migrations; now at version {self.status.current_version}"
             if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
                 self.decision.event("Normal", "MigrationSucceeded", message)
@@ -305,6 +311,8 @@ class _Run:
         self.status.framework_history = results.models_from_result(FrameworkHistory,
                                                                    verify.result.get("frameworkHistory"))
         if verify.state == "Succeeded":
+            if not self.smoke_tested():
+                return
             ran = "; ".join(part for history in self.status.framework_history if (part := history.summary()))
             message = (f"migration command succeeded{f' ({ran})' if ran else ''}; "
                        f"{len(self.status.verification)} verifications passed")
@@ -313,6 +321,17 @@ class _Run:
             return
         reason = verify.reason if verify.reason not in ("", "JobFailed") else "VerificationFailed"
         self.failed_run(reason, verify.message)
+
+    def smoke_tested(self) -> bool:
+        """The smoke tests after a successful migration: True once all passed (or there are none)."""
+        if not self.spec.verify.jobs:
+            return True
+        jobs = self.observed.jobs
+        verdict = smoke.smoke_step(self.steps, self.spec, jobs.smoke_names, jobs.smoke)
+        self.status.smoke_tests = list(verdict.results)
+        if verdict.failure:
+            self.failed_run("SmokeTestFailed", verdict.failure)
+        return not verdict.pending and not verdict.failure
 
     def rolled_back(self, failure: str = "") -> None:
         child = self.observed.restore

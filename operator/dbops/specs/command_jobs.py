@@ -14,9 +14,11 @@ command and env instead of ``dbops``. Differences from the runner Jobs, on purpo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dbops.api.migration import DatabaseMigrationSpec
+from dbops.api.migration_source import EnvVar
 from dbops.api.roles import JobRole
 from dbops.specs import env as env_specs
 from dbops.specs import framework_snapshot
@@ -34,9 +36,14 @@ Manifest = dict[str, Any]
 def command_env(spec: DatabaseMigrationSpec) -> list[env_specs.EnvVar]:
     """The command container's env: the user's variables, then the connection (DATABASE_URL too, for frameworks)."""
     assert spec.source.command is not None
+    return app_env(spec, spec.source.command.env)
+
+
+def app_env(spec: DatabaseMigrationSpec, env: Sequence[EnvVar]) -> list[env_specs.EnvVar]:
+    """A container in the user's image: their variables, then the connection (and DATABASE_URL unless theirs)."""
     connection = env_specs.database_env(spec.database)
     ours = {item["name"] for item in connection} | {"HOME"}  # build_job sets HOME to the writable scratch dir
-    user = [item.to_wire() for item in spec.source.command.env if item.name not in ours]
+    user = [item.to_wire() for item in env if item.name not in ours]
     if spec.database.uri_secret_ref is not None and all(item["name"] != "DATABASE_URL" for item in user):
         connection.append(env_specs.secret_env("DATABASE_URL", spec.database.uri_secret_ref))
     return [*user, *connection]

@@ -1,0 +1,75 @@
+"""The smoke-test step of a DatabaseMigration (spec.verify.jobs): start the Jobs together, wait, judge.
+
+A test's Job runs the user's image, so its outcome is its exit code and output tail (as for a
+framework command), or the Job's deadline (the test's timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dbops.api.migration import DatabaseMigrationSpec, MigrationPhase
+from dbops.api.migration_verify import SmokeTestResult
+from dbops.api.roles import JobRole
+from dbops.reconcile.actions import JobRequest
+from dbops.reconcile.command import last_termination, output_tail
+from dbops.reconcile.jobs import MAX_MESSAGE, JobOutcome, job_state
+from dbops.reconcile.steps import Steps
+from dbops.redaction import redact
+
+
+@dataclass(frozen=True)
+class SmokeVerdict:
+    """Whether the smoke tests are still running, all passed, or which failed."""
+
+    pending: bool
+    failure: str = ""
+    results: tuple[SmokeTestResult, ...] = ()
+
+
+def smoke_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> JobOutcome:
+    """Succeeded on exit 0; else Failed with the exit code and output tail, or the deadline that stopped it."""
+    state = job_state(job)
+    if job is None or state in ("Missing", "Running"):
+        return JobOutcome(state)
+    if state == "Succeeded":
+        return JobOutcome(state, {}, "Succeeded", "passed")
+    conditions = (job.get("status") or {}).get("conditions") or []
+    failed: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Failed"
+                                      and c.get("status") == "True"), {})
+    if failed.get("reason") == "DeadlineExceeded":
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        return JobOutcome("Failed", {}, "SmokeTestFailed", f"timed out after {deadline}s")
+    terminated = last_termination(pods)
+    if terminated is None:
+        message = f"failed: {failed.get('message') or failed.get('reason') or 'Job failed'}"
+    else:
+        code, output = terminated
+        tail = output_tail(redact(output), max_chars=MAX_MESSAGE - 64)
+        message = f"exited with code {code}" + (f": {tail}" if tail else "")
+    return JobOutcome("Failed", {}, "SmokeTestFailed", redact(message)[:MAX_MESSAGE])
+
+
+def smoke_step(steps: Steps[MigrationPhase], spec: DatabaseMigrationSpec, names: Sequence[str],
+               outcomes: Sequence[JobOutcome]) -> SmokeVerdict:
+    """Start every missing smoke Job (they run side by side); pending until all finished; the first failure."""
+    results = []
+    pending = False
+    for test, name, outcome in zip(spec.verify.jobs, names, outcomes, strict=True):
+        shown = ", ".join(test.name for test in spec.verify.jobs)
+        if steps.job_pending(outcome, JobRequest(JobRole.SMOKE, name), phase="Verifying",
+                             message=f"running smoke tests {shown}", started="SmokeTestStarted"):
+            pending = True
+        state = outcome.state if outcome.finished else "Running"
+        results.append(SmokeTestResult(name=test.name, job_name=name, state=state, message=outcome.message))
+    if pending:
+        return SmokeVerdict(True, results=tuple(results))
+    failed = [result for result in results if result.state == "Failed"]
+    if failed:
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        return SmokeVerdict(False, f"smoke test {first.name} (Job {first.job_name}) {first.message}{more}",
+                            tuple(results))
+    return SmokeVerdict(False, results=tuple(results))
