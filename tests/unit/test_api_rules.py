@@ -28,6 +28,7 @@ TYPE_TWINS = {
     "must be an IANA time zone name such as UTC or Europe/Berlin (case matters)",
     "must be a non-negative quantity of bytes such as 512Mi or 2G",
     "query names must be unique",
+    "smoke test names must be unique",
     "a request must not exceed its limit",
     "key must be a qualified name, e.g. dedicated or example.com/pool",
     "operator must be Exists when key is empty",

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints
 
-from dbops.api.base import ApiModel
+from dbops.api.base import ApiModel, Rule
 from dbops.api.common import Duration, duration_milliseconds
 from dbops.api.migration_source import EnvVar
 
@@ -71,11 +71,8 @@ def unique_query_names(queries: list[VerifyQuery]) -> list[VerifyQuery]:
 class SmokeTest(ApiModel):
     """The application's own test, run in its image after the migration (and its verification) succeeded."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {"x-kubernetes-validations": [
-            {"rule": "!has(self.timeout) || self.timeout != '0'", "message": "timeout must be longer than 0",
-             "fieldPath": ".timeout"}]}
-    }
+    rules = (Rule("!self.timeout.matches('^(0|(0+(ms|s|m|h|d|w))+)$')", "timeout must be longer than 0",
+                  lambda test: duration_milliseconds(test.timeout) > 0, field_path=".timeout"),)
 
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
     """Name shown in status."""
@@ -88,13 +85,6 @@ class SmokeTest(ApiModel):
     command mode (DBOPS_DATABASE_URI, PG*, DATABASE_URL)."""
     timeout: Duration = "10m"
     """The Job's activeDeadlineSeconds: a test still running then fails."""
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: str) -> str:
-        if duration_milliseconds(value) <= 0:
-            raise ValueError("timeout must be longer than 0")
-        return value
 
 
 JOBS_CEL = [{"rule": "self.all(j, self.exists_one(k, k.name == j.name))", "message": "smoke test names must be "
