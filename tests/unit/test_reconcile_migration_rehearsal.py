@@ -61,6 +61,8 @@ def test_without_approval_it_waits_with_the_rehearsed_hash() -> None:
     status = DatabaseMigrationStatus(source_hash="rev1", phase="Rehearsing")
     decision = run(s, status, with_rehearsal(observe(plan=PLAN), done(PASSED)))
     assert decision.status.phase == "AwaitingApproval" and HASH in decision.status.message
+    assert "rehearsed 1 migrations" in decision.status.message and "app.bookings (8.6 MiB) for 800 ms in 1" \
+        in decision.status.message
     assert decision.jobs == []
 
 

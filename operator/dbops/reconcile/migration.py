@@ -30,7 +30,7 @@ from dbops.reconcile import results, smoke
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import MISSING, JobOutcome
-from dbops.reconcile.migration_rehearsal import RehearsalObserved, rehearsed, uses_pre_backup
+from dbops.reconcile.migration_rehearsal import RehearsalObserved, rehearsal_summary, rehearsed, uses_pre_backup
 from dbops.reconcile.runlock import RunLock
 from dbops.reconcile.steps import WAIT_SECONDS, Steps
 from dbops.reconcile.window import WindowState
@@ -201,6 +201,9 @@ class _Run:
         if plan_hash and self.spec.approval.approved_plan_hash == plan_hash:
             return True
         what = "this command (image, command and env)" if self.spec.source.command is not None else "this plan"
+        rehearsal, pending = self.status.rehearsal, len(self.status.plan.pending) if self.status.plan else 0
+        if rehearsal is not None and rehearsal.outcome == "Passed":
+            what += f" ({rehearsal_summary(rehearsal, pending)})"
         self.progress("AwaitingApproval", "AwaitingApproval",
                       f"set spec.approval.approvedPlanHash to {plan_hash} to approve {what}")
         return False

@@ -136,7 +136,8 @@ def rehearsed(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, obse
     status.rehearsal = report_from_result(job.result.get("rehearsal"), job_name=observed.job_name, backup=backup)
     report = status.rehearsal
     if job.state == "Succeeded" and report.outcome == "Passed" and report.plan_hash == plan_hash:
-        steps.decision.event("Normal", "RehearsalPassed", _summary(report))
+        pending = len(status.plan.pending) if status.plan else 0
+        steps.decision.event("Normal", "RehearsalPassed", rehearsal_summary(report, pending))
         return True
     report.outcome = "Blocked" if report.outcome == "Blocked" else "Failed"
     reason = job.reason if job.reason not in ("", "JobFailed", "Succeeded") else "RehearsalFailed"
@@ -166,10 +167,17 @@ def _without_markers(value: Any) -> Any:
     return value
 
 
-def _summary(report: RehearsalReport) -> str:
-    text = (f"rehearsed {len(report.migrations)} migrations on a copy of {report.backup} in "
+def rehearsal_summary(report: RehearsalReport, migrations: int) -> str:
+    """One line for the Event and the approval message: migrations (the plan's count: a cut result lists fewer),
+    time, rows, the largest exclusive lock."""
+    text = (f"rehearsed {migrations} migrations on a copy of {report.backup} in "
             f"{report.duration_ms / 1000:.1f}s, {report.rows_touched} rows touched")
     lock = report.largest_exclusive_lock
     if lock is not None:
-        text += f"; largest ACCESS EXCLUSIVE lock: {lock.table} ({lock.table_bytes} bytes) for {lock.held_ms} ms"
+        text += (f"; largest ACCESS EXCLUSIVE lock: {lock.table} ({_mib(lock.table_bytes)}) for {lock.held_ms} ms "
+                 f"in {lock.version}")
     return text
+
+
+def _mib(value: int) -> str:
+    return f"{value / (1 << 20):.1f} MiB"
