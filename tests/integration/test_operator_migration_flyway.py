@@ -70,3 +70,24 @@ def test_without_allow_gaps_the_gap_is_named(operator: harness.RunningOperator, 
     assert failed["reason"] == "InvalidSpec", failed
     assert "000001_init_schema_v6.0 is followed by 000003_projects" in failed["message"], failed
     assert "allowGaps" in failed["message"]
+
+
+def test_an_atlas_configmap_reaches_the_job_with_its_sum_and_a_tampered_file_is_named(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
+        app_database: str) -> None:
+    from tests.integration.test_migrate_atlas import FILES as ATLAS_FILES
+    from tests.unit.test_migration_atlas import sum_file
+
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    tampered = {**ATLAS_FILES, "atlas.sum": sum_file(ATLAS_FILES),
+                "20240212120000_orders.sql": ATLAS_FILES["20240212120000_orders.sql"] + "-- edited\n"}
+    client.CoreV1Api(kube_client).create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="atlas"), data=tampered))
+    spec = {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}, "source": {"configMapRef": {"name": "atlas"}},
+            "baselineVersion": "0"}
+    harness.create_resource(kube_client, namespace, MIGRATION, "atlas", spec)
+    body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "atlas", {"Succeeded", "Failed", "RolledBack"})
+    failed = next(c for c in body["status"]["conditions"] if c["type"] == "Failed")
+    assert body["status"]["phase"] == "Failed" and failed["reason"] == "InvalidSpec", body["status"]
+    assert "20240212120000_orders.sql does not match its hash in atlas.sum" in failed["message"]
+    assert postgres.psql("SELECT to_regclass('accounts') IS NULL", app_database) == "t"
