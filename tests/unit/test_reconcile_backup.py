@@ -190,3 +190,22 @@ def test_a_pod_waiting_for_its_claim_shows_on_the_backup_with_one_warning() -> N
         ready = running.status.condition("Ready")
         assert ready is not None and ready.reason == "Running"  # the claim was bound: the reason goes
     assert job_outcome(RUNNING_JOB, [IMAGE_POD]).reason == ""
+
+
+def test_a_backup_job_removed_after_its_result_was_recorded_is_not_run_again() -> None:
+    """jobTemplate.ttlSecondsAfterFinished removes the finished backup Job while the backup is verified: the
+    stored artifact is verified, not dumped a second time."""
+    first = backup_reconcile.reconcile_backup(SPEC, DatabaseBackupStatus(phase="Running"),
+                                              observed(finished_job("Complete", RESULT)), generation=1, now=NOW)
+    assert first.status.phase == "Verifying"
+    for verify in (MISSING, JobOutcome("Running")):
+        decision = backup_reconcile.reconcile_backup(SPEC, first.status, observed(MISSING, verify), generation=1,
+                                                     now=NOW)
+        assert [job.role for job in decision.jobs] == (["verify"] if verify is MISSING else [])
+        assert decision.status.phase == "Verifying" and decision.status.attempts == first.status.attempts
+    verified = {"ok": True, "verification": {"decoded": True}}
+    done = backup_reconcile.reconcile_backup(SPEC, first.status,
+                                             observed(MISSING, finished_job("Complete", verified)),
+                                             generation=1, now=NOW)
+    assert done.status.phase == "Succeeded" and done.jobs == []
+    assert done.status.artifact == first.status.artifact

@@ -53,27 +53,36 @@ def reconcile_backup(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, obs
         _set_expiry(spec, status)
         return decision
     steps = Steps(status, decision, generation=generation, now=now)
+    if not _stored(steps, status, observed):
+        return decision
+    if needs_verification(spec) and not _verified(steps, status, observed):
+        return decision
+    _succeed(spec, steps, status)
+    return decision
+
+
+def _stored(steps: Steps[BackupPhase], status: DatabaseBackupStatus, observed: BackupJobs) -> bool:
+    """Advance the backup Job; True once its artifact is recorded in status."""
     backup, name = observed.backup, observed.backup_name
+    if status.phase == "Verifying" and status.artifact is not None and status.artifact.uri:
+        return True  # recorded: a backup Job removed since (ttlSecondsAfterFinished) must not dump again
     if backup.state == "Missing" and status.phase != "Running":
         status.attempts += 1
     elif backup.state == "Running":
         status.attempts = max(status.attempts, 1)
     if steps.job_pending(backup, JobRequest(JobRole.BACKUP, name), phase="Running",
                          message=f"backup Job {name} running", started="BackupStarted"):
-        return decision
+        return False
     if backup.state == "Failed":
         steps.fail(backup.reason, backup.message, "BackupFailed")
-        return decision
+        return False
     outcome = results.model_from_result(BackupJobResult, backup.result)
     if outcome is None or not outcome.artifact.uri:
         steps.fail("NoResult", "the backup Job succeeded but reported no artifact", "BackupFailed")
-        return decision
+        return False
     status.artifact = outcome.artifact
     status.source = outcome.source
-    if needs_verification(spec) and not _verified(steps, status, observed):
-        return decision
-    _succeed(spec, steps, status)
-    return decision
+    return True
 
 
 def _verified(steps: Steps[BackupPhase], status: DatabaseBackupStatus, observed: BackupJobs) -> bool:
