@@ -31,6 +31,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="dbops.io", key="last-handled-configuration")
     settings.execution.max_workers = CONFIG.max_workers
+    # At most this many objects per kind in flight at once (the rest wait as raw events): Kopf otherwise starts a
+    # worker per object, each holding its object's body while it waits for a handler thread, and a burst of 1,000
+    # new resources leaves the allocator at that high-water mark (bench/README.md, P7). A worker frees its slot
+    # 1 s after its object's last event instead of 5 s.
+    settings.queueing.worker_limit = max(8, 2 * CONFIG.max_workers)
+    settings.queueing.idle_timeout = 1.0
     settings.networking.request_timeout = 60.0
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
