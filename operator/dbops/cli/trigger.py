@@ -92,20 +92,29 @@ def _create(manifest: dict[str, Any]) -> bool:
     return True
 
 
+def _when(text: str | None) -> datetime:
+    """The scheduled time: ``--scheduled-time`` (checked before anything is contacted), else from the pod."""
+    if not text:
+        return scheduled_time(os.environ.get("DBOPS_POD_NAME", ""), datetime.now(UTC))
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise errors.InvalidSpecError(
+            f"--scheduled-time {text!r} is not an ISO 8601 time (e.g. 2026-11-29T02:00:00+00:00)") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from dbops.kube import objects
     from dbops.kube import session as kube_session
 
     command = "trigger backup"
     try:
+        when = _when(args.scheduled_time)
         kube_session.configure(args.kubeconfig)
         namespace = _namespace(args)
         schedule = objects.get("DatabaseBackupSchedule", namespace, args.schedule)
         if schedule is None:
             raise errors.MissingReferenceError(f"DatabaseBackupSchedule {args.schedule} not found in {namespace}")
-        now = datetime.now(UTC)
-        when = (datetime.fromisoformat(args.scheduled_time) if args.scheduled_time
-                else scheduled_time(os.environ.get("DBOPS_POD_NAME", ""), now))
         manifest = backup_manifest(schedule, when)
         created = _create(manifest)
     except Exception as error:

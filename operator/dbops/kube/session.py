@@ -100,7 +100,8 @@ class KubeSession:
             response = self._pool.request(method, url, body=data, headers=headers,
                                           timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
         except urllib3.exceptions.HTTPError as error:  # timeouts, refused or reset connections
-            raise ApiError(0, f"{method} {path}: the API server did not answer: {type(error).__name__}") from None
+            raise ApiError(0, f"{method} {self.host}{path}: the API server did not answer: {type(error).__name__}"
+                           ) from None
         payload: JSON = {}
         if response.data:
             try:
@@ -120,10 +121,15 @@ def configure(kubeconfig: str | None = None) -> KubeSession:
     """Load credentials (a kubeconfig, $KUBECONFIG or the in-cluster service account) and open the session."""
     global _session
     configuration = k8s_client.Configuration()
-    if kubeconfig or os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    try:
+        if kubeconfig or os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException as error:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or (
+            "~/.kube/config" if not os.environ.get("KUBERNETES_SERVICE_HOST") else "the in-cluster service account")
+        raise errors.InvalidSpecError(f"kubeconfig {where}: {error}") from None
     with _lock:
         _session = KubeSession(configuration)
     return _session

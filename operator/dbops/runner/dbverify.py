@@ -172,6 +172,7 @@ def verify(connection: Connection, config: VerifyConfig, before: dict[str, int] 
         if "invalidIndexes" in config.builtins:
             results.append(check_invalid_indexes(connection))
         if "rowCounts" in config.builtins:
+            _refuse_unknown_tables(connection, config.row_count_tables, before or {})
             if before is None:
                 results.append(CheckResult("rowCounts", True, "skipped: no row counts from before the migration"))
             else:
@@ -185,6 +186,17 @@ def verify(connection: Connection, config: VerifyConfig, before: dict[str, int] 
             plan = query_plans.check_query(connection, query)
             results.append(CheckResult(f"query:{plan.name}", plan.passed, plan.detail(), plan.plan))
     return results
+
+
+def _refuse_unknown_tables(connection: Connection, tables: frozenset[str], before: dict[str, int]) -> None:
+    """A table named for row counts that exists neither now nor before is a typo: comparing nothing would pass."""
+    unknown = sorted(name for name in tables if name not in before and connection.execute(
+        "SELECT to_regclass(%s) IS NULL", [str(sql.Identifier(*name.split(".", 1)).as_string(connection))]
+    ).fetchone() == (True,))
+    if unknown:
+        raise errors.InvalidSpecError(
+            f"row counts: no table {', '.join(unknown)} in the database (--row-count-tables / "
+            "spec.verify.rowCounts.tables)")
 
 
 def _only(counts: dict[str, int], tables: frozenset[str]) -> dict[str, int]:
