@@ -262,10 +262,11 @@ def _run_without_transaction(connection: Connection, step: plan.Step, table: his
         failure: errors.DbopsError = error
         with contextlib.suppress(psycopg.Error):
             if error.reason != "BrokenObjects":
-                broken, _ = leftovers.problems_after(connection, step.script.statements, invalid_before)
-                if broken:
+                broken, not_valid = leftovers.problems_after(connection, step.script.statements, invalid_before)
+                if broken or not_valid:
                     dropped, kept = leftovers.drop_invalid(connection, broken)
-                    failure = type(error)(f"{error}; {leftovers.describe(dropped, kept, [])}", reason=error.reason)
+                    failure = type(error)(f"{error}; {leftovers.describe(dropped, kept, not_valid)}",
+                                          reason=error.reason)
         with contextlib.suppress(psycopg.Error):
             if step.direction == "up":
                 table.record(connection, version=step.migration.version, name=step.migration.name,
@@ -313,6 +314,10 @@ def _execute_rebuilding(connection: Connection, statement: sqlstatements.Stateme
                   file=sys.stderr, flush=True)
             connection.execute(leftovers.drop_statement(invalid[1], concurrently=True))
             rebuilt.append(invalid[1])
+        added = leftovers.constraint_added_not_valid_by(statement)
+        if added is not None and (dropped := leftovers.drop_not_valid_constraint(connection, added)) is not None:
+            print(f"dbops: dropped constraint {dropped}, left NOT VALID by an earlier attempt, to add it again",
+                  file=sys.stderr, flush=True)
         connection.execute(statement.text.encode(), prepare=False)
     except psycopg.Error as error:
         raise _StatementFailed(statement, error) from error

@@ -26,6 +26,10 @@ _VALIDATE = re.compile(
     rf"^ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<table>{_QUALIFIED})\s+.*?"
     rf"\bVALIDATE\s+CONSTRAINT\s+(?P<name>{_IDENT})", re.IGNORECASE | re.DOTALL,
 )
+_ADD_NOT_VALID = re.compile(
+    rf"^ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<table>{_QUALIFIED})\s+"
+    rf"ADD\s+CONSTRAINT\s+(?P<name>{_IDENT})\s.*\bNOT\s+VALID\s*;?\s*$", re.IGNORECASE | re.DOTALL,
+)
 _PART = re.compile(_IDENT)
 
 # Invalid (or not ready) indexes in user schemas, except partitioned-table indexes (ON ONLY is invalid by design).
@@ -47,6 +51,12 @@ WHERE c.relname = %(name)s AND c.relkind = 'i'
 """
 _NOT_VALID_CONSTRAINT = """
 SELECT format('%%s.%%I', con.conrelid::regclass, con.conname) FROM pg_constraint con
+WHERE con.conrelid = to_regclass(%(table)s) AND con.conname = %(name)s AND NOT con.convalidated
+"""
+
+# The same, as (table as regclass text, constraint name) for a DROP.
+_NOT_VALID_NAMED = """
+SELECT con.conrelid::regclass::text, con.conname FROM pg_constraint con
 WHERE con.conrelid = to_regclass(%(table)s) AND con.conname = %(name)s AND NOT con.convalidated
 """
 
@@ -82,6 +92,25 @@ def constraint_validated_by(statement: sqlstatements.Statement) -> ConstraintRef
     """The constraint an ``ALTER TABLE … VALIDATE CONSTRAINT`` statement validates, or None."""
     match = _VALIDATE.match(sqlstatements.strip_comments(statement.text))
     return ConstraintRef(_unquote(match["name"]), match["table"]) if match else None
+
+
+def constraint_added_not_valid_by(statement: sqlstatements.Statement) -> ConstraintRef | None:
+    """The constraint an ``ALTER TABLE … ADD CONSTRAINT name … NOT VALID`` statement adds, or None."""
+    match = _ADD_NOT_VALID.match(sqlstatements.strip_comments(statement.text))
+    return ConstraintRef(_unquote(match["name"]), match["table"]) if match else None
+
+
+def drop_not_valid_constraint(connection: Connection, ref: ConstraintRef) -> str | None:
+    """Drop the constraint when it exists and is NOT VALID (left by an earlier failed attempt); its name or None.
+
+    The statement re-adds it right after: without this, a re-run of a no-transaction migration whose VALIDATE
+    failed would stop at ``already exists`` for ever.
+    """
+    row = connection.execute(_NOT_VALID_NAMED, {"table": ref.table, "name": ref.name}).fetchone()
+    if row is None:
+        return None
+    connection.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.SQL(row[0]), sql.Identifier(row[1])))
+    return f"{row[0]}.{row[1]}"
 
 
 def invalid_indexes(connection: Connection) -> dict[int, str]:
