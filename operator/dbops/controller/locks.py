@@ -24,3 +24,9 @@ def forget(kind: str, namespace: str, name: str) -> None:
     """Drop the lock of a deleted resource."""
     with _guard:
         _locks.pop((kind, namespace, name), None)
+
+
+def count() -> int:
+    """How many resources have a lock (exported as ``dbops_operator_resource_locks``)."""
+    with _guard:
+        return len(_locks)

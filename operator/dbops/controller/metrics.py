@@ -21,6 +21,7 @@ from prometheus_client.registry import REGISTRY, Collector
 from dbops.api.backup import DatabaseBackupStatus
 from dbops.api.schedule import DatabaseBackupScheduleStatus
 from dbops.api.status import TERMINAL_PHASES, ResourceStatus
+from dbops.controller import locks
 
 SCHEDULE_LABEL = "dbops.io/schedule"
 UNKNOWN_DATABASE = "unknown"
@@ -29,6 +30,9 @@ FAILED_PHASES = frozenset({"Failed", "RolledBack"})
 RESULTS = ("Succeeded", "Failed", "RolledBack")
 VERIFICATION_REASONS = frozenset({"VerificationFailed", "ChecksumMismatch", "DecodeFailed"})
 
+RESOURCE_LOCKS = Gauge("dbops_operator_resource_locks",
+                       "Per-resource locks the operator holds: one per resource seen, dropped when it is deleted")
+RESOURCE_LOCKS.set_function(locks.count)
 RECONCILE_TOTAL = Counter("controller_runtime_reconcile_total", "Reconciliations per controller and result",
                           ["controller", "result"])
 RECONCILE_ERRORS = Counter("controller_runtime_reconcile_errors_total", "Reconciliation errors per controller",
