@@ -20,13 +20,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testbed"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cpu_meter import Usage, measure
 from migration_history import history, no_transaction
 
 from dbops_testbed.postgres import PostgresServer, client_bin_dir, running_postgres
@@ -58,42 +58,42 @@ def _psql(server: PostgresServer, db: str, *args: str) -> None:
                    env=env, check=True, capture_output=True)
 
 
-def run_psql_session(server: PostgresServer, driver: Path, keep: bool = False) -> tuple[float, str]:
+def run_psql_session(server: PostgresServer, driver: Path, keep: bool = False) -> tuple[Usage, str]:
     db = _fresh(server)
-    started = time.perf_counter()
-    _psql(server, db, "-f", str(driver))
-    seconds = time.perf_counter() - started
+    usage = measure(server.data_dir, lambda: _psql(server, db, "-f", str(driver)))
     if not keep:
         server.drop_database(db)
-    return seconds, db
+    return usage, db
 
 
-def run_psql_per_file(server: PostgresServer, files: list[tuple[Path, bool]]) -> float:
+def run_psql_per_file(server: PostgresServer, files: list[tuple[Path, bool]]) -> Usage:
     db = _fresh(server)
-    started = time.perf_counter()
-    for path, bare in files:
-        _psql(server, db, *(() if bare else ("-1",)), "-f", str(path))
-    seconds = time.perf_counter() - started
+
+    def loop() -> None:
+        for path, bare in files:
+            _psql(server, db, *(() if bare else ("-1",)), "-f", str(path))
+
+    usage = measure(server.data_dir, loop)
     server.drop_database(db)
-    return seconds
+    return usage
 
 
-def run_dbops(server: PostgresServer, source: Path, count: int, keep: bool = False) -> tuple[float, str]:
+def run_dbops(server: PostgresServer, source: Path, count: int, keep: bool = False) -> tuple[Usage, str]:
     db = _fresh(server)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update({"DBOPS_DATABASE_URI": server.uri(db), "PGSSLMODE": "disable",
                 "DBOPS_RESULT_PATH": str(source.parent / "result.json")})
-    started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-m", "dbops.cli.main", "migrate", "apply", "--source", str(source)],
-                               env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise SystemExit(f"dbops migrate apply failed (exit {completed.returncode}): {completed.stderr[-2000:]}")
+    completed: list[subprocess.CompletedProcess[str]] = []
+    usage = measure(server.data_dir, lambda: completed.append(subprocess.run(
+        [sys.executable, "-m", "dbops.cli.main", "migrate", "apply", "--source", str(source)],
+        env=env, capture_output=True, text=True, check=False)))
+    if completed[0].returncode != 0:
+        raise SystemExit(f"dbops migrate apply failed (exit {completed[0].returncode}): {completed[0].stderr[-2000:]}")
     applied = int(server.psql("SELECT count(*) FROM dbops_migrations WHERE success", db))
     assert applied == count, (applied, count)
     if not keep:
         server.drop_database(db)
-    return seconds, db
+    return usage, db
 
 
 def schema(server: PostgresServer, db: str) -> str:
@@ -122,7 +122,7 @@ def main() -> None:
         print("warm-up: schemas identical (pg_dump --schema-only)", flush=True)
         for db in (psql_db, dbops_db):
             server.drop_database(db)
-        rows: list[tuple[float, float, float | None]] = []
+        rows: list[tuple[Usage, Usage, Usage | None]] = []
         for number in range(1, args.rounds + 1):  # interleaved, so load and a warmer server hit every tool alike
             if number % 2:  # alternate who goes first, so a load trend within a round favours neither
                 session = run_psql_session(server, driver)[0]
@@ -133,18 +133,21 @@ def main() -> None:
             per_file = run_psql_per_file(server, files) if args.per_file else None
             loads.append(os.getloadavg()[0])
             rows.append((session, dbops, per_file))
-            shown = f"  psql per file {per_file:.2f} s" if per_file is not None else ""
-            print(f"round {number}: psql session {session:.2f} s  dbops {dbops:.2f} s  ratio {dbops / session:.2f}"
-                  f"{shown}  (load {loads[-1]:.1f})", flush=True)
-    ratios = [dbops / session for session, dbops, _ in rows]
-    per_file_ratios = [dbops / per_file for _, dbops, per_file in rows if per_file]
+            shown = f"  psql per file {per_file.wall:.2f} s" if per_file is not None else ""
+            print(f"round {number}: psql session {session.wall:.2f} s (CPU {session.client_cpu:.2f} + "
+                  f"{session.server_cpu:.2f} s)  dbops {dbops.wall:.2f} s (CPU {dbops.client_cpu:.2f} + "
+                  f"{dbops.server_cpu:.2f} s)  ratio {dbops.wall / session.wall:.2f}{shown}  (load {loads[-1]:.1f})",
+                  flush=True)
     print(f"PostgreSQL {args.major}, scale {args.scale}, {args.rounds} interleaved rounds,"
           f" load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores")
-    print(f"median psql session {statistics.median(r[0] for r in rows):.2f} s,"
-          f" dbops {statistics.median(r[1] for r in rows):.2f} s")
+    print(f"median psql session {statistics.median(r[0].wall for r in rows):.2f} s,"
+          f" dbops {statistics.median(r[1].wall for r in rows):.2f} s")
+    per_file_ratios = [dbops.wall / per_file.wall for _, dbops, per_file in rows if per_file]
     if per_file_ratios:
         print(f"median ratio dbops / psql per file: {statistics.median(per_file_ratios):.2f}")
-    print(f"median ratio dbops / psql one session: {statistics.median(ratios):.2f}")
+    print("median CPU ratio (client + server CPU seconds, what load barely moves):"
+          f" {statistics.median(d.cpu / s.cpu for s, d, _ in rows):.2f}")
+    print(f"median ratio dbops / psql one session: {statistics.median(d.wall / s.wall for s, d, _ in rows):.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from psycopg import pq
 
 from dbops import errors
 from dbops.api import versions
-from dbops.runner.migrations import history, leftovers, plan, sequences, source
+from dbops.runner.migrations import batch, history, leftovers, plan, sequences, source
 from dbops.runner.migrations import statements as sqlstatements
 
 Connection = psycopg.Connection[Any]
@@ -130,7 +131,16 @@ def execute_plan(
     with connection.transaction():
         table.ensure(connection)
         _record_baseline(connection, table, baseline or [], migration_plan.baseline_version)
-    for step in migration_plan.steps:
+    steps = migration_plan.steps
+    index = 0
+    while index < len(steps):
+        step = steps[index]
+        if _batchable(connection, step, invalid):
+            batched = list(itertools.takewhile(lambda s: not s.script.no_transaction,
+                                               steps[index:index + batch.MAX_STEPS]))
+            _run_batches(connection, batched, table, options, report)
+            index += len(batched)
+            continue
         started = time.monotonic()
         rebuilt: list[str] = []
         if step.script.no_transaction:
@@ -144,7 +154,41 @@ def execute_plan(
                                                  check_invalid=invalid.any)
             )
         report.applied.append(_applied(step, started, retried, tuple(rebuilt)))
+        index += 1
     return report
+
+
+def _batchable(connection: Connection, step: plan.Step, invalid: _InvalidIndexes) -> bool:
+    """A transactional step that needs no INVALID-index cleanup, on a connection outside any transaction."""
+    return (not step.script.no_transaction and not invalid.any()
+            and connection.info.transaction_status == pq.TransactionStatus.IDLE)
+
+
+def _run_batches(connection: Connection, steps: list[plan.Step], table: history.HistoryTable,
+                 options: ApplyOptions, report: ApplyReport) -> None:
+    """Run transactional steps a pipeline at a time; after a lock timeout, wait and resend from the step that
+    failed (up to ``lock_retries`` times for each step); any other failure stops the run, naming the step."""
+    tries = 0
+    while steps:
+        outcome = batch.run(connection, steps, table, options.lock_timeout, options.statement_timeout)
+        for position, (step, duration_ms) in enumerate(zip(steps, outcome.durations_ms, strict=False)):
+            report.applied.append(AppliedMigration(step.migration.version, step.migration.name, step.direction,
+                                                   duration_ms, tries if position == 0 else 0))
+            tries = 0
+        if outcome.failed_step is None or outcome.error is None:
+            return
+        steps = steps[outcome.failed_step:]
+        failed, error = steps[0], outcome.error
+        if isinstance(error, pgerrors.LockNotAvailable) and tries < options.lock_retries:
+            tries += 1
+            time.sleep(min(options.retry_backoff_seconds * 2 ** (tries - 1), MAX_BACKOFF_SECONDS))
+            continue
+        if outcome.failed_statement is None:
+            raise errors.MigrationError(
+                f"migration {failed.migration.label} ({failed.direction}) ran its statements but failed when "
+                f"recording or committing it: {_pg_text(error)}; the migration was rolled back"
+            )
+        raise _describe_failure(failed, _StatementFailed(outcome.failed_statement, error), tries + 1, options)
 
 
 class _InvalidIndexes:
@@ -324,20 +368,12 @@ def _execute_rebuilding(connection: Connection, statement: sqlstatements.Stateme
 
 
 def _set_timeouts(connection: Connection, options: ApplyOptions, *, local: bool) -> None:
-    connection.execute(
-        "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
-        (options.lock_timeout, local, options.statement_timeout, local),
-    )
+    batch.set_timeouts(connection, options.lock_timeout, options.statement_timeout, local=local)
 
 
 def _record_step(connection: Connection, table: history.HistoryTable, step: plan.Step,
                  duration_ms: int | None) -> None:
-    migration = step.migration
-    if step.direction == "up":
-        table.record(connection, version=migration.version, name=migration.name, checksum=migration.checksum,
-                     duration_ms=duration_ms, success=True, kind=migration.kind)
-    else:
-        table.forget(connection, migration.version)
+    batch.record_step(connection, table, step, duration_ms)
 
 
 def _record_baseline(connection: Connection, table: history.HistoryTable, migrations: list[source.Migration],
@@ -360,10 +396,7 @@ def _describe_failure(step: plan.Step, failure: _StatementFailed, attempts: int,
     statement, error = failure.statement, failure.error
     total = len(step.script.statements)
     diag = error.diag
-    primary = diag.message_primary or str(error).strip()
-    pg_text = f"{diag.severity or 'ERROR'}: {primary} (SQLSTATE {error.sqlstate or '?'})"
-    if diag.message_detail:
-        pg_text += f"; DETAIL: {diag.message_detail}"
+    pg_text = _pg_text(error)
     head = (
         f"migration {step.migration.label} ({step.direction}) failed at statement {statement.index} of {total} "
         f"(line {statement.line}): {statement.summary()}: {pg_text}"
@@ -382,6 +415,16 @@ def _describe_failure(step: plan.Step, failure: _StatementFailed, attempts: int,
     if not step.script.no_transaction:
         head += "; the migration was rolled back"
     return errors.MigrationError(head)
+
+
+def _pg_text(error: psycopg.Error) -> str:
+    """PostgreSQL's error as one line: severity, message, SQLSTATE and detail."""
+    diag = error.diag
+    primary = diag.message_primary or str(error).strip()
+    text = f"{diag.severity or 'ERROR'}: {primary} (SQLSTATE {error.sqlstate or '?'})"
+    if diag.message_detail:
+        text += f"; DETAIL: {diag.message_detail}"
+    return text
 
 
 def _committed_before(step: plan.Step, statement: sqlstatements.Statement) -> str:
