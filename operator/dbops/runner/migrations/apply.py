@@ -21,16 +21,13 @@ from psycopg import pq
 
 from dbops import errors
 from dbops.api import versions
-from dbops.runner.migrations import batch, history, leftovers, plan, sequences, source
+from dbops.runner.migrations import batch, failures, history, leftovers, plan, sequences, source
 from dbops.runner.migrations import statements as sqlstatements
 
 Connection = psycopg.Connection[Any]
 MAX_BACKOFF_SECONDS = 30.0
 _SUCCESS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
-NO_TRANSACTION_HINT = (
-    "this statement cannot run inside a transaction; put the line '-- dbops:no-transaction' in the "
-    "migration to run it outside one (alone, statement by statement)"
-)
+
 
 
 @dataclass(frozen=True)
@@ -74,15 +71,6 @@ class ApplyReport:
     applied: list[AppliedMigration] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     sequences_not_restored: list[str] = field(default_factory=list)
-
-
-class _StatementFailed(Exception):
-    """A statement of a migration raised a PostgreSQL error (internal; becomes a dbops error)."""
-
-    def __init__(self, statement: sqlstatements.Statement, error: psycopg.Error) -> None:
-        super().__init__(str(error))
-        self.statement = statement
-        self.error = error
 
 
 def execute_plan(
@@ -186,9 +174,10 @@ def _run_batches(connection: Connection, steps: list[plan.Step], table: history.
         if outcome.failed_statement is None:
             raise errors.MigrationError(
                 f"migration {failed.migration.label} ({failed.direction}) ran its statements but failed when "
-                f"recording or committing it: {_pg_text(error)}; the migration was rolled back"
+                f"recording or committing it: {failures.pg_text(error)}; the migration was rolled back"
             )
-        raise _describe_failure(failed, _StatementFailed(outcome.failed_statement, error), tries + 1, options)
+        raise failures.describe(failed, failures.StatementFailed(outcome.failed_statement, error), tries + 1,
+                                options.lock_timeout)
 
 
 class _InvalidIndexes:
@@ -243,7 +232,7 @@ def _run_pipelined(connection: Connection, step: plan.Step, table: history.Histo
         failed = next((statement for statement, cursor in sent if not _succeeded(cursor)), None)
         if failed is None:
             raise
-        raise _StatementFailed(failed, error) from error
+        raise failures.StatementFailed(failed, error) from error
     except BaseException:
         if own_transaction:
             _roll_back(connection, nested=nested)
@@ -340,12 +329,12 @@ def _with_lock_retries(step: plan.Step, options: ApplyOptions, attempt: Callable
         try:
             attempt()
             return tries
-        except _StatementFailed as failure:
+        except failures.StatementFailed as failure:
             if isinstance(failure.error, pgerrors.LockNotAvailable) and tries < retries:
                 tries += 1
                 time.sleep(min(options.retry_backoff_seconds * 2 ** (tries - 1), MAX_BACKOFF_SECONDS))
                 continue
-            raise _describe_failure(step, failure, tries + 1, options) from None
+            raise failures.describe(step, failure, tries + 1, options.lock_timeout) from None
 
 
 def _execute_rebuilding(connection: Connection, statement: sqlstatements.Statement, rebuilt: list[str]) -> None:
@@ -364,7 +353,7 @@ def _execute_rebuilding(connection: Connection, statement: sqlstatements.Stateme
                   file=sys.stderr, flush=True)
         connection.execute(statement.text.encode(), prepare=False)
     except psycopg.Error as error:
-        raise _StatementFailed(statement, error) from error
+        raise failures.StatementFailed(statement, error) from error
 
 
 def _set_timeouts(connection: Connection, options: ApplyOptions, *, local: bool) -> None:
@@ -388,53 +377,6 @@ def _record_baseline(connection: Connection, table: history.HistoryTable, migrat
     if not adopted:
         table.record(connection, version=baseline_version, name="baseline", checksum="", duration_ms=0,
                      success=True, kind="baseline")
-
-
-def _describe_failure(step: plan.Step, failure: _StatementFailed, attempts: int,
-                      options: ApplyOptions) -> errors.DbopsError:
-    """An error naming the migration, the statement and the PostgreSQL error."""
-    statement, error = failure.statement, failure.error
-    total = len(step.script.statements)
-    diag = error.diag
-    pg_text = _pg_text(error)
-    head = (
-        f"migration {step.migration.label} ({step.direction}) failed at statement {statement.index} of {total} "
-        f"(line {statement.line}): {statement.summary()}: {pg_text}"
-    )
-    if isinstance(error, pgerrors.ActiveSqlTransaction) and not step.script.no_transaction:
-        return errors.MigrationError(f"{head}; {NO_TRANSACTION_HINT}")
-    if step.script.no_transaction:
-        head += _committed_before(step, statement)
-    if isinstance(error, pgerrors.LockNotAvailable):
-        return errors.LockTimeoutError(
-            f"{head}; gave up after {attempts} attempts with lock_timeout {options.lock_timeout} "
-            "(a long transaction holds a conflicting lock)"
-        )
-    if diag.message_hint:
-        head += f"; HINT: {diag.message_hint}"
-    if not step.script.no_transaction:
-        head += "; the migration was rolled back"
-    return errors.MigrationError(head)
-
-
-def _pg_text(error: psycopg.Error) -> str:
-    """PostgreSQL's error as one line: severity, message, SQLSTATE and detail."""
-    diag = error.diag
-    primary = diag.message_primary or str(error).strip()
-    text = f"{diag.severity or 'ERROR'}: {primary} (SQLSTATE {error.sqlstate or '?'})"
-    if diag.message_detail:
-        text += f"; DETAIL: {diag.message_detail}"
-    return text
-
-
-def _committed_before(step: plan.Step, statement: sqlstatements.Statement) -> str:
-    """Which earlier statements of a no-transaction migration were committed and stay."""
-    done = step.script.statements[: statement.index - 1]
-    if not done:
-        return "; no earlier statement of this no-transaction migration ran"
-    shown = ", ".join(f"{s.index} ({s.summary(60)})" for s in done[:3]) + (", …" if len(done) > 3 else "")
-    return (f"; statements 1-{len(done)} of this no-transaction migration were committed and stay: {shown}; "
-            "a re-run runs the whole file again, so they must be idempotent (IF NOT EXISTS)")
 
 
 def _applied(step: plan.Step, started: float, lock_retries: int = 0,
