@@ -59,16 +59,24 @@ def run(connection: Connection, steps: list[plan.Step], table: history.HistoryTa
     """Send every step (each in its own transaction) in one pipeline; the connection must be idle, in autocommit."""
     sent: list[_Sent] = []
     outcome = BatchOutcome()
+    # execute() may raise mid-pipeline (an error result arrives while later steps are queued): each step's
+    # cursors are kept as they are made, and the statement being sent is remembered.
+    sending: sqlstatements.Statement | None = None
     try:
         with connection.pipeline():
             for step in steps:
+                current = _Sent()
+                sent.append(current)
                 connection.execute("BEGIN")
                 set_timeouts(connection, lock_timeout, statement_timeout, local=True)
-                statements = [(statement, connection.execute(statement.text.encode(), prepare=False))
-                              for statement in step.script.statements]
+                for statement in step.script.statements:
+                    sending = statement
+                    current.statements.append((statement, connection.execute(statement.text.encode(),
+                                                                             prepare=False)))
+                sending = None
                 record_step(connection, table, step, None)
-                elapsed = connection.execute(_ELAPSED_MS)
-                sent.append(_Sent(statements, elapsed, connection.execute("COMMIT")))
+                current.elapsed = connection.execute(_ELAPSED_MS)
+                current.commit = connection.execute("COMMIT")
     except psycopg.Error as error:
         outcome.error = error
         _roll_back(connection)
@@ -76,11 +84,12 @@ def run(connection: Connection, steps: list[plan.Step], table: history.HistoryTa
         _roll_back(connection)
         raise
     for index, step_sent in enumerate(sent):
-        if not _committed(step_sent.commit):
+        if step_sent.commit is None or step_sent.elapsed is None or not _committed(step_sent.commit):
             if outcome.error is None:  # cannot happen: a step that did not commit raised an error
                 raise AssertionError("a migration of the batch did not commit, and no error was raised")
             outcome.failed_step = index
-            outcome.failed_statement = next((s for s, cursor in step_sent.statements if not _succeeded(cursor)), None)
+            outcome.failed_statement = next((s for s, cursor in step_sent.statements if not _succeeded(cursor)),
+                                            sending if index == len(sent) - 1 else None)
             return outcome
         row = step_sent.elapsed.fetchone()
         outcome.durations_ms.append(int(row[0]) if row and row[0] is not None else 0)
@@ -91,11 +100,11 @@ def run(connection: Connection, steps: list[plan.Step], table: history.HistoryTa
 
 @dataclass
 class _Sent:
-    """The cursors of one step in the pipeline."""
+    """The cursors of one step in the pipeline, as far as it was queued."""
 
-    statements: list[tuple[sqlstatements.Statement, psycopg.Cursor[Any]]]
-    elapsed: psycopg.Cursor[Any]
-    commit: psycopg.Cursor[Any]
+    statements: list[tuple[sqlstatements.Statement, psycopg.Cursor[Any]]] = field(default_factory=list)
+    elapsed: psycopg.Cursor[Any] | None = None
+    commit: psycopg.Cursor[Any] | None = None
 
 
 def _roll_back(connection: Connection) -> None:
