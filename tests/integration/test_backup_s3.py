@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import signal
 import time
@@ -175,4 +176,61 @@ def test_a_retry_replaces_a_dump_left_without_a_manifest(
     assert run.code == 0, run.stderr
     verify = run_dbops(["verify", "--from", run.result["artifact"]["manifestUri"], *_s3_args(minio_server)],
                        env, tmp_path)
+    assert verify.code == 0, verify.stderr
+
+
+def _put_lease(minio_server: MinioServer, bucket: str, key: str, run_id: str, age: float) -> None:
+    acquired = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age)
+    body = json.dumps({"runId": run_id, "acquiredAt": acquired.isoformat(), "host": "elsewhere"}).encode()
+    minio_server.client().put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def test_a_run_reaching_its_commit_while_another_run_commits_waits_and_never_touches_the_winners_dump(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path
+) -> None:
+    # The interleaving that destroyed a committed backup: run B checked "no manifest yet", then run A
+    # committed dump and manifest, then B's dump commit overwrote A's dump. A live run holds the lease here.
+    server, source = database
+    server.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g", source)
+    folder = f"p/local/{source}/same"
+    _put_lease(minio_server, bucket, f"{folder}/.dbops-lock", "run-a", age=0)
+    env = runner_env(server, **minio_server.env())
+    result_path = tmp_path / "b.json"
+    process = popen_dbops(["backup", "--dbname", source, "--storage", f"s3://{bucket}/p", "--name", "same",
+                           *_s3_args(minio_server)], env, result_path)
+    assert process.stderr is not None
+    seen = []
+    while "waiting for another run of the same backup to commit" not in (line := process.stderr.readline()):
+        assert line, f"run B never waited for run A's lease: {''.join(seen)}"
+        seen.append(line)
+    client = minio_server.client()
+    assert sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]) == [f"{folder}/.dbops-lock"]
+    # Run A commits meanwhile and gives the lease back.
+    client.put_object(Bucket=bucket, Key=f"{folder}/dump.zst", Body=b"run A's dump")
+    client.put_object(Bucket=bucket, Key=f"{folder}/manifest.json", Body=b"{}")
+    client.delete_object(Bucket=bucket, Key=f"{folder}/.dbops-lock")
+    loser = finished(process, *process.communicate(timeout=300), result_path)
+    assert loser.code == 2, loser.stderr
+    assert loser.result["reason"] == "AlreadyExists"
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == [f"{folder}/dump.zst", f"{folder}/manifest.json"]
+    assert client.get_object(Bucket=bucket, Key=f"{folder}/dump.zst")["Body"].read() == b"run A's dump"
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_the_commit_lease_of_a_killed_run_is_taken_over_once_stale(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, tmp_path: Path
+) -> None:
+    server, source = database
+    server.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g", source)
+    folder = f"p/local/{source}/killed"
+    _put_lease(minio_server, bucket, f"{folder}/.dbops-lock", "killed-run", age=2 * 3600)
+    env = runner_env(server, **minio_server.env())
+    run = run_dbops(["backup", "--dbname", source, "--storage", f"s3://{bucket}/p", "--name", "killed",
+                     "--abort-incomplete-after", "1h", *_s3_args(minio_server)], env, tmp_path)
+    assert run.code == 0, run.stderr
+    assert "took over a stale commit lease" in run.stderr and "killed-run" in run.stderr
+    keys = sorted(o["Key"] for o in minio_server.client().list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == [f"{folder}/dump.zst", f"{folder}/manifest.json"]
+    verify = run_dbops(["verify", "--from", f"s3://{bucket}/{folder}", *_s3_args(minio_server)], env, tmp_path)
     assert verify.code == 0, verify.stderr

@@ -22,6 +22,7 @@ from dbops.runner import (
     compression,
     connection,
     dbproperties,
+    lease,
     pgtools,
     progress,
     stale,
@@ -29,7 +30,14 @@ from dbops.runner import (
     storage_s3,
     tool_errors,
 )
-from dbops.runner.manifest import MANIFEST_KEY, BackupManifest, BackupScope, StoredObject, TableRows
+from dbops.runner.manifest import (
+    MANIFEST_KEY,
+    BackupManifest,
+    BackupScope,
+    DatabaseProperties,
+    StoredObject,
+    TableRows,
+)
 
 FORMATS = ("custom", "directory", "plain")
 CHUNK = 1024 * 1024
@@ -153,28 +161,46 @@ def run_backup(
         counter = threading.Thread(target=count, name="row-counts", daemon=True)
         counter.start()
         command = [tools.path("pg_dump"), f"--snapshot={snapshot}", "--compress=0", *scope_args]
-        versions: dict[str, str | None] = {}
+        commits = _Commits(store, options.abort_incomplete_after)
         try:
-            if options.format == "directory":
-                objects = _dump_directory(command, settings, store, options, info.database_size_bytes, versions)
-            else:
-                objects = [_dump_stream(command, settings, store, options, info.database_size_bytes, versions)]
+            try:
+                if options.format == "directory":
+                    objects = _dump_directory(command, settings, store, options, info.database_size_bytes, commits)
+                else:
+                    objects = [_dump_stream(command, settings, store, options, info.database_size_bytes, commits)]
+            finally:
+                counter.join()
+            if counting_failure:
+                store.delete([item.name for item in objects])
+                raise connection.connection_error(str(counting_failure[0]), settings)
+            conn.rollback()
+            manifest = _manifest(options, settings, info, tools.version, objects, tables, counted, properties, started)
+            _commit_manifest(store, manifest, objects, commits.versions)
         finally:
-            counter.join()
-        if counting_failure:
-            store.delete([item.name for item in objects])
-            raise connection.connection_error(str(counting_failure[0]), settings)
-        conn.rollback()
-    manifest = BackupManifest(
+            commits.release()
+    return BackupOutcome(manifest=manifest, location=folder, aborted_uploads=tuple(aborted))
+
+
+def _manifest(options: BackupOptions, settings: connection.ConnectionSettings, info: connection.ServerInfo,
+              tool_version: str, objects: list[StoredObject], tables: list[tuple[str, str, bool]],
+              counted: dict[str, int], properties: DatabaseProperties,
+              started: datetime.datetime) -> BackupManifest:
+    return BackupManifest(
         name=options.name, namespace=options.namespace, database=settings.dbname, format=options.format,
         codec=options.codec, compression_level=compression.DEFAULT_LEVELS[options.codec]
         if options.level is None else options.level,
         objects=objects, server_version=info.version, server_version_num=info.version_num,
-        dump_tool_version=tools.version, database_size_bytes=info.database_size_bytes, scope=options.scope,
+        dump_tool_version=tool_version, database_size_bytes=info.database_size_bytes, scope=options.scope,
         tables=[TableRows(schema=s, name=t, rows=counted.get(f"{s}.{t}") if data else None) for s, t, data in tables],
         database_properties=properties,
         started_at=started, completed_at=datetime.datetime.now(datetime.UTC), dbops_version=dbops.__version__,
     )
+
+
+def _commit_manifest(store: storage.Storage, manifest: BackupManifest, objects: list[StoredObject],
+                     versions: dict[str, str | None]) -> None:
+    """Write the manifest exclusively; withdraw it if a dump object was replaced meanwhile."""
+    folder = store.location
     try:
         store.put_bytes(MANIFEST_KEY, manifest.to_json(), exclusive=True)
     except errors.DbopsError as error:
@@ -183,14 +209,14 @@ def run_backup(
                 f"backup {folder.uri()} was committed by another run meanwhile", reason="AlreadyExists"
             ) from None
         raise
+    # Only a run that took over our lease as stale can have replaced a dump object: withdraw our manifest.
     replaced = [item.name for item in objects if store.version(item.name) != versions.get(item.name)]
-    if replaced:  # another run of the same backup overwrote our dump meanwhile: withdraw our manifest
+    if replaced:
         store.delete([MANIFEST_KEY])
         raise errors.TransientError(
             f"backup {folder.uri()}: {', '.join(replaced)} was replaced while committing (another run of the "
             "same backup?); retry", reason="ConcurrentRun",
         )
-    return BackupOutcome(manifest=manifest, location=folder, aborted_uploads=tuple(aborted))
 
 
 def abort_stale_uploads(store: storage.Storage, max_age: float) -> list[str]:
@@ -205,20 +231,36 @@ def _options_of(target: storage.Storage) -> storage.S3Options | None:
     return target.options if isinstance(target, storage_s3.S3Storage) else None
 
 
-def _commit(writer: storage.ObjectWriter, store: storage.Storage, name: str,
-            versions: dict[str, str | None]) -> int:
-    """Commit a dump object unless the backup was committed meanwhile; remember the object's version."""
-    if store.exists(MANIFEST_KEY):
-        raise errors.PermanentError(f"backup {store.location.uri()} was committed by another run meanwhile",
-                                    reason="AlreadyExists")
-    size = writer.commit()
-    versions[name] = store.version(name)
-    return size
+class _Commits:
+    """Commits a run's dump objects under the folder's commit lease, taken before the first one."""
+
+    def __init__(self, store: storage.Storage, stale_after: float) -> None:
+        self.store = store
+        self.stale_after = stale_after
+        self.versions: dict[str, str | None] = {}
+        self.lease: lease.Lease | None = None
+
+    def commit(self, writer: storage.ObjectWriter, name: str) -> int:
+        """Commit a dump object unless the backup was committed meanwhile; remember the object's version."""
+        if self.lease is None:
+            self.lease = lease.acquire(self.store, self.stale_after)
+        if self.store.exists(MANIFEST_KEY):  # checked under the lease: no run commits between check and write
+            raise errors.PermanentError(
+                f"backup {self.store.location.uri()} was committed by another run meanwhile", reason="AlreadyExists")
+        size = writer.commit()
+        self.versions[name] = self.store.version(name)
+        return size
+
+    def release(self) -> None:
+        """Give the lease back (after the manifest, or on failure)."""
+        if self.lease is not None:
+            held, self.lease = self.lease, None
+            held.release()
 
 
 def _dump_stream(
     command: list[str], settings: connection.ConnectionSettings, store: storage.Storage,
-    options: BackupOptions, expected_size: int, versions: dict[str, str | None],
+    options: BackupOptions, expected_size: int, commits: _Commits,
 ) -> StoredObject:
     """pg_dump (custom or plain) → compressor → sha256 → one stored object; no temporary file."""
     name = dump_name(options.format, options.codec)
@@ -247,7 +289,7 @@ def _dump_stream(
         code = process.wait()
         if code != 0:
             raise tool_errors.tool_error("pg_dump", stderr.text(), settings, command)
-        size = _commit(writer, store, name, versions)
+        size = commits.commit(writer, name)
     except BaseException:
         writer.abort()
         _kill(process)
@@ -258,7 +300,7 @@ def _dump_stream(
 
 def _dump_directory(
     command: list[str], settings: connection.ConnectionSettings, store: storage.Storage,
-    options: BackupOptions, expected_size: int, versions: dict[str, str | None],
+    options: BackupOptions, expected_size: int, commits: _Commits,
 ) -> list[StoredObject]:
     """pg_dump -Fd (parallel) into a staging folder, then each file compressed and stored under ``dump/``."""
     staging = Path(tempfile.mkdtemp(prefix="dbops-dump-"))
@@ -277,7 +319,7 @@ def _dump_directory(
         try:
             for path in sorted(target.iterdir()):
                 name = f"dump/{path.name}{suffix}"
-                objects.append(_store_file(path, name, store, options, path.stat().st_size, versions))
+                objects.append(_store_file(path, name, store, options, path.stat().st_size, commits))
                 written.append(name)
         except BaseException:
             store.delete(written)
@@ -288,8 +330,7 @@ def _dump_directory(
 
 
 def _store_file(
-    path: Path, name: str, store: storage.Storage, options: BackupOptions, size: int,
-    versions: dict[str, str | None],
+    path: Path, name: str, store: storage.Storage, options: BackupOptions, size: int, commits: _Commits,
 ) -> StoredObject:
     compressor = compression.compressor(options.codec, options.level)
     digest = hashlib.sha256()
@@ -303,7 +344,7 @@ def _store_file(
         packed = compressor.flush()
         digest.update(packed)
         writer.write(packed)
-        stored = _commit(writer, store, name, versions)
+        stored = commits.commit(writer, name)
     except BaseException:
         writer.abort()
         raise

@@ -107,8 +107,9 @@ class Storage(Protocol):
     def read(self, key: str) -> Iterator[bytes]:
         """The object's bytes in chunks."""
 
-    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
-        """Write a small object atomically (``exclusive``: never over an existing one)."""
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False, if_version: str | None = None) -> None:
+        """Write a small object atomically (``exclusive``: never over an existing one; ``if_version``: only
+        over the object of that :meth:`version`); a failed condition raises AlreadyExists."""
 
     def get_bytes(self, key: str) -> bytes:
         """Read a small object."""

@@ -100,11 +100,30 @@ class LocalStorage:
             while chunk := handle.read(READ_CHUNK):
                 yield chunk
 
-    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
-        """Write a file atomically."""
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False, if_version: str | None = None) -> None:
+        """Write a file atomically (if_version: only over the file of that version)."""
+        if if_version is not None:
+            self._take_away(key, if_version)
+            exclusive = True
         writer = self.writer(key, exclusive=exclusive)
         writer.write(data)
         writer.commit()
+
+    def _take_away(self, key: str, version: str) -> None:
+        """Remove the file if it is still of ``version`` (renamed aside first: only one caller gets it)."""
+        path = self._root / key
+        aside = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            raise already_exists(path.as_uri()) from None
+        stat = aside.stat()  # a rename keeps inode and mtime: the version of what was renamed
+        if f"{stat.st_ino}-{stat.st_mtime_ns}" != version:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)  # not the one judged: put it back
+            aside.unlink()
+            raise already_exists(path.as_uri())
+        aside.unlink()
 
     def get_bytes(self, key: str) -> bytes:
         """Read a whole file."""

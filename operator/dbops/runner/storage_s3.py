@@ -184,9 +184,11 @@ class S3Storage:
         finally:
             body.close()
 
-    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
-        """PUT a small object (exclusive: ``If-None-Match: *``)."""
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False, if_version: str | None = None) -> None:
+        """PUT a small object (exclusive: ``If-None-Match: *``; if_version: ``If-Match: <ETag>``)."""
         conditions = {"IfNoneMatch": "*"} if exclusive else {}
+        if if_version is not None:
+            conditions = {"IfMatch": if_version}
         _call(f"cannot write {self.location.uri(key)}", self.client.put_object,
               Bucket=self.location.bucket, Key=self.full_key(key), Body=data, **conditions)
 
