@@ -255,7 +255,10 @@ class _Commits:
         """Give the lease back (after the manifest, or on failure)."""
         if self.lease is not None:
             held, self.lease = self.lease, None
-            held.release()
+            try:
+                held.release()
+            except errors.DbopsError as error:  # never hides the run's own outcome; taken over once stale
+                print(f"could not release the commit lease: {error}", file=sys.stderr)
 
 
 def _dump_stream(
