@@ -43,6 +43,8 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
+    # ResourceQuota usage, so the ResourceQuota admission plugin enforces a namespace's quotas as on a cluster.
+    "resourcequota-controller",
     # Workloads the way `helm install --wait` and a Deployment rollout need them.
     "deployment-controller",
     "replicaset-controller",

@@ -68,7 +68,9 @@ def parent_of(body: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def rejected(verb: str, kind: str, name: str, error: kube_session.ApiRejectedError) -> errors.PermanentError:
     """The permanent error shown on the resource when the API server refuses one of the operator's writes."""
-    if error.status == kube_session.FORBIDDEN:
+    # 403 is RBAC ("User … cannot create …") or an admission refusal such as a namespace's ResourceQuota
+    # ("exceeded quota"): only the first is about the operator's permissions.
+    if error.status == kube_session.FORBIDDEN and " cannot " in error.detail:
         return errors.PermanentError(f"the operator may not {verb} {kind} {name}: {error.detail}",
                                      reason="Forbidden")
     return errors.PermanentError(f"the API server rejected {kind} {name}: {error.detail}", reason=f"{kind}Rejected")
