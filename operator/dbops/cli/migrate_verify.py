@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dbops import errors
 from dbops.cli import migrate_output, migrate_snapshot
 from dbops.runner import dbverify, query_plans, relation_sizes, result
@@ -68,13 +66,7 @@ def queries(args: argparse.Namespace) -> tuple[query_plans.QuerySpec, ...]:
     found: list[query_plans.QuerySpec] = []
     if getattr(args, "queries_file", None):
         path: Path = args.queries_file
-        if not path.is_file():
-            raise errors.NotFoundError(f"queries file {path} does not exist")
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise errors.InvalidSpecError(f"{path}: not valid JSON/YAML: {error}") from error
-        found += query_plans.load_queries(document, str(path))
+        found += query_plans.load_queries(dbverify.load_document(path, "queries file"), str(path))
     if getattr(args, "queries_json", None):
         try:
             document = json.loads(args.queries_json)

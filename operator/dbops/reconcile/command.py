@@ -46,13 +46,23 @@ def command_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, A
         return JobOutcome(state)
     if state == "Succeeded":
         return JobOutcome(state, {}, "Succeeded", SUCCEEDED_MESSAGE)
+    message = failure_message(failed_condition(job), pods, subject="the migration command ")
+    return JobOutcome("Failed", {}, "MigrationFailed", message)
+
+
+def failed_condition(job: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Job's Failed=True condition ({} when it has none)."""
     conditions = (job.get("status") or {}).get("conditions") or []
-    condition: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Failed" and c.get("status") == "True"), {})
+    return next((c for c in conditions if c.get("type") == "Failed" and c.get("status") == "True"), {})
+
+
+def failure_message(condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], subject: str = "") -> str:
+    """Why a user-image Job failed: its exit code and redacted output tail, else the Job's condition."""
     terminated = last_termination(pods)
     if terminated is None:
-        message = f"the migration command failed: {condition.get('message') or condition.get('reason') or 'Job failed'}"
+        message = f"{subject}failed: {condition.get('message') or condition.get('reason') or 'Job failed'}"
     else:
         exit_code, output = terminated
         tail = output_tail(redact(output), max_chars=MAX_MESSAGE - 64)
-        message = f"the migration command exited with code {exit_code}" + (f": {tail}" if tail else "")
-    return JobOutcome("Failed", {}, "MigrationFailed", redact(message)[:MAX_MESSAGE])
+        message = f"{subject}exited with code {exit_code}" + (f": {tail}" if tail else "")
+    return redact(message)[:MAX_MESSAGE]

@@ -14,10 +14,9 @@ from dbops.api.migration import DatabaseMigrationSpec, MigrationPhase
 from dbops.api.migration_verify import SmokeTestResult
 from dbops.api.roles import JobRole
 from dbops.reconcile.actions import JobRequest
-from dbops.reconcile.command import last_termination, output_tail
-from dbops.reconcile.jobs import MAX_MESSAGE, JobOutcome, job_state
+from dbops.reconcile.command import failed_condition, failure_message
+from dbops.reconcile.jobs import JobOutcome, job_state
 from dbops.reconcile.steps import Steps
-from dbops.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -36,20 +35,11 @@ def smoke_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any
         return JobOutcome(state)
     if state == "Succeeded":
         return JobOutcome(state, {}, "Succeeded", "passed")
-    conditions = (job.get("status") or {}).get("conditions") or []
-    failed: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Failed"
-                                      and c.get("status") == "True"), {})
+    failed = failed_condition(job)
     if failed.get("reason") == "DeadlineExceeded":
         deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
         return JobOutcome("Failed", {}, "SmokeTestFailed", f"timed out after {deadline}s")
-    terminated = last_termination(pods)
-    if terminated is None:
-        message = f"failed: {failed.get('message') or failed.get('reason') or 'Job failed'}"
-    else:
-        code, output = terminated
-        tail = output_tail(redact(output), max_chars=MAX_MESSAGE - 64)
-        message = f"exited with code {code}" + (f": {tail}" if tail else "")
-    return JobOutcome("Failed", {}, "SmokeTestFailed", redact(message)[:MAX_MESSAGE])
+    return JobOutcome("Failed", {}, "SmokeTestFailed", failure_message(failed, pods))
 
 
 def smoke_step(steps: Steps[MigrationPhase], spec: DatabaseMigrationSpec, names: Sequence[str],

@@ -126,15 +126,19 @@ def _location(where: str, loc: tuple[int | str, ...], document: Any) -> str:
     return f"{label}.{rest}" if rest else label
 
 
-def load_checks_file(path: Path) -> tuple[SqlCheck, ...]:
-    """Load user checks from a JSON or YAML file."""
+def load_document(path: Path, what: str) -> Any:
+    """The JSON or YAML document in ``path``; ``what`` names the file in errors (e.g. "checks file")."""
     if not path.is_file():
-        raise errors.NotFoundError(f"checks file {path} does not exist")
+        raise errors.NotFoundError(f"{what} {path} does not exist")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise errors.InvalidSpecError(f"{path}: not valid JSON/YAML: {error}") from error
-    return load_checks(document, str(path))
+
+
+def load_checks_file(path: Path) -> tuple[SqlCheck, ...]:
+    """Load user checks from a JSON or YAML file."""
+    return load_checks(load_document(path, "checks file"), str(path))
 
 
 def row_counts(connection: Connection, exclude: Iterable[str] = ()) -> dict[str, int]:
