@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass, field
-from typing import IO
 
 from dbops_testbed import sandbox
+from dbops_testbed.container_logs import ContainerLog
 from dbops_testbed.images import ImageConfig
 from dbops_testbed.objects import JSON
 from dbops_testbed.probes import ContainerProbes
@@ -24,7 +24,7 @@ class Container:
     state: JSON = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: JSON = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = None
+    log: ContainerLog | None = None
     started_at: str | None = None
     restart_at: float | None = None
     exit_code: int | None = None

@@ -32,6 +32,8 @@ SERVICE_CIDR = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMIN_USER = "dbops-admin"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+"""Who the API server is to the node's kubelet API (`kubectl logs`), as kubeadm names it."""
 
 CONTROLLERS = (
     "job-controller",
@@ -228,6 +230,13 @@ def _start(plane: ControlPlane, root: Path, logs: list[IO[bytes]]) -> None:
         f"--enable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
         f"--admission-control-config-file={admission_config}",
         "--profiling=false",
+        # `pods/log` (kubectl logs) is proxied to the node's kubelet API, as on a cluster: the API server
+        # authenticates with its kubelet client certificate and reaches the node's InternalIP on the port the
+        # Node advertises (status.daemonEndpoints). Like a kubeadm cluster, it does not verify the kubelet's
+        # self-signed serving certificate (no --kubelet-certificate-authority).
+        f"--kubelet-client-certificate={pki['kubelet-client.crt']}",
+        f"--kubelet-client-key={pki['kubelet-client.key']}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
     ])
     context = ssl.create_default_context(cafile=str(pki["ca.crt"]))
     context.load_cert_chain(str(pki["admin.crt"]), str(pki["admin.key"]))
@@ -235,6 +244,9 @@ def _start(plane: ControlPlane, root: Path, logs: list[IO[bytes]]) -> None:
     _wait_until(plane, "kube-apiserver", plane.ready_checks["kube-apiserver"])
 
     plane.kubeconfig.write_text(_kubeconfig(plane.server, pki, "admin", ADMIN_USER))
+    # The kubelet authorizes the API server's log requests (SubjectAccessReview on nodes/proxy): kubeadm's binding.
+    plane.kubectl("create", "clusterrolebinding", "kube-apiserver-kubelet-api-admin",
+                  "--clusterrole=system:kubelet-api-admin", f"--user={KUBELET_CLIENT_USER}")
     kcm_kubeconfig = root / "kube-controller-manager.kubeconfig"
     kcm_kubeconfig.write_text(_kubeconfig(plane.server, pki, "kcm", "system:kube-controller-manager"))
     launch("kube-controller-manager", [
@@ -335,6 +347,7 @@ def _make_pki_with_openssl(directory: Path) -> dict[str, Path]:
         "apiserver": ("/CN=kube-apiserver", f"extendedKeyUsage=serverAuth\nsubjectAltName={','.join(SERVING_SANS)}"),
         "admin": (f"/CN={ADMIN_USER}/O=system:masters", "extendedKeyUsage=clientAuth"),
         "kcm": ("/CN=system:kube-controller-manager", "extendedKeyUsage=clientAuth"),
+        "kubelet-client": (f"/CN={KUBELET_CLIENT_USER}", "extendedKeyUsage=clientAuth"),
     }
     for name, (subject, extensions) in leaves.items():
         (directory / f"{name}.ext").write_text(f"basicConstraints=critical,CA:FALSE\n{extensions}\n")
@@ -416,6 +429,7 @@ def _make_pki_with_cryptography(directory: Path) -> dict[str, Path]:
     issue("apiserver", "kube-apiserver", None, ExtendedKeyUsageOID.SERVER_AUTH, sans)
     issue("admin", ADMIN_USER, "system:masters", ExtendedKeyUsageOID.CLIENT_AUTH)
     issue("kcm", "system:kube-controller-manager", None, ExtendedKeyUsageOID.CLIENT_AUTH)
+    issue("kubelet-client", KUBELET_CLIENT_USER, None, ExtendedKeyUsageOID.CLIENT_AUTH)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     write_key("sa", sa_key)

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dbops_testbed import container_logs
 from dbops_testbed.images import ImageConfig, ImageStore
+from dbops_testbed.kubelet_server import KubeletServer, LogSource
 from dbops_testbed.objects import JSON, now, response_json
 from dbops_testbed.pods import PodWorker
 from dbops_testbed.provisioner import HostPathProvisioner
@@ -86,6 +88,7 @@ class ProcessNodeExecutor:
         self._pod_dirs: dict[tuple[str, str], Path] = {}
         self.mount_points = HostMountPoints()
         self._watch_thread: threading.Thread | None = None
+        self.kubelet: KubeletServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -93,6 +96,9 @@ class ProcessNodeExecutor:
         """Register the Node and start watching pods in a background thread."""
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             raise RuntimeError("ProcessNodeExecutor needs root and unshare(1) to give containers a mount namespace")
+        self.kubelet = KubeletServer(
+            self.node_name, self.work_dir / "kubelet", LogSource(self._pod_dir, self._container_running),
+            client_ca_file=self.api_client.configuration.ssl_ca_cert, authorize=self._authorize).start()
         self._register_node()
         if self.provisioner is not None:
             self.provisioner.start()
@@ -113,6 +119,8 @@ class ProcessNodeExecutor:
             worker.join(timeout=30)
         if self._watch_thread is not None:
             self._watch_thread.join(timeout=WATCH_TIMEOUT_SECONDS * 4)
+        if self.kubelet is not None:
+            self.kubelet.stop()
         with contextlib.suppress(Exception):
             self.core.delete_node(self.node_name, _preload_content=False, _request_timeout=10)
         if self._own_work_dir:
@@ -133,14 +141,37 @@ class ProcessNodeExecutor:
 
     def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
         """Standard output and error of a container of a pod this executor ran (all restarts)."""
-        with self._lock:
-            pod_dir = self._pod_dirs.get((namespace, pod))
+        pod_dir = self._pod_dir(namespace, pod)
         if pod_dir is None:
             raise KeyError(f"pod {namespace}/{pod} did not run on {self.node_name}")
-        logs = sorted((pod_dir / "logs").glob("*.log"))
-        if container is not None:
-            logs = [path for path in logs if path.stem == container]
-        return "".join(path.read_text(errors="replace") for path in logs)
+        names = sorted(path.name for path in (pod_dir / "logs").iterdir()) if container is None else [container]
+        return "".join(container_logs.render(path).decode(errors="replace")
+                       for name in names for path in container_logs.attempts(pod_dir, name))
+
+    def _pod_dir(self, namespace: str, pod: str) -> Path | None:
+        with self._lock:
+            return self._pod_dirs.get((namespace, pod))
+
+    def _container_running(self, namespace: str, pod: str, container: str) -> bool:
+        """Whether a container of a pod may still write to its log (running, or restarting)."""
+        with self._lock:
+            workers = [worker for worker in self._workers.values() if (worker.namespace, worker.name) == (namespace, pod)]
+        return any(item.name == container and (item.process is not None or item.restart_at is not None)
+                   for worker in workers for item in worker.init_containers + worker.containers)
+
+    def _authorize(self, user: str, groups: list[str], subresource: str) -> str | None:
+        """None when `user` may `get` this Node's `subresource` (a SubjectAccessReview, as the kubelet's
+        webhook authorizer asks); else the reason it may not."""
+        from kubernetes import client
+
+        authorization: Any = client.AuthorizationV1Api(self.api_client)
+        review = authorization.create_subject_access_review(
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+             "spec": {"user": user, "groups": groups, "resourceAttributes": {
+                 "verb": "get", "resource": "nodes", "subresource": subresource, "name": self.node_name}}},
+            _preload_content=False, _request_timeout=10)
+        status = response_json(review).get("status", {})
+        return None if status.get("allowed") else str(status.get("reason") or "")
 
     def running_pods(self) -> list[tuple[str, str]]:
         """(namespace, name) of the pods whose containers this executor is running right now."""
@@ -190,6 +221,8 @@ class ProcessNodeExecutor:
             ],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
                           {"type": "Hostname", "address": self.node_name}],
+            # Where the API server reaches this node's kubelet API (`kubectl logs`): InternalIP and this port.
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet.port if self.kubelet else 0}},
             "nodeInfo": {
                 "machineID": uuid.uuid4().hex, "systemUUID": str(uuid.uuid4()), "bootID": str(uuid.uuid4()),
                 "kernelVersion": uname.release, "osImage": "dbops process executor",

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dbops_testbed import images, sandbox
+from dbops_testbed import container_logs, images, sandbox
+from dbops_testbed.container_logs import ContainerLog
 from dbops_testbed.containers import Container
 from dbops_testbed.environment import container_env
 from dbops_testbed.images import ImagePullError
@@ -268,9 +269,15 @@ class PodWorker(threading.Thread):
             working_dir=container.spec.get("workingDir") or (container.image and container.image.workdir) or "/",
             identity=container.identity,
             read_only_root=bool((container.spec.get("securityContext") or {}).get("readOnlyRootFilesystem"))))
-        if container.log is None:
-            container.log = open(self.pod_dir / "logs" / f"{container.name}.log", "ab")  # noqa: SIM115
-        process = container.process = sandbox.spawn(setup, container.argv, container.env, container.log)
+        if container.log is not None:
+            container.log.finish()
+        # One log file per start, named by the restart count, so `previous=true` finds the last run's.
+        container.log = ContainerLog(container_logs.log_dir(self.pod_dir, container.name)
+                                     / f"{container.restart_count}.log")
+        try:
+            process = container.process = sandbox.spawn(setup, container.argv, container.env, container.log.write_end)
+        finally:
+            container.log.close_write_end()
         container.kill_at = None
         prefix, env = container.identity.setpriv(), container.env
         container.probes = ContainerProbes(
@@ -294,6 +301,8 @@ class PodWorker(threading.Thread):
         assert container.process is not None
         sandbox.kill_leftovers(container.process, container.mount_namespace)
         container.release_mount_namespace()
+        if container.log is not None:
+            container.log.finish()  # every line written before the exit is in the file
         code = container.process.returncode
         exit_code = 128 - code if code < 0 else code
         container.exit_code = exit_code
@@ -312,9 +321,8 @@ class PodWorker(threading.Thread):
         data = path.read_bytes()[:TERMINATION_MESSAGE_LIMIT] if path.exists() else b""
         policy = container.spec.get("terminationMessagePolicy", "File")
         if not data.strip() and exit_code != 0 and policy == "FallbackToLogsOnError":
-            log = self.pod_dir / "logs" / f"{container.name}.log"
-            lines = log.read_bytes().splitlines(keepends=True)[-FALLBACK_LOG_LINES:] if log.exists() else []
-            data = b"".join(lines)[-FALLBACK_LOG_LIMIT:]
+            files = container_logs.attempts(self.pod_dir, container.name)
+            data = container_logs.render(files[-1], tail_lines=FALLBACK_LOG_LINES)[-FALLBACK_LOG_LIMIT:] if files else b""
         return data.decode(errors="replace")
 
     def _kill_all(self, grace: float) -> None:
@@ -335,7 +343,7 @@ class PodWorker(threading.Thread):
         for container in self.init_containers + self.containers:
             container.restart_at = None
             if container.log is not None:
-                container.log.close()
+                container.log.finish()
                 container.log = None
 
     # -- status ----------------------------------------------------------------------------

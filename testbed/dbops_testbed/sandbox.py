@@ -169,8 +169,11 @@ def _read_only_root(writable: list[str]) -> list[str]:
     ]
 
 
-def spawn(setup: Path, argv: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start `argv` in a new mount namespace and session, after the setup script built its mounts."""
+def spawn(setup: Path, argv: list[str], env: dict[str, str], log: int | IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start `argv` in a new mount namespace and session, after the setup script built its mounts.
+
+    `log`: where standard output and error go (a descriptor or file).
+    """
     return subprocess.Popen(
         die_with_parent(["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", str(setup), *argv]),
         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -90,27 +90,58 @@ class KubeSession:
     def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: Any = None,
                 content_type: str = "application/json") -> JSON:
         """Send a request and return the decoded JSON answer; raise ApiError for error statuses."""
-        url = self.host + path + (("?" + urlencode(query)) if query else "")
-        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": "dbops-operator"}
-        token = self._configuration.get_api_key_with_prefix("authorization") or self._configuration.get_api_key_with_prefix("BearerToken")
-        if token:
-            headers["Authorization"] = token
         data = json.dumps(body).encode() if body is not None else None
-        try:
-            response = self._pool.request(method, url, body=data, headers=headers,
-                                          timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
-        except urllib3.exceptions.HTTPError as error:  # timeouts, refused or reset connections
-            raise ApiError(0, f"{method} {self.host}{path}: the API server did not answer: {type(error).__name__}"
-                           ) from None
-        payload: JSON = {}
-        if response.data:
-            try:
-                payload = json.loads(response.data)
-            except ValueError:
-                payload = {"message": response.data[:200].decode(errors="replace")}
+        response = self._send(method, path, query, data, {"Accept": "application/json", "Content-Type": content_type})
+        payload = _decode(response.data)
         if response.status >= 400:
             raise ApiError(response.status, str(payload.get("message") or ""), str(payload.get("reason") or ""))
         return payload
+
+    def read_bytes(self, path: str, *, query: Mapping[str, str] | None = None, max_bytes: int) -> bytes:
+        """GET a non-JSON answer (a pod's log), at most `max_bytes` of it whatever the server sends."""
+        response = self._send("GET", path, query, None, {"Accept": "*/*"}, preload=False)
+        try:
+            if response.status >= 400:
+                payload = _decode(response.read(64 * 1024))
+                raise ApiError(response.status, str(payload.get("message") or ""), str(payload.get("reason") or ""))
+            chunks: list[bytes] = []
+            size = 0
+            while size < max_bytes:
+                chunk = response.read(min(64 * 1024, max_bytes - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)
+        except urllib3.exceptions.HTTPError as error:
+            raise ApiError(0, f"GET {self.host}{path}: the answer broke off: {type(error).__name__}") from None
+        finally:
+            response.release_conn()
+
+    def _send(self, method: str, path: str, query: Mapping[str, str] | None, data: bytes | None,
+              headers: dict[str, str], *, preload: bool = True) -> Any:
+        url = self.host + path + (("?" + urlencode(query)) if query else "")
+        headers = {**headers, "User-Agent": "dbops-operator"}
+        token = self._configuration.get_api_key_with_prefix("authorization") or self._configuration.get_api_key_with_prefix("BearerToken")
+        if token:
+            headers["Authorization"] = token
+        try:
+            return self._pool.request(method, url, body=data, headers=headers, preload_content=preload,
+                                      timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
+        except urllib3.exceptions.HTTPError as error:  # timeouts, refused or reset connections
+            raise ApiError(0, f"{method} {self.host}{path}: the API server did not answer: {type(error).__name__}"
+                           ) from None
+
+
+def _decode(data: bytes) -> JSON:
+    """A JSON answer, or the start of a non-JSON one as its message."""
+    if not data:
+        return {}
+    try:
+        payload: JSON = json.loads(data)
+    except ValueError:
+        return {"message": data[:200].decode(errors="replace")}
+    return payload if isinstance(payload, dict) else {"message": str(payload)[:200]}
 
 
 _lock = threading.Lock()
