@@ -174,3 +174,99 @@ def test_crlf_only_changes_keep_the_checksum() -> None:
     windows = source.make_migration("1", "a", "CREATE TABLE a (i int);\r\nCREATE TABLE b (i int);\r\n", None)
     assert unix.checksum == windows.checksum
     assert windows.raw_checksum != windows.checksum  # a history recorded from the raw CRLF text still matches
+
+
+GOOSE_USERS = ("-- users and their emails\n"
+               "-- +goose Up\n"
+               "CREATE TABLE users (id bigserial PRIMARY KEY, email text);\n"
+               "-- +goose StatementBegin\n"
+               "CREATE FUNCTION users_email_lower() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+               "BEGIN\n  NEW.email := lower(NEW.email);\n  RETURN NEW;\nEND;\n$$;\n"
+               "-- +goose StatementEnd\n"
+               "\n"
+               "-- +goose Down\n"
+               "DROP FUNCTION users_email_lower();\n"
+               "DROP TABLE users;\n")
+
+
+def test_a_goose_file_is_split_at_its_down_marker() -> None:
+    """Regression: the Down section of a goose file ran as part of its up (created, then dropped users)."""
+    migration = source.make_migration("1", "users", GOOSE_USERS, None, up_file="00001_users.sql")
+    assert [s.summary()[:21] for s in migration.up.statements] == ["CREATE TABLE users (i",
+                                                                    "CREATE FUNCTION users"]
+    # A statement's line is where its text begins, leading comments included; the down's are the file's too.
+    assert [s.line for s in migration.up.statements] == [1, 4]
+    assert migration.down is not None and migration.down.file == "00001_users.sql"
+    assert [(s.line, s.summary()) for s in migration.down.statements] == [
+        (13, "DROP FUNCTION users_email_lower()"), (15, "DROP TABLE users")]
+    assert "DROP" not in migration.up.sql
+    assert not migration.up.no_transaction and not migration.down.no_transaction
+
+
+def test_goose_no_transaction_covers_both_sections_and_dbmate_has_one_per_section() -> None:
+    goose = source.make_migration("2", "idx", "-- +goose NO TRANSACTION\n-- +goose Up\n"
+                                  "CREATE INDEX CONCURRENTLY users_email ON users (email);\n"
+                                  "-- +goose Down\nDROP INDEX CONCURRENTLY users_email;\n", None)
+    assert goose.up.no_transaction and goose.down is not None and goose.down.no_transaction
+    assert [s.summary() for s in goose.up.statements] == ["CREATE INDEX CONCURRENTLY users_email ON users (email)"]
+    dbmate = source.make_migration("3", "idx", "-- migrate:up transaction:false\n"
+                                   "CREATE INDEX CONCURRENTLY a_i ON a (i);\n\n"
+                                   "-- migrate:down\nDROP INDEX a_i;\n", None)
+    assert dbmate.up.no_transaction and dbmate.down is not None and not dbmate.down.no_transaction
+    both = source.make_migration("4", "idx", "-- migrate:up\nCREATE TABLE b (i int);\n"
+                                 "-- migrate:down transaction:false\nDROP INDEX CONCURRENTLY b_i;\n", None)
+    assert not both.up.no_transaction and both.down is not None and both.down.no_transaction
+
+
+def test_marked_files_edge_cases() -> None:
+    # An up section of comments only (the change was reverted upstream): a recorded no-op with a down.
+    noop = source.make_migration("5", "noop", "-- +goose Up\n-- nothing any more\n-- +goose Down\nSELECT 1;\n", None)
+    assert noop.up.statements == () and noop.down is not None and len(noop.down.statements) == 1
+    # Only a Down marker: what precedes it is the up.
+    only_down = source.make_migration("6", "x", "CREATE TABLE x (i int);\n-- migrate:down\nDROP TABLE x;\n", None)
+    assert [s.summary() for s in only_down.up.statements] == ["CREATE TABLE x (i int)"]
+    # The checksum is the up section's: editing the down section is no drift; editing the up is.
+    edited_down = source.make_migration("1", "users",
+                                        GOOSE_USERS.replace("DROP TABLE users;", "DROP TABLE users CASCADE;"), None)
+    original = source.make_migration("1", "users", GOOSE_USERS, None)
+    assert edited_down.checksum == original.checksum
+    assert source.make_migration("1", "users", GOOSE_USERS.replace("email text", "email citext"), None).checksum \
+        != original.checksum
+    with pytest.raises(errors.InvalidSpecError, match=r"SQL before the '-- \+goose Up' marker on line 2"):
+        source.make_migration("7", "x", "CREATE TABLE early (i int);\n-- +goose Up\nSELECT 1;\n", None)
+    with pytest.raises(errors.InvalidSpecError, match="second '-- migrate:down' marker on line 5"):
+        source.make_migration("7", "x", "-- migrate:up\nSELECT 1;\n-- migrate:down\nSELECT 2;\n-- migrate:down\n", None)
+    with pytest.raises(errors.InvalidSpecError, match=r"7_x: 0007_x.up.sql has a down section and there is also "
+                                                      r"a down script \(0007_x.down.sql\)"):
+        source.make_migration("7", "x", "-- +goose Up\nSELECT 1;\n-- +goose Down\nSELECT 2;\n", "SELECT 3;",
+                              up_file="0007_x.up.sql", down_file="0007_x.down.sql")
+    # A marker word that merely starts the same way is no marker.
+    assert source.make_migration("8", "x", "-- migrate:upgrade notes\nSELECT 1;\n", None).down is None
+
+
+def test_goose_and_dbmate_single_file_names_load(tmp_path: Path) -> None:
+    """goose's 00001_name.sql and dbmate's 20240101120000_name.sql (with their markers) load as up + down;
+    a NNNN_name.sql without a marker is still refused (it is not a known format)."""
+    goose = write(tmp_path / "goose", {
+        "00001_users.sql": GOOSE_USERS,
+        "00002_email_idx.sql": ("-- +goose Up\n-- +goose NO TRANSACTION\n"
+                                "CREATE INDEX CONCURRENTLY users_email ON users (email);\n\n"
+                                "-- +goose Down\nDROP INDEX CONCURRENTLY users_email;\n"),
+        "00003_names.up.sql": "-- +goose Up\nALTER TABLE users ADD COLUMN name text;\n-- +goose Down\n"
+                              "ALTER TABLE users DROP COLUMN name;\n",
+    })
+    loaded = source.load_directory(goose)
+    assert [(m.label, len(m.up.statements), m.down is not None and len(m.down.statements), m.up.no_transaction)
+            for m in loaded] == [("00001_users", 2, 2, False), ("00002_email_idx", 1, 1, True),
+                                 ("00003_names", 1, 1, False)]
+    dbmate = write(tmp_path / "dbmate", {
+        "20240101120000_accounts.sql": "-- migrate:up\nCREATE TABLE accounts (id int);\n-- migrate:down\n"
+                                       "DROP TABLE accounts;\n",
+        "20240102090000_accounts_idx.sql": "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY a_id ON "
+                                           "accounts (id);\n-- migrate:down\nDROP INDEX a_id;\n",
+    })
+    assert [m.version for m in source.load_directory(dbmate, allow_gaps=True)] == ["20240101120000",
+                                                                                    "20240102090000"]
+    plain = write(tmp_path / "plain", {"0001_users.sql": "CREATE TABLE users (id int);"})
+    with pytest.raises(errors.InvalidSpecError, match="0001_users.sql' does not follow the naming convention"):
+        source.load_directory(plain)

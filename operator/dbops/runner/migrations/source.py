@@ -7,6 +7,8 @@ Naming conventions (validated; see the README's "Migration files"):
     V<version>__<name>.sql       Flyway versioned (``U<version>__<name>.sql``: its undo, our down)
     R__<name>.sql                Flyway repeatable: re-applied after the versioned ones when its text changes
     <version>[_<name>].sql       Atlas, in a directory with ``atlas.sum`` (verified first; see ``atlas``)
+    <version>_<name>.sql         goose / dbmate: ``-- +goose Up``/``Down``, ``-- migrate:up``/``down`` sections
+                                 (an up file's down section is its down script; see ``sections``)
 
 ``version`` is digits, or digit runs joined by ``.``/``_`` in Flyway names (``1.2``), compared
 part by part as integers (``dbops.api.versions``); versions must be unique and consecutive
@@ -23,6 +25,7 @@ one statement at a time (for ``CREATE INDEX CONCURRENTLY``). A single enclosing
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -35,12 +38,14 @@ import yaml
 
 from dbops import errors
 from dbops.api import versions
-from dbops.runner.migrations import atlas
+from dbops.runner.migrations import atlas, sections
 from dbops.runner.migrations import statements as sqlstatements
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)\.(?P<direction>up|down)\.sql$")
 # Flyway: V<version>__<description>.sql (U… is its undo, our down); R__ repeatables are refused by name.
 FLYWAY_NAME = re.compile(r"^(?P<prefix>[VU])(?P<version>[0-9][0-9._]*)__(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$")
+# goose / dbmate: one file per version whose -- +goose Up/Down or -- migrate:up/down markers split it.
+SINGLE_FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$")
 FLYWAY_REPEATABLE = re.compile(r"^R__(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$")
 VERSION = versions.VERSION
 REPEATABLE_PREFIX = "R__"
@@ -48,7 +53,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Ours, and the other tools' spellings of "run this file outside a transaction" (accepted as aliases).
 NO_TRANSACTION = re.compile(
     r"^\s*--\s*(?:dbops:no-transaction|atlas:txmode\s+none|\+goose\s+NO\s+TRANSACTION"
-    r"|migrate:up\b.*\btransaction:false|flyway:executeInTransaction=false)\s*$",
+    r"|migrate:(?:up|down)\b.*\btransaction:false|flyway:executeInTransaction=false)\s*$",
     re.MULTILINE | re.IGNORECASE,
 )
 
@@ -64,10 +69,14 @@ class Script:
     """The file name in the source directory (empty for inline migrations)."""
 
     @classmethod
-    def parse(cls, sql: str, where: str, file: str = "", no_transaction: bool = False) -> Script:
-        """Parse SQL text, validating its transaction control; ``where`` names it in errors."""
+    def parse(cls, sql: str, where: str, file: str = "", no_transaction: bool = False,
+              first_line: int = 1) -> Script:
+        """Parse SQL text, validating its transaction control; ``where`` names it in errors, ``first_line`` is
+        the file line the text starts on (a section of a goose/dbmate file)."""
         no_transaction = no_transaction or bool(NO_TRANSACTION.search(sql))
         parsed = sqlstatements.split_statements(sql)
+        if first_line != 1:
+            parsed = [dataclasses.replace(s, line=s.line + first_line - 1) for s in parsed]
         if not no_transaction:
             parsed = sqlstatements.unwrap_transaction(parsed)
         for statement in parsed:
@@ -158,8 +167,22 @@ def make_migration(version: str, name: str, up: str, down: str | None, *, up_fil
         raise errors.InvalidSpecError(f"migration {version}: name {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]*")
     label = f"{version}_{name}"
     forced = outside_transaction or set()
-    up_script = Script.parse(up, f"migration {label} (up)", up_file, "up" in forced)  # comment-only: a no-op
-    down_script = (Script.parse(down, f"migration {label} (down)", down_file, "down" in forced)
+    up_line = down_line = 1
+    marked = sections.split(up, f"migration {label} ({up_file or 'up'})")
+    if marked is not None:  # a goose/dbmate file: its Down section is the down script, never part of the up
+        if marked.no_transaction:
+            forced = forced | {"up", "down"}
+        up, up_line = marked.up.text, marked.up.first_line
+        if marked.down is not None:
+            if down is not None:
+                raise errors.InvalidSpecError(
+                    f"migration {label}: {up_file or 'the up script'} has a down section and there is also a "
+                    f"down script{f' ({down_file})' if down_file else ''}; keep one of them"
+                )
+            down, down_file, down_line = marked.down.text, up_file, marked.down.first_line
+    # comment-only up: a recorded no-op
+    up_script = Script.parse(up, f"migration {label} (up)", up_file, "up" in forced, up_line)
+    down_script = (Script.parse(down, f"migration {label} (down)", down_file, "down" in forced, down_line)
                    if down is not None else None)
     return Migration(version=version, name=name, up=up_script, down=down_script, checksum=checksum_of(up),
                      raw_checksum=raw_checksum_of(up))
@@ -183,12 +206,16 @@ def validate_sequence(migrations: list[Migration], *, allow_gaps: bool = False) 
     return ordered + repeatables(migrations)
 
 
-def _parse_file_name(file_name: str) -> tuple[str, str, str]:
-    """(version, name, direction) of ``0001_name.up.sql`` (golang-migrate), ``V1.2__name.sql`` (Flyway) or
-    ``R__name.sql`` (Flyway repeatable: version ``R__name``, direction ``repeatable``)."""
+def _parse_file_name(file_name: str, text: str = "") -> tuple[str, str, str]:
+    """(version, name, direction) of ``0001_name.up.sql`` (golang-migrate), ``V1.2__name.sql`` (Flyway),
+    ``R__name.sql`` (Flyway repeatable: version ``R__name``, direction ``repeatable``) or ``0001_name.sql``
+    whose ``text`` has goose/dbmate section markers (its up, the down section split off later)."""
     match = FILE_NAME.match(file_name)
     if match:
         return match["version"], match["name"], match["direction"]
+    single = SINGLE_FILE_NAME.match(file_name)
+    if single and sections.has_markers(text):
+        return single["version"], single["name"], "up"
     flyway = FLYWAY_NAME.match(file_name)
     if flyway:
         if not versions.is_version(flyway["version"]):
@@ -203,7 +230,8 @@ def _parse_file_name(file_name: str) -> tuple[str, str, str]:
     raise errors.InvalidSpecError(
         f"migration file {file_name!r} does not follow the naming convention "
         "<version>_<name>.up.sql / <version>_<name>.down.sql (e.g. 0001_create_users.up.sql), "
-        "Flyway's V<version>__<name>.sql / U<version>__<name>.sql / R__<name>.sql"
+        "Flyway's V<version>__<name>.sql / U<version>__<name>.sql / R__<name>.sql, or <version>_<name>.sql "
+        "with goose's '-- +goose Up' / dbmate's '-- migrate:up' marker"
     )
 
 
@@ -221,7 +249,8 @@ def load_directory(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
     for entry in sorted(path.iterdir()):
         if entry.name.startswith(".") or not entry.name.endswith(".sql") or entry.is_dir():
             continue
-        version, name, direction = _parse_file_name(entry.name)
+        text = entry.read_text(encoding="utf-8")
+        version, name, direction = _parse_file_name(entry.name, text)
         number = version if direction == "repeatable" else versions.key(version)
         found = parts.setdefault(number, {})
         if direction in found:
@@ -232,7 +261,7 @@ def load_directory(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
         if settings.is_file() and re.search(r"^\s*executeInTransaction\s*=\s*false\s*$",
                                             settings.read_text(encoding="utf-8"), re.MULTILINE):
             outside.add((number, direction))
-        found[direction] = (version, name, entry.name, entry.read_text(encoding="utf-8"))
+        found[direction] = (version, name, entry.name, text)
     migrations = []
     for number, files in parts.items():
         if "repeatable" in files:
