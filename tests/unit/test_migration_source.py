@@ -268,5 +268,5 @@ def test_goose_and_dbmate_single_file_names_load(tmp_path: Path) -> None:
     assert [m.version for m in source.load_directory(dbmate, allow_gaps=True)] == ["20240101120000",
                                                                                     "20240102090000"]
     plain = write(tmp_path / "plain", {"0001_users.sql": "CREATE TABLE users (id int);"})
-    with pytest.raises(errors.InvalidSpecError, match="0001_users.sql' does not follow the naming convention"):
+    with pytest.raises(errors.InvalidSpecError, match=r"0001_users\.sql' does not follow the naming convention"):
         source.load_directory(plain)
