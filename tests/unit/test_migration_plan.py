@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -110,6 +111,26 @@ def test_squawk_finds_problems_and_flags_destructive_rules() -> None:
     assert any(f.destructive for f in findings)
     assert lint.fails(findings, "warning")
     assert lint.fails(findings, "none") == []
+
+
+def test_squawk_reads_the_source_files_in_place_and_a_copy_only_where_they_differ(tmp_path: Path) -> None:
+    """P6: no copy per file (creating 200 files cost more than squawk); a file whose bytes are not the SQL
+    that runs (CRLF, changed since it was read) is linted from a copy of that SQL, with the same findings."""
+    (tmp_path / "0001_drop.up.sql").write_text("SELECT 1;\nALTER TABLE users DROP COLUMN email;\n")
+    (tmp_path / "0002_crlf.up.sql").write_bytes(b"SELECT 1;\r\nALTER TABLE users DROP COLUMN name;\r\n")
+    (tmp_path / "0003_edited.up.sql").write_text("SELECT 1;\nALTER TABLE users DROP COLUMN age;\n")
+    ms = source.load_directory(tmp_path)
+    (tmp_path / "0003_edited.up.sql").write_text("SELECT 1;\n")
+    steps = build(ms, []).steps
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    assert [lint._lint_file(step, copies) for step in steps] == [
+        str(tmp_path / "0001_drop.up.sql"), str(copies / "0002_crlf.up.sql"), str(copies / "0003_edited.up.sql")]
+    assert (copies / "0003_edited.up.sql").read_text() == ms[2].up.sql
+    findings = lint.lint_plan(build(ms, []))
+    assert [(f.version, f.rule, f.line, f.file) for f in findings if f.rule == "ban-drop-column"] == [
+        ("0001", "ban-drop-column", 2, "0001_drop.up.sql"), ("0002", "ban-drop-column", 2, "0002_crlf.up.sql"),
+        ("0003", "ban-drop-column", 2, "0003_edited.up.sql")]
 
 
 def test_user_check_expectations() -> None:

@@ -119,12 +119,25 @@ def lint_plan(migration_plan: plan.Plan, *, pg_version: int | None = None,
             for step in migration_plan.steps:
                 if step.script.no_transaction == in_transaction:
                     continue
-                path = Path(directory) / f"{step.migration.label}.{step.direction}.sql"
-                path.write_text(step.script.sql, encoding="utf-8")
-                files[str(path)] = step
+                files[_lint_file(step, Path(directory))] = step
             if files:
                 findings += _run_squawk(binary, files, in_transaction, pg_version, excluded_rules)
     return sorted(findings, key=lambda f: (version_order(f.version), f.line, f.rule))
+
+
+def _lint_file(step: plan.Step, directory: Path) -> str:
+    """The file squawk reads for a step: the source file itself when it holds exactly the SQL that runs (P6:
+    creating a copy of each file cost more than squawk), otherwise a copy written into ``directory``."""
+    script = step.script
+    if script.path:
+        try:
+            if Path(script.path).read_bytes().decode("utf-8") == script.sql:
+                return script.path
+        except (OSError, UnicodeDecodeError):
+            pass
+    path = directory / f"{step.migration.label}.{step.direction}.sql"
+    path.write_text(script.sql, encoding="utf-8")
+    return str(path)
 
 
 def fails(findings: list[LintFinding], fail_on: str) -> list[LintFinding]:

@@ -67,10 +67,12 @@ class Script:
     no_transaction: bool
     file: str = ""
     """The file name in the source directory (empty for inline migrations)."""
+    path: str = field(default="", compare=False, repr=False)
+    """Where the file was read from (empty for inline migrations): lint hands it to squawk in place."""
 
     @classmethod
     def parse(cls, sql: str, where: str, file: str = "", no_transaction: bool = False,
-              first_line: int = 1) -> Script:
+              first_line: int = 1, path: str = "") -> Script:
         """Parse SQL text, validating its transaction control; ``where`` names it in errors, ``first_line`` is
         the file line the text starts on (a section of a goose/dbmate file)."""
         no_transaction = no_transaction or bool(NO_TRANSACTION.search(sql))
@@ -86,7 +88,7 @@ class Script:
                     f"({statement.summary(40)}); dbops runs each migration in its own transaction — remove it, "
                     "or add the line '-- dbops:no-transaction' to run the statements one by one"
                 )
-        return cls(sql=sql, statements=tuple(parsed), no_transaction=no_transaction, file=file)
+        return cls(sql=sql, statements=tuple(parsed), no_transaction=no_transaction, file=file, path=path)
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,10 @@ def source_hash(migrations: list[Migration]) -> str:
 
 
 def make_migration(version: str, name: str, up: str, down: str | None, *, up_file: str = "",
-                   down_file: str = "", outside_transaction: set[str] | None = None) -> Migration:
-    """Build and validate one migration from its parts (``*_file``: where they came from, for reports)."""
+                   down_file: str = "", outside_transaction: set[str] | None = None,
+                   directory: Path | None = None) -> Migration:
+    """Build and validate one migration from its parts (``*_file``: where they came from, for reports, in
+    ``directory`` when given)."""
     version = str(version)
     if not versions.is_version(version):
         raise errors.InvalidSpecError(f"migration version {version!r} is not a run of digits (e.g. 0001, or 1.2 "
@@ -181,11 +185,17 @@ def make_migration(version: str, name: str, up: str, down: str | None, *, up_fil
                 )
             down, down_file, down_line = marked.down.text, up_file, marked.down.first_line
     # comment-only up: a recorded no-op
-    up_script = Script.parse(up, f"migration {label} (up)", up_file, "up" in forced, up_line)
-    down_script = (Script.parse(down, f"migration {label} (down)", down_file, "down" in forced, down_line)
+    up_script = Script.parse(up, f"migration {label} (up)", up_file, "up" in forced, up_line,
+                             _path(directory, up_file))
+    down_script = (Script.parse(down, f"migration {label} (down)", down_file, "down" in forced, down_line,
+                                _path(directory, down_file))
                    if down is not None else None)
     return Migration(version=version, name=name, up=up_script, down=down_script, checksum=checksum_of(up),
                      raw_checksum=raw_checksum_of(up))
+
+
+def _path(directory: Path | None, file: str) -> str:
+    return str(directory / file) if directory is not None and file else ""
 
 
 def validate_sequence(migrations: list[Migration], *, allow_gaps: bool = False) -> list[Migration]:
@@ -241,7 +251,7 @@ def load_directory(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
         raise errors.NotFoundError(f"migration source directory {path} does not exist")
     if (path / atlas.SUM_FILE).is_file():
         # Atlas: the sum file vouches for the whole file set, so gaps (timestamp versions) are no lost files.
-        return validate_sequence([make_migration(f.version, f.name, f.text, None, up_file=f.file)
+        return validate_sequence([make_migration(f.version, f.name, f.text, None, up_file=f.file, directory=path)
                                   for f in atlas.read_directory(path)], allow_gaps=True)
     # version key → direction → (version as written, name, file name, text)
     parts: dict[Any, dict[str, tuple[str, str, str, str]]] = {}
@@ -266,7 +276,7 @@ def load_directory(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
     for number, files in parts.items():
         if "repeatable" in files:
             _, name, file_name, text = files["repeatable"]
-            migrations.append(make_repeatable(name, text, file=file_name,
+            migrations.append(make_repeatable(name, text, file=file_name, directory=path,
                                               no_transaction=(number, "repeatable") in outside))
             continue
         if "up" not in files:
@@ -278,7 +288,8 @@ def load_directory(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
             )
         migrations.append(make_migration(version, name, up_sql, files["down"][3] if "down" in files else None,
                                          up_file=up_file, down_file=files["down"][2] if "down" in files else "",
-                                         outside_transaction={d for n, d in outside if n == number}))
+                                         outside_transaction={d for n, d in outside if n == number},
+                                         directory=path))
     if not migrations:
         raise errors.InvalidSpecError(
             f"no migrations in {path} (expected files like 0001_create_users.up.sql); is the right ConfigMap mounted?"
@@ -286,10 +297,11 @@ def load_directory(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
     return validate_sequence(migrations, allow_gaps=allow_gaps)
 
 
-def make_repeatable(name: str, sql: str, *, file: str = "", no_transaction: bool = False) -> Migration:
+def make_repeatable(name: str, sql: str, *, file: str = "", no_transaction: bool = False,
+                    directory: Path | None = None) -> Migration:
     """A Flyway repeatable migration ``R__<name>.sql``."""
     label = REPEATABLE_PREFIX + name
-    script = Script.parse(sql, f"repeatable migration {label}", file, no_transaction)
+    script = Script.parse(sql, f"repeatable migration {label}", file, no_transaction, path=_path(directory, file))
     return Migration(version=label, name=name, up=script, checksum=checksum_of(sql), raw_checksum=raw_checksum_of(sql),
                      repeatable=True)
 
