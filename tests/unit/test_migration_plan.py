@@ -119,13 +119,15 @@ def test_squawk_reads_the_source_files_in_place_and_a_copy_only_where_they_diffe
     (tmp_path / "0001_drop.up.sql").write_text("SELECT 1;\nALTER TABLE users DROP COLUMN email;\n")
     (tmp_path / "0002_crlf.up.sql").write_bytes(b"SELECT 1;\r\nALTER TABLE users DROP COLUMN name;\r\n")
     (tmp_path / "0003_edited.up.sql").write_text("SELECT 1;\nALTER TABLE users DROP COLUMN age;\n")
+    (tmp_path / "0004_goose.up.sql").write_text("-- +goose Up\nSELECT 1;\n-- +goose Down\nDROP TABLE users;\n")
     ms = source.load_directory(tmp_path)
     (tmp_path / "0003_edited.up.sql").write_text("SELECT 1;\n")
     steps = build(ms, []).steps
     copies = tmp_path / "copies"
     copies.mkdir()
     assert [lint._lint_file(step, copies) for step in steps] == [
-        str(tmp_path / "0001_drop.up.sql"), str(copies / "0002_crlf.up.sql"), str(copies / "0003_edited.up.sql")]
+        str(tmp_path / "0001_drop.up.sql"), str(copies / "0002_crlf.up.sql"), str(copies / "0003_edited.up.sql"),
+        str(copies / "0004_goose.up.sql")]  # a section of the file
     assert (copies / "0003_edited.up.sql").read_text() == ms[2].up.sql
     findings = lint.lint_plan(build(ms, []))
     assert [(f.version, f.rule, f.line, f.file) for f in findings if f.rule == "ban-drop-column"] == [
