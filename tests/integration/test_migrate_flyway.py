@@ -126,3 +126,76 @@ def test_a_broken_repeatable_is_not_recorded_and_names_its_file(database: tuple[
     (src / "R__view.sql").write_text("CREATE OR REPLACE VIEW v AS SELECT id FROM t;\n")
     code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
     assert code == 0 and [a["version"] for a in doc["applied"]] == ["R__view"], doc
+
+
+FLYWAY_HISTORY = ("CREATE TABLE flyway_schema_history (installed_rank int PRIMARY KEY, version varchar(50),"
+                  " description varchar(200) NOT NULL, type varchar(20) NOT NULL, script varchar(1000) NOT NULL,"
+                  " checksum int, installed_by varchar(100) NOT NULL, installed_on timestamp NOT NULL DEFAULT now(),"
+                  " execution_time int NOT NULL, success boolean NOT NULL);")
+
+
+def flyway_row(rank: int, version: str | None, kind: str, script: str, checksum: int | None,
+               success: bool = True) -> str:
+    shown = "NULL" if version is None else f"'{version}'"
+    crc = "NULL" if checksum is None else str(checksum)
+    return (f"INSERT INTO flyway_schema_history VALUES ({rank}, {shown}, '{script}', '{kind}', '{script}', {crc},"
+            f" 'app', now(), 4, {str(success).lower()});")
+
+
+def test_flyway_repeatables_are_imported_so_only_a_changed_one_runs_again(database: tuple[PostgresServer, str],
+                                                                         tmp_path: Path) -> None:
+    """A team switching from Flyway: an existing database baselined at 1, V1.1 and V1_2 applied, the R__ view and
+    R__ function applied (the view twice: it changed once under Flyway). Since then R__functions was edited, R__views
+    was not. The import keeps both repeatables: the next apply re-runs only R__functions (as `flyway migrate` would),
+    not the view a user may not want re-created."""
+    server, db = database
+    src = flyway_project(tmp_path / "sql")
+
+    def crc(name: str) -> int:
+        return flyway.checksum((src / name).read_text(encoding="utf-8"))
+
+    for name in ("V1__create_accounts.sql", "V1.1__add_name.sql", "V1_2__orders.sql", "R__functions.sql",
+                 "R__views.sql"):
+        psql_file(server, db, src / name)
+    # what the view's re-run would undo: a comment set by hand after Flyway created it
+    server.psql("COMMENT ON VIEW account_orders IS 'reviewed'", db)
+    rows = [FLYWAY_HISTORY,
+            "INSERT INTO flyway_schema_history VALUES (0, NULL, '<< Flyway Schema Creation >>', 'SCHEMA', "
+            "'\"public\"', NULL, 'app', now(), 0, true);",
+            flyway_row(1, "1", "BASELINE", "<< Flyway Baseline >>", None),
+            flyway_row(2, "1.1", "SQL", "V1.1__add_name.sql", crc("V1.1__add_name.sql")),
+            flyway_row(3, "1.2", "SQL", "V1_2__orders.sql", crc("V1_2__orders.sql")),
+            flyway_row(4, None, "SQL", "R__functions.sql", crc("R__functions.sql")),
+            flyway_row(5, None, "SQL", "R__views.sql", flyway.checksum("CREATE VIEW an_older_definition;")),
+            flyway_row(6, None, "SQL", "R__views.sql", crc("R__views.sql"))]
+    server.psql("\n".join(rows), db)
+    (src / "R__functions.sql").write_text(
+        "CREATE OR REPLACE FUNCTION order_count(bigint) RETURNS bigint LANGUAGE sql STABLE "
+        "AS $$ SELECT count(*) * 10 FROM orders WHERE account_id = $1 $$;\n")
+
+    # a repeatable Flyway ran that the source no longer has, and then a failed re-run: each refused, nothing imported
+    server.psql(flyway_row(7, None, "SQL", "R__dropped.sql", 12345), db)
+    code, doc, _ = run_dbops(server, db, "migrate", "import", "--source", str(src), "--allow-gaps", "--from", "flyway")
+    assert code == 2 and doc["reason"] == "MigrationDrift" and "R__dropped.sql" in doc["message"], doc
+    server.psql("DELETE FROM flyway_schema_history WHERE installed_rank = 7;"
+                + flyway_row(7, None, "SQL", "R__views.sql", crc("R__views.sql"), success=False), db)
+    code, doc, _ = run_dbops(server, db, "migrate", "import", "--source", str(src), "--allow-gaps", "--from", "flyway")
+    assert code == 2 and doc["reason"] == "DirtyHistory" and "R__views.sql" in doc["message"], doc
+    assert server.psql("SELECT to_regclass('dbops_migrations') IS NULL", db) == "t"
+    server.psql("DELETE FROM flyway_schema_history WHERE installed_rank = 7", db)
+
+    code, doc, _ = run_dbops(server, db, "migrate", "import", "--source", str(src), "--allow-gaps", "--from", "flyway")
+    assert code == 0 and doc["imported"] == ["1", "1.1", "1.2"], doc
+    assert doc["repeatables"] == {"R__functions": "changed", "R__views": "current"}, doc
+    assert doc["currentVersion"] == "1.2" and "R__functions" in doc["message"], doc
+    code, doc, _ = run_dbops(server, db, "migrate", "status", "--source", str(src), "--allow-gaps")
+    assert code == 0 and doc["pending"] == ["1.10", "2", "4", "R__functions"], doc
+
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--allow-gaps")
+    assert code == 0, doc["message"]
+    assert [a["version"] for a in doc["applied"]] == ["1.10", "2", "4", "R__functions"], doc
+    assert server.psql("SELECT obj_description('account_orders'::regclass)", db) == "reviewed"  # not re-created
+    assert server.psql("SELECT order_count(1)", db) == "10"  # the edited function is the one deployed
+    assert server.psql("SELECT sum(orders) FROM account_orders", db) == "200"
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--allow-gaps")
+    assert code == 0 and doc["applied"] == [], doc

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from tests.fixtures.cluster import read_json
 from tests.integration import operator_harness as harness
 from tests.integration.test_operator_errors import DATABASE, SCHEDULE, assert_failed_visibly
 
+from dbops.api.base import GROUP, VERSION
 from dbops_testbed.controlplane import ControlPlane
 from dbops_testbed.minio import MinioServer
 from dbops_testbed.postgres import PostgresServer
@@ -44,4 +46,13 @@ def test_jobs_and_cron_jobs_refused_by_a_quota_fail_visibly(
     assert_failed_visibly(installed_crds, kube_client, namespace, SCHEDULE, "nightly", "CronJobRejected", "CronJob",
                           "quota", "no-jobs")
     assert harness.list_jobs(kube_client, namespace) == []
+    # the quota lifted and the spec changed (a new generation): the schedule tries again and becomes Active
+    client.CoreV1Api(kube_client).delete_namespaced_resource_quota("no-jobs", namespace)
+    client.CustomObjectsApi(kube_client).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "databasebackupschedules", "nightly", {"spec": {"schedule": "0 3 * * *"}},
+        _preload_content=False)
+    body = harness.wait_for_phase(kube_client, namespace, SCHEDULE, "nightly", {"Active"}, timeout=120)
+    assert "Failed" not in {c["type"] for c in body["status"]["conditions"]}, body["status"]
+    assert read_json(client.BatchV1Api(kube_client).read_namespaced_cron_job(
+        body["status"]["cronJobName"], namespace, _preload_content=False))["spec"]["schedule"] == "0 3 * * *"
     assert operator.alive() and "Traceback" not in operator.logs()

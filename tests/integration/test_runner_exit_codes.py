@@ -332,13 +332,20 @@ def world_base(pg_server: PostgresServer, minio_server: MinioServer, tmp_path_fa
 
 
 def _run(argv: list[str], env: dict[str, str], tmp: Path) -> Run:
-    """``dbops ARGV`` as a Job runs it: the result goes where ``DBOPS_RESULT_PATH`` says (every command)."""
-    result_path = tmp / "result.json"
-    process = subprocess.Popen([sys.executable, "-m", "dbops.cli.main", *argv],
-                               env={**env, "DBOPS_RESULT_PATH": str(result_path)},
+    """``dbops ARGV`` as a Job runs it, with ``--result-path`` (every runner command has it): the result goes
+    there, not where ``DBOPS_RESULT_PATH`` says."""
+    result_path, from_env = tmp / "result.json", tmp / "result-from-env.json"
+    words = 2 if argv[0] in ("migrate", "trigger") else 1  # the flag goes after the (sub)command's words
+    process = subprocess.Popen([sys.executable, "-m", "dbops.cli.main", *argv[:words], "--result-path",
+                                str(result_path), *argv[words:]],
+                               env={**env, "DBOPS_RESULT_PATH": str(from_env)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stdout, stderr = process.communicate(timeout=300)
-    return finished(process, stdout, stderr, result_path)
+    run = finished(process, stdout, stderr, result_path)
+    assert not from_env.exists(), f"{argv[:words]}: --result-path ignored, the result went to $DBOPS_RESULT_PATH"
+    if run.result:
+        assert run.result["exitCode"] == run.code, run.output
+    return run
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -51,3 +52,25 @@ def test_the_rehearse_help_names_the_scratch_prefix_rehearsal_uses() -> None:
     from dbops.runner.migrations import rehearsal
 
     assert migrate_rehearse.SCRATCH_PREFIX == rehearsal.SCRATCH_PREFIX
+
+
+NOT_RUNNERS = {"crds", "manifests", "operator"}  # they write files or run the operator: no Job result
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...],
+                                                                                     argparse.ArgumentParser]]:
+    """Every command that runs (a parser without subcommands), with its words."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not actions:
+        return [(path, parser)]
+    return [leaf for name, child in actions[0].choices.items() for leaf in _leaves(child, (*path, name))]
+
+
+def test_every_runner_command_takes_result_path() -> None:
+    """The Job result protocol: each runner command writes its result where --result-path says."""
+    leaves = [(words, p) for words, p in _leaves(main.build_parser(load_all=True)) if words[0] not in NOT_RUNNERS]
+    assert {" ".join(words) for words, _ in leaves} >= {"migrate plan", "migrate apply", "check", "verify-db",
+                                                        "backup", "restore", "verify", "trigger backup"}
+    missing = [" ".join(words) for words, p in leaves
+               if "--result-path" not in {o for a in p._actions for o in a.option_strings}]
+    assert missing == [], missing

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dbops import errors
 from dbops.api import versions
@@ -123,3 +125,34 @@ def test_flyway_checksum_follows_flyways_line_by_line_crc32() -> None:
     assert flyway.checksum("a\n\ufeffb") != signed  # a BOM further in is content
     assert flyway.checksum("") == 0 and flyway.checksum("\n") == 0
     assert -(1 << 31) <= flyway.checksum("CREATE TABLE accounts (id bigserial PRIMARY KEY);\n" * 50) < (1 << 31)
+
+
+_NAMES = st.from_regex(source.NAME, fullmatch=True).filter(lambda name: len(name) <= 40)
+_VERSION_SETS = st.lists(st.from_regex(versions.VERSION, fullmatch=True).filter(versions.is_version),
+                         min_size=1, max_size=6, unique_by=versions.key)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_VERSION_SETS, st.data())
+def test_rendered_files_load_back_with_the_same_versions(tmp_path: Path, chosen: list[str], data: st.DataObject
+                                                         ) -> None:
+    """Versions from the shared grammar (dots, '_', leading zeros) → render_file_set → the files a ConfigMap
+    mounts → load_directory: the same versions, names and scripts come back."""
+    migrations = [source.make_migration(version, data.draw(_NAMES), f"SELECT {index};",
+                                        data.draw(st.sampled_from([None, f"SELECT -{index};"])))
+                  for index, version in enumerate(chosen)]
+    files = source.render_file_set(migrations)
+    assert all(versions.SOURCE_FILE.match(name) for name in files), sorted(files)  # the controller keeps them all
+    directory = tmp_path / f"set-{len(list(tmp_path.iterdir()))}"
+    loaded = source.load_directory(write(directory, files), allow_gaps=True)
+    ordered = sorted(migrations, key=lambda m: m.number)
+    assert [(m.version, m.name, m.up.sql) for m in loaded] == [(m.version, m.name, m.up.sql) for m in ordered]
+    assert [m.down.sql if m.down else None for m in loaded] == [m.down.sql if m.down else None for m in ordered]
+
+
+def test_a_dotted_version_renders_as_a_file_the_loader_reads() -> None:
+    """The regression: 1.2 was written as 1.2_x.up.sql, which the loader refused."""
+    rendered = source.render_file_set([source.make_migration("1_2", "x", "SELECT 1;", "SELECT 2;")])
+    assert sorted(rendered) == ["1.2_x.down.sql", "1.2_x.up.sql"]
+    assert source._parse_file_name("1.2_x.up.sql") == ("1.2", "x", "up")
+    assert source._parse_file_name("0006_v6.0.up.sql") == ("0006", "v6.0", "up")  # golang-migrate: dots in the name

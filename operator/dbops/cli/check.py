@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from dbops import errors
+from dbops.cli import migrate_output
 from dbops.runner import prechecks, result
 from dbops.runner.migrations import connect
 
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                         help="transactions older than this would block DDL (default 60)")
     parser.add_argument("--fail-on", choices=("fail", "warn"), default="fail",
                         help="the level that fails the run (default fail)")
+    migrate_output.add_result_path(parser)
     parser.set_defaults(run=_run)
 
 
@@ -43,8 +45,8 @@ def _run(args: argparse.Namespace) -> int:
             results = [prechecks.PreCheck("connectivity", "fail", error.message)]
         document = result.failure(name, error, preChecks=[r.as_result() for r in results])
         print(result.encode_result(document).decode())
-        return result.emit(document, f"dbops {name} failed: {document['message']}")
+        return result.emit(document, f"dbops {name} failed: {document['message']}", args.result_path)
     summary = ", ".join(f"{r.name} {r.result}" for r in results)
     document = result.success(name, summary, preChecks=[r.as_result() for r in results])
     print(result.encode_result(document).decode())
-    return result.emit(document, f"dbops {name}: {summary}")
+    return result.emit(document, f"dbops {name}: {summary}", args.result_path)

@@ -89,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     migrate_verify.add_arguments(verify_parser, standalone=True)
     verify_parser.add_argument("--history-table", default=history.DEFAULT_TABLE,
                                help="excluded from row counts (default %(default)s)")
+    migrate_output.add_arguments(verify_parser)
     verify_parser.set_defaults(run=migrate_verify.run_verify_db)
 
 
@@ -319,8 +320,15 @@ def _run_import(args: argparse.Namespace) -> int:
             imported = adopt.import_history(connection, migrations, table, args.tool, args.from_table)
     except Exception as error:
         return _fail(args, name, error)
-    message = f"imported {len(imported)} versions from {args.tool}; at {_version(imported[-1] if imported else None)}"
-    document = result.success(name, message, imported=imported, currentVersion=imported[-1] if imported else None)
+    current = imported.versions[-1] if imported.versions else None
+    message = f"imported {len(imported.versions)} versions from {args.tool}; at {_version(current)}"
+    if imported.repeatables:
+        changed = [label for label, state in imported.repeatables.items() if state == "changed"]
+        message += (f"; {len(imported.repeatables)} repeatables, "
+                    + (f"changed since {args.tool} ran them, re-run on the next apply: {', '.join(changed)}"
+                       if changed else "none changed"))
+    document = result.success(name, message, imported=imported.versions, repeatables=imported.repeatables,
+                              currentVersion=current)
     return migrate_output.publish(document, args, f"dbops {name}: {message}")
 
 

@@ -16,11 +16,19 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--format`` and ``--output``."""
+    """``--format``, ``--output`` and ``--result-path``."""
     parser.add_argument("--format", choices=FORMATS, default="json",
                         help="stdout: the full result as JSON (default), lint findings as SARIF 2.1.0 "
                              "(code scanning) or as GitHub workflow annotations")
     parser.add_argument("--output", type=Path, help="also write the full, uncut result JSON to this file")
+    add_result_path(parser)
+
+
+def add_result_path(parser: argparse.ArgumentParser) -> None:
+    """``--result-path``, as every runner command has it."""
+    parser.add_argument("--result-path", type=Path, metavar="PATH",
+                        help="write the JSON result (at most 4 KiB) here (default: $DBOPS_RESULT_PATH, "
+                             "else /dev/termination-log in a pod)")
 
 
 def publish(document: dict[str, Any], args: argparse.Namespace, summary: str) -> int:
@@ -42,7 +50,7 @@ def publish(document: dict[str, Any], args: argparse.Namespace, summary: str) ->
         capped = {**document, "fullResult": where}
         capped["message"] = f"{document['message']} (result cut to 4 KiB; complete in {where})"
         summary = f"{summary} (complete result in {where})"
-    return result.emit(capped, summary)
+    return result.emit(capped, summary, getattr(args, "result_path", None))
 
 
 def findings(document: dict[str, Any]) -> list[dict[str, Any]]:

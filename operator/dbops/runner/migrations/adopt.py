@@ -5,6 +5,7 @@ accepts a changed checksum with a reason (an applied file edited on purpose, e.g
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -18,12 +19,22 @@ Connection = psycopg.Connection[Any]
 TOOLS = {"golang-migrate": "public.schema_migrations", "flyway": "public.flyway_schema_history"}
 
 
+@dataclass
+class Imported:
+    """What an import recorded."""
+
+    versions: list[str] = field(default_factory=list)
+    """The versions recorded as applied (``imported`` rows), in order."""
+    repeatables: dict[str, str] = field(default_factory=dict)
+    """Flyway repeatables: ``R__name`` → ``current`` (not re-run) or ``changed`` (runs on the next apply)."""
+
+
 def import_history(connection: Connection, migrations: list[source.Migration], table: history.HistoryTable,
-                   tool: str, their_table: str | None = None, *, wait_seconds: float = 60.0) -> list[str]:
-    """Record the versions the other tool applied as ``imported`` rows of ours; returns them.
+                   tool: str, their_table: str | None = None, *, wait_seconds: float = 60.0) -> Imported:
+    """Record the versions the other tool applied as ``imported`` rows of ours (and Flyway's repeatables).
 
     Refuses when our history already has rows, when the other tool's history is dirty or has failed
-    rows, or when it names a version the source does not have.
+    rows, or when it names a version (or repeatable) the source does not have.
     """
     theirs = history.HistoryTable.parse(their_table or TOOLS[tool])
     with lock.advisory_lock(connection, str(table), wait_seconds):
@@ -32,10 +43,12 @@ def import_history(connection: Connection, migrations: list[source.Migration], t
         if any(row.success for row in table.rows(connection)):
             raise errors.MigrationError(f"{table} already has a history; import only into an empty one",
                                         reason="HistoryExists")
+        repeatable_rows: dict[str, Any] = {}
         if tool == "golang-migrate":
             applied = upto(_golang_migrate(connection, theirs), migrations)
         else:
             applied = _flyway(connection, theirs, migrations)
+            repeatable_rows = _flyway_repeatables(connection, theirs, migrations)
         by_number = {m.number: m for m in source.versioned(migrations)}
         missing = [versions.text(v) for v in applied if v not in by_number]
         if missing:
@@ -43,12 +56,21 @@ def import_history(connection: Connection, migrations: list[source.Migration], t
                 f"{tool} history {theirs} records versions {missing[:5]} that are not in the source; "
                 "point --source at the same migrations the other tool ran", reason="MigrationDrift")
         chosen = [by_number[v] for v in sorted(applied)]
+        imported = Imported(versions=[m.version for m in chosen])
         with connection.transaction():
             table.ensure(connection)
             for migration in chosen:
                 table.record(connection, version=migration.version, name=migration.name,
                              checksum=migration.checksum, duration_ms=0, success=True, kind="imported")
-    return [m.version for m in chosen]
+            for migration, recorded in repeatable_rows.values():
+                # Unchanged since Flyway ran it: our checksum, so it does not run again. Changed: Flyway's own
+                # checksum kept (it matches no text of ours), so the next apply re-runs it, as Flyway would.
+                current = flyway.checksum(migration.up.sql) == recorded
+                table.record(connection, version=migration.version, name=migration.name,
+                             checksum=migration.checksum if current else f"flyway-crc32:{recorded}",
+                             duration_ms=0, success=True, kind="repeatable")
+                imported.repeatables[migration.version] = "current" if current else "changed"
+    return imported
 
 
 def _golang_migrate(connection: Connection, theirs: history.HistoryTable) -> list[versions.Key]:
@@ -68,7 +90,7 @@ def _flyway(connection: Connection, theirs: history.HistoryTable,
             migrations: list[source.Migration]) -> list[versions.Key]:
     """Flyway's applied versions (``1``, ``1.1``, ``2``: dotted versions kept as such), in its order: a
     ``BASELINE`` row stands for every source version up to it, an ``UNDO`` row takes its version back.
-    Repeatable rows (no version) are left out — their current text runs on the first apply, recorded then."""
+    Repeatable rows (no version) are read by ``_flyway_repeatables``."""
     rows = connection.execute(sql.SQL(
         "SELECT version, success, type, checksum, script FROM {} WHERE version IS NOT NULL ORDER BY installed_rank"
     ).format(theirs.identifier)).fetchall()
@@ -85,11 +107,40 @@ def _flyway(connection: Connection, theirs: history.HistoryTable,
         number = versions.key(str(version))
         if str(kind).upper() == "BASELINE":
             applied.update(dict.fromkeys(upto([number], migrations)))
-        elif str(kind).upper().startswith("UNDO"):
+        elif str(kind).upper().startswith("UNDO") or str(kind).upper() == "DELETE":  # DELETE: `flyway repair`
             applied.pop(number, None)
         else:
             applied[number] = None
     return list(applied)
+
+
+def _flyway_repeatables(connection: Connection, theirs: history.HistoryTable,
+                        migrations: list[source.Migration]) -> dict[str, tuple[source.Migration, int | None]]:
+    """Flyway's repeatables (rows without a version, by script): the source's ``R__`` migration and the checksum
+    of the text Flyway last applied. Its newest row counts (each change re-ran it); a ``DELETE`` row (``flyway
+    repair``) takes it back. Refuses a failed newest row, and a repeatable the source does not have."""
+    rows = connection.execute(sql.SQL(
+        "SELECT script, success, type, checksum FROM {} WHERE version IS NULL AND type IN ('SQL', 'DELETE')"
+        " ORDER BY installed_rank").format(theirs.identifier)).fetchall()
+    newest: dict[str, tuple[bool, str, int | None]] = {}
+    for script, success, kind, recorded in rows:
+        name = str(script).replace("\\", "/").rsplit("/", 1)[-1]  # a script in a sub-folder of the location
+        if not name.startswith(source.REPEATABLE_PREFIX):
+            continue
+        newest[name] = (bool(success), str(kind).upper(), None if recorded is None else int(recorded))
+    failed = [name for name, (success, kind, _) in newest.items() if kind == "SQL" and not success]
+    if failed:
+        raise errors.MigrationError(f"Flyway history {theirs} has failed repeatable migrations {failed}; run "
+                                    "`flyway repair` first", reason="DirtyHistory")
+    by_file = {m.up.file or f"{m.version}.sql": m for m in source.repeatables(migrations)}
+    applied = {name: recorded for name, (_, kind, recorded) in newest.items() if kind == "SQL"}
+    missing = sorted(set(applied) - set(by_file))
+    if missing:
+        raise errors.MigrationError(
+            f"Flyway history {theirs} records repeatable migrations {missing[:5]} that are not in the source; "
+            "point --source at the same migrations Flyway ran (or run `flyway repair` for deleted ones)",
+            reason="MigrationDrift")
+    return {name: (by_file[name], recorded) for name, recorded in applied.items()}
 
 
 def _check_flyway_checksums(rows: list[Any], migrations: list[source.Migration]) -> None:

@@ -10,7 +10,7 @@ Naming conventions (validated; see the README's "Migration files"):
     <version>_<name>.sql         goose / dbmate: ``-- +goose Up``/``Down``, ``-- migrate:up``/``down`` sections
                                  (an up file's down section is its down script; see ``sections``)
 
-``version`` is digits, or digit runs joined by ``.``/``_`` in Flyway names (``1.2``), compared
+``version`` is digits, or digit runs joined by ``.`` (``1.2_x.up.sql``; also ``_`` in Flyway names), compared
 part by part as integers (``dbops.api.versions``); versions must be unique and consecutive
 (no gaps, unless allowed). ``name`` matches ``[A-Za-z0-9][A-Za-z0-9_.-]*``.
 Both files of one version must carry the same name. The characters fit ConfigMap
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from dbops.api import versions
 from dbops.runner.migrations import atlas, sections
 from dbops.runner.migrations import statements as sqlstatements
 
-FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)\.(?P<direction>up|down)\.sql$")
+FILE_NAME = re.compile(r"^(?P<version>\d+(?:\.\d+)*)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)\.(?P<direction>up|down)\.sql$")
 # Flyway: V<version>__<description>.sql (U… is its undo, our down); R__ repeatables are refused by name.
 FLYWAY_NAME = re.compile(r"^(?P<prefix>[VU])(?P<version>[0-9][0-9._]*)__(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$")
 # goose / dbmate: one file per version whose -- +goose Up/Down or -- migrate:up/down markers split it.
@@ -164,8 +163,8 @@ def make_migration(version: str, name: str, up: str, down: str | None, *, up_fil
     ``directory`` when given)."""
     version = str(version)
     if not versions.is_version(version):
-        raise errors.InvalidSpecError(f"migration version {version!r} is not a run of digits (e.g. 0001, or 1.2 "
-                                      "in a Flyway name), at most 32 characters")
+        raise errors.InvalidSpecError(f"migration version {version!r} is not digits, or digit runs joined by '.' "
+                                      "or '_' (e.g. 0001, 1.2), at most 32 characters")
     version = versions.normalise(version)
     if not NAME.match(name):
         raise errors.InvalidSpecError(f"migration {version}: name {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -201,18 +200,10 @@ def _path(directory: Path | None, file: str) -> str:
 def validate_sequence(migrations: list[Migration], *, allow_gaps: bool = False) -> list[Migration]:
     """Sort by version (repeatables last, by name) and reject duplicate versions, and gaps unless
     ``allow_gaps`` (golang-migrate, Flyway and timestamp versions leave gaps)."""
+    problem = versions.sequence_problem(((m.version, m.label) for m in versioned(migrations)), allow_gaps=allow_gaps)
+    if problem:
+        raise errors.InvalidSpecError(problem)
     ordered = sorted(versioned(migrations), key=lambda m: m.number)
-    for previous, current in itertools.pairwise(ordered):
-        if current.number == previous.number:
-            raise errors.InvalidSpecError(
-                f"duplicate migration version {current.version}: {previous.label} and {current.label}"
-            )
-        if not allow_gaps and not versions.follows(previous.number, current.number):
-            raise errors.InvalidSpecError(
-                f"gap in migration versions: {previous.label} is followed by {current.label} "
-                f"(expected version {versions.text((*previous.number[:-1], previous.number[-1] + 1))}; "
-                "--allow-gaps / spec.allowGaps accepts gaps)"
-            )
     return ordered + repeatables(migrations)
 
 
@@ -338,8 +329,9 @@ def load_inline(document: Any, where: str = "inline migrations") -> list[Migrati
 
 def render_file_set(migrations: list[Migration]) -> dict[str, str]:
     """The file set (ConfigMap data) that represents the migrations in the naming convention."""
-    files = {f"{m.label}.sql" if m.repeatable else f"{m.label}.up.sql": m.up.sql for m in migrations}
-    files.update({f"{m.label}.down.sql": m.down.sql for m in migrations if m.down is not None})
+    files = {f"{m.label}.sql" if m.repeatable else versions.file_name(m.version, m.name, "up"): m.up.sql
+             for m in migrations}
+    files.update({versions.file_name(m.version, m.name, "down"): m.down.sql for m in migrations if m.down is not None})
     return files
 
 
