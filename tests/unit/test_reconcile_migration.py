@@ -125,3 +125,54 @@ def test_nothing_pending_succeeds_without_applying() -> None:
     empty = done({"plan": {"hash": "00aa00aa00aa", "pending": []}, "currentVersion": "7"})
     decision = run(spec(), DatabaseMigrationStatus(source_hash="rev1", phase="Planning"), observe(plan=empty))
     assert decision.status.phase == "Succeeded" and decision.jobs == []
+
+
+def test_a_dry_run_says_what_would_happen_and_keeps_the_version() -> None:
+    """Regression: a dry run was reported as 'applied 1 migrations; now at version ' with versions as applied."""
+    s = spec(dryRun=True, preChecks={"enabled": False})
+    plan = done({"plan": {"hash": "abcdef0123456789", "pending": ["2", "3"], "lint": [], "destructive": False,
+                          "direction": "up"}, "currentVersion": "1"})
+    d = run(s, DatabaseMigrationStatus(source_hash="rev1", phase="Planning"), observe(plan=plan))
+    assert [j.role for j in d.jobs] == ["apply"]
+    message = ("dry run: would apply 2 migrations (version 1 → version 3); 1 ran in a rolled-back transaction, "
+               "1 no-transaction not run (3)")
+    apply = done({"applied": [{"version": "2", "name": "b", "direction": "up"}], "dryRun": True,
+                  "skippedInDryRun": ["3"], "previousVersion": "1", "currentVersion": "1", "message": message})
+    d = run(s, d.status, observe(plan=plan, apply=apply))
+    assert d.status.phase == "Succeeded" and d.status.message == message
+    assert d.status.dry_run is True and d.status.current_version == "1"
+    assert [e.reason for e in d.events] == ["DryRunSucceeded"]
+    assert "applied" not in d.status.message
+
+
+def test_rolling_back_to_zero_reports_no_version() -> None:
+    """Regression: after targetVersion 0 the apply result's null currentVersion was ignored (stayed 'version 1')."""
+    s = spec(targetVersion="0", allowDown=True, preChecks={"enabled": False})
+    plan = done({"plan": {"hash": "abcdef0123456789", "pending": ["1"], "lint": [], "destructive": True,
+                          "direction": "down"}, "currentVersion": "1"})
+    d = run(s, DatabaseMigrationStatus(source_hash="rev1", phase="Planning"), observe(plan=plan))
+    assert d.status.current_version == "1"
+    apply = done({"applied": [{"version": "1", "name": "a", "direction": "down"}], "dryRun": False,
+                  "previousVersion": "1", "currentVersion": None, "message": "rolled back"})
+    d = run(s, d.status, observe(plan=plan, apply=apply))
+    assert d.status.phase == "Succeeded" and d.status.current_version == "" and d.status.previous_version == "1"
+    assert d.status.message == "rolled back 1 migrations; now at no version"
+    assert [a.direction for a in d.status.applied] == ["down"] and not d.status.dry_run
+
+
+def test_a_failed_apply_that_read_no_version_keeps_the_known_one() -> None:
+    s = spec(preChecks={"enabled": False})
+    status = DatabaseMigrationStatus(source_hash="rev1", phase="Migrating", current_version="4")
+    apply = done({"reason": "Unavailable", "message": "connection refused", "previousVersion": None,
+                  "currentVersion": None}, ok=False)
+    d = run(s, status, observe(plan=PLAN, apply=apply))
+    assert d.status.phase == "Failed" and d.status.current_version == "4"
+
+
+def test_a_drift_refusal_reports_the_current_version() -> None:
+    """Regression: the plan Job's refusal carried currentVersion, the status dropped it."""
+    drift = done({"command": "migrate plan", "ok": False, "exitCode": 2, "reason": "MigrationDrift",
+                  "message": "migration 1_a was edited", "currentVersion": "0007"}, ok=False)
+    d = run(spec(), DatabaseMigrationStatus(source_hash="rev1", phase="Planning"), observe(plan=drift))
+    assert d.status.phase == "Failed" and d.status.current_version == "0007"
+    assert "MigrationDrift" in [c.reason for c in d.status.conditions]

@@ -222,6 +222,8 @@ class AppliedMigration(ApiModel):
     """Name."""
     duration_ms: int = 0
     """Duration."""
+    direction: Literal["up", "down"] = "up"
+    """up (applied) or down (rolled back)."""
 
 
 class CheckResult(ApiModel):
@@ -264,7 +266,10 @@ class DatabaseMigrationStatus(JobStatus[MigrationPhase]):
     previous_version: str = ""
     """Version before the last run."""
     applied: list[AppliedMigration] = Field(default_factory=list)
-    """Migrations applied by the last run."""
+    """Migrations applied (or rolled back) by the last run; in a dry run, those that ran in its rolled-back
+    transaction."""
+    dry_run: bool = False
+    """The last run was a dry run: nothing was committed, the versions are the database's before it."""
     pre_checks: list[CheckResult] = Field(default_factory=list)
     """Pre-check outcomes."""
     backup_name: str | None = None

@@ -216,14 +216,17 @@ def _enabled(flag: bool | None, args: argparse.Namespace) -> bool:
 
 def _run_plan(args: argparse.Namespace) -> int:
     name = "migrate plan"
+    current: dict[str, Any] = {}
     try:
         config = _run_config(args)
         migrations = _load_migrations(args)
         with connect.session(args) as connection, \
                 connect.translated_errors("planning"):
+            # Read first, so a refusal (drift, baseline required …) still says where the database is.
+            current["currentVersion"] = session.current_version(connection, config)
             migration_plan = session.make_plan(connection, migrations, config)
     except Exception as error:
-        return _fail(args, name, error)
+        return _fail(args, name, error, **current)
     failure = session.lint_failure(migration_plan, config)
     if failure is not None:
         return _fail(args, name, failure, plan=migration_plan.as_result(),
@@ -364,7 +367,8 @@ def _apply_message(outcome: session.RunOutcome) -> str:
     report = outcome.report
     applied = report.applied if report else []
     if report is None or not report.dry_run:
-        return (f"applied {len(applied)} migrations; {_version(outcome.previous_version)} → "
+        verb = "rolled back" if outcome.plan is not None and outcome.plan.direction == "down" else "applied"
+        return (f"{verb} {len(applied)} migrations; {_version(outcome.previous_version)} → "
                 f"{_version(outcome.current_version)}")
     pending = outcome.plan.pending if outcome.plan else []
     target = pending[-1] if pending else outcome.previous_version

@@ -178,15 +178,18 @@ class _Run:
         plan = self.observed.jobs.plan
         if self.job_pending(plan, JobRole.PLAN, "Planning", "planning the migration"):
             return False
+        version = plan.result.get("currentVersion")
         if plan.state == "Failed":
+            if isinstance(version, str | int):  # where the database is, also when the plan was refused (drift …)
+                self.status.current_version = str(version)
             self.fail(plan.reason, plan.message)
             return False
         self.status.plan = _plan(plan.result.get("plan"))
-        version = plan.result.get("currentVersion")
         if isinstance(version, str | int) and not self.status.current_version:
             self.status.current_version = str(version)
         if self.status.plan is not None and not self.status.plan.pending:
-            message = f"up to date at version {self.status.current_version or 'none'}"
+            at = f"version {self.status.current_version}" if self.status.current_version else "no version"
+            message = f"up to date at {at}"
             if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
                 self.decision.event("Normal", "MigrationSucceeded", message)
             return False
@@ -274,14 +277,25 @@ class _Run:
         self.status.applied = results.models_from_result(AppliedMigration, result.get("applied"))
         self.status.verification = results.models_from_result(VerificationResult, result.get("verification"))
         self.status.sizes = results.model_from_result(SizeChanges, result.get("sizes"))
-        if result.get("previousVersion") is not None:
-            self.status.previous_version = str(result.get("previousVersion") or "")
-        if result.get("currentVersion") is not None:
-            self.status.current_version = str(result.get("currentVersion") or "")
+        self.status.dry_run = bool(result.get("dryRun"))
+        if apply.state == "Succeeded" and self.status.dry_run:
+            # Nothing was committed: the versions stay the database's; the runner says what would happen.
+            message = str(result.get("message") or f"dry run: {len(self.status.applied)} migrations ran in a "
+                                                      "rolled-back transaction")
+            if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
+                self.decision.event("Normal", "DryRunSucceeded", message)
+            return
+        for key, attribute in (("previousVersion", "previous_version"), ("currentVersion", "current_version")):
+            # A succeeded run's versions are exact (null: no version, e.g. after rolling back to 0); a failed
+            # run may not have read them (null: unknown).
+            if key in result and (apply.state == "Succeeded" or result[key] is not None):
+                setattr(self.status, attribute, str(result[key] or ""))
         if apply.state == "Succeeded":
             if not self.smoke_tested():
                 return
-            message = f"applied {len(self.status.applied)} migrations; now at version {self.status.current_version}"
+            down = any(a.direction == "down" for a in self.status.applied)
+            message = (f"{'rolled back' if down else 'applied'} {len(self.status.applied)} migrations; now at "
+                       f"{f'version {self.status.current_version}' if self.status.current_version else 'no version'}")
             if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
                 self.decision.event("Normal", "MigrationSucceeded", message)
             return

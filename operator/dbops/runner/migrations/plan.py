@@ -163,7 +163,8 @@ def check_drift(migrations: list[source.Migration], rows: list[history.HistoryRo
             raise errors.MigrationError(
                 f"migration {migration.label} was edited after it was applied (recorded sha256 "
                 f"{row.checksum[:12]}…, source {migration.checksum[:12]}…); refusing before any DDL — "
-                "restore the applied text and put the change in a new migration",
+                "restore the applied text and put the change in a new migration, or accept the edit with "
+                f"`dbops migrate repair --version {migration.version} --reason '…'`",
                 reason="MigrationDrift",
             )
 

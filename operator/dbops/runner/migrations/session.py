@@ -73,6 +73,11 @@ class RunOutcome:
         return fields
 
 
+def current_version(connection: Connection, config: RunConfig) -> str | None:
+    """The newest applied version (None: none), read before planning so a refusal still says where it is."""
+    return plan.current_version(config.table.rows(connection))
+
+
 def make_plan(connection: Connection, migrations: list[source.Migration], config: RunConfig) -> plan.Plan:
     """Read the database and build the (linted) plan; raises when the run would be unsafe."""
     database = state.read_state(connection, config.table)
@@ -112,7 +117,7 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         prechecks.raise_on_failures(outcome.prechecks, config.prechecks.fail_on)
     with lock.advisory_lock(connection, str(config.table), config.lock_wait_seconds):
         # Known before planning, so a refusal (drift, lint …) still reports where the database is.
-        outcome.previous_version = outcome.current_version = plan.current_version(config.table.rows(connection))
+        outcome.previous_version = outcome.current_version = current_version(connection, config)
         outcome.plan = make_plan(connection, migrations, config)
         outcome.previous_version = outcome.plan.current_version
         outcome.current_version = outcome.plan.current_version

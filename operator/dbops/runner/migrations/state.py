@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from dbops import errors
-from dbops.runner.migrations import history
+from dbops.runner.migrations import adopt, history
 
 Connection = psycopg.Connection[Any]
 
@@ -31,6 +31,8 @@ class DatabaseState:
     rows: list[history.HistoryRow]
     user_relations: int
     repeatable_rows: list[history.HistoryRow] = field(default_factory=list)
+    other_histories: dict[str, str] = field(default_factory=dict)
+    """Another tool's history tables found (tool → table), looked for only when ours is empty."""
 
     @property
     def has_history(self) -> bool:
@@ -42,11 +44,17 @@ def read_state(connection: Connection, table: history.HistoryTable) -> DatabaseS
     """Read server version, history rows and the number of user relations."""
     rows = table.rows(connection)
     count = connection.execute(_USER_RELATIONS, (table.schema, table.table)).fetchone()
+    user_relations = int(count[0]) if count else 0
+    others: dict[str, str] = {}
+    if user_relations and not any(row.success for row in rows):
+        others = {tool: name for tool, name in adopt.TOOLS.items()
+                  if history.HistoryTable.parse(name).exists(connection)}
     return DatabaseState(
         server_version=connection.info.server_version,
         rows=rows,
-        user_relations=int(count[0]) if count else 0,
+        user_relations=user_relations,
         repeatable_rows=table.repeatable_rows(connection),
+        other_histories=others,
     )
 
 
@@ -54,9 +62,13 @@ def refuse_unadopted(state: DatabaseState, baseline_version: str | None, table: 
     """Refuse a non-empty database without history unless a baseline version adopts it."""
     if state.has_history or state.user_relations == 0 or baseline_version:
         return
+    adopt_hint = "give a baseline version (--baseline-version / spec.baselineVersion) to adopt it at that version"
+    if state.other_histories:
+        tool, their_table = next(iter(state.other_histories.items()))
+        adopt_hint = (f"{their_table} exists: import {tool}'s history with `dbops migrate import --from {tool}`, "
+                      f"or {adopt_hint}")
     raise errors.MigrationError(
         f"the database is not empty ({state.user_relations} relations) but has no migration history in {table}; "
-        "refusing to migrate — give a baseline version (--baseline-version / spec.baselineVersion) to adopt it "
-        "at that version",
+        f"refusing to migrate — {adopt_hint}",
         reason="BaselineRequired",
     )
