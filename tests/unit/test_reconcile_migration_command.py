@@ -19,8 +19,10 @@ from dbops.reconcile.jobs import MISSING, JobOutcome, job_outcome
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 NAMES = {"check": "m-check-1", "command": "m-command-1", "verify": "m-verify-1"}
 URI = "postgresql://app:s3cret-pw@pg.prod.svc:5432/app"
+# The flow without the framework's plan step (its own tests: test_reconcile_migration_command_plan.py).
 BASE = {"database": {"uriSecretRef": {"name": "db", "key": "uri"}},
-        "source": {"command": {"image": "app:1.4", "command": ["python", "manage.py", "migrate", "--noinput"]}}}
+        "source": {"command": {"image": "app:1.4", "command": ["python", "manage.py", "migrate", "--noinput"],
+                               "plan": "Disabled"}}}
 BACKUP = {"backup": {"enabled": True, "storage": {"s3": {"bucket": "bkt"}}}}
 
 

@@ -20,7 +20,8 @@ OWNER = Owner(kind="DatabaseMigration", namespace="prod", name="second", uid="ui
 DB = DatabaseConnection.model_validate({"uriSecretRef": {"name": "db", "key": "uri"}})
 SPEC = DatabaseMigrationSpec.model_validate({
     "database": DB.to_wire(), "preChecks": {"enabled": True},
-    "source": {"command": {"image": "app:1", "command": ["python", "manage.py", "migrate"]}}})
+    "source": {"command": {"image": "app:1", "command": ["python", "manage.py", "migrate"],
+                           "plan": "Disabled"}}})  # the lock, not the plan step, is under test
 MANIFEST = specs.build_lease(OWNER, DB, "rev-2", NOW)
 
 

@@ -19,6 +19,7 @@ from dbops.api.common import (
 )
 from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
+from dbops.api.migration_command_plan import CommandPlanReport
 from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_rehearsal import Rehearsal, RehearsalReport
 from dbops.api.migration_source import MigrationSource
@@ -206,11 +207,13 @@ class MigrationPlan(ApiModel):
     hash: str = ""
     """Stable hash of the plan; approve it with approval.approvedPlanHash."""
     pending: list[str] = Field(default_factory=list)
-    """Pending versions, in order."""
+    """Pending versions, in order (command mode: Django's app.name migrations or Alembic's revisions, at most 100)."""
     lint: list[str] = Field(default_factory=list)
     """Lint findings."""
     destructive: bool = False
     """Whether the plan drops or rewrites data."""
+    command: CommandPlanReport | None = None
+    """Command mode: the framework's plan (its output, operations, hash); hash above then covers it and the spec."""
 
 
 class AppliedMigration(ApiModel):

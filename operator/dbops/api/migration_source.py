@@ -11,6 +11,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from dbops.api import kubevalues
 from dbops.api.base import ApiModel, Rule
 from dbops.api.common import LocalObjectReference, ResourceName, SecretKey
+from dbops.api.migration_command_plan import PlanMode
 
 # SQL with nothing but whitespace, ';', -- comments and (non-nested) /* */ comments: the runner finds no statement.
 NO_STATEMENT = r"^([\t\n\f\r ;]|--[^\n]*|/\*([^*]|\*+[^*/])*\*+/)*$"
@@ -142,8 +143,15 @@ class EnvVar(ApiModel):
         return self
 
 
+Argv = Annotated[list[Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=64)]
+
+
 class CommandSource(ApiModel):
     """A framework's own migration command (Django, Alembic, Flyway…) wrapped with checks."""
+
+    rules = (Rule("self.plan != 'Disabled' || !has(self.planCommand) || size(self.planCommand) == 0",
+                  "planCommand is not used with plan: Disabled",
+                  lambda m: m.plan != "Disabled" or not m.plan_command, ".planCommand"),)
 
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     """The application image that holds the framework."""
@@ -151,6 +159,15 @@ class CommandSource(ApiModel):
     """Command and arguments."""
     env: Annotated[list[EnvVar], Field(max_length=128)] = Field(default_factory=list)
     """Environment."""
+    plan: PlanMode = "Auto"
+    """Run the framework's plan first (same image and env), show it in status.plan, and with manual approval
+    approve it: Auto when a plan command is known (planCommand, or the default for Django's ``manage.py migrate``:
+    the command with ``--plan``, and Alembic's ``alembic upgrade <target>``: ``alembic history --indicate-current
+    -r current:<target>``); Required fails the migration when none is known; Disabled runs no plan (approval then
+    covers the spec only)."""
+    plan_command: Argv = Field(default_factory=list)
+    """The command that prints what ``command`` will do without doing it (same image and env); its output must be
+    the same on every run while the database does not change. Empty: the framework's default (see plan)."""
 
 
 class MigrationSource(ApiModel):

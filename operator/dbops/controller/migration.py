@@ -15,7 +15,7 @@ from dbops.api.common import SecretKeySelector
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
 from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
-from dbops.controller import driver, effects, metrics, migration_rehearsal
+from dbops.controller import driver, effects, metrics, migration_command_plan, migration_rehearsal
 from dbops.controller.config import CONFIG
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
@@ -109,6 +109,7 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
         database_name=spec.database.name or _database_from_backup(backup_body),
         lock=observe_lock(owner, spec, revision, now) if spec.source.command is not None else None,
         rehearsal=migration_rehearsal.observe(owner, spec, revision, backup_name, backup_body),
+        command_plan=migration_command_plan.observe(owner, spec, status, revision),
     )
     decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now)
     migration_files = [name for name in files if MIGRATION_FILE.match(name)]
@@ -199,6 +200,7 @@ def job_builder(owner: Owner, spec: DatabaseMigrationSpec, config_map: str, migr
         return effects.by_role(KIND, {
             JobRole.SMOKE: smoke_job,
             JobRole.CHECK: check,
+            JobRole.PLAN: lambda request: migration_command_plan.build_job(owner, spec, request),
             JobRole.COMMAND: lambda request: command_jobs.build_command_job(owner, spec, revision=revision,
                                                                             image=CONFIG.image),
             JobRole.VERIFY: lambda request: command_jobs.build_verify_db_job(

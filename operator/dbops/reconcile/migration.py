@@ -2,9 +2,9 @@
 
 With ``spec.rehearsal`` the plan is rehearsed on a restored copy first (``dbops.reconcile.migration_rehearsal``).
 
-Command mode (``source.command``): window → approval of the spec hash (status.sourceHash, also shown
-as status.plan.hash) → pre-checks → pre-backup → the framework command Job → the verify-db Job; no
-plan Job and no dry run (frameworks have their own dry-run options).
+Command mode (``source.command``): window → the framework's plan (``dbops.reconcile.command_plan_steps``) →
+approval of its hash (without a plan: of the spec hash, status.sourceHash) → pre-checks → pre-backup → [Manual:
+the plan confirmed] → the framework command Job → the verify-db Job; no dry run (frameworks have their own).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from dbops.api.roles import JobRole
 from dbops.reconcile import results, smoke
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
+from dbops.reconcile.command_plan import summary as command_plan_summary
+from dbops.reconcile.command_plan_steps import CommandPlanObserved, CommandPlanSteps
 from dbops.reconcile.jobs import MISSING, JobOutcome
 from dbops.reconcile.migration_rehearsal import RehearsalObserved, rehearsal_summary, rehearsed, uses_pre_backup
 from dbops.reconcile.runlock import RunLock
@@ -72,6 +74,8 @@ class MigrationObserved:
     """The run lock of the target database (command mode): held from the pre-checks to verify or rollback."""
     rehearsal: RehearsalObserved | None = None
     """The rehearsal Job and its source (spec.rehearsal.enabled, SQL sources)."""
+    command_plan: CommandPlanObserved | None = None
+    """The framework's plan and confirm Jobs and their logs (command mode)."""
 
 
 def pre_backup_spec(spec: DatabaseMigrationSpec) -> dict[str, Any]:
@@ -116,6 +120,7 @@ class _Run:
         self.spec, self.status, self.observed, self.decision = spec, status, observed, decision
         self.generation, self.now = generation, now
         self.steps = Steps(status, decision, generation=generation, now=now)
+        self.command_plan = CommandPlanSteps(spec, status, observed.command_plan, self.steps, observed.revision)
 
     def progress(self, phase: MigrationPhase, reason: str, message: str) -> None:
         self.steps.progress(phase, reason, message)
@@ -142,7 +147,10 @@ class _Run:
         if not started and not self.window_open():
             return
         if command_mode:
-            if self.approved() and self.locked() and self.checked() and self.backed_up():
+            if not self.command_plan.planned():
+                return
+            if self.approved() and self.locked() and self.checked() and self.backed_up() \
+                    and self.command_plan.confirmed():
                 self.command_applied()
             return
         if not self.planned() or not self.rehearsal_done():
@@ -196,14 +204,18 @@ class _Run:
         return True
 
     def approved(self) -> bool:
-        if self.spec.source.command is not None:
-            self.status.plan = MigrationPlan(hash=self.status.source_hash)  # command mode approves the spec hash
+        command_plan = self.status.plan is not None and self.status.plan.command is not None
+        if self.spec.source.command is not None and not command_plan:
+            self.status.plan = MigrationPlan(hash=self.status.source_hash)  # no plan step: approve the spec hash
         if self.spec.approval.mode != "Manual":
             return True
         plan_hash = self.status.plan.hash if self.status.plan else ""
         if plan_hash and self.spec.approval.approved_plan_hash == plan_hash:
             return True
-        what = "this command (image, command and env)" if self.spec.source.command is not None else "this plan"
+        what = "this plan"
+        if self.spec.source.command is not None and self.status.plan is not None:
+            what = (f"{command_plan_summary(self.status.plan)} of this command (image, command and env; status.plan "
+                    "shows it)" if command_plan else "this command (image, command and env)")
         rehearsal, pending = self.status.rehearsal, len(self.status.plan.pending) if self.status.plan else 0
         if rehearsal is not None and rehearsal.outcome == "Passed":
             what += f" ({rehearsal_summary(rehearsal, pending)})"

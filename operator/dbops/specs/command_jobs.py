@@ -49,26 +49,34 @@ def app_env(spec: DatabaseMigrationSpec, env: Sequence[EnvVar]) -> list[env_spec
     return [*user, *connection]
 
 
+def user_image_job(owner: Owner, spec: DatabaseMigrationSpec, *, role: JobRole, name: str, image: str,
+                   argv: Sequence[str], env: list[env_specs.EnvVar]) -> Manifest:
+    """The shared restricted Job running ``argv`` in the user's image, failed at once on any non-zero exit."""
+    work = job_specs.RunnerWork(role=role, args=[], env=env)
+    manifest = job_specs.build_job(owner, work, name=name, image=image, template=spec.job_template)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = image  # jobTemplate.image replaces our runner image, never the user's
+    container["command"] = list(argv)
+    del container["args"]
+    manifest["spec"]["podFailurePolicy"] = {"rules": [{
+        "action": "FailJob",
+        "onExitCodes": {"containerName": job_specs.CONTAINER_NAME, "operator": "NotIn", "values": [0]},
+    }]}
+    return manifest
+
+
 def build_command_job(owner: Owner, spec: DatabaseMigrationSpec, *, revision: str, image: str = "") -> Manifest:
     """The Job that runs ``source.command`` in the user's image against the database (after, with ``image``,
     an init container in our image that records the framework's history for the verify Job to compare)."""
     source = spec.source.command
     if source is None:
         raise ValueError("build_command_job needs a spec with source.command")
-    work = job_specs.RunnerWork(role=COMMAND_ROLE, args=[], env=command_env(spec))
-    manifest = job_specs.build_job(owner, work, name=job_specs.job_name(owner, COMMAND_ROLE, revision),
-                                   image=source.image, template=spec.job_template)
-    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    manifest = user_image_job(owner, spec, role=COMMAND_ROLE, name=job_specs.job_name(owner, COMMAND_ROLE, revision),
+                              image=source.image, argv=source.command, env=command_env(spec))
     if image:
+        container = manifest["spec"]["template"]["spec"]["containers"][0]
         manifest["spec"]["template"]["spec"]["initContainers"] = [
             framework_snapshot.init_container(spec, container, revision=revision, image=image)]
-    container["image"] = source.image
-    container["command"] = list(source.command)
-    del container["args"]
-    manifest["spec"]["podFailurePolicy"] = {"rules": [{
-        "action": "FailJob",
-        "onExitCodes": {"containerName": job_specs.CONTAINER_NAME, "operator": "NotIn", "values": [0]},
-    }]}
     return manifest
 
 

@@ -51,6 +51,9 @@ _NAMESPACED_RULES: tuple[Rule, ...] = (
          ("batch",), ("cronjobs",), ("get", "create", "patch")),
     Rule("A failed Job's pods hold the termination message and exit code the status reports.",
          ("",), ("pods",), ("get", "list")),
+    Rule("Command mode: the framework's plan is the log of its plan Job's pod (the user's image writes no result "
+         "file); only read, once per plan Job.",
+         ("",), ("pods/log",), ("get",)),
     Rule("Referenced Secrets are read one by one to check that the named keys exist before a Job starts (a clear "
          "condition instead of a pod stuck in CreateContainerConfigError); never listed or watched.",
          ("",), ("secrets",), ("get",)),

@@ -29,15 +29,7 @@ def smoke_job_names(owner: Owner, spec: DatabaseMigrationSpec, revision: str) ->
 
 def build_smoke_job(owner: Owner, spec: DatabaseMigrationSpec, test: SmokeTest, *, name: str) -> Manifest:
     """The Job that runs one smoke test against the migrated database."""
-    work = job_specs.RunnerWork(role=SMOKE_ROLE, args=[], env=command_jobs.app_env(spec, test.env))
-    manifest = job_specs.build_job(owner, work, name=name, image=test.image, template=spec.job_template)
-    container = manifest["spec"]["template"]["spec"]["containers"][0]
-    container["image"] = test.image
-    container["command"] = list(test.command)
-    del container["args"]
+    manifest = command_jobs.user_image_job(owner, spec, role=SMOKE_ROLE, name=name, image=test.image,
+                                           argv=test.command, env=command_jobs.app_env(spec, test.env))
     manifest["spec"]["activeDeadlineSeconds"] = max(1, math.ceil(parse_duration(test.timeout)))
-    manifest["spec"]["podFailurePolicy"] = {"rules": [{
-        "action": "FailJob",
-        "onExitCodes": {"containerName": job_specs.CONTAINER_NAME, "operator": "NotIn", "values": [0]},
-    }]}
     return manifest

@@ -5,12 +5,12 @@ Alembic's revision, before and after."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import PurePath
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from dbops.api.framework_detect import detect as detect  # re-exported: detection is pure, the API's
 
 Connection = psycopg.Connection[Any]
 
@@ -29,20 +29,6 @@ _HISTORY_QUERIES = {
     "flyway": "SELECT coalesce(version, '') || ':' || description FROM public.flyway_schema_history WHERE success",
     "golang-migrate": "SELECT version::text || CASE WHEN dirty THEN ' (dirty)' ELSE '' END FROM public.schema_migrations",
 }
-
-
-def detect(argv: Sequence[str]) -> str | None:
-    """The framework a command line runs (``manage.py migrate`` → django …), or None when unknown."""
-    names = [PurePath(part).name for part in argv]
-    if "manage.py" in names or "django-admin" in names:
-        return "django"
-    if "alembic" in names:
-        return "alembic"
-    if "flyway" in names:
-        return "flyway"
-    if "migrate" in names[:1] or any(name == "migrate" and "-path" in argv for name in names):
-        return "golang-migrate"
-    return None
 
 
 def bookkeeping_tables(framework: str | None) -> frozenset[str]:
