@@ -71,7 +71,8 @@ def test_django_migrate_runs_between_pre_checks_and_verification(
     assert {c["name"] for c in status["preChecks"]} >= {"connectivity", "blockingTransactions"}
     verification = {v["name"]: v["passed"] for v in status["verification"]}
     assert verification["bookings-kept"] is True and verification["foreignKeys"] is True, verification
-    assert status["sourceHash"] and status["plan"]["hash"] == status["sourceHash"]
+    # The framework's plan ran first (test_operator_migration_command_plan.py); status.plan shows it.
+    assert status["sourceHash"] and status["plan"]["command"]["framework"] == "django"
     assert table_exists(postgres, app_database, "mentorship_booking")
     assert postgres.psql("SELECT count(*) FROM django_migrations WHERE app = 'mentorship'", app_database) == "2"
     (django_history,) = status["frameworkHistory"]  # what Django recorded, snapshot before and compared after
@@ -80,7 +81,7 @@ def test_django_migrate_runs_between_pre_checks_and_verification(
     assert "mentorship.0002_booking_status" in django_history["added"] or rows > 20
     assert f"django: {rows} applied, 0 unapplied" in status["message"]
     jobs = {job["metadata"]["labels"]["dbops.io/role"]: job for job in harness.list_jobs(kube_client, namespace)}
-    assert sorted(jobs) == ["check", "command", "verify"]
+    assert sorted(jobs) == ["check", "command", "plan", "verify"]
     container = jobs["command"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example/mentorhub:1.4" and container["command"] == DJANGO_MIGRATE
 
@@ -129,7 +130,8 @@ def test_a_failing_command_without_backup_fails_and_dry_run_is_refused(
     assert dry["phase"] == "Failed" and ready["reason"] == "InvalidSpec" and "dryRun" in ready["message"]
     broken = harness.wait_for_phase(kube_client, namespace, MIGRATION, "broken", {"Succeeded", "Failed"})["status"]
     ready = next(c for c in broken["conditions"] if c["type"] == "Ready")
-    assert broken["phase"] == "Failed" and ready["reason"] == "MigrationFailed", broken
+    # The framework's plan (`migrate no_such_app --plan`) fails first, before anything touches the database.
+    assert broken["phase"] == "Failed" and ready["reason"] == "PlanFailed", broken
     assert "no_such_app" in broken["message"] and "exited with code 1" in broken["message"]
     assert not [job for job in harness.list_jobs(kube_client, namespace) if "dry" in job["metadata"]["name"]]
 

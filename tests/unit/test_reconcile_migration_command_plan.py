@@ -94,7 +94,7 @@ def test_a_plan_that_changed_after_approval_is_refused_and_the_command_never_run
     ready = decision.status.condition("Ready")
     assert ready is not None and ready.reason == "PlanChanged"
     assert command_plan.plan_hash(REVISION, LATER_PLAN) in ready.message and approved_hash in ready.message
-    assert "django's plan: 1 migrations (1 operations): mentorship.0002_booking_status" in ready.message
+    assert "no longer planned: mentorship.0001_initial; now django's plan: 1 migrations" in ready.message
     assert "m-plan-confirm-1" in ready.message and "the command was not run" in ready.message
     assert [(e.type, e.reason) for e in decision.events] == [("Warning", "MigrationFailed")]
 

@@ -67,6 +67,18 @@ def _shown(argv: Sequence[str]) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+def _difference(approved: Sequence[str], fresh: Sequence[str], shown: int = 5) -> str:
+    """``no longer planned: a.1; newly planned: b.2`` (or that the same migrations now plan differently)."""
+    def listed(items: list[str]) -> str:
+        return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+    gone = [item for item in approved if item not in set(fresh)]
+    new = [item for item in fresh if item not in set(approved)]
+    parts = [f"no longer planned: {listed(gone)}"] if gone else []
+    parts += [f"newly planned: {listed(new)}"] if new else []
+    return "; ".join(parts) or "the same migrations, with other output"
+
+
 class CommandPlanSteps:
     """The plan and confirm steps of one reconcile (see the module docstring)."""
 
@@ -130,11 +142,11 @@ class CommandPlanSteps:
         if fresh.hash == plan.hash:
             plan.command.confirmed = True
             return True
-        self.steps.fail("PlanChanged", f"the framework's plan changed since it was approved: now {fresh.hash} "
-                        f"({command_plan.summary(fresh)}: {', '.join(fresh.pending[:5]) or 'none'}"
-                        f"{' …' if len(fresh.pending) > 5 else ''}), approved {plan.hash} "
-                        f"({command_plan.summary(plan)}); the command was not run. Review the new plan (log of Job "
-                        f"{observed.confirm_name}) and start a new run (a changed spec) to approve it", "MigrationFailed")
+        self.steps.fail("PlanChanged", f"the framework's plan changed since it was approved; the command was not "
+                        f"run: {_difference(plan.pending, fresh.pending)}; now {command_plan.summary(fresh)} (hash "
+                        f"{fresh.hash}), approved {command_plan.summary(plan)} (hash {plan.hash}). Review the new "
+                        f"plan (log of Job {observed.confirm_name}) and start a new run (a changed spec) to approve it",
+                        "MigrationFailed")
         return False
 
     def _observed(self) -> CommandPlanObserved | None:
