@@ -82,3 +82,38 @@ def test_a_lock_timeout_inside_the_pipeline_is_retried_from_the_blocked_migratio
                        " AND column_name = 'note'", db) == "1"
     # Each migration ran exactly once, the blocked one included.
     assert server.psql("SELECT n FROM four", db) == "1" and server.psql("SELECT id FROM two", db) == "2"
+
+
+def test_every_migration_of_a_batch_runs_under_the_timeouts_and_the_session_gets_its_own_back(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    """The timeouts are set for the session around a batch (one statement per migration fewer, P6): each
+    migration, its history row included, still runs under them, and afterwards, after a failure too, the
+    session has its own settings again (here from PGOPTIONS; what the verification and the no-transaction
+    steps start from)."""
+    from dbops.runner.migrations import batch, history, plan, source
+
+    server, db = database
+    seen = "CREATE TABLE seen_{n} AS SELECT current_setting('lock_timeout') AS lock, " \
+           "current_setting('statement_timeout') AS statement"
+    ms = [source.make_migration(f"{n:04d}", f"m{n}", seen.format(n=n) + ";", None) for n in range(1, 4)]
+    broken = source.make_migration("0004", "m4", seen.format(n=4) + "; SELECT 1/0;", None)
+    table = history.HistoryTable.parse(history.DEFAULT_TABLE)
+    with psycopg.connect(server.uri(db), sslmode="disable", autocommit=True,
+                         options="-c lock_timeout=7s") as connection:
+        table.ensure(connection)
+        outcome = batch.run(connection, plan.build_plan(ms, [], history_table=str(table)).steps, table,
+                            "250ms", "3s")
+        assert outcome.error is None and len(outcome.durations_ms) == 3, outcome
+        assert connection.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+                                  ).fetchone() == ("7s", "0")
+        failed = batch.run(connection, plan.build_plan([*ms, broken], table.rows(connection),
+                                                       history_table=str(table)).steps, table, "250ms", "3s")
+        assert failed.failed_step == 0 and isinstance(failed.error, psycopg.errors.DivisionByZero), failed
+        assert connection.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+                                  ).fetchone() == ("7s", "0")
+    for n in range(1, 4):
+        assert server.psql(f"SELECT lock || ',' || statement FROM seen_{n}", db) == "250ms,3s", n
+    assert not table_exists(server, db, "seen_4")
+    assert server.psql("SELECT string_agg(version, ',' ORDER BY version) FROM dbops_migrations", db) == \
+        "0001,0002,0003"

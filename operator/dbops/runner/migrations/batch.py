@@ -44,38 +44,50 @@ def set_timeouts(connection: Connection, lock_timeout: str, statement_timeout: s
     )
 
 
-def record_step(connection: Connection, table: history.HistoryTable, step: plan.Step, duration_ms: int | None) -> None:
-    """The history change of a step: its row after an up migration, none after a down migration."""
+def reset_timeouts(connection: Connection) -> None:
+    """Back to the session's defaults after ``set_timeouts(local=False)`` (best effort: the connection may be
+    gone, and then so are its settings)."""
+    with contextlib.suppress(psycopg.Error):
+        connection.execute("RESET lock_timeout")
+        connection.execute("RESET statement_timeout")
+
+
+def record_step(connection: Connection, table: history.HistoryTable, step: plan.Step,
+                duration_ms: int | None) -> psycopg.Cursor[Any]:
+    """The history change of a step: its row after an up migration, none after a down migration. The cursor
+    returns the milliseconds the step's transaction has taken (the row's ``duration_ms``)."""
     migration = step.migration
     if step.direction == "up":
-        table.record(connection, version=migration.version, name=migration.name, checksum=migration.checksum,
-                     duration_ms=duration_ms, success=True, kind=migration.kind)
-    else:
-        table.forget(connection, migration.version)
+        return table.record(connection, version=migration.version, name=migration.name,
+                            checksum=migration.checksum, duration_ms=duration_ms, success=True, kind=migration.kind)
+    table.forget(connection, migration.version)
+    return connection.execute(_ELAPSED_MS)
 
 
 def run(connection: Connection, steps: list[plan.Step], table: history.HistoryTable, lock_timeout: str,
         statement_timeout: str) -> BatchOutcome:
-    """Send every step (each in its own transaction) in one pipeline; the connection must be idle, in autocommit."""
+    """Send every step (each in its own transaction) in one pipeline; the connection must be idle, in autocommit.
+
+    The timeouts are set for the session around the batch rather than per transaction: the same limits for
+    every statement of every step, one statement per step fewer (P6)."""
     sent: list[_Sent] = []
     outcome = BatchOutcome()
     # execute() may raise mid-pipeline (an error result arrives while later steps are queued): each step's
     # cursors are kept as they are made, and the statement being sent is remembered.
     sending: sqlstatements.Statement | None = None
+    set_timeouts(connection, lock_timeout, statement_timeout, local=False)
     try:
         with connection.pipeline():
             for step in steps:
                 current = _Sent()
                 sent.append(current)
                 connection.execute("BEGIN")
-                set_timeouts(connection, lock_timeout, statement_timeout, local=True)
                 for statement in step.script.statements:
                     sending = statement
                     current.statements.append((statement, connection.execute(statement.text.encode(),
                                                                              prepare=False)))
                 sending = None
-                record_step(connection, table, step, None)
-                current.elapsed = connection.execute(_ELAPSED_MS)
+                current.elapsed = record_step(connection, table, step, None)
                 current.commit = connection.execute("COMMIT")
     except psycopg.Error as error:
         outcome.error = error
@@ -83,6 +95,8 @@ def run(connection: Connection, steps: list[plan.Step], table: history.HistoryTa
     except BaseException:
         _roll_back(connection)
         raise
+    finally:
+        reset_timeouts(connection)
     for index, step_sent in enumerate(sent):
         if step_sent.commit is None or step_sent.elapsed is None or not _committed(step_sent.commit):
             if outcome.error is None:  # cannot happen: a step that did not commit raised an error

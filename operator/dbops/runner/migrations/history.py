@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -121,28 +122,35 @@ class HistoryTable:
         duration_ms: int | None,
         success: bool,
         kind: str = "migration",
-    ) -> None:
-        """Insert or replace the row of one version.
+    ) -> psycopg.Cursor[Any]:
+        """Insert or replace the row of one version; the cursor returns the row's ``duration_ms``.
 
         ``duration_ms`` None means "since the transaction began"; ``applied_by`` is ``$DBOPS_APPLIED_BY``
         or the database user.
         """
-        connection.execute(
-            sql.SQL(
-                "INSERT INTO {} (version, name, checksum, duration_ms, success, kind, applied_by)"
-                " VALUES (%s, %s, %s,"
-                " coalesce(%s, (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint),"
-                " %s, %s, coalesce(%s, current_user))"
-                " ON CONFLICT (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum,"
-                " applied_at = now(), duration_ms = excluded.duration_ms, success = excluded.success,"
-                " kind = excluded.kind, applied_by = excluded.applied_by"
-            ).format(self.identifier),
+        return connection.execute(
+            _record_query(self),
             (version, name, checksum, duration_ms, success, kind, os.environ.get(APPLIED_BY_VARIABLE) or None),
         )
 
     def forget(self, connection: Connection, version: str) -> None:
         """Delete the row of one version (after its down migration)."""
         connection.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(self.identifier), (version,))
+
+
+@functools.cache
+def _record_query(table: HistoryTable) -> sql.Composed:
+    """The upsert of a history row (composed once per table: a run records one row per migration)."""
+    return sql.SQL(
+        "INSERT INTO {} (version, name, checksum, duration_ms, success, kind, applied_by)"
+        " VALUES (%s, %s, %s,"
+        " coalesce(%s, (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint),"
+        " %s, %s, coalesce(%s, current_user))"
+        " ON CONFLICT (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum,"
+        " applied_at = now(), duration_ms = excluded.duration_ms, success = excluded.success,"
+        " kind = excluded.kind, applied_by = excluded.applied_by"
+        " RETURNING duration_ms"
+    ).format(table.identifier)
 
 
 def _unquote(part: str) -> str:

@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dbops import errors
 from dbops.api import versions
 from dbops.runner.migrations import atlas, sections
@@ -301,6 +299,8 @@ def load_inline_file(path: Path) -> list[Migration]:
     """Load migrations from a JSON or YAML list of ``{version, name, up, down}``."""
     if not path.is_file():
         raise errors.NotFoundError(f"inline migration file {path} does not exist")
+    import yaml  # only for these files: importing it costs `dbops migrate apply` ~10 ms of start-up (P6)
+
     try:
         document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
