@@ -4,6 +4,7 @@ runner, a constraint still NOT VALID) is never recorded as applied, and a re-run
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -147,3 +148,75 @@ def test_orphan_counts_skip_tables_above_the_size_guard(database: tuple[Postgres
     assert code == 0, doc["message"]
     detail = {v["name"]: v["detail"] for v in doc["verification"]}["foreignKeys"]
     assert "orphan count skipped on 1 keys" in detail and "public.posts.posts_user_id_fkey" in detail
+
+
+UNNAMED_INDEX = ("-- dbops:no-transaction\n"
+                 "CREATE INDEX CONCURRENTLY ON users (email);\n", None)
+
+
+def email_indexes(server: PostgresServer, db: str) -> list[str]:
+    """'name:valid' for every index of users on (email)."""
+    return server.psql("SELECT string_agg(c.relname || ':' || i.indisvalid, ',' ORDER BY c.relname) FROM pg_index i"
+                       " JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'users'::regclass"
+                       " AND pg_get_indexdef(i.indexrelid) LIKE '%(email)'", db).split(",")
+
+
+def test_unnamed_concurrent_index_retried_after_a_lock_timeout_leaves_one_valid_index(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    """Regression: the unnamed index was read as one named "concurrently"; the retry did not drop the first
+    build's INVALID index, so a migration whose retry succeeded failed (or left a duplicate index)."""
+    server, db = database
+    src = write_migrations(tmp_path / "m", {"0001_users": USERS})
+    assert run_dbops(server, db, "migrate", "apply", "--source", str(src))[0] == 0
+    write_migrations(src, {"0002_email_index": UNNAMED_INDEX})
+    result = tmp_path / "retry.json"
+    with psycopg.connect(server.uri(db), sslmode="disable") as blocker:
+        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
+        runner = start_dbops(server, db, result, "migrate", "apply", "--source", str(src), "--lock-timeout",
+                             "300ms", "--lock-retries", "3", "--lock-retry-backoff", "3")
+        try:
+            # The first build committed its INVALID entry and gave up waiting for the writer.
+            wait_for(lambda: server.psql("SELECT count(*) FROM pg_index WHERE NOT indisvalid", db) == "1"
+                     and server.psql("SELECT count(*) FROM pg_stat_progress_create_index", db) == "0")
+            blocker.commit()  # the writer finishes during the backoff: the retry can build
+            runner.communicate(timeout=120)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+    doc = json.loads(result.read_text())
+    assert runner.returncode == 0, doc
+    assert email_indexes(server, db) == ["users_email_idx1:true"]
+    assert doc["applied"][0]["lockRetries"] >= 1
+    assert doc["applied"][0]["rebuiltIndexes"] == ["public.users_email_idx"]
+    assert history(server, db) == ["0001:true", "0002:true"]
+    assert {v["name"]: v["passed"] for v in doc["verification"]}["invalidIndexes"] is True
+
+
+def test_runner_killed_during_an_unnamed_concurrent_index_build_leaves_no_duplicate(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, db = database
+    src = write_migrations(tmp_path / "m", {"0001_users": USERS})
+    assert run_dbops(server, db, "migrate", "apply", "--source", str(src))[0] == 0
+    write_migrations(src, {"0002_email_index": UNNAMED_INDEX})
+    with psycopg.connect(server.uri(db), sslmode="disable") as blocker:
+        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
+        runner = start_dbops(server, db, tmp_path / "killed.json", "migrate", "apply", "--source", str(src),
+                             "--lock-timeout", "60s")
+        try:
+            wait_for(lambda: email_indexes(server, db) == ["users_email_idx:false"])
+            os.kill(runner.pid, signal.SIGKILL)
+            runner.communicate(timeout=30)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+        wait_for(lambda: server.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbops'"
+                                     " AND datname = current_database()", db) == "0")
+        blocker.commit()
+    assert history(server, db) == ["0001:true"]
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
+    assert code == 0, doc
+    assert email_indexes(server, db) == ["users_email_idx1:true"]
+    assert doc["applied"][0]["rebuiltIndexes"] == ["public.users_email_idx"]
+    assert history(server, db) == ["0001:true", "0002:true"]

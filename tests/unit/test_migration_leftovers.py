@@ -19,10 +19,27 @@ def statement(text: str) -> sqlstatements.Statement:
      leftovers.IndexRef("Users_Email", None, 'app."Users"')),
     ("CREATE INDEX app.i ON ONLY app.t (a)", leftovers.IndexRef("i", "app", "app.t")),
     ("CREATE INDEX ON users (email)", None),
+    # Regression: an unnamed CONCURRENTLY index was read as an index named "concurrently".
+    ("CREATE INDEX CONCURRENTLY ON users (email)", None),
+    ("CREATE UNIQUE INDEX CONCURRENTLY ON ONLY app.users (email)", None),
+    ("CREATE INDEX CONCURRENTLY IF NOT EXISTS app.users_email ON ONLY app.users (email)",
+     leftovers.IndexRef("users_email", "app", "app.users")),
+    ("CREATE INDEX CONCURRENTLY \"concurrently\" ON users (email)", leftovers.IndexRef("concurrently", None, "users")),
     ("CREATE TABLE users (id int)", None),
 ])
 def test_index_created_by(text: str, expected: leftovers.IndexRef | None) -> None:
     assert leftovers.index_created_by(statement(text)) == expected
+
+
+@pytest.mark.parametrize(("text", "table"), [
+    ("CREATE INDEX CONCURRENTLY ON users (email)", "users"),
+    ("-- c\ncreate unique index concurrently on only app.\"Users\" (lower(email))", 'app."Users"'),
+    ("CREATE INDEX ON public.users USING gin (tags)", "public.users"),
+    ("CREATE INDEX CONCURRENTLY users_email ON users (email)", None),
+    ("CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email ON users (email)", None),
+])
+def test_unnamed_index_table(text: str, table: str | None) -> None:
+    assert leftovers.unnamed_index_table(statement(text)) == table
 
 
 def test_constraint_validated_by() -> None:

@@ -18,8 +18,10 @@ from dbops.runner.migrations import statements as sqlstatements
 Connection = psycopg.Connection[Any]
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _QUALIFIED = rf"{_IDENT}(?:\s*\.\s*{_IDENT})?"
+# The name is optional (``CREATE INDEX CONCURRENTLY ON t (c)``: PostgreSQL names it); CONCURRENTLY is a keyword
+# there, never the index's name.
 _CREATE_INDEX = re.compile(
-    rf"^CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>{_QUALIFIED})\s+"
+    rf"^CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>{_QUALIFIED})\s+)?"
     rf"ON\s+(?:ONLY\s+)?(?P<table>{_QUALIFIED})", re.IGNORECASE,
 )
 _VALIDATE = re.compile(
@@ -48,6 +50,22 @@ WHERE c.relname = %(name)s AND c.relkind = 'i'
   AND n.oid = coalesce((SELECT oid FROM pg_namespace WHERE nspname = %(schema)s),
                        (SELECT relnamespace FROM pg_class WHERE oid = to_regclass(%(table)s)))
   AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = c.oid)
+"""
+# The table's indexes (to find the one an unnamed CREATE INDEX built).
+_TABLE_INDEXES = "SELECT indexrelid::int8 FROM pg_index WHERE indrelid = to_regclass(%(table)s)"
+# INVALID indexes of the same table defined exactly like a valid one just built: an earlier attempt's build.
+_INVALID_TWINS = """
+SELECT o.indexrelid::int8, format('%%I.%%I', n.nspname, c.relname)
+FROM pg_index x JOIN pg_class xc ON xc.oid = x.indexrelid
+JOIN pg_index o ON o.indrelid = x.indrelid AND o.indexrelid <> x.indexrelid
+JOIN pg_class c ON c.oid = o.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE x.indexrelid = ANY(%(built)s) AND x.indisvalid AND NOT (o.indisvalid AND o.indisready)
+  AND c.relam = xc.relam AND o.indisunique = x.indisunique AND o.indnkeyatts = x.indnkeyatts
+  AND o.indkey::text = x.indkey::text AND o.indclass::text = x.indclass::text
+  AND o.indcollation::text = x.indcollation::text AND o.indoption::text = x.indoption::text
+  AND pg_get_expr(o.indexprs, o.indrelid) IS NOT DISTINCT FROM pg_get_expr(x.indexprs, x.indrelid)
+  AND pg_get_expr(o.indpred, o.indrelid) IS NOT DISTINCT FROM pg_get_expr(x.indpred, x.indrelid)
+  AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = o.indexrelid)
 """
 _NOT_VALID_CONSTRAINT = """
 SELECT format('%%s.%%I', con.conrelid::regclass, con.conname) FROM pg_constraint con
@@ -79,13 +97,37 @@ class ConstraintRef:
 
 
 def index_created_by(statement: sqlstatements.Statement) -> IndexRef | None:
-    """The named index a ``CREATE INDEX`` statement creates, or None."""
+    """The named index a ``CREATE INDEX`` statement creates, or None (also for an unnamed one)."""
     match = _CREATE_INDEX.match(sqlstatements.strip_comments(statement.text))
-    if not match:
+    if not match or match["name"] is None:
         return None
     parts = [_unquote(p) for p in _PART.findall(match["name"])]
     schema, name = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
     return IndexRef(name=name, schema=schema, table=match["table"])
+
+
+def unnamed_index_table(statement: sqlstatements.Statement) -> str | None:
+    """The table of an unnamed ``CREATE INDEX … ON table`` (PostgreSQL picks the name), or None."""
+    match = _CREATE_INDEX.match(sqlstatements.strip_comments(statement.text))
+    return match["table"] if match and match["name"] is None else None
+
+
+def table_indexes(connection: Connection, table: str) -> set[int]:
+    """The oids of a table's indexes (none when it does not exist)."""
+    return {int(row[0]) for row in connection.execute(_TABLE_INDEXES, {"table": table}).fetchall()}
+
+
+def invalid_twins(connection: Connection, table: str, before: set[int]) -> list[str]:
+    """INVALID indexes of ``table`` defined exactly like an index built since ``before`` was read.
+
+    An unnamed ``CREATE INDEX CONCURRENTLY`` that hit the lock timeout (or whose runner was killed) left one
+    under a name PostgreSQL chose; the retry builds another under the next name. The leftover cannot be found
+    by name, so it is found by definition once its twin is built.
+    """
+    built = sorted(table_indexes(connection, table) - before)
+    if not built:
+        return []
+    return [str(row[1]) for row in connection.execute(_INVALID_TWINS, {"built": built}).fetchall()]
 
 
 def constraint_validated_by(statement: sqlstatements.Statement) -> ConstraintRef | None:
