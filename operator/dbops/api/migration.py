@@ -19,8 +19,8 @@ from dbops.api.common import (
 )
 from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
-from dbops.api.migration_command_plan import CommandPlanReport
 from dbops.api.migration_framework import FrameworkHistory
+from dbops.api.migration_plan import MigrationPlan
 from dbops.api.migration_rehearsal import Rehearsal, RehearsalReport
 from dbops.api.migration_source import MigrationSource
 from dbops.api.migration_verify import (
@@ -199,21 +199,6 @@ class DatabaseMigrationSpec(ApiModel):
     RestoreBackup restores the pre-migration backup."""
     job_template: JobTemplate | None = None
     """Overrides for the Jobs."""
-
-
-class MigrationPlan(ApiModel):
-    """What a run would do."""
-
-    hash: str = ""
-    """Stable hash of the plan; approve it with approval.approvedPlanHash."""
-    pending: list[str] = Field(default_factory=list)
-    """Pending versions, in order (command mode: Django's app.name migrations or Alembic's revisions, at most 100)."""
-    lint: list[str] = Field(default_factory=list)
-    """Lint findings."""
-    destructive: bool = False
-    """Whether the plan drops or rewrites data."""
-    command: CommandPlanReport | None = None
-    """Command mode: the framework's plan (its output, operations, hash); hash above then covers it and the spec."""
 
 
 class AppliedMigration(ApiModel):

@@ -15,7 +15,7 @@ from dbops.api.common import SecretKeySelector
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
 from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
-from dbops.controller import driver, effects, metrics, migration_command_plan, migration_rehearsal
+from dbops.controller import driver, effects, metrics, migration_command_plan, migration_rehearsal, plan_report
 from dbops.controller.config import CONFIG
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
@@ -110,6 +110,8 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
         lock=observe_lock(owner, spec, revision, now) if spec.source.command is not None else None,
         rehearsal=migration_rehearsal.observe(owner, spec, revision, backup_name, backup_body),
         command_plan=migration_command_plan.observe(owner, spec, status, revision),
+        plan_report=(plan_report.observe(owner, revision, jobs.plan, jobs.names[JobRole.PLAN])
+                     if spec.source.command is None else None),
     )
     decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now)
     migration_files = [name for name in files if MIGRATION_FILE.match(name)]
