@@ -20,7 +20,7 @@ from dbops.api.common import (
 from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
 from dbops.api.migration_framework import FrameworkHistory
-from dbops.api.migration_plan import MigrationPlan
+from dbops.api.migration_plan import MigrationPlan as MigrationPlan  # status.plan, re-exported for importers
 from dbops.api.migration_rehearsal import Rehearsal, RehearsalReport
 from dbops.api.migration_source import MigrationSource
 from dbops.api.migration_verify import (
