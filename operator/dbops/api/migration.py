@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
-from dbops.api import versions
+from dbops.api import migration_source, versions
 from dbops.api.base import ApiModel, Rule
 from dbops.api.common import (
     DatabaseConnection,
@@ -155,6 +155,15 @@ class DatabaseMigrationSpec(ApiModel):
         Rule("!has(self.source.command) || !has(self.targetVersion) || self.targetVersion == ''",
              "targetVersion is not supported with a command source",
              lambda m: m.source.command is None or not m.target_version, ".targetVersion"),
+        Rule("self.allowGaps || !has(self.source.inline) || "
+             f"!self.source.inline.all(m, {migration_source.PLAIN_CEL}) || "
+             "self.source.inline.all(m, self.source.inline.all(n, int(n.version) >= int(m.version)) || "
+             "self.source.inline.exists(n, int(n.version) == int(m.version) - 1))",
+             "inline migration versions must be consecutive (1, 2, 3…), as the runner applies them, "
+             "unless allowGaps is set",
+             lambda m: m.allow_gaps or migration_source.gap(m.source.inline) is None, ".source.inline",
+             lambda m: "inline migration versions must be consecutive: {} is followed by {} "
+                       "(allowGaps: true accepts gaps)".format(*(migration_source.gap(m.source.inline) or ("", "")))),
     )
 
     database: DatabaseConnection

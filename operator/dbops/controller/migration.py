@@ -52,11 +52,17 @@ def source_files(namespace: str, spec: DatabaseMigrationSpec) -> dict[str, str]:
         if not files:
             raise errors.InvalidSpecError(f"ConfigMap {source.config_map_ref.name} has no NNNN_name.up.sql files")
         return files
+    inline = source.inline or []
+    # Admission compares plain numbers only; dotted versions (1.2, 1_2) are checked here, before any Job.
+    problem = versions.sequence_problem(((m.version, f"inline[{index}] {versions.normalise(m.version)}_{m.name}")
+                                         for index, m in enumerate(inline)), allow_gaps=spec.allow_gaps)
+    if problem:
+        raise errors.InvalidSpecError(f"source.inline: {problem}")
     files = {}
-    for migration in source.inline or []:
-        files[f"{migration.version}_{migration.name}.up.sql"] = migration.up
+    for migration in inline:
+        files[versions.file_name(migration.version, migration.name, "up")] = migration.up
         if migration.down:
-            files[f"{migration.version}_{migration.name}.down.sql"] = migration.down
+            files[versions.file_name(migration.version, migration.name, "down")] = migration.down
     return files
 
 
