@@ -49,7 +49,8 @@ def add_guard_argument(parser: argparse.ArgumentParser) -> None:
     """``--row-count-exact-max-mb`` (snapshot and verify-db)."""
     parser.add_argument("--row-count-exact-max-mb", type=float, default=row_counts.DEFAULT_EXACT_MAX_MB,
                         help="count rows exactly (count(*)) only in tables up to this size in MiB, estimate larger "
-                             "ones from pg_class.reltuples (default %(default)g; 0 = count every table exactly)")
+                             "ones from the statistics (pg_stat_user_tables.n_live_tup; default %(default)g; "
+                             "0 = count every table exactly)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

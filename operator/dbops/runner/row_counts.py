@@ -1,8 +1,11 @@
 """Row counts of user tables before and after a migration: exact below a size guard, estimated above, bounded.
 
 Partitioned tables are counted once (their partitions are not listed on their own). A table larger than the
-guard is not scanned: its count is the planner's estimate (``pg_class.reltuples`` of its partitions, or
-``pg_stat_user_tables.n_live_tup`` when never analyzed), and the comparison says which tables were estimated."""
+guard is not scanned: its count is the statistics' live-row estimate, ``pg_stat_user_tables.n_live_tup``, which
+each committed INSERT/DELETE moves at once (``pg_class.reltuples`` moves only with ANALYZE/VACUUM, so a command's
+DELETE would not show; it stands in only where the statistics have seen nothing, e.g. after a reset). The
+comparison names the estimated tables.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ MAX_SHOWN = 10
 # lists it alone, or nothing, depending on the version: UNION keeps it once).
 _TABLES = """
 SELECT n.nspname, c.relname, coalesce(sum(pg_total_relation_size(l.oid)), 0),
-       coalesce(sum(CASE WHEN l.reltuples >= 0 THEN l.reltuples ELSE coalesce(s.n_live_tup, 0) END), 0)
+       coalesce(sum(CASE WHEN s.n_live_tup > 0 OR s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0 THEN s.n_live_tup
+                         ELSE greatest(l.reltuples, 0) END), 0)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN LATERAL (SELECT p.oid, p.reltuples FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid = t.relid
                    WHERE t.isleaf UNION SELECT c.oid, c.reltuples WHERE c.relkind = 'r') l ON true
@@ -134,7 +138,8 @@ def compare(before: RowCounts, after: RowCounts, tolerance_percent: float) -> tu
     if estimated:
         guard = before.exact_max_bytes if before.exact_max_bytes is not None else after.exact_max_bytes
         over = f" (over {round(guard / 1048576, 3):g} MiB)" if guard is not None else ""
-        detail += f"; estimated from pg_class.reltuples{over}: {', '.join(estimated[:5])}" + _more(estimated, 5)
+        detail += (f"; estimated from statistics (n_live_tup){over}: {', '.join(estimated[:5])}"
+                   + _more(estimated, 5))
     if before.omitted:
         detail += (f"; {before.omitted} tables not counted (more than {len(before.counts)} tables; name the ones "
                    "to compare in verify.rowCounts.tables)")
