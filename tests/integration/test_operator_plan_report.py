@@ -160,3 +160,19 @@ def test_an_unreadable_log_is_said_in_status_and_the_run_goes_on(
         assert "Traceback" not in operator.logs()
     assert client.CoreV1Api(kube_client).list_namespaced_config_map(
         namespace, field_selector="metadata.name=invoices-plan").items == []
+
+
+def test_a_failed_lint_keeps_every_finding_too(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
+        app_database: str, tmp_path: Path) -> None:
+    findings = expected_findings(postgres, app_database, tmp_path)
+    start(kube_client, namespace, postgres, app_database, lint={"failOn": "warning"})
+    body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "invoices", {"Succeeded", "Failed"})
+    status = body["status"]
+    assert status["phase"] == "Failed", status
+    assert any(condition.get("reason") == "LintFailed" for condition in status["conditions"]), status
+    assert status["plan"]["report"]["available"] is True and status["plan"]["report"]["findings"] == len(findings)
+    config_map = read_json(client.CoreV1Api(kube_client).read_namespaced_config_map(
+        "invoices-plan", namespace, _preload_content=False))
+    assert json.loads(config_map["data"]["report.json"])["plan"]["lint"] == findings
+    assert postgres.psql("SELECT to_regclass('invoice_lines_1') IS NULL", app_database) == "t"  # nothing applied
