@@ -176,3 +176,19 @@ def test_a_drift_refusal_reports_the_current_version() -> None:
     d = run(spec(), DatabaseMigrationStatus(source_hash="rev1", phase="Planning"), observe(plan=drift))
     assert d.status.phase == "Failed" and d.status.current_version == "0007"
     assert "MigrationDrift" in [c.reason for c in d.status.conditions]
+
+
+def test_an_imported_history_is_announced() -> None:
+    s = spec(importHistory={"from": "golang-migrate"}, preChecks={"enabled": False}, allowGaps=True)
+    plan = done({"plan": {"hash": "abcdef0123456789", "pending": ["12"], "lint": [], "destructive": False},
+                 "currentVersion": "10", "importedHistory": ["1", "2", "10"]})
+    d = run(s, DatabaseMigrationStatus(source_hash="rev1", phase="Planning"), observe(plan=plan))
+    apply = done({"applied": [{"version": "12", "name": "x"}], "previousVersion": "10", "currentVersion": "12",
+                  "importedHistory": ["1", "2", "10"]})
+    d = run(s, d.status, observe(plan=plan, apply=apply))
+    assert d.status.phase == "Succeeded"
+    assert d.status.message == ("imported 3 versions of golang-migrate's history (up to 10); applied 1 migrations; "
+                                "now at version 12")
+    assert [(e.reason, e.message) for e in d.events] == [
+        ("HistoryImported", "imported 3 versions of golang-migrate's history (up to 10)"),
+        ("MigrationSucceeded", d.status.message)]

@@ -108,6 +108,10 @@ def _add_planning(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-version", help="adopt a non-empty database without history at this version")
     parser.add_argument("--target-version", help="stop at this version (lower than current needs --allow-down)")
     parser.add_argument("--allow-down", action="store_true", help="allow a target below the current version")
+    parser.add_argument("--import-history", choices=sorted(adopt.TOOLS),
+                        help="first import this tool's history into ours when ours is empty and theirs exists "
+                             "(as `migrate import`; a plan or dry run only reads it)")
+    parser.add_argument("--import-history-table", help="their history table (default: the tool's default)")
 
 
 def _add_lint(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
@@ -153,7 +157,7 @@ def _load_migrations(args: argparse.Namespace) -> list[source.Migration]:
     if args.source is not None:
         return source.load_directory(args.source, allow_gaps=getattr(args, "allow_gaps", False))
     if args.inline_file is not None:
-        return source.load_inline_file(args.inline_file, allow_gaps=getattr(args, "allow_gaps", False))
+        return source.load_inline_file(args.inline_file)
     raise errors.InvalidSpecError("give --source DIR or --inline-file FILE (or --command -- ARGV for apply)")
 
 
@@ -206,6 +210,8 @@ def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_do
         verify=migrate_verify.config(args) if getattr(args, "verify", False) is not False and hasattr(args, "verify")
         else None,
         sizes_top=max(0, getattr(args, "sizes_top", 0)),
+        import_history=getattr(args, "import_history", None),
+        import_history_table=getattr(args, "import_history_table", None) or None,
     )
 
 
@@ -221,18 +227,22 @@ def _run_plan(args: argparse.Namespace) -> int:
         config = _run_config(args)
         migrations = _load_migrations(args)
         with connect.session(args) as connection, \
-                connect.translated_errors("planning"):
+                connect.translated_errors("planning"), \
+                session.imported_first(connection, migrations, config, commit=False) as imported:
             # Read first, so a refusal (drift, baseline required …) still says where the database is.
             current["currentVersion"] = session.current_version(connection, config)
             migration_plan = session.make_plan(connection, migrations, config)
     except Exception as error:
         return _fail(args, name, error, **current)
+    if imported:
+        current["importedHistory"] = imported
     failure = session.lint_failure(migration_plan, config)
     if failure is not None:
-        return _fail(args, name, failure, plan=migration_plan.as_result(),
-                     currentVersion=migration_plan.current_version)
-    document = result.success(name, f"{len(migration_plan.pending)} pending ({migration_plan.direction})",
-                              plan=migration_plan.as_result(), currentVersion=migration_plan.current_version)
+        return _fail(args, name, failure, plan=migration_plan.as_result(), **current)
+    message = f"{len(migration_plan.pending)} pending ({migration_plan.direction})"
+    if imported:
+        message += f" after importing {len(imported)} versions from {config.import_history} (done by apply)"
+    document = result.success(name, message, plan=migration_plan.as_result(), **current)
     return migrate_output.publish(document, args,
                                   f"dbops {name}: {document['message']}, plan hash {migration_plan.hash[:12]}")
 
@@ -243,10 +253,12 @@ def _run_apply(args: argparse.Namespace) -> int:
     try:
         config = _run_config(args)
         if args.command_mode:
-            if args.dry_run or args.source or args.inline_file or args.target_version or args.baseline_version:
+            if args.dry_run or args.source or args.inline_file or args.target_version or args.baseline_version \
+                    or args.import_history:
                 raise errors.InvalidSpecError(
                     "command mode runs the framework's own command: --dry-run, --source, --inline-file, "
-                    "--target-version and --baseline-version do not apply (use the framework's options)"
+                    "--target-version, --baseline-version and --import-history do not apply (use the framework's "
+                    "options)"
                 )
             with connect.session(args) as connection, connect.translated_errors("the command run"):
                 command.run_command(connection, args.framework_command, config, outcome=outcome,
@@ -262,6 +274,10 @@ def _run_apply(args: argparse.Namespace) -> int:
             with connect.session(args) as connection, connect.translated_errors("migrating"):
                 session.run(connection, migrations, config, outcome)
             message = _apply_message(outcome)
+            if outcome.imported and config.apply.dry_run:
+                message += f"; {config.import_history}'s history read as if imported ({len(outcome.imported)} versions)"
+            elif outcome.imported:
+                message = f"imported {len(outcome.imported)} versions from {config.import_history}; {message}"
     except Exception as error:
         return _fail(args, name, error, **outcome.as_result())
     document = result.success(name, message, **outcome.as_result())

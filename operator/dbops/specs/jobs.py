@@ -243,12 +243,14 @@ def migration_args(spec: DatabaseMigrationSpec, action: str, *, expect_plan_hash
         args.append("--allow-down")
     if spec.allow_gaps:
         args.append("--allow-gaps")
+    if spec.import_history is not None:
+        args += ["--import-history", spec.import_history.tool]
+        if spec.import_history.table:
+            args += ["--import-history-table", spec.import_history.table]
     if spec.lint.enabled:
         args += ["--lint", "--lint-fail-on", spec.lint.fail_on]
     else:
         args.append("--no-lint")
-    if action == "plan":
-        args.append("--report-line")  # the complete report, read back from the pod log into <name>-plan
     if action == "apply":
         if spec.dry_run:
             args.append("--dry-run")

@@ -150,6 +150,7 @@ def _apply(conn: psycopg.Connection[Any], watcher: psycopg.Connection[Any], migr
            config: session.RunConfig, report: RehearsalReport) -> None:
     """Plan on the copy, then each step alone with the lock sampler running, then the verification."""
     lock.watch_client_connection(conn)
+    session.import_first(conn, migrations, config)  # the copy has the other tool's history, as the database does
     plan = session.make_plan(conn, migrations, config)
     report.plan_hash = plan.hash
     if config.expect_plan_hash and config.expect_plan_hash != plan.hash:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +12,7 @@ import psycopg
 
 from dbops import errors
 from dbops.runner import dbverify, prechecks, relation_sizes
-from dbops.runner.migrations import apply, history, lint, lock, plan, source, state
+from dbops.runner.migrations import adopt, apply, history, lint, lock, plan, source, state
 
 Connection = psycopg.Connection[Any]
 
@@ -33,6 +35,10 @@ class RunConfig:
     verify: dbverify.VerifyConfig | None = None
     sizes_top: int = 0
     """Report this many table and index size changes (0: none)."""
+    import_history: str | None = None
+    """Import this tool's history (``adopt.TOOLS``) into ours first, when theirs exists and ours is empty."""
+    import_history_table: str | None = None
+    """Their history table (default: the tool's)."""
 
 
 @dataclass
@@ -47,6 +53,8 @@ class RunOutcome:
     verification: list[dbverify.CheckResult] = field(default_factory=list)
     framework_history: dict[str, Any] | None = None
     sizes: dict[str, Any] | None = None
+    imported: list[str] = field(default_factory=list)
+    """Versions imported from another tool's history before planning (``RunConfig.import_history``)."""
 
     def as_result(self) -> dict[str, Any]:
         """Result JSON fields (camelCase)."""
@@ -70,7 +78,35 @@ class RunOutcome:
             fields["frameworkHistory"] = self.framework_history
         if self.sizes is not None:
             fields["sizes"] = self.sizes
+        if self.imported:
+            fields["importedHistory"] = self.imported
         return fields
+
+
+def import_first(connection: Connection, migrations: list[source.Migration], config: RunConfig) -> list[str]:
+    """Import another tool's history into ours (``config.import_history``) when theirs exists and ours has no
+    applied row; the versions imported (none: nothing to do — already imported, or a database the other tool
+    never ran on). A dirty or failed history of theirs is refused (``adopt``)."""
+    tool = config.import_history
+    if not tool:
+        return []
+    theirs = history.HistoryTable.parse(config.import_history_table or adopt.TOOLS[tool])
+    if not theirs.exists(connection) or any(row.success for row in config.table.rows(connection)):
+        return []
+    return adopt.import_history(connection, migrations, config.table, tool, str(theirs),
+                                wait_seconds=config.lock_wait_seconds).versions
+
+
+@contextlib.contextmanager
+def imported_first(connection: Connection, migrations: list[source.Migration], config: RunConfig, *,
+                   commit: bool) -> Iterator[list[str]]:
+    """``import_first`` for a run: committed, or (a plan, a dry run) seen only inside a transaction rolled back
+    when the block ends, so the plan is the one the apply will make after importing."""
+    if commit or not config.import_history:
+        yield import_first(connection, migrations, config)
+        return
+    with connection.transaction(force_rollback=True):
+        yield import_first(connection, migrations, config)
 
 
 def current_version(connection: Connection, config: RunConfig) -> str | None:
@@ -115,7 +151,9 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
     if config.prechecks is not None:
         outcome.prechecks = prechecks.run_prechecks(connection, config.prechecks)
         prechecks.raise_on_failures(outcome.prechecks, config.prechecks.fail_on)
-    with lock.advisory_lock(connection, str(config.table), config.lock_wait_seconds):
+    with lock.advisory_lock(connection, str(config.table), config.lock_wait_seconds), \
+            imported_first(connection, migrations, config, commit=not config.apply.dry_run) as imported:
+        outcome.imported = imported
         # Known before planning, so a refusal (drift, lint …) still reports where the database is.
         outcome.previous_version = outcome.current_version = current_version(connection, config)
         outcome.plan = make_plan(connection, migrations, config)

@@ -65,8 +65,8 @@ def refuse_unadopted(state: DatabaseState, baseline_version: str | None, table: 
     adopt_hint = "give a baseline version (--baseline-version / spec.baselineVersion) to adopt it at that version"
     if state.other_histories:
         tool, their_table = next(iter(state.other_histories.items()))
-        adopt_hint = (f"{their_table} exists: import {tool}'s history with `dbops migrate import --from {tool}`, "
-                      f"or {adopt_hint}")
+        adopt_hint = (f"{their_table} exists: import {tool}'s history with `dbops migrate import --from {tool}` "
+                      f"(or --import-history / spec.importHistory), or {adopt_hint}")
     raise errors.MigrationError(
         f"the database is not empty ({state.user_relations} relations) but has no migration history in {table}; "
         f"refusing to migrate — {adopt_hint}",
