@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -16,7 +17,7 @@ from typing import Any
 
 from dbops_testbed import container_logs
 from dbops_testbed.images import ImageConfig, ImageStore
-from dbops_testbed.kubelet_server import KubeletServer, LogSource
+from dbops_testbed.kubelet_server import KubeletServer, LogSource, subject_access_review
 from dbops_testbed.objects import JSON, now, response_json
 from dbops_testbed.pods import PodWorker
 from dbops_testbed.provisioner import HostPathProvisioner
@@ -98,7 +99,8 @@ class ProcessNodeExecutor:
             raise RuntimeError("ProcessNodeExecutor needs root and unshare(1) to give containers a mount namespace")
         self.kubelet = KubeletServer(
             self.node_name, self.work_dir / "kubelet", LogSource(self._pod_dir, self._container_running),
-            client_ca_file=self.api_client.configuration.ssl_ca_cert, authorize=self._authorize).start()
+            client_ca_file=self.api_client.configuration.ssl_ca_cert,
+            authorize=functools.partial(subject_access_review, self.api_client, self.node_name)).start()
         self._register_node()
         if self.provisioner is not None:
             self.provisioner.start()
@@ -158,20 +160,6 @@ class ProcessNodeExecutor:
             workers = [worker for worker in self._workers.values() if (worker.namespace, worker.name) == (namespace, pod)]
         return any(item.name == container and (item.process is not None or item.restart_at is not None)
                    for worker in workers for item in worker.init_containers + worker.containers)
-
-    def _authorize(self, user: str, groups: list[str], subresource: str) -> str | None:
-        """None when `user` may `get` this Node's `subresource` (a SubjectAccessReview, as the kubelet's
-        webhook authorizer asks); else the reason it may not."""
-        from kubernetes import client
-
-        authorization: Any = client.AuthorizationV1Api(self.api_client)
-        review = authorization.create_subject_access_review(
-            {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-             "spec": {"user": user, "groups": groups, "resourceAttributes": {
-                 "verb": "get", "resource": "nodes", "subresource": subresource, "name": self.node_name}}},
-            _preload_content=False, _request_timeout=10)
-        status = response_json(review).get("status", {})
-        return None if status.get("allowed") else str(status.get("reason") or "")
 
     def running_pods(self) -> list[tuple[str, str]]:
         """(namespace, name) of the pods whose containers this executor is running right now."""

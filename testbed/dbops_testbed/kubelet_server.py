@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import logging
 import shutil
 import socket
@@ -220,6 +221,22 @@ def _number(query: dict[str, str], name: str) -> int | None:
     if value < 0:
         raise HttpError(400, f"{name} must not be negative")
     return value
+
+
+def subject_access_review(api_client: Any, node_name: str, user: str, groups: list[str],
+                          subresource: str) -> str | None:
+    """None when `user` may `get` the Node's `subresource` (a SubjectAccessReview, as the kubelet's webhook
+    authorizer asks); else the reason it may not."""
+    from kubernetes import client
+
+    authorization: Any = client.AuthorizationV1Api(api_client)
+    review = authorization.create_subject_access_review(
+        {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+         "spec": {"user": user, "groups": groups, "resourceAttributes": {
+             "verb": "get", "resource": "nodes", "subresource": subresource, "name": node_name}}},
+        _preload_content=False, _request_timeout=10)
+    status = json.loads(review.data).get("status", {})
+    return None if status.get("allowed") else str(status.get("reason") or "")
 
 
 def _self_signed(directory: Path, node_name: str) -> tuple[Path, Path]:
