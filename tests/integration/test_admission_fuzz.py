@@ -38,6 +38,7 @@ from tests.integration.admission import Admission
 from tests.integration.spec_strategies import POOLS, cases
 
 from dbops import errors
+from dbops.api import migration_source as migration_api
 from dbops.api.backup import DatabaseBackupSpec
 from dbops.api.common import S3Storage, Storage
 from dbops.api.kinds import ALL_KINDS, Kind
@@ -220,10 +221,17 @@ class Run:
         source = getattr(model, "source", None)
         if getattr(source, "inline", None) is None:
             return
+        try:
+            files = migration_controller.source_files("fuzz", model)
+        except errors.InvalidSpecError:
+            # Admission compares plain numbers only: the operator refuses the others (InvalidSpec) before any Job.
+            if migration_api.plain(source.inline):
+                raise
+            return
         with tempfile.TemporaryDirectory() as directory:
-            for name, text in migration_controller.source_files("fuzz", model).items():
+            for name, text in files.items():
                 (Path(directory) / name).write_text(text)
-            migration_source.validate_sequence(migration_source.load_directory(Path(directory)))
+            migration_source.load_directory(Path(directory), allow_gaps=model.allow_gaps)
 
     def _problem(self, what: str, kind: Kind, spec: dict[str, Any], detail: str) -> None:
         self.counts["disagreements"] += 1

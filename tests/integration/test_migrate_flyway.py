@@ -4,6 +4,7 @@ history (dotted versions) imported, the rest applied, repeatables re-applied onl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.integration.migrate_support import run_dbops
@@ -199,3 +200,23 @@ def test_flyway_repeatables_are_imported_so_only_a_changed_one_runs_again(databa
     assert server.psql("SELECT sum(orders) FROM account_orders", db) == "200"
     code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--allow-gaps")
     assert code == 0 and doc["applied"] == [], doc
+
+
+def test_an_inline_file_takes_the_versions_files_take(database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    """--inline-file: dotted (1.1, 1_2) versions, a gap with --allow-gaps; without it, or with a bad version, the
+    entry at fault is named."""
+    server, db = database
+    items = [{"version": "1", "name": "accounts", "up": "CREATE TABLE accounts (id bigserial PRIMARY KEY);"},
+             {"version": "1.1", "name": "add_name", "up": "ALTER TABLE accounts ADD COLUMN name text;"},
+             {"version": "1_2", "name": "orders", "up": "CREATE TABLE orders (id bigserial PRIMARY KEY);"},
+             {"version": "3", "name": "seed", "up": "INSERT INTO accounts (name) VALUES ('a');"}]
+    inline = tmp_path / "inline.json"
+    inline.write_text(json.dumps(items))
+    code, doc, _ = run_dbops(server, db, "migrate", "plan", "--inline-file", str(inline))
+    assert code == 2 and "1.2_orders is followed by 3_seed" in doc["message"] and "--allow-gaps" in doc["message"], doc
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--inline-file", str(inline), "--allow-gaps")
+    assert code == 0 and [a["version"] for a in doc["applied"]] == ["1", "1.1", "1.2", "3"], doc
+    assert server.psql("SELECT count(*) FROM accounts WHERE name = 'a'", db) == "1"
+    inline.write_text(json.dumps([items[0], {**items[1], "version": "1.x"}]))
+    code, doc, _ = run_dbops(server, db, "migrate", "plan", "--inline-file", str(inline))
+    assert code == 2 and "item 2" in doc["message"] and "'1.x'" in doc["message"], doc

@@ -70,14 +70,21 @@ def config_map_text(kube_client: Any, namespace: str, name: str) -> str:
     return str(body.data[command_plan.CONFIG_MAP_KEY])
 
 
+def awaiting_approval(kube_client: Any, namespace: str, postgres: PostgresServer, database: str,
+                      name: str) -> dict[str, Any]:
+    """A Django migration with manual approval, once it waits for approval of its plan: its status."""
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(database)})
+    harness.create_resource(kube_client, namespace, MIGRATION, name, command_spec(approval={"mode": "Manual"}))
+    status: dict[str, Any] = harness.wait_for_phase(kube_client, namespace, MIGRATION, name,
+                                                    {"AwaitingApproval", "Failed", "Succeeded"})["status"]
+    assert status["phase"] == "AwaitingApproval", status
+    return status
+
+
 def test_the_django_plan_is_approved_then_migrated(
         operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
         app_database: str) -> None:
-    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
-    harness.create_resource(kube_client, namespace, MIGRATION, "gated", command_spec(approval={"mode": "Manual"}))
-    status = harness.wait_for_phase(kube_client, namespace, MIGRATION, "gated",
-                                    {"AwaitingApproval", "Failed", "Succeeded"})["status"]
-    assert status["phase"] == "AwaitingApproval", status
+    status = awaiting_approval(kube_client, namespace, postgres, app_database, "gated")
     plan = status["plan"]
     report = plan["command"]
     assert report["framework"] == "django" and report["command"] == [*DJANGO_MIGRATE, "--plan"]
@@ -106,11 +113,7 @@ def test_the_django_plan_is_approved_then_migrated(
 def test_a_plan_changed_after_approval_is_refused_and_nothing_to_apply_succeeds(
         operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
         app_database: str) -> None:
-    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
-    harness.create_resource(kube_client, namespace, MIGRATION, "moved", command_spec(approval={"mode": "Manual"}))
-    status = harness.wait_for_phase(kube_client, namespace, MIGRATION, "moved",
-                                    {"AwaitingApproval", "Failed", "Succeeded"})["status"]
-    assert status["phase"] == "AwaitingApproval", status
+    status = awaiting_approval(kube_client, namespace, postgres, app_database, "moved")
     approved_hash = status["plan"]["hash"]
 
     django(postgres, app_database, "migrate", "mentorship", "0001", "--noinput")  # someone migrates meanwhile

@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from tests.integration import operator_harness as harness
+from tests.integration.test_operator_errors import assert_failed_visibly
 
+from dbops.api.base import GROUP, VERSION
+from dbops_testbed.controlplane import ControlPlane
 from dbops_testbed.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(900)
@@ -91,3 +95,58 @@ def test_an_atlas_configmap_reaches_the_job_with_its_sum_and_a_tampered_file_is_
     assert body["status"]["phase"] == "Failed" and failed["reason"] == "InvalidSpec", body["status"]
     assert "20240212120000_orders.sql does not match its hash in atlas.sum" in failed["message"]
     assert postgres.psql("SELECT to_regclass('accounts') IS NULL", app_database) == "t"
+
+
+def _inline(*entries: tuple[str, str, str]) -> list[dict[str, str]]:
+    return [{"version": version, "name": name, "up": up} for version, name, up in entries]
+
+
+INLINE = _inline(
+    ("1", "accounts", "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text NOT NULL);"),
+    ("1.1", "add_name", "ALTER TABLE accounts ADD COLUMN name text;"),
+    ("1_2", "orders", "CREATE TABLE orders (id bigserial PRIMARY KEY, account_id bigint REFERENCES accounts (id));"),
+    ("3", "seed", "INSERT INTO accounts (email) VALUES ('a@example.org');"),
+)
+
+
+def test_inline_migrations_take_dotted_versions_and_gaps_with_allow_gaps(
+        operator: harness.RunningOperator, installed_crds: ControlPlane, kube_client: Any, namespace: str,
+        postgres: PostgresServer, app_database: str) -> None:
+    """spec.source.inline takes the versions files take: dotted (1.1, 1_2), gaps with allowGaps. Without it the
+    gap is named, entry by entry, as InvalidSpec with a Warning Event, before any Job; a plain gap is refused
+    by the API server unless allowGaps."""
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    database = {"uriSecretRef": {"name": "db", "key": "uri"}}
+    api = client.CustomObjectsApi(kube_client)
+
+    def dry_run(name: str, spec: dict[str, Any]) -> str:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": MIGRATION, "metadata": {"name": name}, "spec": spec}
+        try:
+            api.create_namespaced_custom_object(GROUP, VERSION, namespace, "databasemigrations", body, dry_run="All")
+        except ApiException as error:
+            return str(error.body)
+        return ""
+
+    plain_gap = {"database": database, "source": {"inline": _inline(("1", "a", "SELECT 1"), ("3", "b", "SELECT 1"))}}
+    assert "must be consecutive" in dry_run("plain-gap", plain_gap)
+    assert dry_run("plain-gap", {**plain_gap, "allowGaps": True}) == ""
+    assert "spec.source.inline[0].version" in dry_run(
+        "bad-version", {"database": database, "source": {"inline": _inline(("1.x", "a", "SELECT 1"))}})
+
+    harness.create_resource(kube_client, namespace, MIGRATION, "gapped", {"database": database,
+                                                                          "source": {"inline": INLINE}})
+    assert_failed_visibly(installed_crds, kube_client, namespace, MIGRATION, "gapped", "InvalidSpec",
+                          "source.inline: gap in migration versions: inline[2] 1.2_orders is followed by "
+                          "inline[3] 3_seed", "allowGaps")
+    assert harness.list_jobs(kube_client, namespace) == []
+
+    harness.create_resource(kube_client, namespace, MIGRATION, "allowed", {
+        "database": database, "allowGaps": True, "baselineVersion": "0", "source": {"inline": INLINE}})
+    body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "allowed", {"Succeeded", "Failed", "RolledBack"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert [m["version"] for m in body["status"]["applied"]] == ["1", "1.1", "1.2", "3"]
+    assert body["status"]["currentVersion"] == "3"
+    assert postgres.psql("SELECT string_agg(version, ',' ORDER BY applied_at, version) FROM dbops_migrations"
+                         " WHERE kind = 'migration'",
+                         app_database) == "1,1.1,1.2,3"
+    assert postgres.psql("SELECT count(*) FROM accounts WHERE name IS NULL", app_database) == "1"

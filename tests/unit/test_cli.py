@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +78,18 @@ def test_every_runner_command_takes_result_path() -> None:
     missing = [" ".join(words) for words, p in leaves
                if "--result-path" not in {o for a in p._actions for o in a.option_strings}]
     assert missing == [], missing
+
+
+def test_a_migrate_command_ends_without_teardown_and_keeps_its_output_and_exit_code(tmp_path: Path) -> None:
+    """P6: ``dbops migrate …`` ends with ``os._exit`` after flushing; stdout (a pipe), stderr, the result file and
+    the exit code are all there, as after a normal exit."""
+    result_path = tmp_path / "result.json"
+    env = {**os.environ, "DBOPS_RESULT_PATH": str(result_path), "DBOPS_DATABASE_URI": "postgresql://nobody@localhost/x"}
+    completed = subprocess.run([sys.executable, "-m", "dbops.cli.main", "migrate", "apply", "--source",
+                                str(tmp_path / "missing")], capture_output=True, text=True, env=env, check=False)
+    document = json.loads(completed.stdout)
+    assert completed.returncode == document["exitCode"] == 2, completed
+    assert "missing" in document["message"] and document["ok"] is False
+    assert json.loads(result_path.read_text()) == document
+    assert "dbops migrate apply failed" in completed.stderr
+    assert "migrate" in main.QUICK_EXIT_COMMANDS

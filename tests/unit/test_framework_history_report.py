@@ -23,7 +23,7 @@ def test_the_command_job_snapshots_the_history_first_in_our_image_with_only_our_
     assert init["image"] == "mirror.example/dbops:0.1.0"  # jobTemplate.image replaces our image, not the app's
     assert main["image"] == "registry.example/mentorhub:1.4"
     assert init["args"] == ["migrate", "snapshot", "--run", "abc123", "--history-table", "public.dbops_migrations",
-                            "--framework", "auto"]
+                            "--framework", "auto", "--sizes"]
     names = {item["name"] for item in init["env"]}
     assert "SECRET_KEY" not in names and "DJANGO_SETTINGS_MODULE" not in names and "DBOPS_DATABASE_URI" in names
     uri = next(item for item in init["env"] if item["name"] == "DBOPS_DATABASE_URI")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from croniter import croniter
 from pydantic import ValidationError
 
+from dbops import errors
 from dbops.api.backup import DatabaseBackupSpec
 from dbops.api.common import DatabaseConnection, SecretKeySelector
 from dbops.api.cron import cron_problem
@@ -140,3 +142,44 @@ def test_a_window_that_never_opens_is_refused(schedule: str) -> None:
 def test_a_schedule_that_fires_some_year_is_admitted(schedule: str) -> None:
     assert cron_problem(schedule) is None
     croniter(schedule, datetime(2026, 11, 29, tzinfo=UTC)).get_next(datetime)
+
+
+def _inline(*entries: tuple[str, str]) -> list[dict[str, Any]]:
+    return [{"version": version, "name": name, "up": f"CREATE TABLE t_{name} (id int);"} for version, name in entries]
+
+
+def test_inline_migrations_take_the_file_version_grammar_and_load_in_the_runner(tmp_path: Path) -> None:
+    """Dotted (1.1, 1_2) and gapped inline versions, as in files: admitted, rendered, loaded in the same order."""
+    spec = DatabaseMigrationSpec.model_validate({"database": DATABASE, "allowGaps": True, "source": {"inline": _inline(
+        ("1", "accounts"), ("1.1", "add_name"), ("1_2", "orders"), ("4", "index"), ("20240101120000", "late"))}})
+    files = migration_controller.source_files("ns", spec)
+    assert sorted(files) == ["1.1_add_name.up.sql", "1.2_orders.up.sql", "1_accounts.up.sql",
+                             "20240101120000_late.up.sql", "4_index.up.sql"]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    loaded = migration_source.load_directory(tmp_path, allow_gaps=True)
+    assert [m.version for m in loaded] == ["1", "1.1", "1.2", "4", "20240101120000"]
+
+
+@pytest.mark.parametrize(("entries", "allow_gaps", "named"), [
+    ((("1", "a"), ("1.1", "b"), ("1.3", "c")), False, "inline[1] 1.1_b is followed by inline[2] 1.3_c"),
+    ((("1", "a"), ("1.0", "b")), True, "duplicate migration version 1: inline[0] 1_a and inline[1] 1.0_b"),
+    ((("1.2", "a"), ("1_2", "b")), True, "duplicate migration version 1.2"),
+    ((("1", "a"), ("3", "b"), ("3.1", "c")), False, "inline[0] 1_a is followed by inline[1] 3_b"),
+], ids=["dotted-gap", "1.0-is-1", "1_2-is-1.2", "gap-before-a-dotted-one"])
+def test_the_operator_names_the_inline_entries_admission_cannot_compare(entries: tuple[tuple[str, str], ...],
+                                                                       allow_gaps: bool, named: str) -> None:
+    """CEL compares plain numbers only; a list with a dotted version is checked by the operator (InvalidSpec)."""
+    spec = DatabaseMigrationSpec.model_validate({"database": DATABASE, "allowGaps": allow_gaps,
+                                                 "source": {"inline": _inline(*entries)}})
+    with pytest.raises(errors.InvalidSpecError, match=re.escape(named)):
+        migration_controller.source_files("ns", spec)
+
+
+def test_plain_inline_gaps_need_allow_gaps_at_admission() -> None:
+    gapped = {"database": DATABASE, "source": {"inline": _inline(("1", "a"), ("3", "b"))}}
+    with pytest.raises(ValidationError, match=re.escape("1 is followed by 3 (allowGaps: true accepts gaps)")):
+        DatabaseMigrationSpec.model_validate(gapped)
+    assert DatabaseMigrationSpec.model_validate({**gapped, "allowGaps": True}).allow_gaps
+    with pytest.raises(ValidationError, match="pattern"):
+        DatabaseMigrationSpec.model_validate({"database": DATABASE, "source": {"inline": _inline(("1.x", "a"))}})

@@ -170,3 +170,17 @@ def test_alembic_plan_is_parsed_and_its_revisions_pending() -> None:
     assert plan is not None and plan.command is not None and plan.pending == ["1975ea83b712"]
     assert plan.command.command == ["alembic", "history", "--indicate-current", "-r", "current:head"]
     assert "alembic's plan: 1 revisions" in decision.status.message
+
+
+def test_a_plan_pod_that_cannot_pull_its_image_fails_naming_the_image() -> None:
+    waiting = {"status": {"containerStatuses": [{"state": {"waiting": {
+        "reason": "ImagePullBackOff", "message": 'Back-off pulling image "app:1.4-typo"'}}}]}}
+    running = {"status": {"active": 1}}
+    assert plan_outcome(running, [{"status": {"containerStatuses": [{"state": {"waiting": {
+        "reason": "ContainerCreating"}}}]}}]).state == "Running"
+    decision = run(spec(), DatabaseMigrationStatus(source_hash=REVISION, phase="Planning"),
+                   observe(plan_outcome(running, [waiting])))
+    ready = decision.status.condition("Ready")
+    assert decision.status.phase == "Failed" and ready is not None and ready.reason == "PlanFailed"
+    assert 'cannot start: ImagePullBackOff: Back-off pulling image "app:1.4-typo"' in ready.message
+    assert decision.jobs == [] and [e.type for e in decision.events] == ["Warning"]

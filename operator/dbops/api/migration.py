@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
-from dbops.api import versions
+from dbops.api import migration_source, versions
 from dbops.api.base import ApiModel, Rule
 from dbops.api.common import (
     DatabaseConnection,
@@ -19,8 +19,8 @@ from dbops.api.common import (
 )
 from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
-from dbops.api.migration_command_plan import CommandPlanReport
 from dbops.api.migration_framework import FrameworkHistory
+from dbops.api.migration_plan import MigrationPlan as MigrationPlan  # status.plan, re-exported for importers
 from dbops.api.migration_rehearsal import Rehearsal, RehearsalReport
 from dbops.api.migration_source import MigrationSource
 from dbops.api.migration_verify import (
@@ -168,6 +168,15 @@ class DatabaseMigrationSpec(ApiModel):
         Rule("!has(self.source.command) || !has(self.targetVersion) || self.targetVersion == ''",
              "targetVersion is not supported with a command source",
              lambda m: m.source.command is None or not m.target_version, ".targetVersion"),
+        Rule("self.allowGaps || !has(self.source.inline) || "
+             f"!self.source.inline.all(m, {migration_source.PLAIN_CEL}) || "
+             "self.source.inline.all(m, self.source.inline.all(n, int(n.version) >= int(m.version)) || "
+             "self.source.inline.exists(n, int(n.version) == int(m.version) - 1))",
+             "inline migration versions must be consecutive (1, 2, 3…), as the runner applies them, "
+             "unless allowGaps is set",
+             lambda m: m.allow_gaps or migration_source.gap(m.source.inline) is None, ".source.inline",
+             lambda m: "inline migration versions must be consecutive: {} is followed by {} "
+                       "(allowGaps: true accepts gaps)".format(*(migration_source.gap(m.source.inline) or ("", "")))),
         Rule("!has(self.source.command) || !has(self.importHistory)",
              "importHistory is not supported with a command source (the framework keeps its own history)",
              lambda m: m.source.command is None or m.import_history is None, ".importHistory"),
@@ -218,21 +227,6 @@ class DatabaseMigrationSpec(ApiModel):
     RestoreBackup restores the pre-migration backup."""
     job_template: JobTemplate | None = None
     """Overrides for the Jobs."""
-
-
-class MigrationPlan(ApiModel):
-    """What a run would do."""
-
-    hash: str = ""
-    """Stable hash of the plan; approve it with approval.approvedPlanHash."""
-    pending: list[str] = Field(default_factory=list)
-    """Pending versions, in order (command mode: Django's app.name migrations or Alembic's revisions, at most 100)."""
-    lint: list[str] = Field(default_factory=list)
-    """Lint findings."""
-    destructive: bool = False
-    """Whether the plan drops or rewrites data."""
-    command: CommandPlanReport | None = None
-    """Command mode: the framework's plan (its output, operations, hash); hash above then covers it and the spec."""
 
 
 class AppliedMigration(ApiModel):

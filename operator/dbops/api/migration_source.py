@@ -8,10 +8,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from dbops.api import kubevalues
+from dbops.api import kubevalues, versions
 from dbops.api.base import ApiModel, Rule
 from dbops.api.common import LocalObjectReference, ResourceName, SecretKey
 from dbops.api.migration_command_plan import PlanMode
+
+# A version CEL can compare with int(): digits only, at most 18 of them after leading zeros. Lists with another
+# version (1.2, 1_2, a longer timestamp) are checked by the operator before any Job (InvalidSpec naming them).
+PLAIN_VERSION = r"^0*[0-9]{1,18}$"
+PLAIN_CEL = f"m.version.matches('{PLAIN_VERSION}')"
 
 # SQL with nothing but whitespace, ';', -- comments and (non-nested) /* */ comments: the runner finds no statement.
 NO_STATEMENT = r"^([\t\n\f\r ;]|--[^\n]*|/\*([^*]|\*+[^*/])*\*+/)*$"
@@ -29,8 +34,9 @@ class InlineMigration(ApiModel):
         }
     }
 
-    version: Annotated[str, StringConstraints(pattern=r"^0*[0-9]{1,18}$", max_length=32)]
-    """Version, digits only; applied in numeric order, consecutive (1, 2, 3 or 0001, 0002, …)."""
+    version: Annotated[str, StringConstraints(pattern=rf"^{versions.PATTERN}$", max_length=versions.MAX_LENGTH)]
+    """Version: digits, or digit runs joined by '.' or '_' (0001, 1.2), as in file names; applied in order,
+    compared part by part; consecutive (1, 2, 3 or 1, 1.1, 2) unless spec.allowGaps."""
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=128)]
     """Short snake_case name, starting with a letter or digit."""
     up: Annotated[str, StringConstraints(min_length=1, max_length=32768)]
@@ -182,12 +188,8 @@ class MigrationSource(ApiModel):
     inline: Annotated[list[InlineMigration], Field(min_length=1, max_length=50, json_schema_extra={
         "x-kubernetes-validations": [{
             # Versions compare as numbers (0001 is 1), as the runner compares them.
-            "rule": "self.all(m, self.exists_one(n, int(n.version) == int(m.version)))",
+            "rule": f"!self.all(m, {PLAIN_CEL}) || self.all(m, self.exists_one(n, int(n.version) == int(m.version)))",
             "message": "inline migration versions must be unique (compared as numbers: 0001 and 1 are the same)",
-        }, {
-            "rule": "self.all(m, self.all(n, int(n.version) >= int(m.version)) || "
-                    "self.exists(n, int(n.version) == int(m.version) - 1))",
-            "message": "inline migration versions must be consecutive (1, 2, 3…), as the runner applies them",
         }]})] | None = None
     """Migrations listed in the resource (at most 50 of 32 KiB: an object must fit etcd; use configMapRef for more)."""
     command: CommandSource | None = None
@@ -196,6 +198,8 @@ class MigrationSource(ApiModel):
     @field_validator("inline")
     @classmethod
     def _unique_versions(cls, inline: list[InlineMigration] | None) -> list[InlineMigration] | None:
+        if not plain(inline):
+            return inline
         seen: dict[int, str] = {}
         for migration in inline or []:
             number = int(migration.version)  # as the runner compares them: 0001 is 1
@@ -203,9 +207,18 @@ class MigrationSource(ApiModel):
                 same = "" if seen[number] == migration.version else f" (the same number as {seen[number]})"
                 raise ValueError(f"duplicate migration version: {migration.version}{same}")
             seen[number] = migration.version
-        numbers = sorted(seen)
-        for previous, current in itertools.pairwise(numbers):
-            if current != previous + 1:
-                raise ValueError(f"inline migration versions must be consecutive: {seen[previous]} is followed by "
-                                 f"{seen[current]}")
         return inline
+
+
+def plain(inline: list[InlineMigration] | None) -> bool:
+    """True when every version is one CEL compares as a number (``PLAIN_VERSION``)."""
+    return all(re.fullmatch(PLAIN_VERSION, migration.version) for migration in inline or [])
+
+
+def gap(inline: list[InlineMigration] | None) -> tuple[str, str] | None:
+    """The first two plain versions with a gap between them (the CEL rule's Python twin), else None."""
+    if not inline or not plain(inline):
+        return None
+    seen = {int(migration.version): migration.version for migration in reversed(inline)}
+    numbers = sorted(seen)
+    return next(((seen[a], seen[b]) for a, b in itertools.pairwise(numbers) if b != a + 1), None)

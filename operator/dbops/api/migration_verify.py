@@ -146,7 +146,8 @@ class IndexSize(ApiModel):
 
 
 class SizeChanges(ApiModel):
-    """Table and index changes of the last run (command mode: sizes after only, the largest first)."""
+    """Table and index changes of the last run (command mode: measured by the command Job's snapshot container
+    before the command; without that snapshot, sizes after only, the largest first)."""
 
     tables: list[TableSize] = Field(default_factory=list)
     """Tables."""
@@ -154,3 +155,5 @@ class SizeChanges(ApiModel):
     """Indexes."""
     omitted: int = 0
     """Changes not shown (beyond verify.sizes.top)."""
+    note: str = ""
+    """What the comparison could not show (e.g. the snapshot before the command kept only the largest relations)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from dbops import errors
 from dbops.api.backup import Artifact, BackupJobResult, BackupSource
-from dbops.runner import backup, command, compression, connection, progress, result, stale, storage
+from dbops.runner import backup, command, compression, connection, lease, progress, result, stale, storage
 from dbops.runner.manifest import MANIFEST_KEY, BackupScope
 
 DEFAULT_STORAGE = "./dbops-backups"
@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                         help=f"s3://bucket/prefix, file:///path or a directory (default {DEFAULT_STORAGE})")
     storage.add_arguments(parser)
     stale.add_argument(parser)
+    lease.add_arguments(parser)
     parser.add_argument("--name", help="backup name (default: UTC timestamp)")
     parser.add_argument("--namespace", default="local", help="first path element under the storage (default local)")
     parser.add_argument("--format", choices=backup.FORMATS, default="custom")
@@ -59,7 +60,9 @@ def _run_backup(args: argparse.Namespace) -> int:
     def work() -> tuple[dict[str, Any], str]:
         settings = connection.from_args(args)
         target = storage.open_storage(storage.parse_location(args.storage), storage.options_from_args(args))
+        lease_ttl, lease_wait = lease.settings_from_args(args)
         options = backup.BackupOptions(
+            lease_ttl=lease_ttl, lease_wait=lease_wait,
             name=args.name or default_name(), namespace=args.namespace, format=args.format,
             codec=args.compression, level=args.compression_level, jobs=args.jobs, pg_bin_dir=args.pg_bin_dir,
             abort_incomplete_after=stale.max_age_from_args(args),
@@ -77,6 +80,8 @@ def _run_backup(args: argparse.Namespace) -> int:
             f"{progress.format_bytes(outcome.size_bytes)} {manifest.format}/{manifest.codec}, "
             f"{len(manifest.tables)} tables, sha256 {outcome.sha256[:12]}…, {duration:.1f}s"
         )
+        if outcome.took_over is not None:
+            summary += f"; took over the stale commit lease of {outcome.took_over.describe()}"
         document = result.success(
             "backup", summary,
             **BackupJobResult(
@@ -89,6 +94,7 @@ def _run_backup(args: argparse.Namespace) -> int:
             ).to_wire(),
             startedAt=manifest.started_at.isoformat(), completedAt=manifest.completed_at.isoformat(),
             durationSeconds=round(duration, 3), abortedIncompleteUploads=len(outcome.aborted_uploads),
+            **({"tookOverStaleLease": outcome.took_over.to_wire()} if outcome.took_over else {}),
         )
         return document, summary
 

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -94,9 +95,29 @@ def check_arguments(argv: Sequence[str]) -> None:
         check(args)
 
 
+# Commands whose process has nothing left to do once ``main`` returned: the result is written, files are closed
+# by their ``with`` blocks, the database connection is closed and no thread is left. They end without tearing
+# the interpreter down (P6: finalising the ~400 modules `dbops migrate apply` loads cost 30-50 ms of CPU after
+# its work). Not ``migrate rehearse``, which restores a backup (storage clients may leave threads).
+QUICK_EXIT_COMMANDS = frozenset({"migrate", "verify-db"})
+
+
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if sys.argv[1:2] and sys.argv[1] in QUICK_EXIT_COMMANDS and "rehearse" not in sys.argv[2:3]:
+        exit_now(code)
+    sys.exit(code)
+
+
+def exit_now(code: int) -> None:
+    """Flush what the process wrote (standard streams, logging handlers) and end it with ``code`` at once."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":

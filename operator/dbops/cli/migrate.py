@@ -157,7 +157,7 @@ def _load_migrations(args: argparse.Namespace) -> list[source.Migration]:
     if args.source is not None:
         return source.load_directory(args.source, allow_gaps=getattr(args, "allow_gaps", False))
     if args.inline_file is not None:
-        return source.load_inline_file(args.inline_file)
+        return source.load_inline_file(args.inline_file, allow_gaps=getattr(args, "allow_gaps", False))
     raise errors.InvalidSpecError("give --source DIR or --inline-file FILE (or --command -- ARGV for apply)")
 
 

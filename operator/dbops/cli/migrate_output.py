@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dbops.api import plan_report
 from dbops.runner import result
 
 FORMATS = ("json", "sarif", "github")
@@ -21,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stdout: the full result as JSON (default), lint findings as SARIF 2.1.0 "
                              "(code scanning) or as GitHub workflow annotations")
     parser.add_argument("--output", type=Path, help="also write the full, uncut result JSON to this file")
+    parser.add_argument("--report-line", action="store_true",
+                        help="print the full result as one framed line (`dbops.io/plan-report v1 <sha256> <JSON>`) "
+                             "instead of the indented JSON: the operator reads it back from the Job's pod log")
     add_result_path(parser)
 
 
@@ -38,7 +42,10 @@ def publish(document: dict[str, Any], args: argparse.Namespace, summary: str) ->
     if output is not None:
         output.write_text(full + "\n", encoding="utf-8")
     chosen = getattr(args, "format", "json")
-    if chosen == "sarif":
+    framed = bool(getattr(args, "report_line", False))
+    if framed:
+        print(plan_report.frame(document), flush=True)
+    elif chosen == "sarif":
         print(json.dumps(sarif(document, getattr(args, "source", None)), indent=1))
     elif chosen == "github":
         print("\n".join(github_annotations(document, getattr(args, "source", None))))
@@ -46,7 +53,8 @@ def publish(document: dict[str, Any], args: argparse.Namespace, summary: str) ->
         print(full)
     capped = document
     if json.loads(result.encode_result(document)).get("truncated"):
-        where = str(output) if output is not None else "the JSON on stdout (the Job's pod log)"
+        where = (str(output) if output is not None else "the plan report line of the Job's pod log" if framed
+                 else "the JSON on stdout (the Job's pod log)")
         capped = {**document, "fullResult": where}
         capped["message"] = f"{document['message']} (result cut to 4 KiB; complete in {where})"
         summary = f"{summary} (complete result in {where})"

@@ -10,13 +10,15 @@ from typing import Any
 
 from dbops import errors
 from dbops.cli import migrate_output, migrate_snapshot
-from dbops.runner import dbverify, query_plans, relation_sizes, result
-from dbops.runner.migrations import connect, frameworks, history
+from dbops.runner import dbverify, query_plans, relation_sizes, result, row_counts
+from dbops.runner.migrations import connect, frameworks
 
 # Cheap, catalog-driven checks that catch what a migration can break (orphan counts stay under a size guard);
 # row counts are off for SQL files, whose data migrations change them on purpose.
 SQL_MODE_BUILTINS = ("foreignKeys", "invalidIndexes")
 DEFAULT_ORPHAN_SCAN_MAX_MB = 256.0
+NO_COUNTS_BEFORE = ("skipped: no row counts were recorded before the command (the command Job's framework-snapshot "
+                    "container did not record them; see its log)")
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, standalone: bool = False) -> None:
@@ -57,8 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, standalone: bool = False) 
 
 def table_names(text: str) -> frozenset[str]:
     """``a, app.b`` → {public.a, app.b}."""
-    names = (name.strip() for name in text.split(",") if name.strip())
-    return frozenset(name if "." in name else f"public.{name}" for name in names)
+    return row_counts.parse_tables(text)
 
 
 def queries(args: argparse.Namespace) -> tuple[query_plans.QuerySpec, ...]:
@@ -107,19 +108,29 @@ def run_verify_db(args: argparse.Namespace) -> int:
     framework: dict[str, Any] = {}
     try:
         verify_config = config(args)
-        exclude = verify_config.exclude_tables | {str(history.HistoryTable.parse(args.history_table)),
-                                                  migrate_snapshot.snapshot_table(args)}
-        verify_config = dataclasses.replace(verify_config, exclude_tables=exclude)
+        exclude = verify_config.exclude_tables | migrate_snapshot.excluded_tables(args)
+        verify_config = dataclasses.replace(
+            verify_config, exclude_tables=exclude,
+            row_count_exact_max_bytes=row_counts.exact_max_bytes(args.row_count_exact_max_mb))
         before = dbverify.load_row_counts(args.row_counts_before) if args.row_counts_before else None
         with connect.session(args) as connection, \
                 connect.translated_errors("verifying"):
-            framework = migrate_snapshot.report(connection, args)
-            verification = dbverify.verify(connection, verify_config, before)
-            sizes = relation_sizes.changes(None, relation_sizes.snapshot(connection), args.sizes_top) \
-                if args.sizes_top > 0 else None
+            snapshot = migrate_snapshot.load(connection, args)
+            framework = migrate_snapshot.report(connection, args, snapshot)
+            counted = before if before is not None else migrate_snapshot.counts_before(snapshot)
+            verification = dbverify.verify(connection, verify_config, counted)
+            if counted is None and args.snapshot_run:
+                verification = [dataclasses.replace(v, detail=NO_COUNTS_BEFORE) if v.name == "rowCounts" else v
+                                for v in verification]
+            if args.sizes_top > 0:
+                relations, left_out = migrate_snapshot.sizes_before(snapshot)
+                sizes = relation_sizes.changes(relations, relation_sizes.snapshot(connection), args.sizes_top,
+                                               before_omitted=left_out)
             if args.row_counts_out:
                 counts = dbverify.row_counts(connection, exclude)
                 args.row_counts_out.write_text(json.dumps(counts, indent=1, sort_keys=True))
+            if snapshot is not None:
+                migrate_snapshot.drop(connection, args)
         failed = [v for v in verification if not v.passed]
         if failed:
             raise errors.VerificationError(

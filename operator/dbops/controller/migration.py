@@ -15,7 +15,7 @@ from dbops.api.common import SecretKeySelector
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
 from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
-from dbops.controller import driver, effects, metrics, migration_command_plan, migration_rehearsal
+from dbops.controller import driver, effects, metrics, migration_command_plan, migration_rehearsal, plan_report
 from dbops.controller.config import CONFIG
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
@@ -52,11 +52,17 @@ def source_files(namespace: str, spec: DatabaseMigrationSpec) -> dict[str, str]:
         if not files:
             raise errors.InvalidSpecError(f"ConfigMap {source.config_map_ref.name} has no NNNN_name.up.sql files")
         return files
+    inline = source.inline or []
+    # Admission compares plain numbers only; dotted versions (1.2, 1_2) are checked here, before any Job.
+    problem = versions.sequence_problem(((m.version, f"inline[{index}] {versions.normalise(m.version)}_{m.name}")
+                                         for index, m in enumerate(inline)), allow_gaps=spec.allow_gaps)
+    if problem:
+        raise errors.InvalidSpecError(f"source.inline: {problem}")
     files = {}
-    for migration in source.inline or []:
-        files[f"{migration.version}_{migration.name}.up.sql"] = migration.up
+    for migration in inline:
+        files[versions.file_name(migration.version, migration.name, "up")] = migration.up
         if migration.down:
-            files[f"{migration.version}_{migration.name}.down.sql"] = migration.down
+            files[versions.file_name(migration.version, migration.name, "down")] = migration.down
     return files
 
 
@@ -110,6 +116,8 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
         lock=observe_lock(owner, spec, revision, now) if spec.source.command is not None else None,
         rehearsal=migration_rehearsal.observe(owner, spec, revision, backup_name, backup_body),
         command_plan=migration_command_plan.observe(owner, spec, status, revision),
+        plan_report=(plan_report.observe(owner, revision, jobs.plan, jobs.names[JobRole.PLAN])
+                     if spec.source.command is None else None),
     )
     decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now)
     migration_files = [name for name in files if MIGRATION_FILE.match(name)]

@@ -37,7 +37,7 @@ def observe(owner: Owner, spec: DatabaseMigrationSpec, status: DatabaseMigration
 def _read(owner: Owner, name: str, revision: str) -> tuple[JobOutcome, command_plan.PlanLog | None]:
     job = kube_jobs.get_job(owner.namespace, name)
     state = job_state(job)
-    if state == "Failed":
+    if state in ("Failed", "Running"):  # a running plan's pod may never start (a bad image): see plan_outcome
         return plan_outcome(job, kube_jobs.job_pods(owner.namespace, name)), None
     outcome = plan_outcome(job)
     if state != "Succeeded":

@@ -48,6 +48,8 @@ def apply(manifest: Mapping[str, Any]) -> JSON:
     metadata = manifest["metadata"]
     body = {key: value for key, value in manifest.items() if key not in ("apiVersion", "kind", "metadata")}
     body["metadata"] = {"labels": metadata.get("labels") or {}}
+    if metadata.get("annotations"):
+        body["metadata"]["annotations"] = metadata["annotations"]
     path = resource_type(str(manifest["kind"])).path(metadata["namespace"], metadata["name"])
     return kube_session.session().request("PATCH", path, body=body, content_type="application/merge-patch+json")
 

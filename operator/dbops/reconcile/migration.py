@@ -9,7 +9,6 @@ the plan confirmed] → the framework command Job → the verify-db Job; no dry 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,19 +19,20 @@ from dbops.api.migration import (
     DatabaseMigrationSpec,
     DatabaseMigrationStatus,
     MigrationPhase,
-    MigrationPlan,
     VerificationResult,
 )
 from dbops.api.migration_framework import FrameworkHistory
+from dbops.api.migration_plan import MigrationPlan
 from dbops.api.migration_verify import SizeChanges
 from dbops.api.roles import JobRole
-from dbops.reconcile import results, smoke
+from dbops.reconcile import plan_report, results, smoke
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.command_plan import summary as command_plan_summary
 from dbops.reconcile.command_plan_steps import CommandPlanObserved, CommandPlanSteps
 from dbops.reconcile.jobs import MISSING, JobOutcome
 from dbops.reconcile.migration_rehearsal import RehearsalObserved, rehearsal_summary, rehearsed, uses_pre_backup
+from dbops.reconcile.plan_report import PlanReportObserved
 from dbops.reconcile.runlock import RunLock
 from dbops.reconcile.steps import WAIT_SECONDS, Steps
 from dbops.reconcile.window import WindowState
@@ -76,6 +76,8 @@ class MigrationObserved:
     """The rehearsal Job and its source (spec.rehearsal.enabled, SQL sources)."""
     command_plan: CommandPlanObserved | None = None
     """The framework's plan and confirm Jobs and their logs (command mode)."""
+    plan_report: PlanReportObserved | None = None
+    """The complete plan report, once the plan Job finished (SQL sources)."""
 
 
 def pre_backup_spec(spec: DatabaseMigrationSpec) -> dict[str, Any]:
@@ -187,12 +189,15 @@ class _Run:
         if self.job_pending(plan, JobRole.PLAN, "Planning", "planning the migration"):
             return False
         version = plan.result.get("currentVersion")
+        # The capped lists, and where the complete report is (a failed lint shows every finding too).
+        previous = self.status.plan
+        self.status.plan = plan_report.plan_status(plan.result.get("plan"), self.observed.plan_report, previous,
+                                                   self.decision)
         if plan.state == "Failed":
             if isinstance(version, str | int):  # where the database is, also when the plan was refused (drift …)
                 self.status.current_version = str(version)
             self.fail(plan.reason, plan.message)
             return False
-        self.status.plan = _plan(plan.result.get("plan"))
         if isinstance(version, str | int) and not self.status.current_version:
             self.status.current_version = str(version)
         if self.status.plan is not None and not self.status.plan.pending:
@@ -216,7 +221,7 @@ class _Run:
         if self.spec.source.command is not None and self.status.plan is not None:
             what = (f"{command_plan_summary(self.status.plan)} of this command (image, command and env; status.plan "
                     "shows it)" if command_plan else "this command (image, command and env)")
-        rehearsal, pending = self.status.rehearsal, len(self.status.plan.pending) if self.status.plan else 0
+        rehearsal, pending = self.status.rehearsal, self.status.plan.pending_count if self.status.plan else 0
         if rehearsal is not None and rehearsal.outcome == "Passed":
             what += f" ({rehearsal_summary(rehearsal, pending)})"
         self.progress("AwaitingApproval", "AwaitingApproval",
@@ -385,11 +390,3 @@ class _Run:
             return
         self.fail("RollbackFailed", f"restore {child.name} failed: {child.message}")
 
-
-def _plan(data: Any) -> MigrationPlan | None:
-    if not isinstance(data, dict):
-        return None
-    lint = [item if isinstance(item, str) else json.dumps(item, sort_keys=True)[:512]
-            for item in data.get("lint") or []]
-    return MigrationPlan(hash=str(data.get("hash") or ""), pending=[str(v) for v in data.get("pending") or []],
-                         lint=lint[:100], destructive=bool(data.get("destructive")))

@@ -58,6 +58,10 @@ class BackupOptions:
     pg_bin_dir: str | None = None
     abort_incomplete_after: float = 24 * 3600.0
     """Seconds after which incomplete uploads under the backup's folder are aborted first (0: never)."""
+    lease_ttl: float = 180.0
+    """Seconds without renewal after which the folder's commit lease is stale (renewed every third of it)."""
+    lease_wait: float = 120.0
+    """Seconds to wait for a live holder of the commit lease before failing ConcurrentRun."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +72,8 @@ class BackupOutcome:
     location: storage.Location
     aborted_uploads: tuple[str, ...] = ()
     """Stale incomplete uploads (or partial files) of earlier runs that were removed first."""
+    took_over: lease.Holder | None = None
+    """The holder of a stale commit lease this run took over (a killed run of the same backup)."""
 
     @property
     def manifest_uri(self) -> str:
@@ -161,7 +167,7 @@ def run_backup(
         counter = threading.Thread(target=count, name="row-counts", daemon=True)
         counter.start()
         command = [tools.path("pg_dump"), f"--snapshot={snapshot}", "--compress=0", *scope_args]
-        commits = _Commits(store, options.abort_incomplete_after)
+        commits = _Commits(store, options)
         try:
             try:
                 if options.format == "directory":
@@ -171,14 +177,16 @@ def run_backup(
             finally:
                 counter.join()
             if counting_failure:
-                store.delete([item.name for item in objects])
+                commits.delete([item.name for item in objects])
                 raise connection.connection_error(str(counting_failure[0]), settings)
             conn.rollback()
             manifest = _manifest(options, settings, info, tools.version, objects, tables, counted, properties, started)
+            commits.check()
             _commit_manifest(store, manifest, objects, commits.versions)
         finally:
             commits.release()
-    return BackupOutcome(manifest=manifest, location=folder, aborted_uploads=tuple(aborted))
+    return BackupOutcome(manifest=manifest, location=folder, aborted_uploads=tuple(aborted),
+                         took_over=commits.took_over)
 
 
 def _manifest(options: BackupOptions, settings: connection.ConnectionSettings, info: connection.ServerInfo,
@@ -234,22 +242,41 @@ def _options_of(target: storage.Storage) -> storage.S3Options | None:
 class _Commits:
     """Commits a run's dump objects under the folder's commit lease, taken before the first one."""
 
-    def __init__(self, store: storage.Storage, stale_after: float) -> None:
+    def __init__(self, store: storage.Storage, options: BackupOptions) -> None:
         self.store = store
-        self.stale_after = stale_after
+        self.options = options
         self.versions: dict[str, str | None] = {}
         self.lease: lease.Lease | None = None
+        self.took_over: lease.Holder | None = None
 
     def commit(self, writer: storage.ObjectWriter, name: str) -> int:
         """Commit a dump object unless the backup was committed meanwhile; remember the object's version."""
         if self.lease is None:
-            self.lease = lease.acquire(self.store, self.stale_after)
+            # A lease of a runner that never renews it keeps the old bound (--abort-incomplete-after).
+            self.lease = lease.acquire(self.store, self.options.lease_ttl, self.options.lease_wait,
+                                       legacy_after=self.options.abort_incomplete_after)
+            self.took_over = self.lease.took_over
+        self.check()
         if self.store.exists(MANIFEST_KEY):  # checked under the lease: no run commits between check and write
             raise errors.PermanentError(
                 f"backup {self.store.location.uri()} was committed by another run meanwhile", reason="AlreadyExists")
         size = writer.commit()
         self.versions[name] = self.store.version(name)
         return size
+
+    def delete(self, names: list[str]) -> None:
+        """Withdraw this run's committed dump objects, only while it holds the lease: once another run
+        took it over, the objects at these names may be that run's."""
+        if self.lease is None or self.lease.holds():
+            self.store.delete(names)
+        else:
+            print(f"left {len(names)} dump objects in place: they may be another run's by now ({self.lease.lost})",
+                  file=sys.stderr)
+
+    def check(self) -> None:
+        """Fail ConcurrentRun unless this run still holds the lease (before each commit)."""
+        if self.lease is not None:
+            self.lease.check()
 
     def release(self) -> None:
         """Give the lease back (after the manifest, or on failure)."""
@@ -325,7 +352,7 @@ def _dump_directory(
                 objects.append(_store_file(path, name, store, options, path.stat().st_size, commits))
                 written.append(name)
         except BaseException:
-            store.delete(written)
+            commits.delete(written)
             raise
         return objects
     finally:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import decimal
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +16,7 @@ from psycopg import sql
 
 from dbops import errors
 from dbops.runner import query_plans
+from dbops.runner import row_counts as row_count
 
 if TYPE_CHECKING:
     from dbops.api.common import SqlCheck
@@ -45,14 +46,6 @@ WHERE (NOT i.indisvalid OR NOT i.indisready)
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1, 2
 """
-
-_TABLES = """
-SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-ORDER BY 1, 2
-"""
-
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -87,6 +80,8 @@ class VerifyConfig:
     """Queries to EXPLAIN, with assertions on their plans."""
     orphan_scan_max_bytes: int | None = None
     """Skip orphan counts on referencing tables larger than this (None: count on every table)."""
+    row_count_exact_max_bytes: int | None = None
+    """Estimate the row counts of tables larger than this (None: count every table exactly)."""
 
 
 def parse_builtins(text: str) -> tuple[str, ...]:
@@ -144,15 +139,7 @@ def load_checks_file(path: Path) -> tuple[SqlCheck, ...]:
 
 def row_counts(connection: Connection, exclude: Iterable[str] = ()) -> dict[str, int]:
     """Exact ``count(*)`` of every user table (partitioned tables counted once), keyed ``schema.table``."""
-    excluded = set(exclude)
-    counts = {}
-    for schema, table in connection.execute(_TABLES).fetchall():
-        key = f"{schema}.{table}"
-        if key in excluded:
-            continue
-        row = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()
-        counts[key] = int(row[0]) if row else 0
-    return counts
+    return row_count.count(connection, exclude).counts
 
 
 def load_row_counts(path: Path) -> dict[str, int]:
@@ -166,7 +153,8 @@ def load_row_counts(path: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in document.items()}
 
 
-def verify(connection: Connection, config: VerifyConfig, before: dict[str, int] | None = None) -> list[CheckResult]:
+def verify(connection: Connection, config: VerifyConfig,
+           before: dict[str, int] | row_count.RowCounts | None = None) -> list[CheckResult]:
     """Run the configured verifications; every result says passed or not with a detail line."""
     results: list[CheckResult] = []
     with _timeout(connection, config.statement_timeout):
@@ -177,14 +165,17 @@ def verify(connection: Connection, config: VerifyConfig, before: dict[str, int] 
         if "invalidIndexes" in config.builtins:
             results.append(check_invalid_indexes(connection))
         if "rowCounts" in config.builtins:
-            _refuse_unknown_tables(connection, config.row_count_tables, before or {})
-            if before is None:
+            counted = row_count.RowCounts(before) if isinstance(before, dict) else before
+            _refuse_unknown_tables(connection, config.row_count_tables, counted.counts if counted else {})
+            if counted is None:
                 results.append(CheckResult("rowCounts", True, "skipped: no row counts from before the migration"))
             else:
-                after = row_counts(connection, config.exclude_tables)
                 if config.row_count_tables:
-                    before, after = (_only(counts, config.row_count_tables) for counts in (before, after))
-                results.append(compare_row_counts(before, after, config.row_count_tolerance_percent))
+                    counted = dataclasses.replace(counted, counts=_only(counted.counts, config.row_count_tables))
+                now = row_count.after(connection, counted, config.exclude_tables, only=config.row_count_tables,
+                                      exact_max_bytes=config.row_count_exact_max_bytes)
+                passed, detail = row_count.compare(counted, now, config.row_count_tolerance_percent)
+                results.append(CheckResult("rowCounts", passed, detail))
         for check in config.checks:
             results.append(run_user_check(connection, check))
         for query in config.queries:
@@ -284,23 +275,8 @@ def check_invalid_indexes(connection: Connection) -> CheckResult:
 
 def compare_row_counts(before: dict[str, int], after: dict[str, int], tolerance_percent: float) -> CheckResult:
     """Compare row counts of the tables present before and after, within a tolerance in percent."""
-    drifted = []
-    for table, count in sorted(before.items()):
-        if table not in after:
-            continue
-        allowed = math.floor(count * tolerance_percent / 100)
-        if abs(after[table] - count) > allowed:
-            drifted.append(f"{table} {count}→{after[table]}")
-    gone = sorted(set(before) - set(after))
-    new = sorted(set(after) - set(before))
-    detail = f"{len(set(before) & set(after))} tables compared (tolerance {tolerance_percent:g}%)"
-    if drifted:
-        detail += f"; changed: {', '.join(drifted[:10])}"
-    if gone:
-        detail += f"; dropped: {', '.join(gone[:5])}"
-    if new:
-        detail += f"; new: {', '.join(new[:5])}"
-    return CheckResult("rowCounts", not drifted, detail)
+    passed, detail = row_count.compare(row_count.RowCounts(before), row_count.RowCounts(after), tolerance_percent)
+    return CheckResult("rowCounts", passed, detail)
 
 
 def run_user_check(connection: Connection, check: SqlCheck) -> CheckResult:

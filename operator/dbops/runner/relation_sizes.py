@@ -9,6 +9,8 @@ import psycopg
 
 Connection = psycopg.Connection[Any]
 DEFAULT_TOP = 10
+MAX_KEPT = 20000
+"""A snapshot kept for later (command mode) holds at most this many relations, the largest first."""
 
 # Each relation's own size once (pg_table_size: every fork, and a table's TOAST), and the statistics functions
 # the pg_stat_user_* views are built on: pg_total_relation_size(table) measured every index twice and the
@@ -61,15 +63,34 @@ def snapshot(connection: Connection) -> dict[str, Relation]:
     return relations
 
 
-def changes(before: dict[str, Relation] | None, after: dict[str, Relation], top: int = DEFAULT_TOP
-            ) -> dict[str, Any]:
+def to_wire(relations: dict[str, Relation], limit: int = MAX_KEPT) -> dict[str, Any]:
+    """``{relations: {name: [t|i, table, bytes, rows, scans]}, omitted}``: the ``limit`` largest, compactly."""
+    kept = sorted(relations.items(), key=lambda item: (-item[1].bytes, item[0]))[:limit]
+    return {"relations": {name: [r.kind[0], r.table, r.bytes, r.rows, r.scans] for name, r in kept},
+            "omitted": max(0, len(relations) - limit)}
+
+
+def from_wire(document: dict[str, Any]) -> tuple[dict[str, Relation], int]:
+    """``to_wire``'s form back: (relations, how many were left out)."""
+    relations = {str(name): Relation("index" if kind == "i" else "table", str(table), int(size), int(rows),
+                                     int(scans))
+                 for name, (kind, table, size, rows, scans) in dict(document.get("relations") or {}).items()}
+    return relations, int(document.get("omitted") or 0)
+
+
+def changes(before: dict[str, Relation] | None, after: dict[str, Relation], top: int = DEFAULT_TOP,
+            before_omitted: int = 0) -> dict[str, Any]:
     """``{tables: [...], indexes: [...], omitted}``: created and dropped first, then the largest size changes.
 
     Without ``before`` (a command run measured only afterwards): the largest relations, sizes after only.
+    When ``before`` left relations out (``before_omitted``), a relation missing from it may have existed, so
+    none is reported as created, and ``note`` says so.
     """
     rows: dict[str, list[tuple[tuple[int, int], dict[str, Any]]]] = {"table": [], "index": []}
     for name in sorted(set(after) | set(before or {})):
         old, new = (before or {}).get(name), after.get(name)
+        if before_omitted and old is None:
+            continue
         seen = new or old
         assert seen is not None
         kind = seen.kind
@@ -103,4 +124,7 @@ def changes(before: dict[str, Relation] | None, after: dict[str, Relation], top:
         result[key] = ranked[:top]
         omitted += max(0, len(ranked) - top)
     result["omitted"] = omitted
+    if before_omitted:
+        result["note"] = (f"the snapshot before the command kept the {len(before or {})} largest relations "
+                          f"({before_omitted} more left out): relations created by the command are not shown")
     return result

@@ -107,9 +107,10 @@ class Storage(Protocol):
     def read(self, key: str) -> Iterator[bytes]:
         """The object's bytes in chunks."""
 
-    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False, if_version: str | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False, if_version: str | None = None) -> str:
         """Write a small object atomically (``exclusive``: never over an existing one; ``if_version``: only
-        over the object of that :meth:`version`); a failed condition raises AlreadyExists."""
+        over the object of that :meth:`version`); a failed condition raises AlreadyExists. Returns the
+        :meth:`version` written."""
 
     def get_bytes(self, key: str) -> bytes:
         """Read a small object."""
@@ -125,6 +126,9 @@ class Storage(Protocol):
 
     def delete(self, keys: list[str]) -> None:
         """Delete objects (missing ones are ignored)."""
+
+    def delete_if(self, key: str, version: str) -> None:
+        """Delete the object only while it is of ``version`` (S3: ``If-Match``, which some stores ignore)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -100,14 +100,49 @@ class LocalStorage:
             while chunk := handle.read(READ_CHUNK):
                 yield chunk
 
-    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False, if_version: str | None = None) -> None:
-        """Write a file atomically (if_version: only over the file of that version)."""
-        if if_version is not None:
-            self._take_away(key, if_version)
-            exclusive = True
-        writer = self.writer(key, exclusive=exclusive)
-        writer.write(data)
-        writer.commit()
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False, if_version: str | None = None) -> str:
+        """Write a file atomically (if_version: only over the file of that version); its version."""
+        path = self._root / key
+        temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            stat = temp.stat()  # a link or rename keeps inode and mtime: the version of what lands at the key
+            if if_version is not None:
+                # Written first: the key is missing only between these two calls (an exclusive create
+                # landing there wins, and this write fails AlreadyExists: never two winners).
+                self._take_away(key, if_version)
+                exclusive = True
+            if exclusive:
+                os.link(temp, path)  # fails when the name exists: no overwrite
+                temp.unlink()
+            else:
+                os.replace(temp, path)
+        except FileExistsError:
+            temp.unlink(missing_ok=True)
+            raise already_exists(path.as_uri()) from None
+        except OSError as error:
+            temp.unlink(missing_ok=True)
+            raise disk_error(error, path) from None
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return f"{stat.st_ino}-{stat.st_mtime_ns}"
+
+    def delete_if(self, key: str, version: str) -> None:
+        """Delete the file only while it is of ``version`` (renamed aside and compared: atomic)."""
+        if self.version(key) != version:
+            return
+        try:
+            self._take_away(key, version)
+        except errors.DbopsError as error:
+            if error.reason != "AlreadyExists":
+                raise
+            return
+        self.delete([])  # the folders left empty
 
     def _take_away(self, key: str, version: str) -> None:
         """Remove the file if it is still of ``version`` (renamed aside first: only one caller gets it)."""

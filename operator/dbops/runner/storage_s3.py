@@ -184,13 +184,14 @@ class S3Storage:
         finally:
             body.close()
 
-    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False, if_version: str | None = None) -> None:
-        """PUT a small object (exclusive: ``If-None-Match: *``; if_version: ``If-Match: <ETag>``)."""
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False, if_version: str | None = None) -> str:
+        """PUT a small object (exclusive: ``If-None-Match: *``; if_version: ``If-Match: <ETag>``); its ETag."""
         conditions = {"IfNoneMatch": "*"} if exclusive else {}
         if if_version is not None:
             conditions = {"IfMatch": if_version}
-        _call(f"cannot write {self.location.uri(key)}", self.client.put_object,
-              Bucket=self.location.bucket, Key=self.full_key(key), Body=data, **conditions)
+        response = _call(f"cannot write {self.location.uri(key)}", self.client.put_object,
+                         Bucket=self.location.bucket, Key=self.full_key(key), Body=data, **conditions)
+        return str(response.get("ETag"))
 
     def get_bytes(self, key: str) -> bytes:
         """GET a small object."""
@@ -213,6 +214,17 @@ class S3Storage:
         except errors.NotFoundError:
             return None
         return str(response.get("ETag"))
+
+    def delete_if(self, key: str, version: str) -> None:
+        """DeleteObject with ``If-Match: <ETag>`` (AWS S3 refuses a changed object; MinIO ignores the header)."""
+        try:
+            _call(f"cannot delete {self.location.uri(key)}", self.client.delete_object,
+                  Bucket=self.location.bucket, Key=self.full_key(key), IfMatch=version)
+        except errors.NotFoundError:
+            pass  # gone already
+        except errors.DbopsError as error:
+            if error.reason != "AlreadyExists":  # 412: it changed, so it is not ours to delete
+                raise
 
     def check_bucket(self) -> None:
         """Fail with a clear error when the bucket is missing or not accessible."""

@@ -1,4 +1,7 @@
-"""The command Job's init container (our image) that records the framework's history before the command runs."""
+"""The command Job's init container (our image) that snapshots the database before the command runs.
+
+It records the framework's history and what the verify Job compares after the command: row counts (when rowCounts
+is verified) and sizes (sizes.top > 0)."""
 
 from __future__ import annotations
 
@@ -13,9 +16,17 @@ CONTAINER_NAME = "framework-snapshot"
 
 
 def snapshot_args(spec: DatabaseMigrationSpec, revision: str) -> list[str]:
-    """Arguments of ``dbops migrate snapshot`` for this run."""
-    return ["migrate", "snapshot", "--run", revision, "--history-table", spec.history_table,
-            "--framework", spec.verify.row_counts.framework]
+    """Arguments of ``dbops migrate snapshot`` for this run (the same table selection as the verify Job's)."""
+    verify = spec.verify
+    args = ["migrate", "snapshot", "--run", revision, "--history-table", spec.history_table,
+            "--framework", verify.row_counts.framework]
+    if "rowCounts" in verify.builtin:
+        args.append("--row-counts")
+        if verify.row_counts.tables:
+            args += ["--row-count-tables", ",".join(verify.row_counts.tables)]
+    if verify.sizes.top > 0:
+        args.append("--sizes")
+    return args
 
 
 def init_container(spec: DatabaseMigrationSpec, main: dict[str, Any], *, revision: str, image: str) -> dict[str, Any]:

@@ -251,6 +251,8 @@ def migration_args(spec: DatabaseMigrationSpec, action: str, *, expect_plan_hash
         args += ["--lint", "--lint-fail-on", spec.lint.fail_on]
     else:
         args.append("--no-lint")
+    if action == "plan":
+        args.append("--report-line")  # the complete report, read back from the pod log into <name>-plan
     if action == "apply":
         if spec.dry_run:
             args.append("--dry-run")

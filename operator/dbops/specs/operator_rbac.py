@@ -51,14 +51,17 @@ _NAMESPACED_RULES: tuple[Rule, ...] = (
          ("batch",), ("cronjobs",), ("get", "create", "patch")),
     Rule("A failed Job's pods hold the termination message and exit code the status reports.",
          ("",), ("pods",), ("get", "list")),
-    Rule("Command mode: the framework's plan is the log of its plan Job's pod (the user's image writes no result "
-         "file); only read, once per plan Job.",
+    Rule("Plan Jobs' pod logs, only read (bounded by limitBytes): command mode's framework plan is its plan Job's "
+         "log (the user's image writes no result file); a SQL plan Job prints the complete plan report (every lint "
+         "finding, beyond the 4 KiB termination message), which the operator copies into <migration>-plan.",
          ("",), ("pods/log",), ("get",)),
     Rule("Referenced Secrets are read one by one to check that the named keys exist before a Job starts (a clear "
          "condition instead of a pod stuck in CreateContainerConfigError); never listed or watched.",
          ("",), ("secrets",), ("get",)),
-    Rule("Migration sources are read from ConfigMaps; the operator writes a ConfigMap with the resolved plan.",
-         ("",), ("configmaps",), ("get", "create")),
+    Rule("Migration sources are read from ConfigMaps; the operator writes ConfigMaps: their snapshot, command "
+         "mode's plan output, and <migration>-plan with the complete plan report (created, then merge-patched "
+         "when a new plan replaces it).",
+         ("",), ("configmaps",), ("get", "create", "patch")),
     Rule("A schedule's trigger pod runs as its own ServiceAccount (created per schedule, labels kept in sync).",
          ("",), ("serviceaccounts",), ("get", "create", "patch")),
     Rule("Warning and Normal Events on the resources.",

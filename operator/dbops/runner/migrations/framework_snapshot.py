@@ -1,11 +1,14 @@
-"""Command mode's record of what the framework ran: its history saved before the command, compared after it.
+"""Command mode's snapshot before the command: the framework's history, and (when asked) row counts and sizes.
 
-The history is Django's ``django_migrations`` rows, Alembic's revision …; the snapshot lives in a table next to
-our history table."""
+The history is Django's ``django_migrations`` rows, Alembic's revision …; row counts and relation sizes are what
+the verify step compares after the command. The snapshot lives in a table next to our history table (a row per
+run), so it travels from the command Job's init container to the verify Job without any size limit of its own;
+it is bounded all the same (row_counts.MAX_TABLES, relation_sizes.MAX_KEPT)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -31,49 +34,62 @@ def chosen(connection: Connection, framework: str) -> list[str]:
     return [name for name in frameworks.BOOKKEEPING if frameworks.history(connection, name) is not None]
 
 
-def save(connection: Connection, table: history.HistoryTable, run: str, framework: str = "auto") -> dict[str, int]:
-    """Record the frameworks' histories before the command under ``run``; returns the number of rows each."""
+@dataclass(frozen=True)
+class Snapshot:
+    """What was recorded before the command of one run."""
+
+    framework: str
+    """The --framework flag it was taken with."""
+    histories: dict[str, list[str] | None]
+    """Each followed framework's history (None: its table did not exist yet)."""
+    measures: dict[str, Any] = field(default_factory=dict)
+    """``rowCounts`` (row_counts.RowCounts.to_wire) and ``sizes`` (relation_sizes.to_wire), when asked for."""
+
+
+def save(connection: Connection, table: history.HistoryTable, run: str, framework: str = "auto",
+         measures: dict[str, Any] | None = None) -> dict[str, int]:
+    """Record the frameworks' histories (and ``measures``) before the command under ``run``; returns the number
+    of history rows of each framework."""
     snapshot = {name: frameworks.history(connection, name) for name in chosen(connection, framework)}
     with connection.transaction():
         connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
         connection.execute(sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (run text PRIMARY KEY, framework text NOT NULL, snapshot jsonb NOT NULL,"
             " taken_at timestamptz NOT NULL DEFAULT now())").format(_table(table)))
+        # the table may predate the measures (a snapshot table created by an earlier version)
+        connection.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS measures jsonb").format(_table(table)))
         # a run whose command failed never reached verify-db, which drops the snapshot: keep a month of those
         connection.execute(sql.SQL("DELETE FROM {} WHERE taken_at < now() - interval '30 days'").format(_table(table)))
         connection.execute(sql.SQL(
-            "INSERT INTO {} (run, framework, snapshot) VALUES (%s, %s, %s) ON CONFLICT (run) DO UPDATE"
-            " SET framework = excluded.framework, snapshot = excluded.snapshot, taken_at = now()").format(_table(table)),
-            (run, framework, json.dumps(snapshot)))
+            "INSERT INTO {} (run, framework, snapshot, measures) VALUES (%s, %s, %s, %s) ON CONFLICT (run) DO UPDATE"
+            " SET framework = excluded.framework, snapshot = excluded.snapshot, measures = excluded.measures,"
+            " taken_at = now()").format(_table(table)),
+            (run, framework, json.dumps(snapshot), json.dumps(measures or {}, separators=(",", ":"))))
     return {name: len(rows or []) for name, rows in snapshot.items()}
 
 
-def load(connection: Connection, table: history.HistoryTable, run: str) -> tuple[str, dict[str, list[str] | None]] | None:
-    """(framework flag, snapshot) saved under ``run``, or None when there is none."""
+def load(connection: Connection, table: history.HistoryTable, run: str) -> Snapshot | None:
+    """The snapshot saved under ``run``, or None when there is none."""
     exists = connection.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
                                 (table.schema, TABLE)).fetchone()
     if not exists or not exists[0]:
         return None
-    row = connection.execute(sql.SQL("SELECT framework, snapshot FROM {} WHERE run = %s").format(_table(table)),
-                             (run,)).fetchone()
-    return None if row is None else (str(row[0]), dict(row[1]))
+    row = connection.execute(sql.SQL("SELECT framework, snapshot, to_jsonb(t) -> 'measures' FROM {} t "
+                                     "WHERE run = %s").format(_table(table)), (run,)).fetchone()
+    return None if row is None else Snapshot(str(row[0]), dict(row[1]), dict(row[2] or {}))
 
 
-def compare(connection: Connection, table: history.HistoryTable, run: str) -> list[dict[str, Any]] | None:
-    """What each framework recorded between the snapshot ``run`` and now (complete lists), the snapshot dropped.
+def history_changes(connection: Connection, snapshot: Snapshot) -> list[dict[str, Any]]:
+    """What each framework recorded between the snapshot and now (complete lists)."""
+    names = list(dict.fromkeys([*snapshot.histories, *chosen(connection, snapshot.framework)]))
+    return [frameworks.history_change(name, snapshot.histories.get(name), frameworks.history(connection, name))
+            for name in names]
 
-    None when there is no snapshot (the command Job's snapshot step did not run).
-    """
-    saved = load(connection, table, run)
-    if saved is None:
-        return None
-    framework, before = saved
-    names = list(dict.fromkeys([*before, *chosen(connection, framework)]))
-    changes = [frameworks.history_change(name, before.get(name), frameworks.history(connection, name))
-               for name in names]
+
+def drop(connection: Connection, table: history.HistoryTable, run: str) -> None:
+    """Remove the snapshot of ``run`` (once the verify step has used it)."""
     with connection.transaction():
         connection.execute(sql.SQL("DELETE FROM {} WHERE run = %s").format(_table(table)), (run,))
-    return changes
 
 
 def bounded(change: dict[str, Any], limit: int = MAX_NAMES) -> dict[str, Any]:

@@ -295,7 +295,7 @@ def make_repeatable(name: str, sql: str, *, file: str = "", no_transaction: bool
                      repeatable=True)
 
 
-def load_inline_file(path: Path) -> list[Migration]:
+def load_inline_file(path: Path, *, allow_gaps: bool = False) -> list[Migration]:
     """Load migrations from a JSON or YAML list of ``{version, name, up, down}``."""
     if not path.is_file():
         raise errors.NotFoundError(f"inline migration file {path} does not exist")
@@ -305,10 +305,10 @@ def load_inline_file(path: Path) -> list[Migration]:
         document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise errors.InvalidSpecError(f"{path}: not valid JSON/YAML: {error}") from error
-    return load_inline(document, str(path))
+    return load_inline(document, str(path), allow_gaps=allow_gaps)
 
 
-def load_inline(document: Any, where: str = "inline migrations") -> list[Migration]:
+def load_inline(document: Any, where: str = "inline migrations", *, allow_gaps: bool = False) -> list[Migration]:
     """Validate an already parsed inline list of ``{version, name, up, down}``."""
     if not isinstance(document, list):
         raise errors.InvalidSpecError(f"{where}: expected a list of {{version, name, up, down}}")
@@ -320,11 +320,12 @@ def load_inline(document: Any, where: str = "inline migrations") -> list[Migrati
         if unknown:
             raise errors.InvalidSpecError(f"{where}: item {position} has unknown keys {sorted(unknown)}")
         down = item.get("down")
-        migrations.append(
-            make_migration(str(item["version"]), str(item["name"]), str(item["up"]),
-                           None if down in (None, "") else str(down))
-        )
-    return validate_sequence(migrations)
+        try:
+            migrations.append(make_migration(str(item["version"]), str(item["name"]), str(item["up"]),
+                                             None if down in (None, "") else str(down)))
+        except errors.InvalidSpecError as error:
+            raise errors.InvalidSpecError(f"{where}: item {position}: {error}") from None
+    return validate_sequence(migrations, allow_gaps=allow_gaps)
 
 
 def render_file_set(migrations: list[Migration]) -> dict[str, str]:

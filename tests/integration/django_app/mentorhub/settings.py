@@ -9,6 +9,8 @@ SECRET_KEY = "test-only-not-secret"
 DEBUG = False
 USE_TZ = True
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "mentorship"]
+# a later release's apps (e.g. cleanup, a data migration), as a new image would install them
+INSTALLED_APPS += [app for app in os.environ.get("MENTORHUB_EXTRA_APPS", "").split(",") if app]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",

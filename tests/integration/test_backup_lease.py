@@ -1,0 +1,301 @@
+"""The commit lease of a backup folder on MinIO: a SIGKILLed holder is taken over after the short ttl, a live
+holder keeps it past the ttl by renewing, and a holder that lost it never deletes the new holder's lease."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration import datasets
+from tests.integration.runner_cli import Run, run_dbops, runner_env
+
+from dbops_testbed.minio import MinioServer
+from dbops_testbed.postgres import PostgresServer
+
+LEASE = ".dbops-lock"
+UPLOAD_BYTES_PER_SECOND = 192 * 1024
+
+
+class SlowLink:
+    """A TCP proxy to MinIO that forwards requests at a fixed rate: a slow network to the object store."""
+
+    def __init__(self, upstream: str, rate: int) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self._upstream = (host, int(port))
+        self._rate = rate
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._upstream)
+            threading.Thread(target=self._pump, args=(client, server, self._rate), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, 0), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, rate: int) -> None:
+        chunk = 16 * 1024
+        with contextlib.suppress(OSError):
+            while data := source.recv(chunk):
+                sink.sendall(data)
+                if rate:
+                    time.sleep(len(data) / rate)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+
+@pytest.fixture
+def slow_link(minio_server: MinioServer) -> Iterator[SlowLink]:
+    link = SlowLink(minio_server.endpoint, UPLOAD_BYTES_PER_SECOND)
+    yield link
+    link.close()
+
+
+class Runner:
+    """A ``dbops backup`` process with its output in files (it may be killed, paused or left to finish)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], workdir: Path, label: str) -> None:
+        self.result_path = workdir / f"{label}.json"
+        self._out = open(workdir / f"{label}.out", "w+")  # noqa: SIM115
+        self._err = open(workdir / f"{label}.err", "w+")  # noqa: SIM115
+        self.process = subprocess.Popen([sys.executable, "-m", "dbops.cli.main", *args, "--result-path",
+                                         str(self.result_path)], env=env, stdout=self._out, stderr=self._err,
+                                        text=True)
+
+    def stderr(self) -> str:
+        self._err.seek(0)
+        return self._err.read()
+
+    def wait(self, timeout: float = 300) -> Run:
+        self.process.wait(timeout=timeout)
+        result = json.loads(self.result_path.read_text()) if self.result_path.exists() else {}
+        self._out.seek(0)
+        return Run(code=self.process.returncode, stdout=self._out.read(), stderr=self.stderr(), result=result)
+
+
+def _until(what: str, predicate: Callable[[], bool], timeout: float = 120, runner: Runner | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if runner is not None and runner.process.poll() is not None:
+            raise AssertionError(f"the runner ended before {what}: {runner.stderr()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.05)
+
+
+def _lease(client: Any, bucket: str, folder: str) -> tuple[str, dict[str, Any]] | None:
+    try:
+        response = client.get_object(Bucket=bucket, Key=f"{folder}/{LEASE}")
+    except client.exceptions.NoSuchKey:
+        return None
+    return str(response["ETag"]), json.loads(response["Body"].read())
+
+
+def _keys(client: Any, bucket: str) -> list[str]:
+    return sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def _backup_args(source: str, bucket: str, endpoint: str, ttl: str, *extra: str) -> list[str]:
+    return ["backup", "--dbname", source, "--storage", f"s3://{bucket}/p", "--name", "nightly", "--format",
+            "directory", "--jobs", "2", "--commit-lease-ttl", ttl, "--s3-endpoint", endpoint,
+            "--s3-force-path-style", *extra]
+
+
+def _realistic(server: PostgresServer, source: str) -> None:
+    # Many objects of many kinds (FKs both ways through a cycle, partitions, sequences, large objects), and
+    # enough rows that the upload over the slow link takes many seconds.
+    datasets.create_dataset(server, source, users=4000, bookings=40000, events=30000)
+    server.psql("ALTER TABLE app.users ADD COLUMN last_booking integer REFERENCES app.bookings(id);"
+                "UPDATE app.users u SET last_booking = (SELECT max(id) FROM app.bookings b WHERE b.user_id = u.id);"
+                "CREATE TABLE app.noise AS SELECT g, md5(g::text) || md5((g * 7)::text) AS h "
+                "FROM generate_series(1, 60000) g;", source)
+
+
+def _verified_and_restored(server: PostgresServer, source: str, minio: MinioServer, folder_uri: str,
+                           tmp_path: Path) -> None:
+    env = runner_env(server, **minio.env())
+    s3 = ["--s3-endpoint", minio.endpoint, "--s3-force-path-style"]
+    verify = run_dbops(["verify", "--from", folder_uri, *s3], env, tmp_path)
+    assert verify.code == 0, verify.output
+    target = f"{source}_r"
+    restore = run_dbops(["restore", "--from", folder_uri, "--dbname", target, "--create", *s3], env, tmp_path)
+    try:
+        assert restore.code == 0, restore.output
+        assert datasets.table_checksums(server, target) == datasets.table_checksums(server, source)
+    finally:
+        server.drop_database(target)
+
+
+def test_a_sigkilled_runner_holding_the_lease_mid_upload_is_taken_over_after_the_short_ttl(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, slow_link: SlowLink,
+    tmp_path: Path
+) -> None:
+    server, source = database
+    _realistic(server, source)
+    folder = f"p/local/{source}/nightly"
+    client = minio_server.client()
+    env = runner_env(server, **minio_server.env())
+    killed = Runner(_backup_args(source, bucket, slow_link.endpoint, "4s"),
+                    {**env, "DBOPS_POD_NAME": "nightly-29412-7xk2p"}, tmp_path, "killed")
+    _until("the first run holds the lease mid-upload", lambda: _lease(client, bucket, folder) is not None,
+           runner=killed)
+    _until("the first run committed a dump object", lambda: any("/dump/" in k for k in _keys(client, bucket)),
+           runner=killed)
+    killed.process.send_signal(signal.SIGKILL)  # node lost, OOM: no cleanup, the lease stays
+    killed.wait()
+    held = _lease(client, bucket, folder)
+    assert held is not None and held[1]["pod"] == "nightly-29412-7xk2p"
+    assert "manifest.json" not in " ".join(_keys(client, bucket))
+    server.psql("UPDATE app.bookings SET note = 'changed after the kill' WHERE id % 100 = 0", source)
+
+    started = time.monotonic()
+    retry = run_dbops(_backup_args(source, bucket, minio_server.endpoint, "4s"),
+                      {**env, "DBOPS_POD_NAME": "nightly-29412-q8d3m"}, tmp_path)
+    took = time.monotonic() - started
+    assert retry.code == 0, retry.output
+    assert took < 120, f"the retry took {took:.0f} s: it must not wait for a long stale bound"
+    assert "took over a stale commit lease" in retry.stderr and "nightly-29412-7xk2p" in retry.stderr
+    assert retry.result["tookOverStaleLease"]["pod"] == "nightly-29412-7xk2p"
+    assert retry.result["tookOverStaleLease"]["runId"] == held[1]["runId"]
+    assert "nightly-29412-7xk2p" in retry.result["message"]
+    keys = _keys(client, bucket)
+    assert f"{folder}/{LEASE}" not in keys  # released
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=f"{folder}/manifest.json")["Body"].read())
+    assert sorted(f"{folder}/{o['name']}" for o in manifest["objects"]) == [k for k in keys if "/dump/" in k]
+    _verified_and_restored(server, source, minio_server, f"s3://{bucket}/{folder}", tmp_path)
+
+
+def test_of_two_concurrent_runs_the_renewing_holder_commits_and_the_other_fails_concurrent_run(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, slow_link: SlowLink,
+    tmp_path: Path
+) -> None:
+    server, source = database
+    _realistic(server, source)
+    folder = f"p/local/{source}/nightly"
+    client = minio_server.client()
+    env = runner_env(server, **minio_server.env())
+    ttl = 2.0
+    holder = Runner(_backup_args(source, bucket, slow_link.endpoint, f"{ttl:g}s"),
+                    {**env, "DBOPS_POD_NAME": "backup-a-5fz9w"}, tmp_path, "holder")
+    _until("the first run holds the lease", lambda: _lease(client, bucket, folder) is not None, runner=holder)
+    samples: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            current = _lease(client, bucket, folder)
+            if current is not None:
+                samples.append((current[0], current[1]["runId"]))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    other = run_dbops(_backup_args(source, bucket, minio_server.endpoint, f"{ttl:g}s", "--commit-lease-wait", "3s"),
+                      {**env, "DBOPS_POD_NAME": "backup-b-2mq4c"}, tmp_path)
+    first = holder.wait()
+    stop.set()
+    sampler.join()
+    assert first.code == 0, first.output
+    assert other.code == 3, other.output
+    assert other.result["reason"] == "ConcurrentRun"
+    assert "backup-a-5fz9w" in other.result["message"] and "started" in other.result["message"]
+    # The holder kept its lease through an upload far longer than the ttl, renewing it all along.
+    run_ids = {run_id for _, run_id in samples}
+    assert len(run_ids) == 1, samples
+    renewals = len({etag for etag, _ in samples})
+    assert renewals >= 4, f"{renewals} lease versions seen in {len(samples)} samples"
+    held_for = len(samples) * 0.2
+    assert held_for > 3 * ttl, f"the upload held the lease only ~{held_for:.1f} s: too short to show renewal"
+    assert f"{folder}/{LEASE}" not in _keys(client, bucket)
+    _verified_and_restored(server, source, minio_server, f"s3://{bucket}/{folder}", tmp_path)
+
+
+def test_a_paused_holder_loses_its_lease_and_leaves_the_new_holders_lease_and_objects_alone(
+    database: tuple[PostgresServer, str], minio_server: MinioServer, bucket: str, slow_link: SlowLink,
+    tmp_path: Path
+) -> None:
+    server, source = database
+    _realistic(server, source)
+    folder = f"p/local/{source}/nightly"
+    client = minio_server.client()
+    env = runner_env(server, **minio_server.env())
+    paused = Runner(_backup_args(source, bucket, slow_link.endpoint, "2s"),
+                    {**env, "DBOPS_POD_NAME": "backup-a-5fz9w"}, tmp_path, "paused")
+    _until("the first run holds the lease", lambda: _lease(client, bucket, folder) is not None, runner=paused)
+    first_lease = _lease(client, bucket, folder)
+    assert first_lease is not None
+    paused.process.send_signal(signal.SIGSTOP)  # a frozen node: no renewals, no commits
+    try:
+        taker = Runner(_backup_args(source, bucket, slow_link.endpoint, "2s"),
+                       {**env, "DBOPS_POD_NAME": "backup-b-2mq4c"}, tmp_path, "taker")
+
+        def taken_over() -> bool:
+            current = _lease(client, bucket, folder)
+            return current is not None and current[1]["runId"] != first_lease[1]["runId"]
+
+        _until("the second run takes the stale lease over", taken_over, runner=taker)
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+    loser = paused.wait()
+    assert loser.code == 3, loser.output
+    assert loser.result["reason"] == "ConcurrentRun"
+    assert "lost its commit lease" in loser.result["message"] and "backup-b-2mq4c" in loser.result["message"]
+    if taker.process.poll() is None:  # the loser's release did not delete the new holder's lease
+        current = _lease(client, bucket, folder)
+        assert current is not None and current[1]["pod"] == "backup-b-2mq4c"
+    winner = taker.wait()
+    assert winner.code == 0, winner.output
+    assert winner.result["tookOverStaleLease"]["pod"] == "backup-a-5fz9w"
+    keys = _keys(client, bucket)
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=f"{folder}/manifest.json")["Body"].read())
+    assert sorted(f"{folder}/{o['name']}" for o in manifest["objects"]) == [k for k in keys if "/dump/" in k]
+    _verified_and_restored(server, source, minio_server, f"s3://{bucket}/{folder}", tmp_path)
+
+
+def test_release_after_a_takeover_leaves_the_new_holders_lease_on_minio(
+    minio_server: MinioServer, bucket: str
+) -> None:
+    # In-process on the real store: the old holder's release must not delete the lease another run took over.
+    from dbops.runner import lease, storage
+
+    location = storage.parse_location(f"s3://{bucket}/p/ns/db/b-{uuid.uuid4().hex[:6]}")
+    options = storage.S3Options(endpoint=minio_server.endpoint, region=minio_server.region, force_path_style=True)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in minio_server.env().items():
+            patch.setenv(name, value)
+        store = storage.open_storage(location, options)
+        old = lease.acquire(store, ttl=1.5, wait=0)
+        old._stop.set()  # stalls: renews no more
+        old._thread.join()
+        new = lease.acquire(store, ttl=1.5, wait=10)
+        assert new.took_over is not None and new.took_over.run_id == old.run_id
+        old.release()
+        assert json.loads(store.get_bytes(lease.LEASE_KEY))["runId"] == new.run_id
+        with pytest.raises(Exception, match="lost its commit lease") as raised:
+            old.check()
+        assert getattr(raised.value, "reason", "") == "ConcurrentRun"
+        new.release()
+        assert not store.exists(lease.LEASE_KEY)

@@ -1,0 +1,178 @@
+"""The complete plan report of a DatabaseMigration: every lint finding in ConfigMap <name>-plan, status pointing
+at it with the right counts; with the log unreadable, a clear status note and a Warning Event, not a crash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from tests.fixtures.cluster import read_json
+from tests.integration import operator_harness as harness
+from tests.integration.migrate_support import run_dbops, write_migrations
+from tests.integration.test_operator_rbac import service_account_kubeconfig
+
+from dbops_testbed.controlplane import ControlPlane
+from dbops_testbed.postgres import PostgresServer
+
+pytestmark = pytest.mark.timeout(900)
+MIGRATION = "DatabaseMigration"
+FILES = 36
+
+
+def history() -> dict[str, str]:
+    """A shop's history as a team writes it: each migration creates a table and tightens the one before it
+    (an index, a check, a foreign key, a unique key, all the simple, locking way). squawk finds several
+    warnings in each file, over 100 in all."""
+    files: dict[str, str] = {}
+    for n in range(1, FILES + 1):
+        table, before = f"invoice_lines_{n}", f"invoice_lines_{n - 1}"
+        sql = (f"-- {table}: one line per invoice item\n"
+               f"CREATE TABLE {table} (\n    id int PRIMARY KEY,\n    parent_id int,\n    sku varchar(40),\n"
+               f"    currency char(3) NOT NULL DEFAULT 'EUR',\n    amount numeric(12,2),\n"
+               f"    created_at timestamp DEFAULT now()\n);\n")
+        if n > 1:
+            sql += (f"CREATE INDEX {before}_sku ON {before} (sku);\n"
+                    f"ALTER TABLE {before} ADD CONSTRAINT {before}_amount CHECK (amount >= 0);\n"
+                    f"ALTER TABLE {before} ADD CONSTRAINT {before}_parent FOREIGN KEY (parent_id) REFERENCES {table} (id);\n"
+                    f"ALTER TABLE {before} ADD CONSTRAINT {before}_sku_key UNIQUE (sku);\n")
+        files[f"{n:04d}_create_{table}.up.sql"] = sql
+    return files
+
+
+def expected_findings(server: PostgresServer, database: str, tmp_path: Path) -> list[dict[str, Any]]:
+    """Every finding as `dbops migrate plan --output` writes it (the CLI, run beside the operator)."""
+    source = write_migrations(tmp_path / "m", {name.removesuffix(".up.sql"): (sql, None)
+                                               for name, sql in history().items()})
+    out = tmp_path / "plan.json"
+    code, capped, _ = run_dbops(server, database, "migrate", "plan", "--source", str(source), "--baseline-version",
+                                "0000", "--output", str(out))
+    assert code == 0, capped
+    findings: list[dict[str, Any]] = json.loads(out.read_text())["plan"]["lint"]
+    assert len(findings) > 100 and len(json.dumps(findings)) > 4096
+    return findings
+
+
+def start(kube_client: Any, namespace: str, postgres: PostgresServer, database: str, **extra: Any) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(database)})
+    client.CoreV1Api(kube_client).create_namespaced_config_map(
+        namespace, {"metadata": {"name": "invoices-history"}, "data": history()}, _preload_content=False)
+    harness.create_resource(kube_client, namespace, MIGRATION, "invoices", {
+        "database": {"uriSecretRef": {"name": "db", "key": "uri"}},
+        "source": {"configMapRef": {"name": "invoices-history"}}, "baselineVersion": "0000",
+        "preChecks": {"enabled": False}, **extra})
+
+
+def events(kube_client: Any, namespace: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in harness.list_events(kube_client, namespace)
+            if e.get("reason") == reason and e["involvedObject"]["name"] == "invoices"]
+
+
+@pytest.fixture
+def operator_account(installed_crds: ControlPlane, kube_client: Any,
+                     namespace: str) -> Iterator[Callable[[Callable[[dict[str, Any]], None] | None], Path]]:
+    """A kubeconfig for the operator's own ServiceAccount with the generated RBAC (optionally edited)."""
+    made: list[Path] = []
+
+    def make(edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        made.append(service_account_kubeconfig(installed_crds, kube_client, namespace, edit))
+        return made[-1]
+
+    yield make
+    rbac_api = client.RbacAuthorizationV1Api(kube_client)
+    for path in made:
+        path.unlink(missing_ok=True)
+        rbac_api.delete_cluster_role_binding(f"dbops-operator-{namespace}", _preload_content=False)
+        rbac_api.delete_cluster_role(f"dbops-operator-{namespace}", _preload_content=False)
+        rbac_api.delete_cluster_role(f"dbops-trigger-{namespace}", _preload_content=False)
+
+
+def test_every_finding_is_in_the_plan_config_map(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, postgres: PostgresServer, app_database: str,
+        tmp_path: Path, operator_account: Callable[..., Path]) -> None:
+    findings = expected_findings(postgres, app_database, tmp_path)
+    kubeconfig = operator_account()
+    start(kube_client, namespace, postgres, app_database, approval={"mode": "Manual"})
+    with harness.running_operator(installed_crds, namespace, kubeconfig=kubeconfig):
+        body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "invoices", {"AwaitingApproval", "Failed"})
+        plan = body["status"]["plan"]
+        config_map = read_json(client.CoreV1Api(kube_client).read_namespaced_config_map(
+            "invoices-plan", namespace, _preload_content=False))
+        report = config_map["data"]["report.json"]
+        # Complete: the very findings the CLI writes to --output, for the plan the approval hash covers.
+        assert json.loads(report)["plan"]["lint"] == findings
+        assert config_map["data"]["planHash"] == plan["hash"] == json.loads(report)["plan"]["hash"]
+        assert plan["report"] == {
+            "available": True, "configMap": "invoices-plan", "key": "report.json", "findingsKey": "findings.txt",
+            "findings": len(findings), "pending": FILES, "sha256": hashlib.sha256(report.encode()).hexdigest(),
+            "sizeBytes": len(report.encode()), "message": "complete plan report in ConfigMap invoices-plan"}
+        assert len(plan["lint"]) == 101
+        assert plan["lint"][-1] == f"… {len(findings) - 100} more in ConfigMap invoices-plan key findings.txt"
+        assert plan["lint"][0].startswith(f"0001 0001_create_invoice_lines_1.up.sql:{findings[0]['line']} ")
+        assert len(plan["pending"]) == FILES
+        text = config_map["data"]["findings.txt"].splitlines()
+        assert len(text) == len(findings) + 1 and text[0].startswith(f"plan {plan['hash']}: {len(findings)} lint")
+        owner = config_map["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (MIGRATION, "invoices", body["metadata"]["uid"])
+        assert config_map["metadata"]["labels"]["dbops.io/role"] == "plan-report"
+        stored = events(kube_client, namespace, "PlanReportStored")
+        assert len(stored) == 1 and f"{len(findings)} lint findings" in stored[0]["message"]
+        assert not events(kube_client, namespace, "PlanReportUnavailable")
+
+        # Approved, the run goes on: the report is the plan that was applied.
+        client.CustomObjectsApi(kube_client).patch_namespaced_custom_object(
+            "dbops.io", "v1alpha1", namespace, "databasemigrations", "invoices",
+            {"spec": {"approval": {"mode": "Manual", "approvedPlanHash": plan["hash"]}}}, _preload_content=False)
+        body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "invoices", {"Succeeded", "Failed"})
+        assert body["status"]["phase"] == "Succeeded", body["status"]
+        assert body["status"]["plan"]["report"]["sha256"] == plan["report"]["sha256"]
+        assert len(events(kube_client, namespace, "PlanReportStored")) == 1  # written once
+
+
+def test_an_unreadable_log_is_said_in_status_and_the_run_goes_on(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, postgres: PostgresServer, app_database: str,
+        tmp_path: Path, operator_account: Callable[..., Path]) -> None:
+    findings = expected_findings(postgres, app_database, tmp_path)
+
+    def without_pod_logs(role: dict[str, Any]) -> None:
+        role["rules"] = [rule for rule in role["rules"] if "pods/log" not in rule.get("resources", [])]
+
+    kubeconfig = operator_account(without_pod_logs)
+    start(kube_client, namespace, postgres, app_database)
+    with harness.running_operator(installed_crds, namespace, kubeconfig=kubeconfig) as operator:
+        body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "invoices", {"Succeeded", "Failed"})
+        status = body["status"]
+        assert status["phase"] == "Succeeded", status
+        report = status["plan"]["report"]
+        assert report["available"] is False and report["findings"] == len(findings)
+        assert report["message"].startswith("the operator may not read the plan Job's log (pods/log)")
+        lint = status["plan"]["lint"]
+        marker = lint[-1]
+        assert marker.startswith("… ") and "the complete report is unavailable: the operator may not read" in marker
+        assert len(lint) - 1 + int(marker.split()[1]) == len(findings)  # the count adds up
+        warnings = events(kube_client, namespace, "PlanReportUnavailable")
+        assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
+        assert f"{len(findings)} lint findings" in warnings[0]["message"]
+        assert "Traceback" not in operator.logs()
+    assert client.CoreV1Api(kube_client).list_namespaced_config_map(
+        namespace, field_selector="metadata.name=invoices-plan").items == []
+
+
+def test_a_failed_lint_keeps_every_finding_too(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
+        app_database: str, tmp_path: Path) -> None:
+    findings = expected_findings(postgres, app_database, tmp_path)
+    start(kube_client, namespace, postgres, app_database, lint={"failOn": "warning"})
+    body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "invoices", {"Succeeded", "Failed"})
+    status = body["status"]
+    assert status["phase"] == "Failed", status
+    assert any(condition.get("reason") == "LintFailed" for condition in status["conditions"]), status
+    assert status["plan"]["report"]["available"] is True and status["plan"]["report"]["findings"] == len(findings)
+    config_map = read_json(client.CoreV1Api(kube_client).read_namespaced_config_map(
+        "invoices-plan", namespace, _preload_content=False))
+    assert json.loads(config_map["data"]["report.json"])["plan"]["lint"] == findings
+    assert postgres.psql("SELECT to_regclass('invoice_lines_1') IS NULL", app_database) == "t"  # nothing applied
