@@ -182,3 +182,12 @@ def test_plan_command_is_refused_with_plan_disabled() -> None:
     with pytest.raises(ValidationError, match="planCommand is not used with plan: Disabled"):
         spec(plan="Disabled", planCommand=["x"])
     assert spec(plan="Required", planCommand=["python", "manage.py", "showmigrations"]).source.command is not None
+
+
+def test_the_longest_command_still_fits_status() -> None:
+    argv = ["/venv/bin/alembic", *(["-x", "k=v"] * 30), "upgrade", "head"]
+    assert len(argv) <= 64  # what admission allows
+    plan = default_plan_command(argv)
+    assert plan is not None and len(plan) > 64
+    report = command_plan.plan_from_log(PlanLog("x"), framework="alembic", command=plan, revision="r").command
+    assert report is not None and report.command == plan

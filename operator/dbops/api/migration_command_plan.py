@@ -71,7 +71,8 @@ class CommandPlanReport(ApiModel):
 
     framework: str = ""
     """django or alembic when the output was recognised; empty otherwise (then operations is not counted)."""
-    command: Annotated[list[Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=64)] = Field(
+    # 64 arguments of source.command plus the default's additions (--plan; Alembic's history range).
+    command: Annotated[list[Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=80)] = Field(
         default_factory=list)
     """The plan command that ran (in the application's image, with the command's env)."""
     output_hash: str = ""
