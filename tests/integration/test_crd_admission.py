@@ -316,7 +316,7 @@ def test_merge_table_restore_needs_no_confirmation(installed_crds: ControlPlane,
 
 CRONS = ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 30,31 FEB ?", "5 4 31 02 *", "0\t0  31 feb,Apr *",
          "0 0 29 2 *", "0 0 31 2 1", "0 0 31 2,3 *", "0 0 30 feb,apr *", "0 0 31 */2 *", "0 0 31 2-3 *", "@monthly",
-         "0 0 1,31 2 *", "0 0 31 2 */2"]
+         "0 0 1,31 2 *", "0 0 31 2 */2", "0 0 31 2 */1", "0 0 30 2 ?/1", "0 0 30 2 */01"]
 
 
 @pytest.mark.parametrize("schedule", CRONS)

@@ -41,14 +41,14 @@ CRON_RANGE_RULE = (
 )
 _GRAMMAR = re.compile(CRON_PATTERN)
 
-# A schedule that never fires, where that is decidable from the text: day of week * or ? (the day of month must
-# then match), days of month and months plain lists, and no listed day exists in a listed month: only 30 and 31
+# A schedule that never fires, where that is decidable from the text: day of week *, ? or */1 (robfig/cron: the
+# day of month must then match), days of month and months plain lists, and no listed day exists in a listed month: only 30 and 31
 # in February, or only 31 in months of at most 30 days (Feb 29 fires in leap years).
 _FEB = "(0?2|(?i:feb))"
 _SHORT = "(0?[2469]|11|(?i:feb|apr|jun|sep|nov))"
 NEVER_FIRES_PATTERN = (
     rf"^[^ \t]+[ \t]+[^ \t]+[ \t]+((30|31)(,(30|31))*[ \t]+{_FEB}(,{_FEB})*|31(,31)*[ \t]+{_SHORT}(,{_SHORT})*)"
-    r"[ \t]+[*?]$"
+    r"[ \t]+[*?](/0?1)?$"
 )
 CRON_FIRES_RULE = f"!self.matches(r'{NEVER_FIRES_PATTERN}')"
 CRON_FIRES_MESSAGE = "the schedule never fires: no listed day of month exists in any listed month (e.g. Feb 30)"
