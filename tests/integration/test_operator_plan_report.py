@@ -3,8 +3,10 @@ at it with the right counts; with the log unreadable, a clear status note and a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from tests.integration.migrate_support import run_dbops, write_migrations
 from tests.integration.test_operator_rbac import service_account_kubeconfig
 
 from dbops_testbed.controlplane import ControlPlane
+from dbops_testbed.executor import ProcessNodeExecutor
 from dbops_testbed.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(900)
@@ -176,3 +179,40 @@ def test_a_failed_lint_keeps_every_finding_too(
         "invoices-plan", namespace, _preload_content=False))
     assert json.loads(config_map["data"]["report.json"])["plan"]["lint"] == findings
     assert postgres.psql("SELECT to_regclass('invoice_lines_1') IS NULL", app_database) == "t"  # nothing applied
+
+
+def test_a_lost_log_is_said_in_status(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, postgres: PostgresServer, app_database: str,
+        tmp_path: Path, node_executor: ProcessNodeExecutor | None) -> None:
+    if node_executor is None:
+        pytest.skip("removes the plan pod's log files on the simulated node")
+    findings = expected_findings(postgres, app_database, tmp_path)
+    start(kube_client, namespace, postgres, app_database, approval={"mode": "Manual"})
+    with harness.running_operator(installed_crds, namespace):
+        job = harness.eventually(lambda: next((j for j in harness.list_jobs(kube_client, namespace)
+                                               if j["metadata"]["labels"]["dbops.io/role"] == "plan"), None),
+                                 timeout=120, message="the plan Job")
+    # The operator is stopped while the plan runs; the node then loses the pod's log (rotated away, disk
+    # replaced), as a real node may before the operator comes back.
+    name = job["metadata"]["name"]
+    harness.eventually(lambda: (read_json(client.BatchV1Api(kube_client).read_namespaced_job_status(
+        name, namespace, _preload_content=False)).get("status") or {}).get("succeeded"), timeout=300,
+        message="the plan Job to succeed")
+    # Had the stopping operator still stored the report, it is gone too: the log is then the only place to look.
+    with contextlib.suppress(client.ApiException):
+        client.CoreV1Api(kube_client).delete_namespaced_config_map("invoices-plan", namespace)
+    pod = harness.list_pods(kube_client, namespace)[0]
+    shutil.rmtree(node_executor.work_dir / "pods" / pod["metadata"]["uid"] / "logs")
+    with pytest.raises(client.ApiException):
+        client.CoreV1Api(kube_client).read_namespaced_pod_log(pod["metadata"]["name"], namespace)
+    with harness.running_operator(installed_crds, namespace) as operator:
+        body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "invoices", {"AwaitingApproval", "Failed"})
+        plan = body["status"]["plan"]
+        assert plan["report"]["available"] is False and plan["report"]["findings"] == len(findings)
+        assert plan["report"]["message"] == f"the plan Job {name}'s pod or its log is gone"
+        marker = plan["lint"][-1]
+        assert len(plan["lint"]) - 1 + int(marker.split()[1]) == len(findings)
+        assert marker.endswith(f"(the complete report is unavailable: the plan Job {name}'s pod or its log is gone)")
+        harness.eventually(lambda: events(kube_client, namespace, "PlanReportUnavailable"), timeout=60,
+                           message="the Warning Event")
+        assert "Traceback" not in operator.logs()
