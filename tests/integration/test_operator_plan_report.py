@@ -206,7 +206,14 @@ def test_a_lost_log_is_said_in_status(
     with pytest.raises(client.ApiException):
         client.CoreV1Api(kube_client).read_namespaced_pod_log(pod["metadata"]["name"], namespace)
     with harness.running_operator(installed_crds, namespace) as operator:
-        body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "invoices", {"AwaitingApproval", "Failed"})
+        def unavailable() -> dict[str, Any] | None:
+            body = harness.get_resource(kube_client, namespace, MIGRATION, "invoices") or {}
+            status = body.get("status") or {}
+            report = (status.get("plan") or {}).get("report") or {}
+            return body if status.get("phase") == "AwaitingApproval" and report.get("available") is False else None
+
+        # The status may still be the first operator's: wait for this one's look at the plan.
+        body = harness.eventually(unavailable, timeout=180, message="the plan report said to be unavailable")
         plan = body["status"]["plan"]
         assert plan["report"]["available"] is False and plan["report"]["findings"] == len(findings)
         assert plan["report"]["message"] == f"the plan Job {name}'s pod or its log is gone"
