@@ -1,5 +1,5 @@
 """Refusals say where the database is and what to do: drift (edited applied file) from `plan` and `apply` with
-the current version and `dbops migrate repair`; an unadopted database with another tool's history table points
+the current version and `dbops migrate repair` (whose reason `migrate status` then shows); an unadopted database with another tool's history table points
 at `dbops migrate import`."""
 
 from __future__ import annotations
@@ -46,6 +46,17 @@ def test_drift_refusals_report_the_current_version_and_point_at_repair(database:
         assert doc["currentVersion"] == "0003", doc
         assert "dbops migrate repair --version 0002" in doc["message"]
     assert server.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'total'", db) == "0"
+    # Accepted with a reason: `migrate status` shows the reason next to the version (regression: it was only in
+    # the table), and the run goes on.
+    code, doc, _ = run_dbops(server, db, "migrate", "repair", "--source", str(src), "--version", "0002",
+                             "--reason", "CACHE 10 matches production, ticket OPS-7")
+    assert code == 0, doc
+    code, doc, _ = run_dbops(server, db, "migrate", "status", "--source", str(src))
+    assert code == 0 and doc["drift"] is None, doc
+    notes = {a["version"]: a.get("repairNote") for a in doc["applied"]}
+    assert notes["0001"] is None and "CACHE 10 matches production, ticket OPS-7" in notes["0002"]
+    code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
+    assert code == 0 and [a["version"] for a in doc["applied"]] == ["0004"], doc
 
 
 def test_an_unadopted_database_with_another_tools_history_points_at_import(database: tuple[PostgresServer, str],

@@ -37,6 +37,21 @@ def test_sarif_and_annotations_point_at_the_files() -> None:
     assert line == "::warning file=0003_x.up.sql,line=3,title=prefer-robust-stmts::a: b, 100%25%0Anext"
 
 
+def test_sarif_uris_are_relative_to_the_repository(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Regression: `--source $PWD/db/migrations` (as CI scripts pass it) gave absolute paths, which GitHub code
+    scanning cannot place in the repository."""
+    monkeypatch.chdir(tmp_path)
+    document = result.success("migrate plan", "ok", plan={"lint": [finding(3)]})
+    for source in (tmp_path / "db" / "migrations", Path("db/migrations"), Path("./db/migrations")):
+        location = migrate_output.sarif(document, source)["runs"][0]["results"][0]["locations"][0]
+        assert location["physicalLocation"]["artifactLocation"]["uri"] == "db/migrations/0003_x.up.sql"
+        (line,) = migrate_output.github_annotations(document, source)
+        assert line.startswith("::warning file=db/migrations/0003_x.up.sql,line=3,")
+    outside = Path("/opt/elsewhere/migrations")
+    uri = migrate_output.sarif(document, outside)["runs"][0]["results"][0]["locations"][0]
+    assert uri["physicalLocation"]["artifactLocation"]["uri"] == "file:///opt/elsewhere/migrations/0003_x.up.sql"
+
+
 def test_squawk_is_found_next_to_the_interpreter_without_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     found = lint.find_squawk()

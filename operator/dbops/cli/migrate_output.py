@@ -68,8 +68,18 @@ def findings(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _path(finding: dict[str, Any], source: Path | None) -> str:
+    """The finding's file relative to the working directory (a CI job runs at the repository's root), so code
+    scanning and annotations find it in the repository; an absolute path only outside it."""
     file = str(finding.get("file") or f"{finding.get('version', '?')}.sql")
-    return str(source / file) if source is not None else file
+    if source is None:
+        return file
+    path = source / file
+    if path.is_absolute():
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            return path.as_uri()
+    return path.as_posix()
 
 
 def sarif(document: dict[str, Any], source: Path | None = None) -> dict[str, Any]:

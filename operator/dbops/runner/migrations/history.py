@@ -112,6 +112,17 @@ class HistoryTable:
         )
         return [HistoryRow(*row) for row in cursor.fetchall()]
 
+    def repair_notes(self, connection: Connection) -> dict[str, str]:
+        """version → the reasons ``migrate repair`` recorded (column ``repair_note``, added by the first repair)."""
+        row = connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(format('%%I.%%I', %s::text,"
+            " %s::text)) AND attname = 'repair_note' AND NOT attisdropped)", (self.schema, self.table)).fetchone()
+        if not (row and row[0]):
+            return {}
+        cursor = connection.execute(sql.SQL("SELECT version, repair_note FROM {} WHERE repair_note IS NOT NULL")
+                                    .format(self.identifier))
+        return {str(version): str(note) for version, note in cursor.fetchall()}
+
     def record(
         self,
         connection: Connection,

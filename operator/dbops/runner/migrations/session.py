@@ -197,11 +197,13 @@ def status(connection: Connection, migrations: list[source.Migration], table: hi
         drift = str(error)
     applied_numbers = {row.number for row in plan.applied_rows(rows)}
     repeatable_rows = table.repeatable_rows(connection)
+    notes = table.repair_notes(connection) if rows else {}
     return {
         "historyTable": str(table),
         "currentVersion": plan.current_version(rows),
         "applied": [{"version": r.version, "name": r.name, "appliedAt": r.applied_at.isoformat(),
-                     "durationMs": r.duration_ms, "appliedBy": r.applied_by, "kind": r.kind}
+                     "durationMs": r.duration_ms, "appliedBy": r.applied_by, "kind": r.kind,
+                     **({"repairNote": notes[r.version]} if r.version in notes else {})}
                     for r in [*rows, *repeatable_rows] if r.success],
         "failed": [r.version for r in [*rows, *repeatable_rows] if not r.success],
         "pending": [m.version for m in source.versioned(migrations) if m.number not in applied_numbers
