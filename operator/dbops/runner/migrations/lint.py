@@ -104,39 +104,86 @@ def find_squawk() -> str | None:
 def lint_plan(migration_plan: plan.Plan, *, pg_version: int | None = None,
               excluded_rules: tuple[str, ...] = DEFAULT_EXCLUDED_RULES) -> list[LintFinding]:
     """Run squawk over every step's SQL; raise ConfigurationError when squawk is unavailable."""
-    if not migration_plan.steps:
-        return []
-    binary = find_squawk()
-    if binary is None:
-        raise errors.ConfigurationError(
-            f"squawk is not installed (looked on PATH, in {Path(sys.executable).parent} and in the squawk-cli "
-            "package; pip install squawk-cli), or disable lint with --no-lint / spec.lint.enabled: false"
-        )
-    findings: list[LintFinding] = []
-    with tempfile.TemporaryDirectory(prefix="dbops-lint-") as directory:
-        for in_transaction in (True, False):
-            files: dict[str, plan.Step] = {}
-            for step in migration_plan.steps:
-                if step.script.no_transaction == in_transaction:
-                    continue
-                files[_lint_file(step, Path(directory))] = step
-            if files:
-                findings += _run_squawk(binary, files, in_transaction, pg_version, excluded_rules)
-    return sorted(findings, key=lambda f: (version_order(f.version), f.line, f.rule))
+    return LintRun(migration_plan, pg_version=pg_version, excluded_rules=excluded_rules).findings()
+
+
+class LintRun:
+    """squawk started over every step's SQL, one process per transaction mode; ``findings()`` waits for it.
+
+    Started as soon as the plan is known, so the read-only work before the first migration (the size and row
+    count snapshots) runs while squawk does (P6); ``findings()`` must still be called before anything changes."""
+
+    def __init__(self, migration_plan: plan.Plan, *, pg_version: int | None = None,
+                 excluded_rules: tuple[str, ...] = DEFAULT_EXCLUDED_RULES) -> None:
+        self._runs: list[tuple[subprocess.Popen[str], dict[str, plan.Step]]] = []
+        self._copies: tempfile.TemporaryDirectory[str] | None = None
+        if not migration_plan.steps:
+            return
+        binary = find_squawk()
+        if binary is None:
+            raise errors.ConfigurationError(
+                f"squawk is not installed (looked on PATH, in {Path(sys.executable).parent} and in the squawk-cli "
+                "package; pip install squawk-cli), or disable lint with --no-lint / spec.lint.enabled: false"
+            )
+        try:
+            for in_transaction in (True, False):
+                files = {self._lint_file(step): step for step in migration_plan.steps
+                         if step.script.no_transaction != in_transaction}
+                if files:
+                    command = _squawk_command(binary, in_transaction, pg_version, excluded_rules)
+                    self._runs.append((subprocess.Popen([*command, *files], stdout=subprocess.PIPE,
+                                                        stderr=subprocess.PIPE, text=True), files))
+        except BaseException:
+            self.close()
+            raise
+
+    def findings(self) -> list[LintFinding]:
+        """Wait for squawk and return its findings by version and line."""
+        try:
+            found: list[LintFinding] = []
+            for process, files in self._runs:
+                found += _read_report(process, files)
+            return sorted(found, key=lambda f: (version_order(f.version), f.line, f.rule))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop squawk if it still runs and remove the copies (idempotent)."""
+        for process, _ in self._runs:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+        self._runs = []
+        if self._copies is not None:
+            self._copies.cleanup()
+            self._copies = None
+
+    def _lint_file(self, step: plan.Step) -> str:
+        if _is_source_file(step):
+            return step.script.path
+        if self._copies is None:
+            self._copies = tempfile.TemporaryDirectory(prefix="dbops-lint-")
+        return _lint_file(step, Path(self._copies.name))
+
+
+def _is_source_file(step: plan.Step) -> bool:
+    """True when the step's source file holds exactly the SQL that runs."""
+    script = step.script
+    if not script.path:
+        return False
+    try:
+        return Path(script.path).read_bytes().decode("utf-8") == script.sql
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _lint_file(step: plan.Step, directory: Path) -> str:
     """The file squawk reads for a step: the source file itself when it holds exactly the SQL that runs (P6:
     creating a copy of each file cost more than squawk), otherwise a copy written into ``directory``."""
-    script = step.script
-    if script.path:
-        try:
-            if Path(script.path).read_bytes().decode("utf-8") == script.sql:
-                return script.path
-        except (OSError, UnicodeDecodeError):
-            pass
+    if _is_source_file(step):
+        return step.script.path
     path = directory / f"{step.migration.label}.{step.direction}.sql"
-    path.write_text(script.sql, encoding="utf-8")
+    path.write_text(step.script.sql, encoding="utf-8")
     return str(path)
 
 
@@ -154,8 +201,8 @@ def _file_of(step: plan.Step) -> str:
     return step.script.file or f"{step.migration.label}.{step.direction}.sql"
 
 
-def _run_squawk(binary: str, files: dict[str, plan.Step], in_transaction: bool, pg_version: int | None,
-                excluded_rules: tuple[str, ...]) -> list[LintFinding]:
+def _squawk_command(binary: str, in_transaction: bool, pg_version: int | None,
+                    excluded_rules: tuple[str, ...]) -> list[str]:
     command = [binary, "--reporter", "json"]
     if in_transaction:
         command.append("--assume-in-transaction")
@@ -163,14 +210,23 @@ def _run_squawk(binary: str, files: dict[str, plan.Step], in_transaction: bool, 
         command.append(f"--pg-version={pg_version // 10000}.0")
     if excluded_rules:
         command.append(f"--exclude={','.join(excluded_rules)}")
-    completed = subprocess.run([*command, *files], capture_output=True, text=True, timeout=120, check=False)
-    if not completed.stdout.strip() and completed.returncode == 0:
+    return command
+
+
+def _read_report(process: subprocess.Popen[str], files: dict[str, plan.Step]) -> list[LintFinding]:
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    if not stdout.strip() and process.returncode == 0:
         return []
     try:
-        report = json.loads(completed.stdout)
+        report = json.loads(stdout)
     except json.JSONDecodeError:
         raise errors.ConfigurationError(
-            f"squawk failed (exit {completed.returncode}): {(completed.stderr or completed.stdout).strip()[:300]}"
+            f"squawk failed (exit {process.returncode}): {(stderr or stdout).strip()[:300]}"
         ) from None
     findings = []
     for item in report:

@@ -116,6 +116,14 @@ def current_version(connection: Connection, config: RunConfig) -> str | None:
 
 def make_plan(connection: Connection, migrations: list[source.Migration], config: RunConfig) -> plan.Plan:
     """Read the database and build the (linted) plan; raises when the run would be unsafe."""
+    result, linting = _plan_linting(connection, migrations, config)
+    _finish_lint(result, linting)
+    return result
+
+
+def _plan_linting(connection: Connection, migrations: list[source.Migration], config: RunConfig
+                  ) -> tuple[plan.Plan, lint.LintRun | None]:
+    """The plan, and squawk started over it (``_finish_lint`` waits for it and records the findings)."""
     database = state.read_state(connection, config.table)
     state.refuse_unadopted(database, config.baseline_version, config.table)
     result = plan.build_plan(
@@ -123,12 +131,16 @@ def make_plan(connection: Connection, migrations: list[source.Migration], config
         allow_down=config.allow_down, baseline_version=config.baseline_version,
         repeatable_rows=database.repeatable_rows,
     )
+    linting = (lint.LintRun(result, pg_version=database.server_version, excluded_rules=config.lint_excluded_rules)
+               if config.lint_enabled else None)
+    return result, linting
+
+
+def _finish_lint(result: plan.Plan, linting: lint.LintRun | None) -> None:
     findings = lint.transaction_findings(result)
-    if config.lint_enabled:
-        findings += lint.lint_plan(result, pg_version=database.server_version,
-                                   excluded_rules=config.lint_excluded_rules)
+    if linting is not None:
+        findings += linting.findings()
     result.lint = [f.as_result() for f in sorted(findings, key=lambda f: (lint.version_order(f.version), f.line, f.rule))]
-    return result
 
 
 def lint_failure(migration_plan: plan.Plan, config: RunConfig) -> errors.MigrationError | None:
@@ -156,9 +168,18 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         outcome.imported = imported
         # Known before planning, so a refusal (drift, lint …) still reports where the database is.
         outcome.previous_version = outcome.current_version = current_version(connection, config)
-        outcome.plan = make_plan(connection, migrations, config)
+        outcome.plan, linting = _plan_linting(connection, migrations, config)
         outcome.previous_version = outcome.plan.current_version
         outcome.current_version = outcome.plan.current_version
+        try:
+            # Read-only, so it runs while squawk does (P6); nothing changes before the lint verdict below.
+            before = _row_counts_before(connection, config)
+            sizes_before = (relation_sizes.snapshot(connection) if config.sizes_top and not config.apply.dry_run
+                            else None)
+            _finish_lint(outcome.plan, linting)
+        finally:
+            if linting is not None:
+                linting.close()
         if config.expect_plan_hash and config.expect_plan_hash != outcome.plan.hash:
             raise errors.MigrationError(
                 f"the plan changed: its hash is {outcome.plan.hash}, the approved hash is {config.expect_plan_hash}; "
@@ -167,8 +188,6 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         failure = lint_failure(outcome.plan, config)
         if failure is not None:
             raise failure
-        before = _row_counts_before(connection, config)
-        sizes_before = relation_sizes.snapshot(connection) if config.sizes_top and not config.apply.dry_run else None
         outcome.report = apply.ApplyReport(dry_run=config.apply.dry_run)
         try:
             apply.execute_plan(connection, outcome.plan, config.table, config.apply, baseline=migrations,
