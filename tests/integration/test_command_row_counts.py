@@ -165,3 +165,21 @@ def test_without_counts_from_before_row_counts_say_why(database: tuple[PostgresS
     assert code == 0, doc
     assert "skipped: no row counts were recorded before the command" in row_count_result(doc)["detail"]
     assert all("bytesBefore" not in t for t in doc["sizes"]["tables"])  # sizes after only, as before
+
+
+def test_many_size_changes_fit_the_result_without_cutting_the_verification(
+        database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    server, db = database
+    server.psql(SCHEMA, db)
+    snapshot(server, db, "rev-1")
+    django(server, db, tmp_path, "migrate", extra_apps="cleanup")  # every app from nothing: ~40 relations
+    code, doc, stderr = verify(server, db, "rev-1", "--sizes-top", "25", "--row-count-tolerance", "20")
+    assert code == 0, doc
+    assert not doc.get("truncated") and {v["name"] for v in doc["verification"]} == {
+        "foreignKeys", "invalidIndexes", "rowCounts"}
+    sizes = doc["sizes"]
+    shown = len(sizes["tables"]) + len(sizes["indexes"])
+    assert shown and sizes["omitted"] > 0 and "4 KiB" in sizes["note"], sizes
+    assert "dbops: sizes " in stderr  # every entry in the Job's log
+    logged = json.loads(stderr.split("dbops: sizes ", 1)[1].splitlines()[0])
+    assert len(logged["tables"]) + len(logged["indexes"]) == shown + sizes["omitted"] - logged["omitted"]

@@ -7,7 +7,8 @@ import json
 
 from tests.unit.test_specs_command_jobs import IMAGE, OWNER, spec
 
-from dbops.runner import relation_sizes, row_counts
+from dbops.reconcile import results
+from dbops.runner import relation_sizes, result, row_counts
 from dbops.specs import command_jobs
 
 
@@ -88,3 +89,38 @@ def test_sizes_before_and_after_with_a_partial_snapshot_say_what_is_not_shown() 
     complete = relation_sizes.changes(before, after, top=5)
     assert [i["name"] for i in complete["indexes"]] == ["public.new_idx"] and "note" not in complete
     assert complete["indexes"][0]["bytesBefore"] is None
+
+
+def many_sizes(count: int) -> dict[str, object]:
+    tables = [{"name": f"public.wagtailcore_table_{n:02d}", "bytesBefore": 8192 * n, "bytesAfter": 16384 * n,
+               "rowsBefore": n, "rowsAfter": 2 * n} for n in range(count)]
+    indexes = [{"name": f"public.wagtailcore_page_path_{n:02d}_like", "table": "public.wagtailcore_page",
+                "bytesBefore": None, "bytesAfter": 16384, "scansBefore": None, "scansAfter": 0} for n in range(count)]
+    return {"tables": tables, "indexes": indexes, "omitted": 4}
+
+
+def test_sizes_cut_by_the_4_kib_cap_still_reach_status_with_the_cut_counted() -> None:
+    """Regression: a '... N more' marker in sizes.tables failed the whole model, so status.sizes vanished."""
+    document = result.success("verify-db", "3 verifications passed", sizes=many_sizes(25),
+                              verification=[{"name": "rowCounts", "passed": True, "detail": "9 tables compared"}])
+    capped = json.loads(result.encode_result(document))
+    assert capped.get("truncated")
+    status_sizes = results.size_changes(capped["sizes"])
+    assert status_sizes is not None and status_sizes.tables and status_sizes.indexes
+    shown = len(status_sizes.tables) + len(status_sizes.indexes)
+    assert status_sizes.omitted == 4 + 50 - shown and "4 KiB" in status_sizes.note
+
+
+def test_verify_db_fits_sizes_into_the_room_the_result_leaves() -> None:
+    document = result.success("verify-db", "3 verifications passed",
+                              verification=[{"name": "rowCounts", "passed": True, "detail": "9 tables compared"}],
+                              frameworkHistory=[{"framework": "django", "added": [f"app.{n:04d}_x" for n in range(20)]}])
+    room = result.MAX_RESULT_BYTES - len(result.encode_result(document)) - 20
+    fitted = relation_sizes.fit(many_sizes(25), room)
+    whole = json.loads(result.encode_result({**document, "sizes": fitted}))
+    assert not whole.get("truncated") and len(whole["frameworkHistory"][0]["added"]) == 20
+    kept = len(fitted["tables"]) + len(fitted["indexes"])
+    assert 0 < kept < 50 and fitted["omitted"] == 4 + 50 - kept and "4 KiB" in fitted["note"]
+    assert abs(len(fitted["tables"]) - len(fitted["indexes"])) <= 1  # the longer list loses first
+    small = many_sizes(2)
+    assert relation_sizes.fit(small, 4096) == {**small, "tables": small["tables"], "indexes": small["indexes"]}

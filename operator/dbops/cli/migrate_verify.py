@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +138,23 @@ def run_verify_db(args: argparse.Namespace) -> int:
                 "verification failed: " + "; ".join(f"{v.name}: {v.detail}" for v in failed[:5])
             )
     except Exception as error:
-        return fail(args, name, error, verification=[v.as_result() for v in verification],
-                    **({"sizes": sizes} if sizes is not None else {}), **framework)
+        document = result.failure(name, error, verification=[v.as_result() for v in verification], **framework)
+        return publish_with_sizes(document, sizes, args, f"dbops {name} failed: {document['message']}")
     ran = migrate_snapshot.summary(framework.get("frameworkHistory", []))
     document = result.success(name, f"{len(verification)} verifications passed" + (f" ({ran})" if ran else ""),
-                              verification=[v.as_result() for v in verification],
-                              **({"sizes": sizes} if sizes is not None else {}), **framework)
-    return migrate_output.publish(document, args, f"dbops {name}: {document['message']}")
+                              verification=[v.as_result() for v in verification], **framework)
+    return publish_with_sizes(document, sizes, args, f"dbops {name}: {document['message']}")
 
 
-def fail(args: argparse.Namespace, name: str, error: BaseException, **fields: Any) -> int:
-    """Publish the failure result of a command."""
-    document = result.failure(name, error, **fields)
-    return migrate_output.publish(document, args, f"dbops {name} failed: {document['message']}")
+def publish_with_sizes(document: dict[str, Any], sizes: dict[str, Any] | None, args: argparse.Namespace,
+                       summary: str) -> int:
+    """Publish with ``sizes`` cut to the room the rest of the result leaves (said in sizes.note), so the 4 KiB
+    cap never halves the verification list or drops sizes unannounced; the complete sizes go to the log."""
+    if sizes is not None:
+        rest = len(result.encode_result(document))
+        fitted = relation_sizes.fit(sizes, result.MAX_RESULT_BYTES - rest - len(',"sizes":') - 8)
+        if fitted != sizes:
+            print(f"dbops: sizes {json.dumps(sizes, sort_keys=True)}", file=sys.stderr, flush=True)
+        document = {**document, "sizes": fitted}
+    return migrate_output.publish(document, args, summary)
+

@@ -23,7 +23,6 @@ from dbops.api.migration import (
 )
 from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_plan import MigrationPlan
-from dbops.api.migration_verify import SizeChanges
 from dbops.api.roles import JobRole
 from dbops.reconcile import plan_report, results, smoke
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
@@ -293,7 +292,7 @@ class _Run:
         result = apply.result
         self.status.applied = results.models_from_result(AppliedMigration, result.get("applied"))
         self.status.verification = results.models_from_result(VerificationResult, result.get("verification"))
-        self.status.sizes = results.model_from_result(SizeChanges, result.get("sizes"))
+        self.status.sizes = results.size_changes(result.get("sizes"))
         self.status.dry_run = bool(result.get("dryRun"))
         if apply.state == "Succeeded" and self.status.dry_run:
             # Nothing was committed: the versions stay the database's; the runner says what would happen.
@@ -347,7 +346,7 @@ class _Run:
         if self.job_pending(verify, JobRole.VERIFY, "Verifying", "verifying the database after the migration command"):
             return
         self.status.verification = results.models_from_result(VerificationResult, verify.result.get("verification"))
-        self.status.sizes = results.model_from_result(SizeChanges, verify.result.get("sizes"))
+        self.status.sizes = results.size_changes(verify.result.get("sizes"))
         self.status.framework_history = results.models_from_result(FrameworkHistory,
                                                                    verify.result.get("frameworkHistory"))
         if verify.state == "Succeeded":

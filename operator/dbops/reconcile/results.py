@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from dbops.api.base import ApiModel
+from dbops.api.migration_verify import SizeChanges
 
 M = TypeVar("M", bound=ApiModel)
+_MORE = re.compile(r"^\.\.\. (\d+) more$")  # what the runner's 4 KiB cap leaves in place of a list's tail
 
 
 def known_fields(model: type[ApiModel], data: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,6 +59,24 @@ def models_from_result(model: type[M], data: Any) -> list[M]:
         return []
     parsed = (model_from_result(model, item) for item in data)
     return [item for item in parsed if item is not None]
+
+
+def size_changes(data: Any) -> SizeChanges | None:
+    """``status.sizes`` from a result whose lists the 4 KiB cap may have cut: the entries left, the cut ones
+    counted in ``omitted`` and said in ``note`` (a marker would otherwise fail the whole model)."""
+    if not isinstance(data, Mapping):
+        return None
+    cleaned, hidden = dict(data), 0
+    for key in ("tables", "indexes"):
+        items = data.get(key)
+        if isinstance(items, list):
+            cleaned[key] = [item for item in items if isinstance(item, Mapping)]
+            hidden += sum(int(m[1]) for item in items if isinstance(item, str) and (m := _MORE.match(item)))
+    if hidden:
+        cleaned["omitted"] = int(data.get("omitted") or 0) + hidden
+        cleaned["note"] = "; ".join(part for part in (str(data.get("note") or ""), (
+            f"{hidden} more not shown: the runner's result is limited to 4 KiB (the Job's log has them all)")) if part)
+    return model_from_result(SizeChanges, cleaned)
 
 
 def failed_checks(data: Any) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,3 +129,20 @@ def changes(before: dict[str, Relation] | None, after: dict[str, Relation], top:
         result["note"] = (f"the snapshot before the command kept the {len(before or {})} largest relations "
                           f"({before_omitted} more left out): relations created by the command are not shown")
     return result
+
+
+def fit(sizes: dict[str, Any], room: int) -> dict[str, Any]:
+    """``sizes`` in at most ``room`` bytes of compact JSON: the last entries of the longer list go first, counted
+    in ``omitted``, and ``note`` says why (the runner's result is 4 KiB; the Job's log has every entry)."""
+    fitted = {**sizes, "tables": list(sizes.get("tables") or []), "indexes": list(sizes.get("indexes") or [])}
+    cut = 0
+    while len(json.dumps(fitted, separators=(",", ":"), default=str).encode()) > room \
+            and (fitted["tables"] or fitted["indexes"]):
+        longer = "tables" if len(fitted["tables"]) >= len(fitted["indexes"]) else "indexes"
+        fitted[longer].pop()
+        cut += 1
+        fitted["omitted"] = int(sizes.get("omitted") or 0) + cut
+        fitted["note"] = "; ".join(part for part in (
+            str(sizes.get("note") or ""), f"{cut} more not shown to keep the result within 4 KiB (the Job's log "
+            "has every entry)") if part)
+    return fitted
