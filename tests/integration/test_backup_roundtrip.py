@@ -72,6 +72,32 @@ def test_manifest_is_written_last_with_objects_versions_and_row_counts(
     assert again.code == 2 and again.result["reason"] == "AlreadyExists"
 
 
+def test_a_run_with_the_same_run_id_reports_the_committed_backup_instead_of_dumping_again(
+        database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    # The operator starts a backup Job again when the first one vanished with its result (deleted, or removed by a
+    # ttl): the run must report what the first one committed, and only for the same DatabaseBackup (its uid).
+    server, source = database
+    datasets.create_dataset(server, source, users=40, bookings=90, events=30)
+    storage = tmp_path / "store"
+    args = ["backup", "--dbname", source, "--storage", str(storage), "--name", "nightly", "--namespace", "prod"]
+    first = run_dbops([*args, "--run-id", "uid-1"], runner_env(server), tmp_path)
+    assert first.code == 0, first.stderr
+    manifest = storage / "prod" / source / "nightly" / "manifest.json"
+    committed = manifest.read_bytes()
+    assert json.loads(committed)["runId"] == "uid-1"
+    server.psql("INSERT INTO app.users (email) VALUES ('late@example.com')", source)
+    again = run_dbops([*args, "--run-id", "uid-1"], runner_env(server), tmp_path)
+    assert again.code == 0, again.stderr
+    assert again.result["adopted"] is True and "committed earlier" in again.result["message"]
+    assert again.result["artifact"] == first.result["artifact"]
+    assert again.result["source"] == first.result["source"]
+    assert manifest.read_bytes() == committed, "the committed backup was touched"
+    for other in (["--run-id", "uid-2"], []):
+        refused = run_dbops([*args, *other], runner_env(server), tmp_path)
+        assert refused.code == 2 and refused.result["reason"] == "AlreadyExists", refused.stderr
+    assert manifest.read_bytes() == committed
+
+
 @pytest.mark.parametrize("codec", ["gzip", "none"])
 def test_other_codecs_round_trip(database: tuple[PostgresServer, str], tmp_path: Path, codec: str) -> None:
     server, source = database

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubernetes import client
 from tests.integration import operator_harness as harness
 
 from dbops_testbed.controlplane import ControlPlane
@@ -122,7 +123,8 @@ def test_the_operator_killed_at_each_step_of_the_deletion_leaves_nothing_behind(
 def test_a_backup_job_removed_with_its_result_while_the_operator_was_down_orphans_nothing(
         installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
         app_database: str, minio_server: MinioServer, bucket: str) -> None:
-    # ttlSecondsAfterFinished: 0 lets the TTL controller remove the finished Job (and its result) at once.
+    # The Job is deleted by hand once it committed: the operator holds a jobTemplate.ttlSecondsAfterFinished back
+    # until it read the result (test_operator_lost_jobs.py), so only a deletion can take the result away now.
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
     operator = harness.RunningOperator(installed_crds, namespace)
     operator.start()
@@ -135,8 +137,13 @@ def test_a_backup_job_removed_with_its_result_while_the_operator_was_down_orphan
         harness.eventually(lambda: [k for k in harness.s3_keys(minio_server, bucket)
                                     if f"/{name}/" in k and k.endswith("manifest.json")],
                            timeout=240, message="the backup Job to commit while the operator is down")
+        harness.eventually(lambda: [j for j in role_jobs(kube_client, namespace, "backup") if finished(j)],
+                           timeout=120, message="the backup Job to finish")
+        for job in role_jobs(kube_client, namespace, "backup"):
+            client.BatchV1Api(kube_client).delete_namespaced_job(
+                job["metadata"]["name"], namespace, propagation_policy="Background", _preload_content=False)
         harness.eventually(lambda: not role_jobs(kube_client, namespace, "backup"), timeout=120,
-                           message="the TTL controller to remove the finished backup Job")
+                           message="the finished backup Job to be deleted")
         harness.delete_resource(kube_client, namespace, BACKUP, name)
         operator.start()
         harness.eventually(lambda: harness.get_resource(kube_client, namespace, BACKUP, name) is None,

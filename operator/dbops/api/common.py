@@ -230,7 +230,8 @@ class JobTemplate(ApiModel):
     backoff_limit: Annotated[int, Field(ge=0, le=20)] | None = None
     """Retries of each Job (default 1)."""
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
-    """Seconds after which finished Jobs are deleted."""
+    """Seconds after which finished Jobs are deleted, counted once the operator recorded their result (it sets the
+    Jobs' ttlSecondsAfterFinished when the resource finishes, so no result is lost to an early deletion)."""
     pod_labels: kubevalues.LabelMap | None = None
     """Extra pod labels."""
     pod_annotations: kubevalues.AnnotationMap | None = None

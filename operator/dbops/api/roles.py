@@ -22,3 +22,12 @@ class JobRole(StrEnum):
     SMOKE = "smoke"
     """A DatabaseMigration's smoke test (verify.jobs) in the user's image."""
     TRIGGER = "trigger"
+
+
+REPEATABLE_ROLES = frozenset({JobRole.BACKUP, JobRole.VERIFY, JobRole.DELETE, JobRole.PLAN, JobRole.CHECK,
+                              JobRole.REHEARSE, JobRole.SMOKE, JobRole.TRIGGER})
+"""Roles whose Job may start again when it vanished before its result was read: they only read (verify, plan,
+check, smoke tests, which must be repeatable anyway), work on a scratch copy they drop (rehearse), or recognise
+their own earlier run (a backup run reports the artifact its resource already committed instead of dumping again;
+delete is done when nothing is left). A restore, an apply or a framework command changes the target database and
+must never run twice unasked: losing one ends the resource with JobLost."""

@@ -138,8 +138,34 @@ class ResourceStatus(ApiModel, Generic[PhaseT]):
         return True
 
 
+class StartedJob(ApiModel):
+    """A Job the operator started for this resource (or run), recorded before its result is read."""
+
+    name: str
+    """The Job's name."""
+    role: str
+    """What it does (backup, verify, restore, plan, check, apply, command, ...)."""
+    uid: str | None = None
+    """The Job's uid, once created."""
+
+
+MAX_STARTED_JOBS = 64
+
+
 class JobStatus(ResourceStatus[PhaseT], Generic[PhaseT]):
     """The status of a kind whose work runs in Jobs: the Job currently doing it."""
 
     job_name: str | None = None
     """The current Job."""
+    started_jobs: list[StartedJob] = Field(default_factory=list, max_length=MAX_STARTED_JOBS)
+    """The Jobs started so far (for a migration: in this run). A Job listed here that no longer exists before its
+    result was read is lost: the operator never starts it again when its work cannot safely run twice."""
+
+    def started(self, name: str) -> StartedJob | None:
+        """The record of a started Job of that name."""
+        return next((job for job in self.started_jobs if job.name == name), None)
+
+    def record_started(self, name: str, role: str) -> None:
+        """Record that a Job was asked for (the oldest records give way beyond MAX_STARTED_JOBS)."""
+        if self.started(name) is None:
+            self.started_jobs = [*self.started_jobs, StartedJob(name=name, role=role)][-MAX_STARTED_JOBS:]

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     for flag in ("--schema", "--exclude-schema", "--table", "--exclude-table", "--exclude-table-data"):
         scope.add_argument(flag, action="append", default=[], metavar="PATTERN", help="repeatable")
     parser.add_argument("--pg-bin-dir", metavar="DIR", help="directory of pg_dump/pg_restore/psql")
+    parser.add_argument("--run-id", default="", metavar="ID",
+                        help="who the backup is for (recorded in the manifest); a run with the same id that finds "
+                             "the backup committed reports it instead of failing AlreadyExists")
     parser.add_argument("--result-path", metavar="PATH", help="where to write the JSON result")
     parser.set_defaults(run=_run_backup)
 
@@ -65,7 +68,7 @@ def _run_backup(args: argparse.Namespace) -> int:
             lease_ttl=lease_ttl, lease_wait=lease_wait,
             name=args.name or default_name(), namespace=args.namespace, format=args.format,
             codec=args.compression, level=args.compression_level, jobs=args.jobs, pg_bin_dir=args.pg_bin_dir,
-            abort_incomplete_after=stale.max_age_from_args(args),
+            abort_incomplete_after=stale.max_age_from_args(args), run_id=args.run_id,
             scope=BackupScope(
                 schema_only=args.schema_only, data_only=args.data_only, schemas=args.schema,
                 exclude_schemas=args.exclude_schema, tables=args.table, exclude_tables=args.exclude_table,
@@ -76,7 +79,8 @@ def _run_backup(args: argparse.Namespace) -> int:
         manifest = outcome.manifest
         duration = (manifest.completed_at - manifest.started_at).total_seconds()
         summary = (
-            f"backup of {manifest.database} committed at {outcome.manifest_uri}: "
+            f"backup of {manifest.database} {'committed earlier by this run id' if outcome.adopted else 'committed'}"
+            f" at {outcome.manifest_uri}: "
             f"{progress.format_bytes(outcome.size_bytes)} {manifest.format}/{manifest.codec}, "
             f"{len(manifest.tables)} tables, sha256 {outcome.sha256[:12]}…, {duration:.1f}s"
         )
@@ -95,6 +99,7 @@ def _run_backup(args: argparse.Namespace) -> int:
             startedAt=manifest.started_at.isoformat(), completedAt=manifest.completed_at.isoformat(),
             durationSeconds=round(duration, 3), abortedIncompleteUploads=len(outcome.aborted_uploads),
             **({"tookOverStaleLease": outcome.took_over.to_wire()} if outcome.took_over else {}),
+            **({"adopted": True} if outcome.adopted else {}),
         )
         return document, summary
 

@@ -22,7 +22,7 @@ from dbops import errors
 from dbops.api.base import ApiModel
 from dbops.api.common import SecretKeySelector
 from dbops.api.status import TERMINAL_PHASES, ResourceStatus
-from dbops.controller import metrics
+from dbops.controller import effects, metrics
 from dbops.controller.requeue import REQUEUE
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
@@ -114,6 +114,8 @@ def write_status(owner: Owner, body: Mapping[str, Any], decision: Decision) -> N
     if new != {k: v for k, v in old.items() if k in new} or set(new) - set(old):
         objects.patch_status(owner.kind, owner.namespace, owner.name, new,
                              resource_version=body["metadata"].get("resourceVersion"))
+        if decision.status.is_terminal:  # the results are in status now: the user's ttl may remove the Jobs
+            effects.release_jobs(owner)
     for event in decision.events:
         events.emit(involved(owner), event.type, event.reason, event.message)
     metrics.record_transition(body, decision.status)

@@ -9,10 +9,12 @@ from typing import Any
 from dbops import errors
 from dbops.api.roles import JobRole
 from dbops.controller import metrics
+from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
 from dbops.kube import session as kube_session
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
-from dbops.specs.owner import Owner
+from dbops.specs.jobs import TTL_ANNOTATION
+from dbops.specs.owner import KIND_LABEL, NAME_LABEL, Owner
 
 logger = logging.getLogger("dbops.controller")
 PARENT_ANNOTATION = "dbops.io/parent"
@@ -83,10 +85,32 @@ def _write(verb: str, manifest: Mapping[str, Any], action: Callable[[Mapping[str
         raise rejected(verb, str(manifest["kind"]), str(manifest["metadata"]["name"]), error) from None
 
 
-def _job(owner: Owner, request: JobRequest, build: JobBuilder) -> None:
+def owned_by(owner: Owner, obj: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether an existing object of the name we asked for is ours: owned by this resource (its uid), or, for the
+    objects made without an owner reference, labelled for it and its role."""
+    metadata = obj.get("metadata") or {}
+    references = metadata.get("ownerReferences") or []
+    if references:
+        return any(ref.get("uid") == owner.uid for ref in references)
+    found = metadata.get("labels") or {}
+    return all(found.get(key) == value for key, value in labels.items())
+
+
+def _job(owner: Owner, request: JobRequest, build: JobBuilder, decision: Decision) -> None:
     manifest = with_job_env(build(request))
     manifest["metadata"]["name"] = request.name
-    _, created = _write("create", manifest, objects.create_or_adopt)
+    job, created = _write("create", manifest, objects.create_or_adopt)
+    if not created and not owned_by(owner, job, manifest["metadata"]["labels"]):
+        # Adopting it would report another object's work as ours (or run nothing): say which Job is in the way.
+        refs = ", ".join(f"{ref.get('kind')} {ref.get('name')}" for ref in job["metadata"].get("ownerReferences") or [])
+        whose = f"owned by {refs}" if refs else "with no owner"
+        raise errors.PermanentError(f"Job {request.name} already exists and is not this {owner.kind}'s ({whose}): "
+                                    f"delete or rename that Job, then re-create the {owner.kind}",
+                                    reason="JobNameConflict")
+    record = getattr(decision.status, "started_jobs", None)
+    for started in record or []:
+        if started.name == request.name and not started.uid:
+            started.uid = str(job["metadata"].get("uid") or "") or None
     counter = metrics.JOBS_CREATED if created else metrics.JOBS_ADOPTED
     counter.labels(owner.kind, request.role).inc()
     logger.info("%s Job %s for %s %s/%s", "created" if created else "adopted", request.name, owner.kind,
@@ -107,7 +131,7 @@ def carry_out(owner: Owner, decision: Decision, build: JobBuilder | None = None)
     for request in decision.jobs:
         if build is None:
             raise errors.DbopsError(f"{owner.kind} asked for a {request.role} Job but builds none")
-        _job(owner, request, build)
+        _job(owner, request, build, decision)
     for child in decision.children:
         manifest = child_manifest(owner, child)
         _, created = _write("create", manifest, objects.create_or_adopt)
@@ -121,3 +145,21 @@ def carry_out(owner: Owner, decision: Decision, build: JobBuilder | None = None)
                            resource_version=target.get("resourceVersion"))
         except kube_session.ApiRejectedError as error:
             raise rejected("delete", target["kind"], target["name"], error) from None
+
+
+def release_jobs(owner: Owner) -> None:
+    """Hand the user's ttlSecondsAfterFinished (held in TTL_ANNOTATION) to the resource's Jobs, once a terminal
+    status holding their results was written. A failure only leaves the Job until the resource is deleted."""
+    selector = f"{KIND_LABEL}={owner.kind},{NAME_LABEL}={owner.labels('')[NAME_LABEL]}"
+    try:
+        for job in objects.list_objects("Job", owner.namespace, label_selector=selector):
+            metadata = job.get("metadata") or {}
+            held = (metadata.get("annotations") or {}).get(TTL_ANNOTATION)
+            if held is None or (job.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
+                continue
+            if not any(ref.get("uid") == owner.uid for ref in metadata.get("ownerReferences") or []):
+                continue
+            kube_jobs.set_ttl(owner.namespace, str(metadata["name"]), int(held))
+    except (kube_session.ApiError, ValueError) as error:
+        logger.warning("could not hand the ttl back to the Jobs of %s %s/%s: %s", owner.kind, owner.namespace,
+                       owner.name, error)

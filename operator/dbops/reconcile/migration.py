@@ -183,8 +183,14 @@ class _Run:
                                           max(1.0, (window.next_start - self.now).total_seconds()))
         return False
 
+    def done_before(self, job: JobOutcome, role: JobRole, phase: MigrationPhase) -> bool:
+        """The step of this Job finished in an earlier pass and its Job is gone since (its result is in status)."""
+        return self.steps.read_before(job, self.observed.jobs.names[role], phase)
+
     def planned(self) -> bool:
         plan = self.observed.jobs.plan
+        if self.status.plan is not None and self.done_before(plan, JobRole.PLAN, "Planning"):
+            return True
         if self.job_pending(plan, JobRole.PLAN, "Planning", "planning the migration"):
             return False
         version = plan.result.get("currentVersion")
@@ -255,6 +261,8 @@ class _Run:
         if not self.spec.pre_checks.enabled:
             return True
         check = self.observed.jobs.check
+        if self.done_before(check, JobRole.CHECK, "Checking"):
+            return True
         if self.job_pending(check, JobRole.CHECK, "Checking", "running pre-migration checks"):
             return False
         self.status.pre_checks = results.models_from_result(CheckResult, check.result.get("preChecks"))
@@ -286,6 +294,9 @@ class _Run:
         # The apply must meet the plan that was approved or rehearsed again (the database may have moved since).
         pinned = self.spec.approval.mode == "Manual" or self.spec.rehearsal.enabled
         plan_hash = self.status.plan.hash if self.status.plan and pinned else ""
+        if self.done_before(apply, JobRole.APPLY, "Migrating"):  # it succeeded (a failure ends or rolls back)
+            self.smoke_tested_and_done()
+            return
         if self.job_pending(apply, JobRole.APPLY, "Migrating", "applying migrations",
                             ApplyParams(plan_hash)):
             return
@@ -307,21 +318,25 @@ class _Run:
             if key in result and (apply.state == "Succeeded" or result[key] is not None):
                 setattr(self.status, attribute, str(result[key] or ""))
         if apply.state == "Succeeded":
-            if not self.smoke_tested():
-                return
-            down = any(a.direction == "down" for a in self.status.applied)
-            message = (f"{'rolled back' if down else 'applied'} {len(self.status.applied)} migrations; now at "
-                       f"{f'version {self.status.current_version}' if self.status.current_version else 'no version'}")
-            imported = result.get("importedHistory")
-            if isinstance(imported, list) and imported and self.spec.import_history is not None:
-                note = (f"imported {len(imported)} versions of {self.spec.import_history.tool}'s history "
-                        f"(up to {imported[-1]})")
-                self.decision.event("Normal", "HistoryImported", note)
-                message = f"{note}; {message}"
-            if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
-                self.decision.event("Normal", "MigrationSucceeded", message)
+            self.smoke_tested_and_done(result.get("importedHistory"))
             return
         self.failed_run(apply.reason, apply.message)
+
+    def smoke_tested_and_done(self, imported: Any = None) -> None:
+        """After a successful apply: the smoke tests, then Succeeded (``imported``: the apply's importedHistory;
+        None once its Job is gone since its result was read)."""
+        if not self.smoke_tested():
+            return
+        down = any(a.direction == "down" for a in self.status.applied)
+        message = (f"{'rolled back' if down else 'applied'} {len(self.status.applied)} migrations; now at "
+                   f"{f'version {self.status.current_version}' if self.status.current_version else 'no version'}")
+        if isinstance(imported, list) and imported and self.spec.import_history is not None:
+            note = (f"imported {len(imported)} versions of {self.spec.import_history.tool}'s history "
+                    f"(up to {imported[-1]})")
+            self.decision.event("Normal", "HistoryImported", note)
+            message = f"{note}; {message}"
+        if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
+            self.decision.event("Normal", "MigrationSucceeded", message)
 
     def failed_run(self, reason: str, message: str) -> None:
         """A failed apply (or command, or verification): roll back when asked and possible, else fail."""
@@ -338,9 +353,11 @@ class _Run:
             self.rolled_back()
             return
         command, verify = self.observed.jobs.apply, self.observed.jobs.verify
-        if self.job_pending(command, JobRole.COMMAND, "Migrating", "running the migration command"):
+        if self.done_before(command, JobRole.COMMAND, "Migrating"):
+            pass  # it succeeded in an earlier pass (a failure ends or rolls back the run)
+        elif self.job_pending(command, JobRole.COMMAND, "Migrating", "running the migration command"):
             return
-        if command.state == "Failed":
+        elif command.state == "Failed":
             self.failed_run(command.reason or "MigrationFailed", command.message)
             return
         if self.job_pending(verify, JobRole.VERIFY, "Verifying", "verifying the database after the migration command"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Generic
 
+from dbops.api.roles import REPEATABLE_ROLES, JobRole
 from dbops.api.status import JobStatus, PhaseT
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
 from dbops.reconcile.children import ChildState
@@ -12,6 +13,16 @@ from dbops.reconcile.jobs import VOLUME_NOT_READY, JobOutcome
 
 WAIT_SECONDS = 10.0
 """How soon to look again at a child, whose progress sends the parent no event."""
+JOB_LOST = "JobLost"
+RETRY_HINTS = {
+    JobRole.RESTORE: "it may have restored the target already and is not run twice: check the target database, "
+                     "then delete and re-create the DatabaseRestore to restore again",
+    JobRole.APPLY: "it may have applied migrations already and is not run twice: check the database's history "
+                   "table (dbops migrate status), then delete and re-create the DatabaseMigration to run it again",
+    JobRole.COMMAND: "the framework command may have run already and is not run twice: check the database's "
+                     "migration history, then delete and re-create the DatabaseMigration to run it again",
+}
+
 
 class Steps(Generic[PhaseT]):
     """One reconcile's status and decision, and the steps that advance both the same way for every kind
@@ -38,9 +49,22 @@ class Steps(Generic[PhaseT]):
     def job_pending(self, job: JobOutcome, request: JobRequest, *, phase: PhaseT, message: str,
                     started: str = "") -> bool:
         """Ask for the Job when it is missing (with a Normal Event ``started``, default ``<phase>Started``) and
-        show ``phase`` while it runs; True until the Job has finished (the caller then reads its result)."""
+        show ``phase`` while it runs; True until the Job has finished (the caller then reads its result).
+
+        A Job recorded in ``status.startedJobs`` that is missing was lost before its result was read (deleted by
+        hand or by a ttl): it starts again only when its role is repeatable; otherwise the resource fails
+        ``JobLost`` and this stays True (nothing further happens)."""
+        if job.state == "Missing" and self.status.started(request.name) is not None:
+            if request.role not in REPEATABLE_ROLES:
+                hint = RETRY_HINTS.get(request.role, "it is not run twice")
+                self.fail(JOB_LOST, f"{request.role} Job {request.name} is gone before the operator read its "
+                          f"result (deleted, or removed by ttlSecondsAfterFinished); {hint}", JOB_LOST)
+                return True
+            self.decision.event("Normal", "JobRestarted", f"{request.role} Job {request.name} is gone before its "
+                                "result was read; starting it again (its work is safe to repeat)")
         if not self.decision.job_pending(job, request):
             return False
+        self.status.record_started(request.name, str(request.role))
         if job.state == "Missing":
             self.decision.event("Normal", started or f"{phase}Started", f"created {request.role} Job {request.name}")
         self.status.job_name = request.name
@@ -53,6 +77,14 @@ class Steps(Generic[PhaseT]):
             return True
         self.progress(phase, phase, message)
         return True
+
+    def read_before(self, job: JobOutcome, name: str, phase: PhaseT) -> bool:
+        """Whether the run moved past this Job's step (``phase``) in an earlier pass, which read its result into
+        status, and the Job is gone since (deleted by hand): the step is done, neither repeated nor read again.
+
+        A step that reads its Job's result moves the phase on in the same pass (a later step shows its own phase,
+        or the resource ends), so a started Job missing while the phase is another one was read already."""
+        return job.state == "Missing" and self.status.started(name) is not None and self.status.phase != phase
 
     def child_pending(self, child: ChildState, request: ChildRequest, *, phase: PhaseT, message: str,
                       started: str = "") -> bool:

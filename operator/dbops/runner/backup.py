@@ -37,6 +37,7 @@ from dbops.runner.manifest import (
     DatabaseProperties,
     StoredObject,
     TableRows,
+    parse_manifest,
 )
 
 FORMATS = ("custom", "directory", "plain")
@@ -62,6 +63,9 @@ class BackupOptions:
     """Seconds without renewal after which the folder's commit lease is stale (renewed every third of it)."""
     lease_wait: float = 120.0
     """Seconds to wait for a live holder of the commit lease before failing ConcurrentRun."""
+    run_id: str = ""
+    """Who the backup is for (the operator passes the DatabaseBackup's uid), recorded in the manifest: a run with
+    the same id that finds the backup already committed reports it instead of failing AlreadyExists."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +78,8 @@ class BackupOutcome:
     """Stale incomplete uploads (or partial files) of earlier runs that were removed first."""
     took_over: lease.Holder | None = None
     """The holder of a stale commit lease this run took over (a killed run of the same backup)."""
+    adopted: bool = False
+    """The backup was committed by an earlier run for the same run id (its Job's result was lost): reported as is."""
 
     @property
     def manifest_uri(self) -> str:
@@ -149,6 +155,9 @@ def run_backup(
         store = storage.open_storage(folder, _options_of(target))
         aborted = abort_stale_uploads(store, options.abort_incomplete_after)
         if store.exists(MANIFEST_KEY):
+            earlier = committed_by_this_run(store, options.run_id)
+            if earlier is not None:
+                return BackupOutcome(manifest=earlier, location=folder, aborted_uploads=tuple(aborted), adopted=True)
             raise errors.InvalidSpecError(f"backup {folder.uri()} already exists", reason="AlreadyExists")
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
@@ -189,6 +198,20 @@ def run_backup(
                          took_over=commits.took_over)
 
 
+def committed_by_this_run(store: storage.Storage, run_id: str) -> BackupManifest | None:
+    """The committed manifest when an earlier run with the same (non-empty) run id wrote it, else None.
+
+    The operator starts a backup Job again when the first one vanished before its result was read (deleted, or
+    removed by a ttl); the dump it committed is then the backup, and dumping again would only fail."""
+    if not run_id:
+        return None
+    try:
+        manifest = parse_manifest(store.get_bytes(MANIFEST_KEY), store.location.uri(MANIFEST_KEY))
+    except errors.VerificationError:
+        return None
+    return manifest if manifest.run_id == run_id else None
+
+
 def _manifest(options: BackupOptions, settings: connection.ConnectionSettings, info: connection.ServerInfo,
               tool_version: str, objects: list[StoredObject], tables: list[tuple[str, str, bool]],
               counted: dict[str, int], properties: DatabaseProperties,
@@ -202,6 +225,7 @@ def _manifest(options: BackupOptions, settings: connection.ConnectionSettings, i
         tables=[TableRows(schema=s, name=t, rows=counted.get(f"{s}.{t}") if data else None) for s, t, data in tables],
         database_properties=properties,
         started_at=started, completed_at=datetime.datetime.now(datetime.UTC), dbops_version=dbops.__version__,
+        run_id=options.run_id,
     )
 
 

@@ -100,6 +100,8 @@ class BackupManifest(_Model):
     started_at: datetime.datetime
     completed_at: datetime.datetime
     dbops_version: str = ""
+    run_id: str = ""
+    """Who the backup was made for (the DatabaseBackup's uid when the operator ran it)."""
 
     def to_json(self) -> bytes:
         """The manifest as indented JSON (camelCase keys)."""

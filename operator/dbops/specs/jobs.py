@@ -29,6 +29,8 @@ CHECKS_KEY = "checks.json"
 """The key of the SQL checks in a migration's source ConfigMap, and the file name it is mounted as."""
 CHECKS_FILE = f"{CHECKS_PATH}/{CHECKS_KEY}"
 DEFAULT_BACKOFF_LIMIT = 1
+TTL_ANNOTATION = "dbops.io/ttl-seconds-after-finished"
+"""The user's jobTemplate.ttlSecondsAfterFinished, held back until the operator recorded the Job's result."""
 FAIL_JOB_EXIT_CODES = (1, 2, 4)
 """Runner exit codes that retrying cannot fix (verification failed, user error, internal error)."""
 
@@ -52,8 +54,13 @@ def job_name(owner: Owner, role: JobRole, *revision: str | int) -> str:
 
 
 def build_job(owner: Owner, work: RunnerWork, *, name: str, image: str, template: JobTemplate | None,
-              owned: bool = True) -> Manifest:
-    """A batch/v1 Job running one runner command under the Pod Security ``restricted`` profile."""
+              owned: bool = True, hold_ttl: bool = True) -> Manifest:
+    """A batch/v1 Job running one runner command under the Pod Security ``restricted`` profile.
+
+    With ``hold_ttl`` (every Job whose result goes into status), the user's ``ttlSecondsAfterFinished`` is kept in
+    the TTL_ANNOTATION instead of the spec: the operator sets it once the resource's status holds the result, so
+    the TTL controller can never remove a finished Job (and its result) before the operator read it, as when the
+    operator is down or slow (CloudNativePG likewise deletes its Jobs only after reading them)."""
     template = template or JobTemplate()
     labels = owner.labels(work.role)
     pod_labels = {**(template.pod_labels or {}), **labels}
@@ -113,9 +120,12 @@ def build_job(owner: Owner, work: RunnerWork, *, name: str, image: str, template
     }
     if template.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = template.active_deadline_seconds
-    if template.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = template.ttl_seconds_after_finished
     metadata: Manifest = {"name": name, "namespace": owner.namespace, "labels": labels}
+    if template.ttl_seconds_after_finished is not None:
+        if hold_ttl:
+            metadata["annotations"] = {TTL_ANNOTATION: str(template.ttl_seconds_after_finished)}
+        else:
+            job_spec["ttlSecondsAfterFinished"] = template.ttl_seconds_after_finished
     if owned:
         metadata["ownerReferences"] = [owner.owner_reference()]
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
@@ -125,7 +135,7 @@ def backup_args(owner: Owner, spec: DatabaseBackupSpec, location: str) -> list[s
     """Arguments of ``dbops backup`` for a DatabaseBackup spec."""
     args = [
         "backup", "--storage", location, "--name", owner.name, "--namespace", owner.namespace,
-        "--format", spec.format, "--compression", spec.compression.codec,
+        "--run-id", owner.uid, "--format", spec.format, "--compression", spec.compression.codec,
     ]
     if spec.compression.codec != "none":
         args += ["--compression-level", str(spec.compression.level)]
@@ -178,7 +188,9 @@ def build_delete_artifact_job(owner: Owner, spec: DatabaseBackupSpec, artifact_d
                                                  *storage_specs.cleanup_args(spec.storage)],
                       env=list(access.env), volumes=access.volumes, mounts=access.mounts)
     template = (spec.job_template or JobTemplate()).model_copy(update={"ttl_seconds_after_finished": 600})
-    return build_job(owner, work, name=job_name(owner, JobRole.DELETE), image=image, template=template, owned=False)
+    # Not held: the finalizer reads its result (retrying every few seconds) while the resource still exists.
+    return build_job(owner, work, name=job_name(owner, JobRole.DELETE), image=image, template=template, owned=False,
+                     hold_ttl=False)
 
 
 def checks_volume(source_config_map: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -45,8 +45,9 @@ _NAMESPACED_RULES: tuple[Rule, ...] = (
          "OwnerReferencesPermissionEnforcement (OpenShift) require update on the owner's finalizers subresource.",
          (GROUP,), tuple(f"{p}/finalizers" for p in _PLURALS), ("update",)),
     Rule("Every backup, restore, migration and check runs as a Job the operator creates, watches and deletes "
-         "(superseded or aborted runs).",
-         ("batch",), ("jobs",), ("get", "list", "watch", "create", "delete")),
+         "(superseded or aborted runs), and patches to hand it the user's ttlSecondsAfterFinished once its result "
+         "is recorded in status.",
+         ("batch",), ("jobs",), ("get", "list", "watch", "create", "patch", "delete")),
     Rule("A DatabaseBackupSchedule is a CronJob (created, then kept in sync by merge patch).",
          ("batch",), ("cronjobs",), ("get", "create", "patch")),
     Rule("A failed Job's pods hold the termination message and exit code the status reports.",
