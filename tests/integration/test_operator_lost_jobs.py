@@ -12,6 +12,9 @@ import pytest
 from kubernetes import client
 from tests.integration import operator_harness as harness
 
+from dbops.api.roles import JobRole
+from dbops.specs import jobs as job_specs
+from dbops.specs.owner import Owner
 from dbops_testbed.controlplane import ControlPlane
 from dbops_testbed.minio import MinioServer
 from dbops_testbed.postgres import PostgresServer
@@ -114,8 +117,13 @@ def test_a_restore_job_gone_before_its_result_was_read_never_restores_twice(
             "source": {"backupRef": {"name": "nightly"}}, "target": {"database": DATABASE},
             "clean": True, "confirmOverwrite": shop, "terminateConnections": True,
             "jobTemplate": {"ttlSecondsAfterFinished": 0}})
-        harness.wait_for_phase(kube_client, namespace, "DatabaseRestore", "undo", {"Restoring"}, timeout=120)
+        restoring = harness.wait_for_phase(kube_client, namespace, "DatabaseRestore", "undo", {"Restoring"},
+                                           timeout=120)
         operator.kill()
+        [job] = role_jobs(kube_client, namespace, "restore")
+        assert "ttlSecondsAfterFinished" not in job["spec"], "the user's ttl is the operator's to hand back"
+        assert restoring["status"]["startedJobs"] == [
+            {"name": job["metadata"]["name"], "role": "restore", "uid": job["metadata"]["uid"]}]
         job_name = lose_the_job(kube_client, namespace, "restore", how)
         body = harness.get_resource(kube_client, namespace, "DatabaseRestore", "undo")
         assert body is not None and body["status"]["phase"] == "Restoring", "the result was read before the kill"
@@ -245,3 +253,26 @@ def test_a_migration_apply_job_gone_before_its_result_was_read_never_applies_twi
         operator.stop()
         print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-80:]))
         operator.log_path.unlink(missing_ok=True)
+
+
+def test_a_foreign_job_with_the_expected_name_is_not_adopted(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
+        shop: str, minio_server: MinioServer, bucket: str) -> None:
+    # Created while no operator runs, so the Job name (a hash of the resource's uid) can be taken first.
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(shop)})
+    body = harness.create_resource(kube_client, namespace, "DatabaseBackup", "taken", {
+        "database": DATABASE, "storage": harness.s3_storage(minio_server, bucket)})
+    name = job_specs.job_name(Owner.from_body(body), JobRole.BACKUP)
+    client.BatchV1Api(kube_client).create_namespaced_job(namespace, {
+        "metadata": {"name": name, "labels": {"app": "someone-else"}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "busybox", "command": ["true"]}]}}}}, _preload_content=False)
+    with harness.running_operator(installed_crds, namespace) as operator:
+        status = harness.wait_for_phase(kube_client, namespace, "DatabaseBackup", "taken", {"Succeeded", "Failed"},
+                                        timeout=180)["status"]
+        assert status["phase"] == "Failed", status
+        condition = ready(status)
+        assert condition["reason"] == "JobNameConflict" and name in condition["message"], condition
+        assert [e for e in warnings(kube_client, namespace, "taken") if e["reason"] == "JobNameConflict"]
+        assert not [k for k in harness.s3_keys(minio_server, bucket) if "/taken/" in k]
+        assert "Traceback" not in operator.logs()

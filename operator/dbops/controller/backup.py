@@ -81,11 +81,11 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
     status = DatabaseBackupStatus.model_validate(body.get("status") or {})
     kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, JobRole.VERIFY))  # it only reads: stop it now
     delete_name = job_specs.job_name(owner, JobRole.DELETE)
-    backup_job = driver.read_job(owner.namespace, job_specs.job_name(owner, JobRole.BACKUP))
+    backup_job = driver.read_job(owner.namespace, job_specs.job_name(owner, JobRole.BACKUP), strict=False)
     expected = (expected_directory(owner, spec) if spec.deletion_policy == "Delete"
                 and backup_reconcile.job_vanished(status, backup_job) else None)
-    step = backup_reconcile.deletion_step(spec, status, driver.read_job(owner.namespace, delete_name), delete_name,
-                                          backup_job, expected_dir=expected)
+    delete_job = driver.read_job(owner.namespace, delete_name, strict=False)
+    step = backup_reconcile.deletion_step(spec, status, delete_job, delete_name, backup_job, expected_dir=expected)
     decision = step.decision
     if decision is not None and decision.jobs:
         try:

@@ -30,7 +30,7 @@ from dbops.kube import session as kube_session
 from dbops.reconcile.actions import Decision
 from dbops.reconcile.jobs import JobOutcome, job_outcome, job_state
 from dbops.redaction import redact
-from dbops.specs.owner import ROLE_LABEL, Owner
+from dbops.specs.owner import MANAGED_BY, MANAGER, ROLE_LABEL, Owner
 
 logger = logging.getLogger("dbops.controller")
 MAX_BACKOFF_SECONDS = 300.0
@@ -83,10 +83,25 @@ def involved(owner: Owner) -> dict[str, Any]:
             "uid": owner.uid}
 
 
-def read_job(namespace: str, name: str) -> JobOutcome:
+def own_job(namespace: str, name: str, *, strict: bool = True) -> dict[str, Any] | None:
+    """The Job dbops made under that name, or None. A Job of that name that dbops did not make is never read as
+    ours (its outcome would be reported as our work): strict, it fails the resource JobNameConflict; else it is
+    treated as missing (deletion goes on). The name holds a hash of the resource's uid, so another dbops
+    resource's Job cannot take it; creating it checks the owner's uid (effects.owned_by)."""
+    job = kube_jobs.get_job(namespace, name)
+    if job is None or ((job.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == MANAGER:
+        return job
+    if not strict:
+        return None
+    raise errors.PermanentError(f"Job {name} already exists and was not made by dbops (no {MANAGED_BY}={MANAGER} "
+                                "label): delete or rename that Job, then re-create this resource",
+                                reason="JobNameConflict")
+
+
+def read_job(namespace: str, name: str, *, strict: bool = True) -> JobOutcome:
     """The outcome of one Job (its pods are read once it finished, or while none of them is ready: a pod
     waiting for its PersistentVolumeClaim shows on the resource)."""
-    job = kube_jobs.get_job(namespace, name)
+    job = own_job(namespace, name, strict=strict)
     state = job_state(job)
     if state in ("Succeeded", "Failed") or (
             job is not None and state == "Running" and not (job.get("status") or {}).get("ready")):

@@ -155,7 +155,7 @@ def observe_command_jobs(owner: Owner, revision: str) -> migration_reconcile.Mig
 
 def read_command_job(namespace: str, name: str) -> JobOutcome:
     """The outcome of the framework command Job (exit code and output tail, not our JSON result)."""
-    job = kube_jobs.get_job(namespace, name)
+    job = driver.own_job(namespace, name)
     pods = kube_jobs.job_pods(namespace, name) if job_state(job) in ("Succeeded", "Failed") else []
     return command_reconcile.command_outcome(job, pods)
 
@@ -168,7 +168,7 @@ def observe_smoke_jobs(owner: Owner, spec: DatabaseMigrationSpec, revision: str,
     names = smoke_jobs.smoke_job_names(owner, spec, revision)
     outcomes = []
     for name in names:
-        job = kube_jobs.get_job(owner.namespace, name)
+        job = driver.own_job(owner.namespace, name)
         pods = kube_jobs.job_pods(owner.namespace, name) if job_state(job) == "Failed" else []
         outcomes.append(smoke_reconcile.smoke_outcome(job, pods))
     return dataclasses.replace(jobs, smoke=tuple(outcomes), smoke_names=tuple(names))
