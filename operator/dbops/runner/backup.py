@@ -37,7 +37,7 @@ from dbops.runner.manifest import (
     DatabaseProperties,
     StoredObject,
     TableRows,
-    parse_manifest,
+    committed_by_this_run,
 )
 
 FORMATS = ("custom", "directory", "plain")
@@ -196,20 +196,6 @@ def run_backup(
             commits.release()
     return BackupOutcome(manifest=manifest, location=folder, aborted_uploads=tuple(aborted),
                          took_over=commits.took_over)
-
-
-def committed_by_this_run(store: storage.Storage, run_id: str) -> BackupManifest | None:
-    """The committed manifest when an earlier run with the same (non-empty) run id wrote it, else None.
-
-    The operator starts a backup Job again when the first one vanished before its result was read (deleted, or
-    removed by a ttl); the dump it committed is then the backup, and dumping again would only fail."""
-    if not run_id:
-        return None
-    try:
-        manifest = parse_manifest(store.get_bytes(MANIFEST_KEY), store.location.uri(MANIFEST_KEY))
-    except errors.VerificationError:
-        return None
-    return manifest if manifest.run_id == run_id else None
 
 
 def _manifest(options: BackupOptions, settings: connection.ConnectionSettings, info: connection.ServerInfo,

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime
 import json
+from typing import TYPE_CHECKING
 
 import pydantic
 from pydantic import alias_generators
 
 from dbops import errors
+
+if TYPE_CHECKING:
+    from dbops.runner.storage import Storage
 
 MANIFEST_KEY = "manifest.json"
 MANIFEST_VERSION = 1
@@ -118,3 +122,17 @@ def parse_manifest(data: bytes, where: str) -> BackupManifest:
         return BackupManifest.model_validate(json.loads(data))
     except (ValueError, pydantic.ValidationError) as error:
         raise errors.VerificationError(f"{where} is not a valid dbops manifest: {str(error)[:300]}") from None
+
+
+def committed_by_this_run(store: Storage, run_id: str) -> BackupManifest | None:
+    """The committed manifest when an earlier run with the same (non-empty) run id wrote it, else None.
+
+    The operator starts a backup Job again when the first one vanished before its result was read (deleted, or
+    removed by a ttl); the dump it committed is then the backup, and dumping again would only fail."""
+    if not run_id:
+        return None
+    try:
+        manifest = parse_manifest(store.get_bytes(MANIFEST_KEY), store.location.uri(MANIFEST_KEY))
+    except errors.VerificationError:
+        return None
+    return manifest if manifest.run_id == run_id else None
