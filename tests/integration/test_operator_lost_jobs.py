@@ -73,6 +73,14 @@ def warnings(kube_client: Any, namespace: str, name: str) -> list[dict[str, Any]
             if e["type"] == "Warning" and e["involvedObject"]["name"] == name]
 
 
+def warned(kube_client: Any, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
+    """The Warning Events of that reason (emitted just after the status is written: waited for)."""
+    found: list[dict[str, Any]] = harness.eventually(
+        lambda: [e for e in warnings(kube_client, namespace, name) if e["reason"] == reason], timeout=30,
+        message=f"a {reason} Warning Event on {name}")
+    return found
+
+
 def lose_the_job(kube_client: Any, namespace: str, role: str, how: str) -> str:
     """Wait (operator down) until the role's Job finished; delete it by hand, or wait for the TTL controller
     when the ttl is the operator's to hand back. Returns the Job's name."""
@@ -152,8 +160,8 @@ def test_a_restore_job_gone_before_its_result_was_read_never_restores_twice(
             condition = ready(status)
             assert condition["reason"] == "JobLost", condition
             assert job_name in condition["message"] and "re-create" in condition["message"], condition
-            lost = [e for e in warnings(kube_client, namespace, "undo") if e["reason"] == "JobLost"]
-            assert lost and job_name in lost[0]["message"], warnings(kube_client, namespace, "undo")
+            lost = warned(kube_client, namespace, "undo", "JobLost")
+            assert job_name in lost[0]["message"], lost
         assert "Traceback" not in operator.logs()
     finally:
         operator.stop()
@@ -247,7 +255,7 @@ def test_a_migration_apply_job_gone_before_its_result_was_read_never_applies_twi
             assert status["phase"] == "Failed", status
             condition = ready(status)
             assert condition["reason"] == "JobLost" and job_name in condition["message"], condition
-            assert [e for e in warnings(kube_client, namespace, "notes") if e["reason"] == "JobLost"]
+            assert warned(kube_client, namespace, "notes", "JobLost")
         assert "Traceback" not in operator.logs()
     finally:
         operator.stop()
@@ -273,6 +281,6 @@ def test_a_foreign_job_with_the_expected_name_is_not_adopted(
         assert status["phase"] == "Failed", status
         condition = ready(status)
         assert condition["reason"] == "JobNameConflict" and name in condition["message"], condition
-        assert [e for e in warnings(kube_client, namespace, "taken") if e["reason"] == "JobNameConflict"]
+        assert name in warned(kube_client, namespace, "taken", "JobNameConflict")[0]["message"]
         assert not [k for k in harness.s3_keys(minio_server, bucket) if "/taken/" in k]
         assert "Traceback" not in operator.logs()
