@@ -129,7 +129,8 @@ def write_status(owner: Owner, body: Mapping[str, Any], decision: Decision) -> N
     if new != {k: v for k, v in old.items() if k in new} or set(new) - set(old):
         objects.patch_status(owner.kind, owner.namespace, owner.name, new,
                              resource_version=body["metadata"].get("resourceVersion"))
-        if decision.status.is_terminal:  # the results are in status now: the user's ttl may remove the Jobs
+        held = ((body.get("spec") or {}).get("jobTemplate") or {}).get("ttlSecondsAfterFinished")
+        if decision.status.is_terminal and held is not None:  # the results are in status: the ttl may run now
             effects.release_jobs(owner)
     for event in decision.events:
         events.emit(involved(owner), event.type, event.reason, event.message)
