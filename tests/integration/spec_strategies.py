@@ -41,7 +41,7 @@ POOLS: dict[str, list[Any]] = {
                   {"configMapKeyRef": {"name": "cfg", "key": "mode", "optional": True}},
                   {"fieldRef": {"fieldPath": "metadata.name"}}, {"secretKeyRef": {"name": "app"}}, {}],
     "image": ["app:1", "registry.example/app:1.4", "bad image", "app@sha256:" + "a" * 64, "-x"],
-    "version": ["1", "0001", "2", "0002", "10", "v1", "1.1"],
+    "version": ["1", "0001", "2", "0002", "10", "v1", "1.1", "1_2", "1.0", "2.0.1", "1.x"],
     "migrationName": ["init", "add_users", "create_bookings", "Add-Users", "x", "_leading", "0001"],
     "sql": ["SELECT 1", "CREATE TABLE t (id int)", "SELECT count(*) FROM users", "",
             "-- nothing to do\n", "/* only a comment */", "BEGIN; CREATE TABLE t (id int); COMMIT;"],

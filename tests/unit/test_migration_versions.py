@@ -156,3 +156,11 @@ def test_a_dotted_version_renders_as_a_file_the_loader_reads() -> None:
     assert sorted(rendered) == ["1.2_x.down.sql", "1.2_x.up.sql"]
     assert source._parse_file_name("1.2_x.up.sql") == ("1.2", "x", "up")
     assert source._parse_file_name("0006_v6.0.up.sql") == ("0006", "v6.0", "up")  # golang-migrate: dots in the name
+
+
+def test_a_gap_after_version_0_is_named_not_a_crash() -> None:
+    """Found by the admission fuzz: inline versions 0 and 1.1 (0 has no parts to bump) raised IndexError."""
+    assert versions.sequence_problem([("1.1", "1.1_b"), ("0", "0_a")], allow_gaps=False) == (
+        "gap in migration versions: 0_a is followed by 1.1_b (expected version 1; --allow-gaps / spec.allowGaps "
+        "accepts gaps)")
+    assert versions.sequence_problem([("0", "0_a"), ("1", "1_b"), ("1.1", "1.1_c")], allow_gaps=False) is None

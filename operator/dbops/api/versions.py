@@ -72,6 +72,6 @@ def sequence_problem(entries: Iterable[tuple[str, str]], *, allow_gaps: bool) ->
             return f"duplicate migration version {text(current)}: {previous_label} and {current_label}"
         if not allow_gaps and not follows(previous, current):
             return (f"gap in migration versions: {previous_label} is followed by {current_label} "
-                    f"(expected version {text((*previous[:-1], previous[-1] + 1))}; "
+                    f"(expected version {text((*previous[:-1], previous[-1] + 1) if previous else (1,))}; "
                     "--allow-gaps / spec.allowGaps accepts gaps)")
     return None
