@@ -124,14 +124,14 @@ def _backup_args(source: str, bucket: str, endpoint: str, ttl: str, *extra: str)
             "--s3-force-path-style", *extra]
 
 
-def _realistic(server: PostgresServer, source: str) -> None:
+def _realistic(server: PostgresServer, source: str, noise_rows: int = 60000) -> None:
     # Many objects of many kinds (FKs both ways through a cycle, partitions, sequences, large objects), and
     # enough rows that the upload over the slow link takes many seconds.
     datasets.create_dataset(server, source, users=4000, bookings=40000, events=30000)
     server.psql("ALTER TABLE app.users ADD COLUMN last_booking integer REFERENCES app.bookings(id);"
                 "UPDATE app.users u SET last_booking = (SELECT max(id) FROM app.bookings b WHERE b.user_id = u.id);"
                 "CREATE TABLE app.noise AS SELECT g, md5(g::text) || md5((g * 7)::text) AS h "
-                "FROM generate_series(1, 60000) g;", source)
+                f"FROM generate_series(1, {noise_rows}) g;", source)
 
 
 def _verified_and_restored(server: PostgresServer, source: str, minio: MinioServer, folder_uri: str,
@@ -273,6 +273,51 @@ def test_a_paused_holder_loses_its_lease_and_leaves_the_new_holders_lease_and_ob
     manifest = json.loads(client.get_object(Bucket=bucket, Key=f"{folder}/manifest.json")["Body"].read())
     assert sorted(f"{folder}/{o['name']}" for o in manifest["objects"]) == [k for k in keys if "/dump/" in k]
     _verified_and_restored(server, source, minio_server, f"s3://{bucket}/{folder}", tmp_path)
+
+
+def test_a_sigkilled_runner_on_directory_storage_is_taken_over_after_the_short_ttl(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
+    server, source = database
+    _realistic(server, source, noise_rows=100000)
+    root = tmp_path / "backups"
+    folder = root / "local" / source / "nightly"
+    env = runner_env(server)
+    # zstd level 19: compressing the files takes seconds, the time the lease is held while they are stored
+    args = ["backup", "--dbname", source, "--storage", str(root), "--name", "nightly", "--format", "directory",
+            "--jobs", "2", "--compression-level", "19", "--commit-lease-ttl", "3s"]
+    killed = Runner(args, {**env, "DBOPS_POD_NAME": "nightly-29412-7xk2p"}, tmp_path, "killed")
+    _until("the first run holds the lease and committed a dump file",
+           lambda: (folder / LEASE).exists() and any(p.name.endswith(".zst") for p in folder.glob("dump/*")),
+           runner=killed)
+    killed.process.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert json.loads((folder / LEASE).read_text())["pod"] == "nightly-29412-7xk2p"
+    assert not (folder / "manifest.json").exists()
+
+    retry = run_dbops([*args[:-4], *args[-2:]], {**env, "DBOPS_POD_NAME": "nightly-29412-q8d3m"}, tmp_path)
+    assert retry.code == 0, retry.output
+    assert "took over a stale commit lease" in retry.stderr and "nightly-29412-7xk2p" in retry.stderr
+    assert retry.result["tookOverStaleLease"]["pod"] == "nightly-29412-7xk2p"
+    assert not (folder / LEASE).exists()
+    assert not [p for p in folder.iterdir() if p.name.startswith(f"{LEASE}.")]  # nothing left aside
+    verify = run_dbops(["verify", "--from", str(folder)], env, tmp_path)
+    assert verify.code == 0, verify.output
+    target = f"{source}_r"
+    restore = run_dbops(["restore", "--from", str(folder), "--dbname", target, "--create"], env, tmp_path)
+    try:
+        assert restore.code == 0, restore.output
+        assert datasets.table_checksums(server, target) == datasets.table_checksums(server, source)
+    finally:
+        server.drop_database(target)
+
+
+def test_bad_lease_settings_are_refused_naming_the_flag(tmp_path: Path) -> None:
+    for flag, value in (("--commit-lease-ttl", "0s"), ("--commit-lease-ttl", "soon"), ("--commit-lease-wait", "-1m")):
+        run = run_dbops(["backup", "--dbname", "nowhere", "--storage", str(tmp_path / "b"), f"{flag}={value}"],
+                        runner_env(), tmp_path)
+        assert run.code == 2, run.output
+        assert flag in run.result["message"] and "Traceback" not in run.stderr
 
 
 def test_release_after_a_takeover_leaves_the_new_holders_lease_on_minio(

@@ -247,18 +247,19 @@ class Lease:
         print(f"lost the commit lease: {self.lost}", file=sys.stderr, flush=True)
 
     def holds(self) -> bool:
-        """Whether the lease object is still the one this run last wrote (renewing first when due)."""
+        """Whether the lease object is still the one this run last wrote and was renewed in time (renewing
+        first when due): only then may this run commit or withdraw objects."""
         with self._lock:
             if self.lost is None:
                 if time.monotonic() - self._renewed > self.ttl / 3:
                     self._renew_locked()
                 elif self.store.version(LEASE_KEY) != self.version:
                     self._lose()
-            return self.lost is None
+            return self.lost is None and time.monotonic() - self._renewed <= self.ttl * 2 / 3
 
     def check(self) -> None:
         """Raise ConcurrentRun unless this run still holds the lease with time to spare (commit only then)."""
-        if not self.holds():
+        if not self.holds() and self.lost is not None:
             raise errors.TransientError(
                 f"backup {self.store.location.uri()}: this run lost its commit lease (it was not renewed for "
                 f"{self.ttl:g} s, e.g. the runner was paused): {self.lost}; nothing more is committed",
