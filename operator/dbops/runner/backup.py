@@ -277,11 +277,18 @@ class _Commits:
     def delete(self, names: list[str]) -> None:
         """Withdraw this run's committed dump objects, only while it holds the lease: once another run
         took it over, the objects at these names may be that run's."""
-        if self.lease is None or self.lease.holds():
+        if self.lease is None:
+            self.store.delete(names)
+            return
+        try:
+            holds = self.lease.holds()
+        except errors.DbopsError:
+            holds = False  # the store does not answer: deleting would fail too
+        if holds:
             self.store.delete(names)
         else:
-            print(f"left {len(names)} dump objects in place: they may be another run's by now ({self.lease.lost})",
-                  file=sys.stderr)
+            print(f"left {len(names)} dump objects in place: they may be another run's by now "
+                  f"({self.lease.lost or 'the lease could not be renewed'})", file=sys.stderr)
 
     def check(self) -> None:
         """Fail ConcurrentRun unless this run still holds the lease (before each commit)."""

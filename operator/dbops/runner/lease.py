@@ -102,10 +102,10 @@ class Holder:
         )
 
     @classmethod
-    def this_run(cls, ttl: float, now: datetime.datetime) -> Holder:
+    def this_run(cls, ttl: float, now: datetime.datetime, run_id: str) -> Holder:
         """The holder document of this process (the pod name from ``$DBOPS_POD_NAME`` or ``$HOSTNAME``)."""
         host = socket.gethostname()
-        return cls(run_id=uuid.uuid4().hex, pod=os.environ.get("DBOPS_POD_NAME") or os.environ.get("HOSTNAME") or host,
+        return cls(run_id=run_id, pod=os.environ.get("DBOPS_POD_NAME") or os.environ.get("HOSTNAME") or host,
                    host=host, pid=os.getpid(), acquired_at=now, renewed_at=now, ttl=ttl)
 
     def to_json(self) -> bytes:
@@ -235,26 +235,31 @@ class Lease:
                 print(f"could not renew the commit lease {self.store.location.uri(LEASE_KEY)} (tried again): "
                       f"{error}", file=sys.stderr, flush=True)
                 return True
-            self._lose()
-            return False
+            if not self._lose():
+                return False
+            version = self.version  # our own write: a retried request whose first attempt landed
         self.holder, self.version, self._renewed = holder, version, sent
         return True
 
-    def _lose(self) -> None:
+    def _lose(self) -> bool:
+        """Mark the lease lost unless the object is still one this run wrote (then adopt its version)."""
         current = _read(self.store)
+        if current is not None and current[1].run_id == self.run_id:
+            self.version = current[0]
+            return True
         self.lost = (f"{self.store.location.uri(LEASE_KEY)} was taken over by "
                      f"{current[1].describe() if current else 'another run (and released)'}")
         print(f"lost the commit lease: {self.lost}", file=sys.stderr, flush=True)
+        return False
 
     def holds(self) -> bool:
         """Whether the lease object is still the one this run last wrote and was renewed in time (renewing
         first when due): only then may this run commit or withdraw objects."""
         with self._lock:
-            if self.lost is None:
-                if time.monotonic() - self._renewed > self.ttl / 3:
-                    self._renew_locked()
-                elif self.store.version(LEASE_KEY) != self.version:
-                    self._lose()
+            if self.lost is None and time.monotonic() - self._renewed > self.ttl / 3:
+                self._renew_locked()
+            if self.lost is None and self.store.version(LEASE_KEY) != self.version:
+                self._lose()  # (after a failed renewal too: taken over, or only the store hiccuped?)
             return self.lost is None and time.monotonic() - self._renewed <= self.ttl * 2 / 3
 
     def check(self) -> None:
@@ -310,9 +315,10 @@ def acquire(store: storage.Storage, ttl: float, wait: float, legacy_after: float
     seen: tuple[str, str] | None = None  # (runId, version) first seen of the current holder
     renewal_seen = False
     current: tuple[str, Holder] | None = None
+    run_id = uuid.uuid4().hex
     while True:
         now = datetime.datetime.now(datetime.UTC)
-        ours = Holder.this_run(ttl, now)
+        ours = Holder.this_run(ttl, now, run_id)
         if current is None:  # created only where none was seen, never into the instant of a local renewal
             try:
                 return Lease(store, ours, store.put_bytes(LEASE_KEY, ours.to_json(), exclusive=True), ttl)
@@ -323,6 +329,8 @@ def acquire(store: storage.Storage, ttl: float, wait: float, legacy_after: float
             if current is None:
                 continue  # released meanwhile
         version, holder = current
+        if holder.run_id == ours.run_id:  # a retried request whose first attempt created it
+            return Lease(store, ours, version, ttl)
         if seen is None or seen[0] != holder.run_id:
             seen, renewal_seen = (holder.run_id, version), False
         elif seen[1] != version:
@@ -336,6 +344,8 @@ def acquire(store: storage.Storage, ttl: float, wait: float, legacy_after: float
                 if error.reason != "AlreadyExists":
                     raise
                 current = _read(store)  # another run took it over (or its holder renewed) first
+                if current is not None and current[1].run_id == ours.run_id:  # or our retried request did
+                    return Lease(store, ours, current[0], ttl, took_over=holder)
                 continue
             print(f"took over a stale commit lease {store.location.uri(LEASE_KEY)} of {holder.describe()}: "
                   f"not renewed for {stale_bound(holder, ttl, legacy_after):g} s (its runner was killed?)",
