@@ -186,3 +186,15 @@ def test_a_conditional_delete_leaves_a_changed_file(tmp_path: Path) -> None:
     assert store.get_bytes(lease.LEASE_KEY) == b"theirs"
     store.delete_if(lease.LEASE_KEY, str(store.version(lease.LEASE_KEY)))
     assert not Path(store.location.path).exists()  # the folder left empty is removed too
+
+
+def test_a_lease_rewritten_with_the_holders_own_run_id_stays_held(tmp_path: Path) -> None:
+    # A retried PUT whose first attempt landed fails its condition against our own write: not a takeover.
+    store = _store(tmp_path)
+    held = lease.acquire(store, ttl=3600, wait=0)
+    store.put_bytes(lease.LEASE_KEY, store.get_bytes(lease.LEASE_KEY))  # a new version with our run id
+    assert held.renew()
+    held.check()
+    assert held.lost is None and held.version == store.version(lease.LEASE_KEY)
+    held.release()
+    assert not store.exists(lease.LEASE_KEY)
