@@ -3,7 +3,9 @@ database always dropped and the target never touched."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from tests.fixtures.cluster import wait_for
 from tests.integration import datasets, migrate_support
 from tests.integration.runner_cli import Run, run_dbops, runner_env, tools_path
 
-from dbops_testbed.postgres import PostgresServer
+from dbops_testbed.postgres import PostgresServer, running_postgres
 
 pytestmark = pytest.mark.timeout(600)
 BOOKINGS = 200_000
@@ -63,6 +65,11 @@ def rehearse(server: PostgresServer, dbname: str, workdir: Path, backup: Path, m
                                                   str(backup), "--no-lint", "--verify", *extra])
 
 
+def recorded_size(backup: Path) -> int:
+    """The database size the backup's manifest recorded (the copy's expected size)."""
+    return int(json.loads((backup / "manifest.json").read_text())["databaseSizeBytes"])
+
+
 def scratch_databases(server: PostgresServer) -> list[str]:
     return server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'dbops\\_rehearsal\\_%'").split()
 
@@ -88,6 +95,9 @@ def test_rehearsal_reports_real_locks_rows_and_sizes_and_leaves_nothing(
     report = run.result["rehearsal"]
     assert report["outcome"] == "Passed" and report["scratchDropped"] is True, report
     assert report["planHash"] and report["backup"] == "nightly" and report["restoreMs"] > 0
+    # No space declared: the report says so rather than implying a check passed.
+    assert report["copyBytes"] == recorded_size(backup) > 5 * 1024 * 1024
+    assert report["spaceCheck"].startswith("not checked") and "availableSpace" in report["spaceCheck"], report
     rows = by_version(report)
     assert sorted(rows) == ["0002", "0003", "0004", "0005"]
     rewrite = rows["0002"]
@@ -181,3 +191,89 @@ def test_a_killed_rehearsal_leaves_its_copy_and_the_next_one_drops_it(
     assert run.code == 0, run.output
     assert run.result["rehearsal"]["scratchDatabase"] == scratch and run.result["rehearsal"]["scratchDropped"]
     assert scratch_databases(server) == [] and target_state(server, dbname) == before
+
+
+def test_a_role_without_createdb_is_refused_by_name_before_any_copy(
+        target: tuple[PostgresServer, str, Path], tmp_path: Path) -> None:
+    server, dbname, backup = target
+    before = target_state(server, dbname)
+    role, password = "app_no_createdb", "pw-app-no-createdb"
+    server.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' NOCREATEDB; GRANT pg_read_all_data TO {role}")
+    source = migrate_support.write_migrations(tmp_path / "src", MIGRATIONS)
+
+    code, document, stderr = migrate_support.run_dbops(
+        server, dbname, "migrate", "rehearse", "--source", str(source), "--from", str(backup), "--no-lint",
+        env={"DBOPS_PG_BIN_DIR": tools_path(), "DBOPS_DATABASE_URI": server.uri(dbname, user=role, password=password)},
+        timeout=400)
+
+    assert code == 2, stderr
+    assert document["reason"] == "RehearsalInsufficientPrivileges", document
+    assert f'role "{role}"' in document["message"] and "CREATEDB" in document["message"], document
+    assert document["rehearsal"]["scratchDropped"] is True
+    assert password not in json.dumps(document) + stderr
+    assert scratch_databases(server) == [] and target_state(server, dbname) == before
+
+
+def test_the_copy_must_fit_twice_in_the_declared_space(target: tuple[PostgresServer, str, Path],
+                                                       tmp_path: Path) -> None:
+    server, dbname, backup = target
+    before = target_state(server, dbname)
+    size = recorded_size(backup)
+
+    run = rehearse(server, dbname, tmp_path, backup, MIGRATIONS, "--available-space-bytes", str(2 * size - 1))
+
+    assert run.code == 2, run.output
+    assert run.result["reason"] == "RehearsalInsufficientSpace", run.result
+    assert "not enough space" in run.result["message"] and "backup nightly" in run.result["message"]
+    report = run.result["rehearsal"]
+    assert report["copyBytes"] == size and report["spaceCheck"].startswith("failed"), report
+    assert report["restoreMs"] == 0 and report["migrations"] == []  # refused before restoring anything
+    assert scratch_databases(server) == [] and target_state(server, dbname) == before
+
+    run = rehearse(server, dbname, tmp_path / "fits", backup, MIGRATIONS, "--available-space-bytes", str(2 * size))
+
+    assert run.code == 0, run.output
+    assert run.result["rehearsal"]["spaceCheck"].startswith("passed"), run.result["rehearsal"]
+    assert scratch_databases(server) == [] and target_state(server, dbname) == before
+
+
+@pytest.fixture
+def staging(pg_server: PostgresServer) -> Iterator[PostgresServer]:
+    """A separate server on the other supported major (its own password): newer than a PG 15 target, older than
+    a PG 18 one."""
+    with running_postgres(18 if pg_server.major == 15 else 15, password="staging-only-pw") as server:
+        yield server
+
+
+def test_rehearsal_on_a_staging_server_never_creates_the_copy_on_the_target_server(
+        target: tuple[PostgresServer, str, Path], staging: PostgresServer, tmp_path: Path) -> None:
+    server, dbname, backup = target
+    before = target_state(server, dbname)
+    # The target's role cannot create databases: a copy made on the target's server would fail outright.
+    role, password = "app_target_only", "pw-app-target-only"
+    server.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' NOCREATEDB; GRANT pg_read_all_data TO {role}")
+    on_staging = ("DO $$ BEGIN IF current_setting('port')::int <> " + str(staging.port)
+                  + " THEN RAISE EXCEPTION 'rehearsed on port %', current_setting('port'); END IF; END $$;")
+    source = migrate_support.write_migrations(
+        tmp_path / "src", {**dict(list(MIGRATIONS.items())[:3]), "0004_on_staging": (on_staging, None)})
+    env = {"DBOPS_PG_BIN_DIR": tools_path(), "DBOPS_DATABASE_URI": server.uri(dbname, user=role, password=password),
+           "DBOPS_REHEARSAL_DATABASE_URI": staging.uri("postgres")}
+
+    code, document, stderr = migrate_support.run_dbops(
+        server, dbname, "migrate", "rehearse", "--source", str(source), "--from", str(backup), "--no-lint",
+        "--verify", "--server-from-env", env=env, timeout=400)
+
+    assert password not in json.dumps(document) + stderr and staging.password not in json.dumps(document) + stderr
+    report = document.get("rehearsal", {})
+    assert report.get("server") == f"{staging.host}:{staging.port}", document
+    if staging.major < server.major:
+        # A PostgreSQL 18 dump does not restore into 15: refused before anything is created, on either server.
+        assert code == 2 and document["reason"] == "RehearsalServerMismatch", document
+        assert "PostgreSQL 18" in document["message"] and "PostgreSQL 15" in document["message"]
+    else:
+        assert code == 0, (document, stderr)
+        assert report["outcome"] == "Passed" and sorted(by_version(report)) == ["0002", "0003", "0004"], report
+        assert report["warnings"] and "PostgreSQL 18" in report["warnings"][0], report
+        assert report["scratchDropped"] is True
+    assert scratch_databases(staging) == [] and scratch_databases(server) == []
+    assert target_state(server, dbname) == before

@@ -3,6 +3,7 @@ real apply (after manual approval of the rehearsed hash); a rehearsal over a lim
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from tests.integration import operator_harness as harness
 from tests.integration.test_operator_migration import patch_spec, schema_dump
 
 from dbops_testbed.minio import MinioServer
-from dbops_testbed.postgres import PostgresServer
+from dbops_testbed.postgres import PostgresServer, running_postgres
 
 pytestmark = pytest.mark.timeout(900)
 MIGRATION = "DatabaseMigration"
@@ -30,6 +31,13 @@ MIGRATIONS = [
     {"version": "0002", "name": "bookings_user_bigint", "up": "ALTER TABLE bookings ALTER COLUMN user_id TYPE bigint;"},
     {"version": "0003", "name": "users_email_lower", "up": "UPDATE users SET email = lower(email) WHERE id % 2 = 0;"},
 ]
+
+
+@pytest.fixture(scope="module", params=(15, 18), ids=lambda major: f"pg{major}")
+def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """The rehearsal end to end on both supported majors (the shared operator fixture runs PostgreSQL 18 only)."""
+    with running_postgres(request.param) as server:
+        yield server
 
 
 def spec(s3: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -121,3 +129,53 @@ def test_rehearsal_over_the_lock_limit_stops_before_the_database_is_touched(
     assert scratch_databases(postgres) == []
     assert "apply" not in {job["metadata"]["labels"]["dbops.io/role"]
                            for job in harness.list_jobs(kube_client, namespace)}
+
+
+def test_rehearsal_longer_than_the_window_stops_before_the_database_is_touched(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer, target: str,
+        minio_server: MinioServer, bucket: str) -> None:
+    before = schema_dump(postgres, target)
+    storage = harness.s3_storage(minio_server, bucket)
+    slow = [*MIGRATIONS[:1], {"version": "0002", "name": "slow_backfill", "up": "SELECT pg_sleep(17);"}]
+    # A window of 15 s opening every minute: no rehearsal.maxDuration, so the window's duration is the limit.
+    harness.create_resource(kube_client, namespace, MIGRATION, "slow", {
+        **spec(storage, backup={"enabled": True, "storage": storage}, rehearsal={"enabled": True}),
+        "source": {"inline": slow}, "window": {"schedule": "* * * * *", "duration": "15s"}})
+
+    body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "slow", {"Succeeded", "Failed"}, timeout=500)
+    status = body["status"]
+    assert status["phase"] == "Failed", status
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "RehearsalExceededWindow", failed
+    assert "longer than the 15s allowed" in failed["message"] and "not touched" in failed["message"], failed
+    report = status["rehearsal"]
+    assert report["outcome"] == "Blocked" and report["durationMs"] >= 17000, report
+    assert [row["version"] for row in report["migrations"]] == ["0001", "0002"]
+    warnings = [e for e in events_of(kube_client, namespace, "slow") if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings] == ["RehearsalBlocked"]
+    assert schema_dump(postgres, target) == before and scratch_databases(postgres) == []
+    assert postgres.psql("SELECT to_regclass('public.dbops_migrations') IS NULL", target) == "t"
+    assert "apply" not in {job["metadata"]["labels"]["dbops.io/role"]
+                           for job in harness.list_jobs(kube_client, namespace)}
+
+
+def test_rehearsal_refuses_a_copy_that_does_not_fit_the_declared_space(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer, target: str,
+        minio_server: MinioServer, bucket: str) -> None:
+    before = schema_dump(postgres, target)
+    storage = harness.s3_storage(minio_server, bucket)
+    harness.create_resource(kube_client, namespace, MIGRATION, "cramped", spec(
+        storage, backup={"enabled": True, "storage": storage},
+        rehearsal={"enabled": True, "availableSpace": "1Mi"}))
+
+    body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "cramped", {"Succeeded", "Failed"}, timeout=400)
+    status = body["status"]
+    assert status["phase"] == "Failed", status
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "RehearsalInsufficientSpace" and "not enough space" in failed["message"], failed
+    report = status["rehearsal"]
+    assert report["copyBytes"] > 1 << 20 and report["spaceCheck"].startswith("failed"), report
+    assert report["migrations"] == [] and report["scratchDropped"] is True
+    warnings = [e for e in events_of(kube_client, namespace, "cramped") if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings] == ["RehearsalFailed"], warnings
+    assert schema_dump(postgres, target) == before and scratch_databases(postgres) == []

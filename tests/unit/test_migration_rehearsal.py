@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from dbops import errors
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.migration_rehearsal import quantity_bytes
 from dbops.runner.migrations import rehearsal
+from dbops.runner.migrations import rehearsal_preflight as preflight
 from dbops.runner.migrations import rehearsal_probe as probe
 
 
@@ -69,3 +71,33 @@ def test_spec_reads_the_rehearsal_fields_and_refuses_a_bad_size() -> None:
     assert not DatabaseMigrationSpec.model_validate(base).rehearsal.enabled
     with pytest.raises(ValidationError, match=r"maxExclusiveLockTableSize|max_exclusive_lock_table_size"):
         DatabaseMigrationSpec.model_validate({**base, "rehearsal": {"maxExclusiveLockTableSize": "1GBB"}})
+
+
+def test_spec_refuses_a_negative_available_space() -> None:
+    base = {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}, "source": {"inline": [
+        {"version": "1", "name": "a", "up": "SELECT 1"}]}}
+    assert DatabaseMigrationSpec.model_validate({**base, "rehearsal": {"availableSpace": "20Gi"}}
+                                                ).rehearsal.available_space == "20Gi"
+    with pytest.raises(ValidationError, match=r"availableSpace|available_space"):
+        DatabaseMigrationSpec.model_validate({**base, "rehearsal": {"availableSpace": "-1Gi"}})
+
+
+class _Manifest:
+    name = "nightly"
+    database_size_bytes = 3 << 30
+
+
+class _Report:
+    copy_bytes = 0
+    space_check = ""
+
+
+def test_space_check_needs_twice_the_recorded_size_and_says_when_it_checked_nothing() -> None:
+    manifest, report = _Manifest(), _Report()
+    preflight.check_space(manifest, None, report)  # type: ignore[arg-type]
+    assert report.copy_bytes == 3 << 30 and report.space_check.startswith("not checked")
+    preflight.check_space(manifest, 6 << 30, report)  # type: ignore[arg-type]
+    assert report.space_check.startswith("passed") and "6.0 GiB" in report.space_check
+    with pytest.raises(errors.ConfigurationError, match=r"6\.0 GiB .*backup nightly.*5\.0 GiB") as caught:
+        preflight.check_space(manifest, 5 << 30, report)  # type: ignore[arg-type]
+    assert caught.value.reason == "RehearsalInsufficientSpace" and report.space_check.startswith("failed")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from tests.unit.test_reconcile_migration import PLAN, done, observe, run, spec
 
+from dbops import errors
 from dbops.api.common import Storage
 from dbops.api.migration import DatabaseMigrationStatus
 from dbops.cli.main import check_arguments
@@ -47,6 +48,7 @@ def test_manual_approval_comes_after_the_rehearsal_and_covers_its_hash() -> None
     params = decision.jobs[0].params
     assert params.expect_plan_hash == HASH and params.max_lock_bytes == 1 << 20 and params.max_duration_seconds is None
     assert decision.status.rehearsal.outcome == "Running" and decision.status.rehearsal.backup == "nightly"
+    assert params.available_space_bytes is None  # not declared: the runner reports the space as not checked
 
     decision = run(s, decision.status, with_rehearsal(observe(plan=PLAN), done(PASSED)))
     report = decision.status.rehearsal
@@ -139,12 +141,58 @@ def test_rehearsal_job_args_parse_as_the_runner_reads_them(checks: bool) -> None
     s = rehearsal_spec(window={"schedule": "0 * * * *", "duration": "90m"}, dryRun=True,
                        verify={"checks": [{"name": "c", "sql": "select 1", "expect": {"rows": 1}}]} if checks else {})
     owner = Owner("DatabaseMigration", "ns", "m", "uid-1", 1)
-    job_input = rehearsal_jobs.RehearsalJobInput("s3://bkt/ns/nightly", STORAGE, HASH, 5400.0, 1 << 20)
+    job_input = rehearsal_jobs.RehearsalJobInput("s3://bkt/ns/nightly", STORAGE, HASH, 5400.0, 1 << 20, 50 << 30)
     job = rehearsal_jobs.build_rehearsal_job(owner, s, job_input, source_config_map="m-source", revision="rev1",
                                              migration_files=["1_a.up.sql"], image="dbops:test", checks_file=checks)
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:2] == ["migrate", "rehearse"] and "--dry-run" not in args
     assert args[args.index("--scratch-database") + 1] == rehearsal_jobs.scratch_database(owner)
     assert args[args.index("--max-duration") + 1] == "5400000ms" and "--expect-plan-hash" in args
+    assert args[args.index("--available-space-bytes") + 1] == str(50 << 30)
     assert job["metadata"]["labels"]["dbops.io/role"] == "rehearse"
     check_arguments(args)
+
+
+def test_declared_available_space_reaches_the_rehearsal_job() -> None:
+    s = rehearsal_spec(rehearsal={"enabled": True, "availableSpace": "1.5Gi"}, approval={"mode": "Manual"})
+    decision = run(s, DatabaseMigrationStatus(source_hash="rev1", phase="Planning"), with_rehearsal(observe(plan=PLAN)))
+    assert decision.jobs[0].params.available_space_bytes == 3 << 29
+
+
+def test_a_staging_server_reaches_the_job_only_as_secret_references() -> None:
+    s = rehearsal_spec(rehearsal={"enabled": True, "server": {
+        "host": "staging.db", "port": 5433, "name": "postgres", "userSecretRef": {"name": "staging", "key": "user"},
+        "passwordSecretRef": {"name": "staging", "key": "password"}, "sslMode": "require"}})
+    owner = Owner("DatabaseMigration", "ns", "m", "uid-1", 1)
+    job = rehearsal_jobs.build_rehearsal_job(
+        owner, s, rehearsal_jobs.RehearsalJobInput("s3://bkt/ns/nightly", STORAGE, HASH), source_config_map="m-source",
+        revision="rev1", migration_files=["1_a.up.sql"], image="dbops:test", checks_file=False)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {var["name"]: var for var in container["env"]}
+    assert env["DBOPS_REHEARSAL_PGHOST"]["value"] == "staging.db" and env["DBOPS_REHEARSAL_PGPORT"]["value"] == "5433"
+    assert env["DBOPS_REHEARSAL_PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "staging", "key": "password"}
+    assert env["DBOPS_REHEARSAL_PGUSER"]["valueFrom"]["secretKeyRef"] == {"name": "staging", "key": "user"}
+    assert env["DBOPS_DATABASE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "db"  # the target's, unchanged
+    assert "--server-from-env" in container["args"] and "staging.db" not in container["args"]
+    check_arguments(container["args"])
+    plain = rehearsal_jobs.build_rehearsal_job(
+        owner, rehearsal_spec(), rehearsal_jobs.RehearsalJobInput("s3://bkt/ns/nightly", STORAGE, HASH),
+        source_config_map="m-source", revision="rev1", migration_files=["1_a.up.sql"], image="dbops:test",
+        checks_file=False)["spec"]["template"]["spec"]["containers"][0]
+    assert "--server-from-env" not in plain["args"]
+    assert not any(var["name"].startswith("DBOPS_REHEARSAL_") for var in plain["env"])
+
+
+def test_staging_server_reads_only_its_own_variables() -> None:
+    from dbops.cli import migrate_rehearse
+
+    assert migrate_rehearse.SERVER_ENV_PREFIX == rehearsal_jobs.SERVER_ENV_PREFIX
+    settings = migrate_rehearse.staging_server({
+        "DBOPS_DATABASE_URI": "postgresql://app:target-pw@prod:5432/app", "PGHOST": "prod",
+        "DBOPS_REHEARSAL_DATABASE_URI": "postgresql://stage:stage-pw@staging:6543/postgres",
+        "DBOPS_REHEARSAL_PGSSLMODE": "require"})
+    assert settings.params["host"] == "staging" and settings.params["port"] == "6543"
+    assert settings.params["user"] == "stage" and settings.password == "stage-pw"
+    assert settings.params["sslmode"] == "require"
+    with pytest.raises(errors.InvalidSpecError, match="DBOPS_REHEARSAL_DATABASE_URI"):
+        migrate_rehearse.staging_server({"DBOPS_DATABASE_URI": "postgresql://app@prod/app"})

@@ -8,7 +8,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from dbops.api import kubevalues
 from dbops.api.base import ApiModel
-from dbops.api.common import Duration, LocalObjectReference
+from dbops.api.common import DatabaseConnection, Duration, LocalObjectReference
 
 
 def _byte_quantity(text: str) -> str:
@@ -32,11 +32,15 @@ def quantity_bytes(text: str) -> int:
 
 class Rehearsal(ApiModel):
     """Rehearse the plan on a scratch copy restored from a backup before touching the database (the
-    runbook's "test on staging first"). The copy lives on the target's server as ``dbops_rehearsal_<hash>``
-    (the database role needs CREATEDB) and is dropped afterwards, also when the rehearsal fails."""
+    runbook's "test on staging first"). The copy lives on the target's server, or on ``server`` when given, as
+    ``dbops_rehearsal_<hash>`` (the role needs CREATEDB there) and is dropped afterwards, also when it fails."""
 
     enabled: bool = False
     """Rehearse before the real run."""
+    server: DatabaseConnection | None = None
+    """A staging server to restore the copy on and rehearse there instead of the target's server (its database
+    is only used to connect; credentials from Secrets only). It must run the backup's PostgreSQL major or newer
+    (RehearsalServerMismatch otherwise); a newer major is rehearsed with a warning in status.rehearsal.warnings."""
     backup_ref: LocalObjectReference | None = None
     """The DatabaseBackup to restore the copy from. Default: the pre-migration backup when backup.enabled and
     approval is Automatic; otherwise the newest Succeeded DatabaseBackup of the same database in the namespace."""
@@ -45,6 +49,11 @@ class Rehearsal(ApiModel):
     max_exclusive_lock_table_size: ByteQuantity | None = None
     """Stop (RehearsalLockedLargeTable) when a migration holds an ACCESS EXCLUSIVE lock on a table larger than
     this (its size with TOAST before the migration), e.g. 100Mi."""
+    available_space: ByteQuantity | None = None
+    """The disk the server has free for the copy, e.g. 50Gi (PostgreSQL does not report free disk to a client, so it
+    is declared here). Before restoring, the rehearsal refuses (RehearsalInsufficientSpace) when twice the database
+    size the backup recorded (the copy plus room for the migrations' table rewrites: the runbook's margin) is
+    larger. Unset: not checked, and status.rehearsal.spaceCheck says so."""
 
 
 class RehearsalLock(ApiModel):
@@ -136,3 +145,11 @@ class RehearsalReport(ApiModel):
     """The scratch database."""
     scratch_dropped: bool = False
     """Whether the scratch database was dropped (false: drop it by hand)."""
+    server: str = ""
+    """The server the copy was restored on (host:port, no credentials)."""
+    warnings: list[str] = Field(default_factory=list)
+    """What makes the figures less telling, e.g. a staging server on another PostgreSQL major."""
+    copy_bytes: int = 0
+    """The copy's expected size: the database size the backup recorded."""
+    space_check: str = ""
+    """What was checked about disk space before restoring (passed, failed, or not checked and why)."""

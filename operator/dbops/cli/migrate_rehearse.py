@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dbops import errors
@@ -15,6 +17,8 @@ if TYPE_CHECKING:  # imported when the command runs: it pulls in restore and the
     from dbops.runner.migrations import rehearsal
 
 SCRATCH_PREFIX = "dbops_rehearsal_"  # rehearsal.SCRATCH_PREFIX (a unit test keeps them equal)
+
+SERVER_ENV_PREFIX = "DBOPS_REHEARSAL_"
 
 HELP = ("restore a backup into a scratch database, apply the plan there and report locks, rows, sizes and durations "
         "(the scratch database is always dropped)")
@@ -33,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-exclusive-lock-table-bytes", type=int, default=None, metavar="BYTES",
                         help="fail (RehearsalLockedLargeTable) when a migration holds an ACCESS EXCLUSIVE lock on a "
                              "larger table")
+    parser.add_argument("--available-space-bytes", type=int, default=None, metavar="BYTES",
+                        help="the disk the server has free for the copy (PostgreSQL does not tell a client): refuse "
+                             "(RehearsalInsufficientSpace) when twice the backup's database size is larger")
+    parser.add_argument("--server-from-env", action="store_true",
+                        help=f"restore and rehearse on a staging server given by {SERVER_ENV_PREFIX}DATABASE_URI and/or "
+                             f"{SERVER_ENV_PREFIX}PGHOST, …PGPORT, …PGUSER, …PGPASSWORD, …PGSSLMODE (credentials "
+                             "only from the environment; default: the target's server)")
     parser.add_argument("--restore-jobs", type=int, default=1, metavar="N", help="parallel pg_restore jobs")
 
 
@@ -48,11 +59,27 @@ def options_from_args(args: argparse.Namespace, target: connection.ConnectionSet
             raise errors.InvalidSpecError(f"--max-duration: {error}") from None
     if args.max_exclusive_lock_table_bytes is not None and args.max_exclusive_lock_table_bytes < 0:
         raise errors.InvalidSpecError("--max-exclusive-lock-table-bytes must not be negative")
+    if args.available_space_bytes is not None and args.available_space_bytes < 0:
+        raise errors.InvalidSpecError("--available-space-bytes must not be negative")
     name = args.scratch_database or rehearsal.scratch_name(target.dbname, str(args.source or args.inline_file),
                                                             args.backup_from)
     return rehearsal.RehearsalOptions(scratch_database=name, max_duration_seconds=max_duration,
                                       max_exclusive_lock_bytes=args.max_exclusive_lock_table_bytes,
-                                      restore_jobs=max(1, args.restore_jobs))
+                                      restore_jobs=max(1, args.restore_jobs),
+                                      available_space_bytes=args.available_space_bytes,
+                                      server=staging_server() if args.server_from_env else None)
+
+
+def staging_server(environ: Mapping[str, str] | None = None) -> connection.ConnectionSettings:
+    """The staging server from the ``DBOPS_REHEARSAL_`` variables alone (never the target's)."""
+    env = os.environ if environ is None else environ
+    own = {("DBOPS_" + key[len(SERVER_ENV_PREFIX):] if key == SERVER_ENV_PREFIX + "DATABASE_URI"
+            else key[len(SERVER_ENV_PREFIX):]): value
+           for key, value in env.items() if key.startswith(SERVER_ENV_PREFIX) and value}
+    if not own:
+        raise errors.InvalidSpecError(f"--server-from-env: no {SERVER_ENV_PREFIX}DATABASE_URI or "
+                                      f"{SERVER_ENV_PREFIX}PGHOST in the environment")
+    return connection.from_environment(environ=own)
 
 
 def run(args: argparse.Namespace, config: session.RunConfig, migrations: list[source.Migration]) -> int:

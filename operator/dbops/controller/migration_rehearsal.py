@@ -35,7 +35,9 @@ def observe(owner: Owner, spec: DatabaseMigrationSpec, revision: str, pre_backup
     else:
         source = rehearsal.newest_verified(spec, objects.list_objects("DatabaseBackup", owner.namespace))
     if source.state == "Ready":
-        driver.require_secrets(owner.namespace, env_specs.secret_references(spec.database, source.storage))
+        references = env_specs.secret_references(spec.database, source.storage)
+        references += env_specs.secret_references(spec.rehearsal.server)
+        driver.require_secrets(owner.namespace, references)
     return rehearsal.RehearsalObserved(job, job_name, source, scratch)
 
 
@@ -47,7 +49,8 @@ def build_job(owner: Owner, spec: DatabaseMigrationSpec, request: JobRequest, *,
         raise ValueError(f"rehearsal Job {request.name} has no backup storage")
     job_input = rehearsal_jobs.RehearsalJobInput(
         artifact_dir=params.artifact_dir, storage=params.storage, expect_plan_hash=params.expect_plan_hash,
-        max_duration_seconds=params.max_duration_seconds, max_lock_bytes=params.max_lock_bytes)
+        max_duration_seconds=params.max_duration_seconds, max_lock_bytes=params.max_lock_bytes,
+        available_space_bytes=params.available_space_bytes)
     return rehearsal_jobs.build_rehearsal_job(owner, spec, job_input, source_config_map=config_map,
                                               migration_files=migration_files, revision=revision, image=image,
                                               checks_file=bool(spec.verify.checks))

@@ -59,6 +59,7 @@ class RehearseParams:
     expect_plan_hash: str
     max_duration_seconds: float | None = None
     max_lock_bytes: int | None = None
+    available_space_bytes: int | None = None
 
 
 JobParams = NoParams | ArtifactParams | RestoreParams | ApplyParams | RehearseParams

@@ -106,6 +106,12 @@ def max_lock_bytes(spec: DatabaseMigrationSpec) -> int | None:
     return quantity_bytes(size) if size else None
 
 
+def available_space_bytes(spec: DatabaseMigrationSpec) -> int | None:
+    """rehearsal.availableSpace in bytes, or None (not checked)."""
+    size = spec.rehearsal.available_space
+    return quantity_bytes(size) if size else None
+
+
 def rehearsed(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, observed: RehearsalObserved,
               steps: Steps[MigrationPhase]) -> bool:
     """Rehearse the current plan once; True when it passed (for this plan hash), so the run may go on."""
@@ -124,7 +130,8 @@ def rehearsed(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, obse
             steps.decision.requeue_after = WAIT_SECONDS
             return False
     params = RehearseParams(artifact_dir=source.artifact_dir, storage=source.storage, expect_plan_hash=plan_hash,
-                            max_duration_seconds=max_duration_seconds(spec), max_lock_bytes=max_lock_bytes(spec))
+                            max_duration_seconds=max_duration_seconds(spec), max_lock_bytes=max_lock_bytes(spec),
+                            available_space_bytes=available_space_bytes(spec))
     request = JobRequest(JobRole.REHEARSE, observed.job_name, params)
     message = f"rehearsing the plan on a copy restored from DatabaseBackup {source.backup_name}"
     if job.state == "Missing":

@@ -15,6 +15,7 @@ from dbops.specs import storage as storage_specs
 from dbops.specs.owner import Owner
 
 SCRATCH_PREFIX = "dbops_rehearsal_"
+SERVER_ENV_PREFIX = "DBOPS_REHEARSAL_"  # cli.migrate_rehearse.SERVER_ENV_PREFIX (a unit test keeps them equal)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class RehearsalJobInput:
     expect_plan_hash: str
     max_duration_seconds: float | None = None
     max_lock_bytes: int | None = None
+    available_space_bytes: int | None = None
 
 
 def scratch_database(owner: Owner) -> str:
@@ -45,7 +47,20 @@ def rehearse_args(spec: DatabaseMigrationSpec, params: RehearsalJobInput, *, scr
         args += ["--max-duration", f"{round(params.max_duration_seconds * 1000)}ms"]
     if params.max_lock_bytes is not None:
         args += ["--max-exclusive-lock-table-bytes", str(params.max_lock_bytes)]
+    if params.available_space_bytes is not None:
+        args += ["--available-space-bytes", str(params.available_space_bytes)]
+    if spec.rehearsal.server is not None:
+        args.append("--server-from-env")
     return args
+
+
+def server_env(spec: DatabaseMigrationSpec) -> list[env_specs.EnvVar]:
+    """The staging server's connection as ``DBOPS_REHEARSAL_DATABASE_URI`` / ``DBOPS_REHEARSAL_PG*`` (Secret
+    references only), beside the target's own variables."""
+    if spec.rehearsal.server is None:
+        return []
+    return [{**var, "name": SERVER_ENV_PREFIX + var["name"].removeprefix("DBOPS_")}
+            for var in env_specs.database_env(spec.rehearsal.server)]
 
 
 def build_rehearsal_job(owner: Owner, spec: DatabaseMigrationSpec, params: RehearsalJobInput, *, source_config_map: str,
@@ -66,7 +81,7 @@ def build_rehearsal_job(owner: Owner, spec: DatabaseMigrationSpec, params: Rehea
         role=JobRole.REHEARSE,
         args=rehearse_args(spec, params, scratch=scratch_database(owner), location_args=access.args,
                            checks_file=checks_file),
-        env=[*env_specs.database_env(spec.database), *access.env], volumes=volumes, mounts=mounts,
+        env=[*env_specs.database_env(spec.database), *server_env(spec), *access.env], volumes=volumes, mounts=mounts,
     )
     return job_specs.build_job(owner, work, name=job_specs.job_name(owner, JobRole.REHEARSE, revision), image=image,
                                template=spec.job_template)

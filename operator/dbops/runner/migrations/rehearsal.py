@@ -16,8 +16,9 @@ from typing import Any
 import psycopg
 
 from dbops import errors
-from dbops.runner import connection, dbverify, restore, restore_admin, storage
+from dbops.runner import artifact, connection, dbverify, restore, restore_admin, storage
 from dbops.runner.migrations import apply, lock, session, source
+from dbops.runner.migrations import rehearsal_preflight as preflight
 from dbops.runner.migrations import rehearsal_probe as probe
 
 SCRATCH_PREFIX = "dbops_rehearsal_"
@@ -39,6 +40,11 @@ class RehearsalOptions:
     max_exclusive_lock_bytes: int | None = None
     """No migration may hold an ACCESS EXCLUSIVE lock on a table larger than this."""
     restore_jobs: int = 1
+    server: connection.ConnectionSettings | None = None
+    """A staging server to restore the copy on (default: the target's server)."""
+    available_space_bytes: int | None = None
+    """The disk the server has free for the copy (PostgreSQL does not tell a client): refuse when twice the
+    database's size does not fit."""
 
 
 @dataclass
@@ -57,6 +63,13 @@ class RehearsalReport:
     message: str = ""
     scratch_dropped: bool = False
     sampler_errors: list[str] = field(default_factory=list)
+    server: str = ""
+    """The server the copy is restored on (credential-free)."""
+    warnings: list[str] = field(default_factory=list)
+    copy_bytes: int = 0
+    """The copy's expected size: the database size the backup recorded."""
+    space_check: str = ""
+    """What was checked about disk space before restoring, or why nothing could be."""
 
     @property
     def duration_ms(self) -> int:
@@ -75,7 +88,10 @@ class RehearsalReport:
             "durationMs": self.duration_ms, "restoreMs": self.restore_ms, "backup": self.backup,
             "scratchDatabase": self.scratch_database, "scratchDropped": self.scratch_dropped,
             "rowsTouched": sum(f.inserted + f.updated + f.deleted for f in self.migrations),
+            "copyBytes": self.copy_bytes, "spaceCheck": self.space_check, "server": self.server,
         }
+        if self.warnings:
+            result["warnings"] = self.warnings[:3]
         largest = self.largest_lock()
         if largest is not None:
             result["largestExclusiveLock"] = {"version": largest[0].version, **largest[1].as_result()}
@@ -97,7 +113,18 @@ def rehearse(store: storage.Storage, target: connection.ConnectionSettings, migr
     """
     report = report if report is not None else RehearsalReport(options.scratch_database)
     _check_scratch_name(options.scratch_database, target)
-    scratch = target.with_dbname(options.scratch_database)
+    scratch = (options.server or target).with_dbname(options.scratch_database)
+    report.server = preflight.server_name(scratch)
+    try:
+        # Refusals that need no copy come first: nothing is created, so nothing is left to drop.
+        manifest = artifact.load_manifest(store)
+        preflight.check_server(scratch, manifest, report.warnings)
+        preflight.check_privileges(scratch)
+        preflight.check_space(manifest, options.available_space_bytes, report)
+    except errors.DbopsError as error:
+        report.reason, report.message = error.reason, str(error)
+        report.scratch_dropped = _absent(scratch)  # none made now; one a killed rehearsal left may still be there
+        raise
     try:
         try:
             restore_admin.drop_database(scratch)  # left by a rehearsal that was killed
@@ -221,6 +248,14 @@ def _drop(scratch: connection.ConnectionSettings) -> bool:
     except (errors.DbopsError, psycopg.Error) as error:
         print(f"dbops: warning: could not drop scratch database {scratch.dbname}: {scratch.redact(str(error))}",
               file=sys.stderr, flush=True)
+        return False
+
+
+def _absent(scratch: connection.ConnectionSettings) -> bool:
+    """Whether the scratch database does not exist (False when that cannot be told)."""
+    try:
+        return not restore_admin.database_exists(scratch)
+    except (errors.DbopsError, psycopg.Error):
         return False
 
 
