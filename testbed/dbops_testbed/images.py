@@ -11,6 +11,7 @@ the host. Any other image cannot be pulled: the container waits with reason `Err
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -51,7 +52,28 @@ TEST_IMAGES: dict[str, ImageConfig] = {
 
 
 class ImagePullError(Exception):
-    """The image is not available on this node."""
+    """The image is not available on this node (the kubelet's waiting reason: ErrImagePull)."""
+
+    reason = "ErrImagePull"
+
+
+class InvalidImageName(ImagePullError):
+    """The reference does not parse (an upper-case repository, an empty tag): the kubelet never tries to pull."""
+
+    reason = "InvalidImageName"
+
+
+# The distribution reference grammar, simplified: lower-case path components, an optional tag, an optional digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+                        r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+
+
+def check_reference(image: str) -> None:
+    """Raise InvalidImageName (with the kubelet's message) unless `image` is a valid reference."""
+    if not _REFERENCE.match(image):
+        raise InvalidImageName(f'Failed to apply default image tag "{image}": couldn\'t parse image name '
+                               f'"{image}": invalid reference format')
 
 
 def repository(image: str) -> str:
@@ -154,6 +176,7 @@ class ImageStore:
 
     def resolve(self, image: str) -> ImageConfig:
         """The config of `image`; raises `ImagePullError` with the runtime-style message otherwise."""
+        check_reference(image)
         if is_project_image(image):
             if self._project is None:
                 self._project = project_image()

@@ -137,14 +137,21 @@ class PodWorker(threading.Thread):
                 return False
 
     def _pull_images(self) -> bool:
-        """Resolve every container's image; those that cannot be pulled wait in ErrImagePull."""
+        """Resolve every container's image; those that cannot be pulled wait in ErrImagePull, then (between two
+        attempts, as a kubelet backs off) in ImagePullBackOff; an unparseable reference in InvalidImageName."""
         pulled = True
         for container in self.init_containers + self.containers:
+            image = container.spec.get("image", "")
             try:
-                container.image = self.executor.images.resolve(container.spec.get("image", ""))
+                container.image = self.executor.images.resolve(image)
             except ImagePullError as error:
                 pulled = False
-                container.state = {"waiting": {"reason": "ErrImagePull", "message": str(error)}}
+                waiting = (container.state.get("waiting") or {}).get("reason")
+                if error.reason == "ErrImagePull" and waiting == "ErrImagePull":
+                    container.state = {"waiting": {"reason": "ImagePullBackOff",
+                                                   "message": f'Back-off pulling image "{image}"'}}
+                else:
+                    container.state = {"waiting": {"reason": error.reason, "message": str(error)}}
         return pulled
 
     def _configure(self, container: Container) -> None:

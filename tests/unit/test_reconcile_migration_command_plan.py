@@ -12,6 +12,7 @@ from dbops.reconcile.children import ChildState
 from dbops.reconcile.command_plan import PlanLog
 from dbops.reconcile.command_plan_steps import CommandPlanObserved, plan_outcome
 from dbops.reconcile.jobs import MISSING, JobOutcome
+from dbops.reconcile.pod_start import with_start_problem
 
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 REVISION = "0123456789abcdef"
@@ -173,14 +174,18 @@ def test_alembic_plan_is_parsed_and_its_revisions_pending() -> None:
 
 
 def test_a_plan_pod_that_cannot_pull_its_image_fails_naming_the_image() -> None:
-    waiting = {"status": {"containerStatuses": [{"state": {"waiting": {
-        "reason": "ImagePullBackOff", "message": 'Back-off pulling image "app:1.4-typo"'}}}]}}
+    waiting = {"metadata": {"creationTimestamp": "2026-11-30T01:55:00Z"},
+               "spec": {"containers": [{"name": "runner", "image": "app:1.4-typo"}]},
+               "status": {"phase": "Pending", "containerStatuses": [{"name": "runner", "state": {"waiting": {
+                   "reason": "ImagePullBackOff", "message": 'Back-off pulling image "app:1.4-typo"'}}}]}}
     running = {"status": {"active": 1}}
-    assert plan_outcome(running, [{"status": {"containerStatuses": [{"state": {"waiting": {
-        "reason": "ContainerCreating"}}}]}}]).state == "Running"
-    decision = run(spec(), DatabaseMigrationStatus(source_hash=REVISION, phase="Planning"),
-                   observe(plan_outcome(running, [waiting])))
+    creating = {"status": {"containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]}}
+    assert with_start_problem(plan_outcome(running), "m-plan-1", [creating], now=NOW).state == "Running"
+    outcome = with_start_problem(plan_outcome(running), "m-plan-1", [waiting], now=NOW, grace=120)
+    decision = run(spec(), DatabaseMigrationStatus(source_hash=REVISION, phase="Planning"), observe(outcome))
     ready = decision.status.condition("Ready")
     assert decision.status.phase == "Failed" and ready is not None and ready.reason == "PlanFailed"
     assert 'cannot start: ImagePullBackOff: Back-off pulling image "app:1.4-typo"' in ready.message
+    assert "(image app:1.4-typo)" in ready.message
     assert decision.jobs == [] and [e.type for e in decision.events] == ["Warning"]
+    assert decision.delete == [{"apiVersion": "batch/v1", "kind": "Job", "name": "m-plan-1"}]

@@ -84,3 +84,14 @@ def test_the_smoke_job_is_the_users_image_with_a_deadline_and_no_retry() -> None
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert job["metadata"]["labels"]["dbops.io/role"] == "smoke"
+
+
+def test_a_smoke_test_whose_pod_cannot_start_fails_the_run_without_waiting_for_the_others() -> None:
+    """Its Job is deleted (no pod left pending); waiting for the other tests would only start it again."""
+    s = spec(preChecks={"enabled": False}, verify={"jobs": [TEST, {**TEST, "name": "orm"}]})
+    status = DatabaseMigrationStatus(source_hash="rev1", phase="Verifying")
+    stuck = JobOutcome("Failed", {}, "ImagePullFailed", "Job m-smoke-0 container smoke (image app:typo) cannot "
+                       "start: ImagePullBackOff: Back-off pulling image \"app:typo\"")
+    decision = run(s, status, with_smoke(observe(plan=PLAN, apply=APPLIED), stuck, JobOutcome("Running")))
+    assert decision.status.phase == "Failed" and "(image app:typo) cannot start" in decision.status.message
+    assert decision.delete == [{"apiVersion": "batch/v1", "kind": "Job", "name": "m-smoke-0"}]

@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--stall-seconds", type=float, default=600.0,
                         help="a retried error (API server unreachable, missing Secret) shows on the resource after "
                              "this long; a missing reference then fails it")
+    parser.add_argument("--start-grace-seconds", type=float, default=180.0,
+                        help="a Job's pod that cannot pull its image or read its env (a missing Secret key) this "
+                             "long fails the resource (ImagePullFailed, ContainerConfigError)")
     parser.add_argument("--workers", type=int, default=16, help="handler threads")
     parser.add_argument("--job-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a plain env var for every runner container (repeatable; never credentials)")
@@ -52,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     config.CONFIG.health_port = args.health_port
     config.CONFIG.recheck_seconds = args.recheck_seconds
     config.CONFIG.stall_seconds = args.stall_seconds
+    config.CONFIG.start_grace_seconds = args.start_grace_seconds
     config.CONFIG.max_workers = args.workers
     config.CONFIG.job_env = dict(item.split("=", 1) for item in args.job_env)
     config.CONFIG.trigger_cluster_role = args.trigger_cluster_role

@@ -25,6 +25,8 @@ class OperatorConfig:
     """How often unfinished resources are re-read even without events."""
     stall_seconds: float = 600.0
     """How long a retried error may last before it shows on the resource (a missing reference then fails it)."""
+    start_grace_seconds: float = 180.0
+    """How long a Job's pod may wait on its image or configuration before the resource fails (see pod_start)."""
     max_workers: int = 16
     """Threads running the (blocking) handlers."""
     job_env: dict[str, str] = field(default_factory=dict)

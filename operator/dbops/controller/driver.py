@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import kopf
@@ -29,6 +30,7 @@ from dbops.kube import jobs as kube_jobs
 from dbops.kube import session as kube_session
 from dbops.reconcile.actions import Decision
 from dbops.reconcile.jobs import JobOutcome, job_outcome, job_state
+from dbops.reconcile.pod_start import with_start_problem
 from dbops.redaction import redact
 from dbops.specs.owner import MANAGED_BY, MANAGER, ROLE_LABEL, Owner
 
@@ -39,6 +41,8 @@ CONFLICT_ATTEMPTS = 3
 Key = tuple[str, str, str]
 SpecT = TypeVar("SpecT", bound=ApiModel)
 StatusT = TypeVar("StatusT", bound=ResourceStatus[Any])
+Derive = Callable[[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]], JobOutcome]
+"""A Job's outcome from the Job and its pods (job_outcome for the runner; command_outcome for a user image)."""
 
 
 @dataclass(frozen=True)
@@ -98,15 +102,20 @@ def own_job(namespace: str, name: str, *, strict: bool = True) -> dict[str, Any]
                                 reason="JobNameConflict")
 
 
-def read_job(namespace: str, name: str, *, strict: bool = True) -> JobOutcome:
-    """The outcome of one Job (its pods are read once it finished, or while none of them is ready: a pod
-    waiting for its PersistentVolumeClaim shows on the resource)."""
+def read_job(namespace: str, name: str, derive: Derive = job_outcome, *, strict: bool = True) -> JobOutcome:
+    """The outcome of one Job by ``derive`` (the runner's result, or a user image's exit code); its pods are read
+    once it finished, or while none of them is ready: a pod waiting for its PersistentVolumeClaim, its image or
+    its configuration shows on the resource, and fails it when it cannot start (see pod_start)."""
+    from dbops.controller.config import CONFIG
+
     job = own_job(namespace, name, strict=strict)
     state = job_state(job)
     if state in ("Succeeded", "Failed") or (
             job is not None and state == "Running" and not (job.get("status") or {}).get("ready")):
-        return job_outcome(job, kube_jobs.job_pods(namespace, name))
-    return job_outcome(job)
+        pods = kube_jobs.job_pods(namespace, name)
+        return with_start_problem(derive(job, pods), name, pods, now=datetime.now(UTC),
+                                  grace=CONFIG.start_grace_seconds)
+    return derive(job, [])
 
 
 def require_secrets(namespace: str, selectors: Iterable[SecretKeySelector]) -> None:

@@ -17,7 +17,6 @@ from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
 from dbops.controller import driver, effects, metrics, migration_command_plan, migration_rehearsal, plan_report
 from dbops.controller.config import CONFIG
-from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
 from dbops.reconcile import command as command_reconcile
 from dbops.reconcile import migration as migration_reconcile
@@ -26,7 +25,7 @@ from dbops.reconcile import smoke as smoke_reconcile
 from dbops.reconcile import window as window_reconcile
 from dbops.reconcile.actions import ApplyParams, Decision, JobRequest
 from dbops.reconcile.children import child_state
-from dbops.reconcile.jobs import JobOutcome, job_state
+from dbops.reconcile.jobs import JobOutcome
 from dbops.specs import command_jobs, naming, smoke_jobs
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
@@ -155,9 +154,7 @@ def observe_command_jobs(owner: Owner, revision: str) -> migration_reconcile.Mig
 
 def read_command_job(namespace: str, name: str) -> JobOutcome:
     """The outcome of the framework command Job (exit code and output tail, not our JSON result)."""
-    job = driver.own_job(namespace, name)
-    pods = kube_jobs.job_pods(namespace, name) if job_state(job) in ("Succeeded", "Failed") else []
-    return command_reconcile.command_outcome(job, pods)
+    return driver.read_job(namespace, name, command_reconcile.command_outcome)
 
 
 def observe_smoke_jobs(owner: Owner, spec: DatabaseMigrationSpec, revision: str,
@@ -168,9 +165,7 @@ def observe_smoke_jobs(owner: Owner, spec: DatabaseMigrationSpec, revision: str,
     names = smoke_jobs.smoke_job_names(owner, spec, revision)
     outcomes = []
     for name in names:
-        job = driver.own_job(owner.namespace, name)
-        pods = kube_jobs.job_pods(owner.namespace, name) if job_state(job) == "Failed" else []
-        outcomes.append(smoke_reconcile.smoke_outcome(job, pods))
+        outcomes.append(driver.read_job(owner.namespace, name, smoke_reconcile.smoke_outcome))
     return dataclasses.replace(jobs, smoke=tuple(outcomes), smoke_names=tuple(names))
 
 

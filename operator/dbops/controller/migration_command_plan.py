@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from dbops.api.migration import DatabaseMigrationSpec, DatabaseMigrationStatus
-from dbops.kube import jobs as kube_jobs
+from dbops.controller import driver
 from dbops.kube import pod_logs
 from dbops.reconcile import command_plan
 from dbops.reconcile.actions import JobRequest
 from dbops.reconcile.command_plan_steps import CommandPlanObserved, plan_command, plan_outcome
-from dbops.reconcile.jobs import JobOutcome, job_state
+from dbops.reconcile.jobs import JobOutcome
 from dbops.redaction import redact
 from dbops.specs import command_plan as plan_specs
 from dbops.specs import jobs as job_specs
@@ -35,12 +35,8 @@ def observe(owner: Owner, spec: DatabaseMigrationSpec, status: DatabaseMigration
 
 
 def _read(owner: Owner, name: str, revision: str) -> tuple[JobOutcome, command_plan.PlanLog | None]:
-    job = kube_jobs.get_job(owner.namespace, name)
-    state = job_state(job)
-    if state in ("Failed", "Running"):  # a running plan's pod may never start (a bad image): see plan_outcome
-        return plan_outcome(job, kube_jobs.job_pods(owner.namespace, name)), None
-    outcome = plan_outcome(job)
-    if state != "Succeeded":
+    outcome = driver.read_job(owner.namespace, name, plan_outcome)  # a pod that cannot start fails it (pod_start)
+    if outcome.state != "Succeeded":
         return outcome, None
     raw = pod_logs.read_job_pod_log(owner.namespace, name, container=job_specs.CONTAINER_NAME,
                                     limit_bytes=command_plan.MAX_OUTPUT_BYTES + 1)

@@ -52,26 +52,10 @@ def plan_command(spec: DatabaseMigrationSpec) -> list[str] | None:
     return list(source.plan_command) or default_plan_command(source.command)
 
 
-# A pod waiting for these will not start without a change to the spec (the image is the spec's).
-CANNOT_START = ("InvalidImageName", "ImagePullBackOff", "ErrImageNeverPull", "CreateContainerConfigError")
-
-
-def cannot_start(pods: Sequence[Mapping[str, Any]]) -> str | None:
-    """Why a pending pod's container cannot start (``ImagePullBackOff: …``), or None."""
-    for pod in pods:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            waiting = (status.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in CANNOT_START:
-                return redact(f"{waiting['reason']}: {waiting.get('message') or 'the container cannot start'}")[:512]
-    return None
-
-
 def plan_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> JobOutcome:
-    """A plan Job's outcome: Succeeded on exit 0, else PlanFailed with its exit code and output tail (or, while it
-    runs, the reason its pod cannot start: a bad image)."""
+    """A plan Job's outcome: Succeeded on exit 0, else PlanFailed with its exit code and output tail (a pod that
+    cannot start is pod_start's business)."""
     state = job_state(job)
-    if state == "Running" and (stuck := cannot_start(pods)):
-        return JobOutcome("Failed", {}, "PlanFailed", f"cannot start: {stuck}")
     if job is None or state in ("Missing", "Running"):
         return JobOutcome(state)
     if state == "Succeeded":

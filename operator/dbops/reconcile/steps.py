@@ -10,9 +10,10 @@ from dbops.api.status import JobStatus, PhaseT
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import VOLUME_NOT_READY, JobOutcome
+from dbops.reconcile.pod_start import CONTAINER_CONFIG_ERROR, IMAGE_PULL_FAILED, POD_UNSCHEDULABLE, START_FAILURES
 
 WAIT_SECONDS = 10.0
-"""How soon to look again at a child, whose progress sends the parent no event."""
+"""How soon to look again at a child, or a Job's pod that waits, whose progress sends the parent no event."""
 JOB_LOST = "JobLost"
 RETRY_HINTS = {
     JobRole.RESTORE: "it may have restored the target already and is not run twice: check the target database, "
@@ -22,6 +23,10 @@ RETRY_HINTS = {
     JobRole.COMMAND: "the framework command may have run already and is not run twice: check the database's "
                      "migration history, then delete and re-create the DatabaseMigration to run it again",
 }
+
+WAITS = {VOLUME_NOT_READY: "waits for its volume", IMAGE_PULL_FAILED: "cannot pull its image yet",
+         CONTAINER_CONFIG_ERROR: "cannot be configured yet", POD_UNSCHEDULABLE: "cannot be scheduled yet"}
+"""A running Job's reasons to show on the resource while its pod waits (and what the wait is)."""
 
 
 class Steps(Generic[PhaseT]):
@@ -63,16 +68,19 @@ class Steps(Generic[PhaseT]):
             self.decision.event("Normal", "JobRestarted", f"{request.role} Job {request.name} is gone before its "
                                 "result was read; starting it again (its work is safe to repeat)")
         if not self.decision.job_pending(job, request):
+            if job.state == "Failed" and job.reason in START_FAILURES:
+                # its pod never started: delete the Job, so no pod stays pending (and retrying) for nothing
+                self.decision.delete.append({"apiVersion": "batch/v1", "kind": "Job", "name": request.name})
             return False
         self.status.record_started(request.name, str(request.role))
         if job.state == "Missing":
             self.decision.event("Normal", started or f"{phase}Started", f"created {request.role} Job {request.name}")
         self.status.job_name = request.name
-        if job.reason == VOLUME_NOT_READY:  # shown on the resource, not only on the pod; looked at again soon
+        if job.reason in WAITS:  # shown on the resource, not only on the pod; looked at again soon
             ready = self.status.condition("Ready")
-            if ready is None or ready.reason != VOLUME_NOT_READY:
-                self.decision.event("Warning", VOLUME_NOT_READY, f"{request.role} Job {request.name}: {job.message}")
-            self.progress(phase, VOLUME_NOT_READY, f"{message}; the Job's pod waits for its volume: {job.message}")
+            if ready is None or ready.reason != job.reason:
+                self.decision.event("Warning", job.reason, f"{request.role} Job {request.name}: {job.message}")
+            self.progress(phase, job.reason, f"{message}; the Job's pod {WAITS[job.reason]}: {job.message}")
             self.decision.requeue_after = WAIT_SECONDS
             return True
         self.progress(phase, phase, message)
