@@ -110,6 +110,28 @@ def metric_total(port: int, name: str, labels: str) -> float:
     return total
 
 
+def api_requests(plane: ControlPlane) -> collections.Counter[str]:
+    """The API server's request counts so far (``apiserver_request_total``) by verb and resource: a figure the
+    machine's load does not move (the operator's requests, and the few of the bench and the controller manager)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in plane.kubectl("get", "--raw", "/metrics").splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.rindex("}")].split(",") if "=" in part)
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        resource = labels.get("resource", "") + ("/" + labels["subresource"] if labels.get("subresource") else "")
+        counts[f"{labels.get('verb', '')} {resource}"] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def print_requests(label: str, before: collections.Counter[str], after: collections.Counter[str], per: int) -> None:
+    """The API requests made between two ``api_requests`` readings, per resource."""
+    diff = {key: after[key] - before[key] for key in after if after[key] > before[key]}
+    total = sum(diff.values())
+    print(f"{label}: {total} API requests, {total / per:.2f} per resource: " + ", ".join(
+        f"{key} {count} ({count / per:.2f})" for key, count in sorted(diff.items(), key=lambda kv: -kv[1])[:10]))
+
+
 def backup_jobs(namespace: str) -> list[dict[str, Any]]:
     """The operator's Jobs in the namespace."""
     return objects.list_objects("Job", namespace, label_selector="app.kubernetes.io/managed-by=dbops")
@@ -257,12 +279,14 @@ def main() -> None:
             curve: list[tuple[int, float, int, int]] = []
             done = 0
             for number, step in enumerate(steps, start=2):
+                requests_before = api_requests(plane)
                 started = time.monotonic()
                 with concurrent.futures.ThreadPoolExecutor(16) as pool:
                     list(pool.map(create, range(done, step)))
                 created = time.monotonic() - started
                 wait(lambda: len(backup_jobs(namespace)) >= step, 600 + step * 0.5, interval=2.0)
                 all_jobs = time.monotonic() - started
+                print_requests(f"step {step} until all Jobs", requests_before, api_requests(plane), step - done)
                 time.sleep(15)
                 busy = rss_bytes(operator.pid)
                 # Then until the operator is quiet (its event backlog handled): a loaded machine leaves hundreds
@@ -296,10 +320,12 @@ def main() -> None:
                 return
             operator.send_signal(signal.SIGKILL)
             operator.wait(30)
+            requests_before = api_requests(plane)
             restarted = time.monotonic()
             operator = start_operator(plane, namespace, port, log, args.workers, args.recheck_seconds)
             relisted = wait(lambda: metric_total(port, "dbops_resources", 'kind="DatabaseBackup"') >= args.count,
                             600, interval=1.0)
+            print_requests("P8 until all re-listed", requests_before, api_requests(plane), args.count)
             time.sleep(5)
             spurious = metric_total(port, "dbops_jobs_created_total", "")
             after = len(backup_jobs(namespace))

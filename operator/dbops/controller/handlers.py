@@ -89,10 +89,18 @@ def backup_deleted(body: kopf.Body, retry: int = 0, **_: Any) -> None:
 
 # Jobs -------------------------------------------------------------------------------------------
 
-@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER}, registry=REGISTRY)
+def _job_finished(body: kopf.Body, type: str | None, **_: Any) -> bool:
+    """Whether a Job event is worth a reconcile: the Job finished (and still exists).
+
+    A filter, evaluated on the event loop: the events of running Jobs (all of them at once when the operator
+    restarts and Kopf re-lists every Job) never queue for the handler threads the reconciles need."""
+    return type != "DELETED" and job_state(body) in ("Succeeded", "Failed")
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER}, when=_job_finished, registry=REGISTRY)
 def job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
-    """A Job we made changed: when it finished, reconcile the resource that owns it."""
-    if type == "DELETED" or job_state(body) not in ("Succeeded", "Failed"):
+    """A Job we made finished: reconcile the resource that owns it."""
+    if not _job_finished(body, type):
         return
     kind = (body.get("metadata", {}).get("labels") or {}).get(KIND_LABEL)
     owners = [ref for ref in body.get("metadata", {}).get("ownerReferences") or [] if ref.get("kind") == kind]
@@ -109,8 +117,13 @@ def job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
 
 # Child resources: a finished child backup or restore moves its parent on ------------------------
 
+def _child_done(body: kopf.Body, type: str | None, **_: Any) -> bool:
+    """Whether a child's event is worth its parent's reconcile (a filter on the event loop, as for Jobs)."""
+    return type != "DELETED" and (body.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+
 def _child_finished(body: kopf.Body, type: str | None, **_: Any) -> None:
-    if type == "DELETED" or (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+    if not _child_done(body, type):
         return
     parent = effects.parent_of(body)
     if parent is None or parent[0] not in RECONCILERS:
@@ -123,5 +136,5 @@ def _child_finished(body: kopf.Body, type: str | None, **_: Any) -> None:
 
 
 for _kind in (BACKUP, RESTORE):
-    kopf.on.event(GROUP, VERSION, _kind.plural, labels={PARENT_KIND_LABEL: kopf.PRESENT}, registry=REGISTRY,
-                  id="child-finished")(_child_finished)
+    kopf.on.event(GROUP, VERSION, _kind.plural, labels={PARENT_KIND_LABEL: kopf.PRESENT}, when=_child_done,
+                  registry=REGISTRY, id="child-finished")(_child_finished)

@@ -19,6 +19,7 @@ WATCHED_KINDS = 5
 """DatabaseBackup, DatabaseBackupSchedule, DatabaseMigration, DatabaseRestore and Job."""
 REQUEST_CONNECTIONS = 32
 KEEPALIVE_SECONDS = 5.0
+IDLE_SECONDS = 0.1
 
 
 @kopf.on.startup(registry=REGISTRY)
@@ -34,9 +35,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # At most this many objects per kind in flight at once (the rest wait as raw events): Kopf otherwise starts a
     # worker per object, each holding its object's body while it waits for a handler thread, and a burst of 1,000
     # new resources leaves the allocator at that high-water mark (bench/README.md, P7). A worker frees its slot
-    # 1 s after its object's last event instead of 5 s.
-    settings.queueing.worker_limit = max(8, 2 * CONFIG.max_workers)
-    settings.queueing.idle_timeout = 1.0
+    # 0.1 s after its object's last event instead of 5 s: an idle worker only holds a slot (and its last body),
+    # and with 1 s the slots, not the handler threads, set the pace of a restart's re-list (5,000 resources
+    # took 429 s, bench/README.md, P8); a later event of the object simply starts a new worker.
+    settings.queueing.worker_limit = max(16, 4 * CONFIG.max_workers)
+    settings.queueing.idle_timeout = IDLE_SECONDS
     settings.networking.request_timeout = 60.0
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
