@@ -52,7 +52,11 @@ def _register(kind: Kind) -> None:
         """A resource appeared, changed or was found at startup."""
         reconcile(kind.kind, namespace or "", name, retry)
 
-    kopf.on.resume(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
+    def resumed(body: kopf.Body, namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
+        """A resource found at start-up: Kopf has just listed it, so its first attempt reads nothing again."""
+        driver.run(RECONCILERS[kind.kind], namespace or "", name, retry, listed=body if retry == 0 else None)
+
+    kopf.on.resume(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(resumed)
     kopf.on.create(GROUP, VERSION, kind.plural, registry=REGISTRY, id="reconcile")(changed)
     kopf.on.update(GROUP, VERSION, kind.plural, field="spec", registry=REGISTRY, id="reconcile")(changed)
 
