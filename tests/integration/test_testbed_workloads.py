@@ -81,6 +81,26 @@ def test_other_images_wait_in_err_image_pull(kube_client: Any, namespace: str,
     assert 'Failed to pull image "docker.io/library/nginx:1.27"' in waiting["message"]
     assert "repository \"dbops\"" in waiting["message"]
     assert pod["status"]["phase"] == "Pending"
+    # between two attempts the kubelet backs off, as a real one does
+    backoff = wait_for(lambda: (p := read_pod(kube_client, namespace, "nginx")) and
+                       (p["status"].get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {})
+                       .get("reason") == "ImagePullBackOff" and p, timeout=60, message="ImagePullBackOff")
+    assert backoff["status"]["containerStatuses"][0]["state"]["waiting"]["message"] == \
+        'Back-off pulling image "docker.io/library/nginx:1.27"'
+
+
+def test_an_unparseable_image_waits_in_invalid_image_name(kube_client: Any, namespace: str,
+                                                          node_executor: ProcessNodeExecutor | None) -> None:
+    if node_executor is None:
+        pytest.skip("a real cluster's kubelet says so itself")
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_pod(namespace, pod_manifest("upper", ["true"], containers=[
+        {"name": "web", "image": "Registry.example/DBOPS:1"}]))
+    pod = wait_for(lambda: (p := read_pod(kube_client, namespace, "upper")) and
+                   (p["status"].get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {})
+                   .get("reason") == "InvalidImageName" and p, timeout=60, message="InvalidImageName")
+    waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert 'couldn\'t parse image name "Registry.example/DBOPS:1": invalid reference format' in waiting["message"]
 
 
 def test_project_image_runs_its_entrypoint_as_its_user(kube_client: Any, namespace: str,
