@@ -183,3 +183,27 @@ def test_many_size_changes_fit_the_result_without_cutting_the_verification(
     assert "dbops: sizes " in stderr  # every entry in the Job's log
     logged = json.loads(stderr.split("dbops: sizes ", 1)[1].splitlines()[0])
     assert len(logged["tables"]) + len(logged["indexes"]) == shown + sizes["omitted"] - logged["omitted"]
+
+
+def test_migrate_apply_command_leaves_row_counts_opt_in_as_the_operator_does(
+        database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+    """`migrate apply --command` verifies what a DatabaseMigration verifies by default (no rowCounts): a Django
+    release with a data migration succeeds; asking for rowCounts at tolerance 0 fails it (issue 11, defect 2)."""
+    server, db = database
+    prepared(server, db, tmp_path)
+    command = ["--command", "--", sys.executable, str(MANAGE), "migrate", "cleanup", "--noinput"]
+    cleanup = {"MENTORHUB_EXTRA_APPS": "cleanup"}
+    code, doc, stderr = run_dbops(server, db, "migrate", "apply", "--verify-builtin",
+                                  "foreignKeys,orphans,invalidIndexes,rowCounts", *command, env=cleanup)
+    assert code == 1 and doc["reason"] == "VerificationFailed", (doc, stderr)
+    assert "public.bookings 500→450" in row_count_result(doc)["detail"]
+    assert server.psql("SELECT count(*) FROM bookings", db) == "450"  # committed before verifying
+
+    django(server, db, tmp_path, "migrate", "cleanup", "zero", extra_apps="cleanup")
+    server.psql("INSERT INTO bookings (id, user_id, starts_at) SELECT g * 10, 1, date '2025-06-01'"
+                " FROM generate_series(100, 149) g", db)  # 50 rows the data migration deletes again
+    code, doc, stderr = run_dbops(server, db, "migrate", "apply", *command, env=cleanup)
+    assert code == 0, (doc, stderr)
+    assert server.psql("SELECT count(*) FROM bookings", db) == "450"
+    assert {v["name"] for v in doc["verification"]} == {"foreignKeys", "invalidIndexes"}  # orphans: in foreignKeys
+    assert doc["frameworkHistory"]["added"] == ["cleanup.0001_prune_bookings"]

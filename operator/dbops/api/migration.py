@@ -8,6 +8,7 @@ from pydantic import Field, StringConstraints, field_validator
 
 from dbops.api import migration_source, versions
 from dbops.api.base import ApiModel, Rule
+from dbops.api.builtin_checks import DEFAULT_BUILTIN_CHECKS, BuiltinCheck
 from dbops.api.common import (
     DatabaseConnection,
     Duration,
@@ -37,10 +38,6 @@ from dbops.api.migration_verify import (
 )
 from dbops.api.status import JobStatus
 
-BuiltinCheck = Literal["foreignKeys", "orphans", "invalidIndexes", "rowCounts"]
-BUILTIN_CHECKS: tuple[BuiltinCheck, ...] = ("foreignKeys", "orphans", "invalidIndexes", "rowCounts")
-# rowCounts is opt-in: a correct data migration changes row counts on purpose (see verify.rowCounts).
-DEFAULT_BUILTIN_CHECKS: tuple[BuiltinCheck, ...] = ("foreignKeys", "orphans", "invalidIndexes")
 MigrationPhase = Literal[
     "Pending", "Waiting", "AwaitingApproval", "Planning", "Rehearsing", "Checking", "BackingUp", "Migrating", "Verifying",
     "RollingBack", "Succeeded", "Failed", "RolledBack",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dbops import errors
+from dbops.api.builtin_checks import DEFAULT_BUILTIN_CHECKS
 from dbops.cli import migrate_output, migrate_snapshot
 from dbops.runner import dbverify, query_plans, relation_sizes, result, row_counts
 from dbops.runner.migrations import connect, frameworks
@@ -30,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, standalone: bool = False) 
                                  "for SQL files unless --verify or --verify-builtin asks for more)")
         parser.add_argument("--verify-builtin", dest="verify_builtin", default=None,
                             help="comma-separated builtins (default: " + ",".join(SQL_MODE_BUILTINS)
-                            + " for SQL files, all of " + ",".join(dbverify.BUILTINS)
-                            + " in command mode; 'none' for none)")
+                            + " for SQL files, " + ",".join(DEFAULT_BUILTIN_CHECKS)
+                            + " in command mode (as a DatabaseMigration); --verify: all of "
+                            + ",".join(dbverify.BUILTINS) + "; 'none' for none)")
         parser.add_argument("--orphan-scan-max-mb", type=float, default=DEFAULT_ORPHAN_SCAN_MAX_MB,
                             help="count orphan rows only on referencing tables up to this size in MiB "
                                  "(default %(default)g; 0 = every table, which can be slow)")
@@ -88,8 +90,12 @@ def config(args: argparse.Namespace) -> dbverify.VerifyConfig:
     builtins = args.verify_builtin
     command_mode = getattr(args, "command_mode", False)
     if builtins is None:
-        explicit = getattr(args, "verify", None) is True or command_mode
-        builtins = ",".join(dbverify.BUILTINS if explicit else SQL_MODE_BUILTINS)
+        # command mode verifies what a DatabaseMigration does by default: rowCounts is opt-in there too, as a
+        # framework release's data migration changes counts on purpose (and is committed before verifying)
+        default = DEFAULT_BUILTIN_CHECKS if command_mode else SQL_MODE_BUILTINS
+        builtins = ",".join(dbverify.BUILTINS if getattr(args, "verify", None) is True else default)
+        if getattr(args, "row_count_tables", "") and "rowCounts" not in builtins:
+            builtins += ",rowCounts"  # naming the tables to compare asks for the comparison
     max_mb = getattr(args, "orphan_scan_max_mb", 0.0)
     framework = getattr(args, "framework", "auto")
     return dbverify.VerifyConfig(
