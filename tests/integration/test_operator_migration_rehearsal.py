@@ -179,3 +179,40 @@ def test_rehearsal_refuses_a_copy_that_does_not_fit_the_declared_space(
     warnings = [e for e in events_of(kube_client, namespace, "cramped") if e["type"] == "Warning"]
     assert [e["reason"] for e in warnings] == ["RehearsalFailed"], warnings
     assert schema_dump(postgres, target) == before and scratch_databases(postgres) == []
+
+
+def test_rehearsal_on_a_staging_server_leaves_the_target_server_without_a_copy(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer, target: str,
+        minio_server: MinioServer, bucket: str) -> None:
+    before = schema_dump(postgres, target)
+    storage = harness.s3_storage(minio_server, bucket)
+    with running_postgres(18, password="staging-only-pw") as staging:
+        harness.create_secret(kube_client, namespace, "staging", {"uri": staging.uri("postgres")})
+        # Fails unless it runs on the staging server: proof the copy was not made on the target's.
+        on_staging = ("DO $$ BEGIN IF current_setting('port')::int <> " + str(staging.port)
+                      + " THEN RAISE EXCEPTION 'rehearsed on port %', current_setting('port'); END IF; END $$;")
+        migrations = [*MIGRATIONS, {"version": "0004", "name": "on_staging", "up": on_staging}]
+        harness.create_resource(kube_client, namespace, "DatabaseBackup", "nightly",
+                                {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}, "storage": storage})
+        harness.wait_for_phase(kube_client, namespace, "DatabaseBackup", "nightly", {"Succeeded"}, timeout=300)
+        harness.create_resource(kube_client, namespace, MIGRATION, "staged", {
+            **spec(storage, approval={"mode": "Manual"},
+                   rehearsal={"enabled": True, "server": {"uriSecretRef": {"name": "staging", "key": "uri"}}}),
+            "source": {"inline": migrations}})
+
+        body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "staged", {"AwaitingApproval", "Failed"},
+                                      timeout=400)
+        status = body["status"]
+        assert status["phase"] == "AwaitingApproval", status
+        report = status["rehearsal"]
+        assert report["outcome"] == "Passed" and report["server"] == f"{staging.host}:{staging.port}", report
+        assert sorted(row["version"] for row in report["migrations"]) == ["0001", "0002", "0003", "0004"]
+        assert bool(report.get("warnings")) == (postgres.major != 18), report
+        assert scratch_databases(staging) == [] and scratch_databases(postgres) == []
+        assert schema_dump(postgres, target) == before
+        job = next(job for job in harness.list_jobs(kube_client, namespace)
+                   if job["metadata"]["labels"]["dbops.io/role"] == "rehearse")
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        assert "--server-from-env" in container["args"] and "staging-only-pw" not in str(job)
+        assert {"name": "DBOPS_REHEARSAL_DATABASE_URI",
+                "valueFrom": {"secretKeyRef": {"name": "staging", "key": "uri"}}} in container["env"]
