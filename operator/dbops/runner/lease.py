@@ -264,7 +264,10 @@ class Lease:
 
     def check(self) -> None:
         """Raise ConcurrentRun unless this run still holds the lease with time to spare (commit only then)."""
-        if not self.holds() and self.lost is not None:
+        held = self.holds()
+        if held and time.monotonic() - self._renewed > self.ttl * 2 / 3:
+            held = self.holds()  # paused between the two looks: taken over meanwhile, or only slow?
+        if not held and self.lost is not None:
             raise errors.TransientError(
                 f"backup {self.store.location.uri()}: this run lost its commit lease (it was not renewed for "
                 f"{self.ttl:g} s, e.g. the runner was paused): {self.lost}; nothing more is committed",
