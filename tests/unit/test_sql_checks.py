@@ -79,3 +79,13 @@ def test_a_list_is_required() -> None:
 def test_equals_compares_by_the_value_type(value: Any, expected: str, passed: bool) -> None:
     check = SqlCheck.model_validate({"name": "c", "sql": "SELECT 1", "expect": {"equals": expected}})
     assert dbverify.evaluate_expectation(check, [(value,)]).passed is passed
+
+
+def test_the_model_refuses_a_number_for_equals_as_the_api_server_does() -> None:
+    # The CRD's `equals` is text: a model that turned 0 into "0" admitted what the API server refuses
+    # (admission fuzz, seed 459616322). Files keep their YAML scalars through the loader instead.
+    with pytest.raises(ValidationError):
+        SqlCheck.model_validate({"name": "c", "sql": "SELECT 0", "expect": {"equals": 0}}, strict=True)
+    loaded = dbverify.load_checks([{"name": "c", "sql": "SELECT 0", "expect": {"equals": 0}},
+                                   {"name": "d", "sql": "SELECT false", "expect": {"equals": False}}])
+    assert [check.expect.equals for check in loaded] == ["0", "false"]

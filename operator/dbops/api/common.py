@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from dbops.api import kubevalues
 from dbops.api.base import ApiModel, Rule
@@ -265,16 +265,6 @@ class CheckExpectation(ApiModel):
     """Maximum of the single value returned."""
     equals: Annotated[str, StringConstraints(max_length=1024)] | None = None
     """The single value returned, as text."""
-
-    @field_validator("equals", mode="before")
-    @classmethod
-    def _scalar_as_text(cls, value: Any) -> Any:
-        # A checks file may say `equals: 2` or `equals: true` (YAML scalars); the CRD only admits text.
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, int | float):
-            return str(value)
-        return value
 
     @model_validator(mode="after")
     def _one_expectation(self) -> CheckExpectation:

@@ -103,7 +103,7 @@ def load_checks(document: Any, where: str = "checks") -> tuple[SqlCheck, ...]:
     if document is None:
         return ()
     try:
-        return tuple(TypeAdapter(list[SqlCheck]).validate_python(document))
+        return tuple(TypeAdapter(list[SqlCheck]).validate_python(_equals_as_text(document)))
     except ValidationError as error:
         problems = "; ".join(f"{_location(where, e['loc'], document)}: {e['msg']}" for e in error.errors()[:5])
         raise errors.InvalidSpecError(f"{where}: {problems}") from None
@@ -118,6 +118,26 @@ def _location(where: str, loc: tuple[int | str, ...], document: Any) -> str:
     name = item.get("name") if isinstance(item, dict) else None
     label = f"check {name!r}" if isinstance(name, str) else f"check {int(position) + 1}"
     return f"{label}.{rest}" if rest else label
+
+
+def _equals_as_text(document: Any) -> Any:
+    """A checks file may say `equals: 2` or `equals: true` (YAML scalars): give them as the CRD's text."""
+    # Done here, not in the model: the model must refuse a number exactly as the API server does (admission fuzz).
+    if not isinstance(document, list):
+        return document
+    converted = []
+    for item in document:
+        expect = item.get("expect") if isinstance(item, dict) else None
+        if not isinstance(expect, dict):
+            converted.append(item)
+            continue
+        value = expect.get("equals")
+        if isinstance(value, bool):
+            item = {**item, "expect": {**expect, "equals": "true" if value else "false"}}
+        elif isinstance(value, int | float):
+            item = {**item, "expect": {**expect, "equals": str(value)}}
+        converted.append(item)
+    return converted
 
 
 def load_document(path: Path, what: str) -> Any:
