@@ -9,7 +9,7 @@ import pytest
 
 # A worktree set up before hypothesis joined the test dependencies skips this module until `bash scripts/setup`.
 pytest.importorskip("hypothesis", reason="run `bash scripts/setup` to install the test dependencies")
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -82,6 +82,7 @@ _DURATIONS = st.one_of(
 
 @settings(max_examples=200, deadline=None)
 @given(_DURATIONS)
+@example("1000ms1000000ms1000000ms1000000ms")  # 33 characters: the model refused it, the runner took it
 def test_model_and_runner_agree_on_every_timeout(value: str) -> None:
     """Differential: a lock/statement timeout the model admits builds args the runner accepts, and vice versa."""
     try:

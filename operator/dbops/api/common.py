@@ -10,6 +10,7 @@ from dbops.api import kubevalues
 from dbops.api.base import ApiModel, Rule
 
 # Re-exported: the duration helpers live without pydantic in dbops.api.durations.
+from dbops.api.durations import DURATION_MAX_LENGTH as DURATION_MAX_LENGTH
 from dbops.api.durations import DURATION_PATTERN as DURATION_PATTERN
 from dbops.api.durations import POSTGRES_MAX_MS as POSTGRES_MAX_MS
 from dbops.api.durations import duration_milliseconds as duration_milliseconds
@@ -22,7 +23,7 @@ ResourceName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, min_lengt
 # A Secret/ConfigMap key: letters, digits, '-', '_' and '.', not "." nor starting with ".." (as the API server has it).
 SecretKey = Annotated[str, StringConstraints(pattern=r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$",
                                              min_length=1, max_length=253)]
-Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=DURATION_MAX_LENGTH)]
 SqlIdentifier = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 

@@ -10,12 +10,16 @@ DURATION_PATTERN = r"^(0|([0-9]+(ms|s|m|h|d|w))+)$"
 """The one duration grammar of the API and of every runner flag: ``0``, ``500ms``, ``90s``, ``1h30m``, ``2w``."""
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+DURATION_MAX_LENGTH = 32
+"""The longest duration text the CRDs admit; the runner refuses longer ones too (one grammar for both)."""
 POSTGRES_MAX_MS = 2_147_483_647
 """The largest ``lock_timeout``/``statement_timeout`` PostgreSQL accepts (INT_MAX milliseconds, ~24.8 days)."""
 
 
 def duration_milliseconds(value: str) -> int:
     """Milliseconds in a duration of the API's grammar; ValueError naming the grammar otherwise."""
+    if len(value) > DURATION_MAX_LENGTH:
+        raise ValueError(f"invalid duration {value[:40]!r}: at most {DURATION_MAX_LENGTH} characters")
     parts = _DURATION_PART.findall(value)
     if value != "0" and (not parts or "".join(n + u for n, u in parts) != value):
         raise ValueError(f"invalid duration {value!r}: use numbers with ms, s, m, h, d or w, e.g. 5s, 30d or 1h30m")
