@@ -22,7 +22,7 @@ from typing import Any
 
 from dbops import errors
 from dbops.api.durations import parse_duration, postgres_duration
-from dbops.cli import migrate_output, migrate_rehearse, migrate_snapshot, migrate_verify
+from dbops.cli import migrate_messages, migrate_output, migrate_rehearse, migrate_snapshot, migrate_verify
 from dbops.runner import prechecks, result
 from dbops.runner.migrations import adopt, apply, command, connect, history, lint, plan, session, source
 
@@ -264,7 +264,7 @@ def _run_apply(args: argparse.Namespace) -> int:
                 command.run_command(connection, args.framework_command, config, outcome=outcome,
                                     timeout_seconds=args.command_timeout, framework=args.framework,
                                     row_count_tables=migrate_verify.table_names(args.row_count_tables))
-            message = "migration command succeeded" + _history_note(outcome.framework_history)
+            message = "migration command succeeded" + migrate_messages.history_note(outcome.framework_history)
         else:
             if args.framework_command:
                 raise errors.InvalidSpecError(
@@ -273,7 +273,7 @@ def _run_apply(args: argparse.Namespace) -> int:
             migrations = _load_migrations(args)
             with connect.session(args) as connection, connect.translated_errors("migrating"):
                 session.run(connection, migrations, config, outcome)
-            message = _apply_message(outcome)
+            message = migrate_messages.apply_message(outcome)
             if outcome.imported and config.apply.dry_run:
                 message += f"; {config.import_history}'s history read as if imported ({len(outcome.imported)} versions)"
             elif outcome.imported:
@@ -302,8 +302,8 @@ def _run_down(args: argparse.Namespace) -> int:
                 connect.translated_errors("migrating down"):
             session.run(connection, migrations, config, outcome)
         applied = outcome.report.applied if outcome.report else []
-        message = (f"rolled back {len(applied)} migrations; {_version(outcome.previous_version)} → "
-                   f"{_version(outcome.current_version)}")
+        message = (f"rolled back {len(applied)} migrations; {migrate_messages.version(outcome.previous_version)} → "
+                   f"{migrate_messages.version(outcome.current_version)}")
         if config.apply.dry_run:
             message = f"dry run: would roll back {len(applied)} migrations"
     except Exception as error:
@@ -322,7 +322,7 @@ def _run_status(args: argparse.Namespace) -> int:
             fields = session.status(connection, migrations, table)
     except Exception as error:
         return _fail(args, name, error)
-    message = f"at {_version(fields['currentVersion'])}, {len(fields['pending'])} pending"
+    message = f"at {migrate_messages.version(fields['currentVersion'])}, {len(fields['pending'])} pending"
     if fields["drift"]:
         drift = errors.MigrationError(f"{message}; drift: {fields['drift']}", reason="MigrationDrift")
         return _fail(args, name, drift, **fields)
@@ -340,7 +340,7 @@ def _run_import(args: argparse.Namespace) -> int:
     except Exception as error:
         return _fail(args, name, error)
     current = imported.versions[-1] if imported.versions else None
-    message = f"imported {len(imported.versions)} versions from {args.tool}; at {_version(current)}"
+    message = f"imported {len(imported.versions)} versions from {args.tool}; at {migrate_messages.version(current)}"
     if imported.repeatables:
         changed = [label for label, state in imported.repeatables.items() if state == "changed"]
         message += (f"; {len(imported.repeatables)} repeatables, "
@@ -363,40 +363,6 @@ def _run_repair(args: argparse.Namespace) -> int:
     message = f"version {repaired['version']}: recorded the new checksum ({repaired['reason']})"
     document = result.success(name, message, repaired=repaired)
     return migrate_output.publish(document, args, f"dbops {name}: {message}")
-
-
-def _history_note(change: dict[str, Any] | None) -> str:
-    if not change:
-        return ""
-    if "added" in change:
-        return f" ({change['framework']}: {len(change['added'])} applied, {len(change['removed'])} unapplied)"
-    return f" ({change['framework']}: revision {change['before']} → {change['after']})"
-
-
-def _version(version: str | None) -> str:
-    """``version 0003``, or ``no version`` for an empty history (never "version None")."""
-    return f"version {version}" if version else "no version"
-
-
-def _apply_message(outcome: session.RunOutcome) -> str:
-    """``applied 3 migrations; version 0001 → 0004``, or for a dry run what would happen and what ran."""
-    report = outcome.report
-    applied = report.applied if report else []
-    if report is None or not report.dry_run:
-        verb = "rolled back" if outcome.plan is not None and outcome.plan.direction == "down" else "applied"
-        return (f"{verb} {len(applied)} migrations; {_version(outcome.previous_version)} → "
-                f"{_version(outcome.current_version)}")
-    pending = outcome.plan.pending if outcome.plan else []
-    target = pending[-1] if pending else outcome.previous_version
-    if outcome.plan is not None and outcome.plan.direction == "down":
-        target = outcome.plan.target_version
-    message = (f"dry run: would apply {len(pending)} migrations ({_version(outcome.previous_version)} → "
-               f"{_version(target)}); {len(applied)} ran in a rolled-back transaction")
-    if report.skipped:
-        message += f", {len(report.skipped)} no-transaction not run ({', '.join(report.skipped)})"
-    if report.sequences_not_restored:
-        message += f"; sequences advanced by others meanwhile, left as they are: {', '.join(report.sequences_not_restored)}"
-    return message
 
 
 def _fail(args: argparse.Namespace, name: str, error: BaseException, **fields: Any) -> int:

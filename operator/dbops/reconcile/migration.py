@@ -24,7 +24,7 @@ from dbops.api.migration import (
 from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_plan import MigrationPlan
 from dbops.api.roles import JobRole
-from dbops.reconcile import plan_report, results, smoke
+from dbops.reconcile import migration_children, plan_report, results, smoke
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.command_plan import summary as command_plan_summary
@@ -77,22 +77,6 @@ class MigrationObserved:
     """The framework's plan and confirm Jobs and their logs (command mode)."""
     plan_report: PlanReportObserved | None = None
     """The complete plan report, once the plan Job finished (SQL sources)."""
-
-
-def pre_backup_spec(spec: DatabaseMigrationSpec) -> dict[str, Any]:
-    """The DatabaseBackup spec of the pre-migration backup."""
-    assert spec.backup.storage is not None
-    return {"database": spec.database.to_wire(), "storage": spec.backup.storage.to_wire(), "deletionPolicy": "Retain",
-            "verify": {"decode": True}}
-
-
-def rollback_restore_spec(spec: DatabaseMigrationSpec, backup_name: str, database_name: str) -> dict[str, Any]:
-    """The DatabaseRestore spec that puts the pre-migration backup back."""
-    return {
-        "source": {"backupRef": {"name": backup_name}},
-        "target": {"database": spec.database.to_wire()},
-        "recreate": True, "confirmOverwrite": database_name, "terminateConnections": True,
-    }
 
 
 def reconcile_migration(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, observed: MigrationObserved,
@@ -277,7 +261,7 @@ class _Run:
             return True
         child = self.observed.backup
         self.status.backup_name = child.name
-        request = ChildRequest("DatabaseBackup", child.name, pre_backup_spec(self.spec), owned=False)
+        request = ChildRequest("DatabaseBackup", child.name, migration_children.pre_backup_spec(self.spec), owned=False)
         if self.steps.child_pending(child, request, phase="BackingUp",
                                     message=f"taking pre-migration backup {child.name}", started="BackupStarted"):
             return False
@@ -392,7 +376,7 @@ class _Run:
     def rolled_back(self, failure: str = "") -> None:
         child = self.observed.restore
         self.status.restore_name = child.name
-        spec = rollback_restore_spec(self.spec, self.observed.backup.name, self.observed.database_name)
+        spec = migration_children.rollback_restore_spec(self.spec, self.observed.backup.name, self.observed.database_name)
         message = (f"migration failed ({failure}); restoring pre-migration backup {self.observed.backup.name}"
                    if failure else self.status.message)
         if self.steps.child_pending(child, ChildRequest("DatabaseRestore", child.name, spec), phase="RollingBack",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from psycopg import pq
 
 from dbops import errors
 from dbops.api import versions
-from dbops.runner.migrations import batch, failures, history, leftovers, plan, sequences, source
+from dbops.runner.migrations import batch, failures, history, leftovers, plan, rebuild, sequences, source
 from dbops.runner.migrations import statements as sqlstatements
 
 Connection = psycopg.Connection[Any]
@@ -281,7 +280,7 @@ def _run_without_transaction(connection: Connection, step: plan.Step, table: his
     try:
         for statement in step.script.statements:
             retried += _with_lock_retries(
-                step, options, functools.partial(_execute_rebuilding, connection, statement, rebuilt)
+                step, options, functools.partial(rebuild.execute_rebuilding, connection, statement, rebuilt)
             )
         broken, not_valid = leftovers.problems_after(connection, step.script.statements, invalid_before)
         if broken or not_valid:
@@ -335,41 +334,6 @@ def _with_lock_retries(step: plan.Step, options: ApplyOptions, attempt: Callable
                 time.sleep(min(options.retry_backoff_seconds * 2 ** (tries - 1), MAX_BACKOFF_SECONDS))
                 continue
             raise failures.describe(step, failure, tries + 1, options.lock_timeout) from None
-
-
-def _execute_rebuilding(connection: Connection, statement: sqlstatements.Statement, rebuilt: list[str]) -> None:
-    """Run one statement in autocommit; an INVALID index it names (a failed earlier build) is dropped first."""
-    try:
-        ref = leftovers.index_created_by(statement)
-        invalid = leftovers.invalid_named_index(connection, ref) if ref is not None else None
-        if invalid is not None:
-            print(f"dbops: dropping INVALID index {invalid[1]} left by an earlier attempt, to rebuild it",
-                  file=sys.stderr, flush=True)
-            connection.execute(leftovers.drop_statement(invalid[1], concurrently=True))
-            rebuilt.append(invalid[1])
-        added = leftovers.constraint_added_not_valid_by(statement)
-        if added is not None and (dropped := leftovers.drop_not_valid_constraint(connection, added)) is not None:
-            print(f"dbops: dropped constraint {dropped}, left NOT VALID by an earlier attempt, to add it again",
-                  file=sys.stderr, flush=True)
-        unnamed_on = leftovers.unnamed_index_table(statement)
-        before = leftovers.table_indexes(connection, unnamed_on) if unnamed_on is not None else set()
-        connection.execute(statement.text.encode(), prepare=False)
-    except psycopg.Error as error:
-        raise failures.StatementFailed(statement, error) from error
-    if unnamed_on is not None:
-        _drop_earlier_builds(connection, unnamed_on, before, rebuilt)
-
-
-def _drop_earlier_builds(connection: Connection, table: str, before: set[int], rebuilt: list[str]) -> None:
-    """After an unnamed CREATE INDEX built its index: drop the INVALID twins an earlier attempt left. The
-    statement succeeded, so a failed drop is not retried (that would build the index again): the check after
-    the migration names what is left."""
-    with contextlib.suppress(psycopg.Error):
-        for name in leftovers.invalid_twins(connection, table, before):
-            print(f"dbops: dropping INVALID index {name}, an earlier attempt's build of the index just built",
-                  file=sys.stderr, flush=True)
-            connection.execute(leftovers.drop_statement(name, concurrently=True))
-            rebuilt.append(name)
 
 
 def _set_timeouts(connection: Connection, options: ApplyOptions, *, local: bool) -> None:
