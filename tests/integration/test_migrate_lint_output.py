@@ -4,7 +4,6 @@ result on stdout and in --output; the capped result says where), SARIF and GitHu
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -19,10 +18,11 @@ WIDE = {f"{n:04d}_table_{n}": (f"CREATE TABLE t{n} (id int, label varchar(20), a
         for n in range(1, 31)}
 
 
-def cli(server: PostgresServer, db: str, tmp_path: Path, *args: str) -> tuple[int, str, dict[str, object]]:
+def cli(server: PostgresServer, db: str, tmp_path: Path, *args: str,
+        cwd: Path | None = None) -> tuple[int, str, dict[str, object]]:
     result_path = tmp_path / "result.json"
     completed = subprocess.run([*DBOPS, *args], env=dbops_env(server, db, result_path), capture_output=True,
-                               text=True, timeout=300, check=False)
+                               text=True, timeout=300, check=False, cwd=cwd)
     capped = json.loads(result_path.read_text())
     assert len(json.dumps(capped, separators=(",", ":")).encode()) <= 4096
     return completed.returncode, completed.stdout, capped
@@ -63,7 +63,9 @@ def test_sarif_and_github_formats(database: tuple[PostgresServer, str], tmp_path
     server, db = database
     src = write_migrations(tmp_path / "m", {"0001_users": ("CREATE TABLE users (id bigint PRIMARY KEY);", None),
                                             "0002_index": ("CREATE INDEX CONCURRENTLY u ON users (id);", None)})
-    code, stdout, capped = cli(server, db, tmp_path, "migrate", "plan", "--source", str(src), "--format", "sarif")
+    # Run where a CI job runs, at the checkout's root: paths come out relative to it, as code scanning needs.
+    code, stdout, capped = cli(server, db, tmp_path, "migrate", "plan", "--source", str(src), "--format", "sarif",
+                               cwd=tmp_path)
     assert code == 2 and capped["reason"] == "LintFailed"
     log = json.loads(stdout)
     assert log["version"] == "2.1.0"
@@ -71,12 +73,13 @@ def test_sarif_and_github_formats(database: tuple[PostgresServer, str], tmp_path
     ours = [r for r in results if r["ruleId"] == "dbops-needs-no-transaction"]
     assert len(ours) == 1 and ours[0]["level"] == "error"
     location = ours[0]["locations"][0]["physicalLocation"]
-    assert location["artifactLocation"]["uri"] == os.path.join(str(src), "0002_index.up.sql")
+    assert location["artifactLocation"]["uri"] == "m/0002_index.up.sql"
     assert location["region"]["startLine"] == 1
     assert log["runs"][0]["invocations"][0]["executionSuccessful"] is False
-    code, stdout, _ = cli(server, db, tmp_path, "migrate", "plan", "--source", str(src), "--format", "github")
+    code, stdout, _ = cli(server, db, tmp_path, "migrate", "plan", "--source", str(src), "--format", "github",
+                          cwd=tmp_path)
     assert code == 2
     lines = stdout.splitlines()
-    assert any(line.startswith(f"::error file={src}/0002_index.up.sql,line=1,title=dbops-needs-no-transaction::")
+    assert any(line.startswith("::error file=m/0002_index.up.sql,line=1,title=dbops-needs-no-transaction::")
                for line in lines), lines
     assert lines[-1].startswith("::error title=LintFailed::")
