@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testbed"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bytecode import compile_dbops
 from cpu_meter import Usage, measure
 
 from dbops_testbed.postgres import PostgresServer, client_bin_dir, running_postgres
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--major", type=int, default=18)
     args = parser.parse_args()
+    compile_dbops()
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="dbops-bench-") as directory, running_postgres(args.major) as server:
         source, concatenated = write_inputs(Path(directory), args.count)

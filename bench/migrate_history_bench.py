@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testbed"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bytecode import compile_dbops
 from cpu_meter import Usage, measure
 from migration_history import history, no_transaction
 
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1, help="multiplies the seeded rows (1: 10^4-10^5 per table)")
     parser.add_argument("--per-file", action="store_true", help="also time a `psql -1 -f FILE` per file loop")
     args = parser.parse_args()
+    compile_dbops()
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="dbops-history-") as directory, running_postgres(args.major) as server:
         source, driver, files = write_inputs(Path(directory), args.scale)
