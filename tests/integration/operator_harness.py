@@ -164,6 +164,31 @@ def list_jobs(kube_client: Any, namespace: str) -> list[dict[str, Any]]:
     return items
 
 
+def job_finished(job: dict[str, Any]) -> bool:
+    """Whether a Job completed or failed."""
+    return any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def role_jobs(kube_client: Any, namespace: str, role: str) -> list[dict[str, Any]]:
+    """The Jobs of one dbops role (backup, restore, apply, delete, ...)."""
+    return [j for j in list_jobs(kube_client, namespace) if j["metadata"]["labels"].get("dbops.io/role") == role]
+
+
+def delete_job(kube_client: Any, namespace: str, name: str) -> None:
+    """Delete a Job and (in the background) its pods, as `kubectl delete job` does."""
+    client.BatchV1Api(kube_client).delete_namespaced_job(name, namespace, propagation_policy="Background",
+                                                         _preload_content=False)
+
+
+def wait_for_finished_job(kube_client: Any, namespace: str, role: str, message: str,
+                          timeout: float = 240) -> list[dict[str, Any]]:
+    """Wait until a Job of ``role`` finished (e.g. while the operator is down); the finished Jobs."""
+    found: list[dict[str, Any]] = eventually(
+        lambda: [j for j in role_jobs(kube_client, namespace, role) if job_finished(j)], timeout=timeout,
+        message=message)
+    return found
+
 def list_pods(kube_client: Any, namespace: str) -> list[dict[str, Any]]:
     """All pods in a namespace."""
     answer = read_json(client.CoreV1Api(kube_client).list_namespaced_pod(namespace, _preload_content=False))

@@ -8,7 +8,9 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from tests.integration.migrate_support import run_dbops, start_dbops, write_migrations
@@ -32,25 +34,53 @@ def history(server: PostgresServer, db: str) -> list[str]:
     return server.psql("SELECT version || ':' || success FROM dbops_migrations ORDER BY version", db).splitlines()
 
 
-def wait_for(condition: object, timeout: float = 60.0) -> None:
+def wait_for(condition: object, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def writer_blocking_the_build(server: PostgresServer, db: str, tmp_path: Path,
+                              index: tuple[str, None]) -> Iterator[tuple[Path, psycopg.Connection[Any]]]:
+    """0001 (users) applied and 0002 (a concurrent index build) written; for the block, an open transaction that
+    wrote to users, which a concurrent index build waits for after committing its INVALID entry. Yields the
+    migrations folder and the writer's connection; the writer commits when the block ends (if it has not)."""
+    src = write_migrations(tmp_path / "m", {"0001_users": USERS})
+    assert run_dbops(server, db, "migrate", "apply", "--source", str(src))[0] == 0
+    write_migrations(src, {"0002_email_index": index})
+    with psycopg.connect(server.uri(db), sslmode="disable") as blocker:
+        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
+        yield src, blocker
+        blocker.commit()
+
+
+def kill_the_runner_mid_build(server: PostgresServer, db: str, tmp_path: Path, src: Path,
+                              building: Callable[[], bool]) -> None:
+    """Start ``migrate apply``, SIGKILL it once ``building`` is true, and wait until the server noticed the
+    vanished client (client_connection_check_interval) and aborted the build."""
+    runner = start_dbops(server, db, tmp_path / "killed.json", "migrate", "apply", "--source", str(src),
+                         "--lock-timeout", "60s")
+    try:
+        wait_for(building)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    wait_for(lambda: server.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbops'"
+                                 " AND datname = current_database()", db) == "0")
+
+
 def test_concurrent_index_hitting_lock_timeout_is_not_recorded_and_rebuilt_on_retry(
     database: tuple[PostgresServer, str], tmp_path: Path
 ) -> None:
     server, db = database
-    src = write_migrations(tmp_path / "m", {"0001_users": USERS})
-    assert run_dbops(server, db, "migrate", "apply", "--source", str(src))[0] == 0
-    write_migrations(src, {"0002_email_index": INDEX})
     # An open transaction that wrote to users: CREATE INDEX CONCURRENTLY commits the (invalid) index entry,
     # then waits for this writer, hits lock_timeout and leaves the INVALID index behind; the IF NOT EXISTS
     # retry used to skip it and record 0002 as applied.
-    with psycopg.connect(server.uri(db), sslmode="disable") as blocker:
-        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
+    with writer_blocking_the_build(server, db, tmp_path, INDEX) as (src, _):
         code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--lock-timeout", "200ms",
                                  "--lock-retries", "1", "--lock-retry-backoff", "0.1")
         assert code == 3, doc
@@ -59,7 +89,6 @@ def test_concurrent_index_hitting_lock_timeout_is_not_recorded_and_rebuilt_on_re
         assert "users_email" in doc["message"]  # named: dropped, or left INVALID for the next run to rebuild
         assert history(server, db) == ["0001:true", "0002:false"]
         assert index_state(server, db, "users_email") in ("missing", "INVALID")
-        blocker.commit()
     code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src), "--lock-timeout", "5s")
     assert code == 0, doc
     assert index_state(server, db, "users_email") == "valid"
@@ -93,24 +122,9 @@ def test_runner_killed_during_a_concurrent_index_build_is_rebuilt_by_the_rerun(
     database: tuple[PostgresServer, str], tmp_path: Path
 ) -> None:
     server, db = database
-    src = write_migrations(tmp_path / "m", {"0001_users": USERS})
-    assert run_dbops(server, db, "migrate", "apply", "--source", str(src))[0] == 0
-    write_migrations(src, {"0002_email_index": INDEX})
-    with psycopg.connect(server.uri(db), sslmode="disable") as blocker:
-        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
-        runner = start_dbops(server, db, tmp_path / "killed.json", "migrate", "apply", "--source", str(src),
-                             "--lock-timeout", "60s")
-        try:
-            wait_for(lambda: index_state(server, db, "users_email") == "INVALID")
-            os.kill(runner.pid, signal.SIGKILL)
-            runner.communicate(timeout=30)
-        finally:
-            if runner.poll() is None:
-                runner.kill()
-        # The server notices the vanished client (client_connection_check_interval) and aborts the build.
-        wait_for(lambda: server.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbops'"
-                                     " AND datname = current_database()", db) == "0")
-        blocker.commit()
+    with writer_blocking_the_build(server, db, tmp_path, INDEX) as (src, _):
+        kill_the_runner_mid_build(server, db, tmp_path, src,
+                                  lambda: index_state(server, db, "users_email") == "INVALID")
     assert index_state(server, db, "users_email") == "INVALID"
     assert history(server, db) == ["0001:true"]
     code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
@@ -119,7 +133,9 @@ def test_runner_killed_during_a_concurrent_index_build_is_rebuilt_by_the_rerun(
     assert history(server, db) == ["0001:true", "0002:true"]
 
 
-def test_validated_constraint_in_a_no_transaction_migration_passes_the_check(database: tuple[PostgresServer, str], tmp_path: Path) -> None:
+def test_validated_constraint_in_a_no_transaction_migration_passes_the_check(
+    database: tuple[PostgresServer, str], tmp_path: Path
+) -> None:
     server, db = database
     fk = ("-- dbops:no-transaction\n"
           "CREATE TABLE posts (id int PRIMARY KEY, user_id bigint);\n"
@@ -167,12 +183,8 @@ def test_unnamed_concurrent_index_retried_after_a_lock_timeout_leaves_one_valid_
     """Regression: the unnamed index was read as one named "concurrently"; the retry did not drop the first
     build's INVALID index, so a migration whose retry succeeded failed (or left a duplicate index)."""
     server, db = database
-    src = write_migrations(tmp_path / "m", {"0001_users": USERS})
-    assert run_dbops(server, db, "migrate", "apply", "--source", str(src))[0] == 0
-    write_migrations(src, {"0002_email_index": UNNAMED_INDEX})
     result = tmp_path / "retry.json"
-    with psycopg.connect(server.uri(db), sslmode="disable") as blocker:
-        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
+    with writer_blocking_the_build(server, db, tmp_path, UNNAMED_INDEX) as (src, blocker):
         runner = start_dbops(server, db, result, "migrate", "apply", "--source", str(src), "--lock-timeout",
                              "300ms", "--lock-retries", "3", "--lock-retry-backoff", "3")
         try:
@@ -197,23 +209,9 @@ def test_runner_killed_during_an_unnamed_concurrent_index_build_leaves_no_duplic
     database: tuple[PostgresServer, str], tmp_path: Path
 ) -> None:
     server, db = database
-    src = write_migrations(tmp_path / "m", {"0001_users": USERS})
-    assert run_dbops(server, db, "migrate", "apply", "--source", str(src))[0] == 0
-    write_migrations(src, {"0002_email_index": UNNAMED_INDEX})
-    with psycopg.connect(server.uri(db), sslmode="disable") as blocker:
-        blocker.execute("INSERT INTO users VALUES (100000, 'late@example.org')")
-        runner = start_dbops(server, db, tmp_path / "killed.json", "migrate", "apply", "--source", str(src),
-                             "--lock-timeout", "60s")
-        try:
-            wait_for(lambda: email_indexes(server, db) == ["users_email_idx:false"])
-            os.kill(runner.pid, signal.SIGKILL)
-            runner.communicate(timeout=30)
-        finally:
-            if runner.poll() is None:
-                runner.kill()
-        wait_for(lambda: server.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbops'"
-                                     " AND datname = current_database()", db) == "0")
-        blocker.commit()
+    with writer_blocking_the_build(server, db, tmp_path, UNNAMED_INDEX) as (src, _):
+        kill_the_runner_mid_build(server, db, tmp_path, src,
+                                  lambda: email_indexes(server, db) == ["users_email_idx:false"])
     assert history(server, db) == ["0001:true"]
     code, doc, _ = run_dbops(server, db, "migrate", "apply", "--source", str(src))
     assert code == 0, doc

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubernetes import client
 from tests.integration import operator_harness as harness
 
 from dbops_testbed.controlplane import ControlPlane
@@ -25,23 +24,16 @@ def spec(minio: MinioServer, bucket: str) -> dict[str, Any]:
             "verify": {"decode": False}, "deletionPolicy": "Delete"}
 
 
-def finished(job: dict[str, Any]) -> bool:
-    return any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
-               for c in (job.get("status") or {}).get("conditions") or [])
-
 
 def test_backup_committed_while_the_operator_was_down_then_deleted_leaves_nothing_in_the_bucket(
         installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str,
         postgres: PostgresServer, app_database: str, minio_server: MinioServer, bucket: str) -> None:
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
-    operator = harness.RunningOperator(installed_crds, namespace)
-    operator.start()
-    try:
+    with harness.running_operator(installed_crds, namespace) as operator:
         harness.create_resource(kube_client, namespace, BACKUP, "unseen", spec(minio_server, bucket))
         harness.wait_for_phase(kube_client, namespace, BACKUP, "unseen", {"Running"})
         operator.kill()
-        harness.eventually(lambda: [j for j in harness.list_jobs(kube_client, namespace) if finished(j)],
-                           timeout=240, message="the backup Job to commit while the operator is down")
+        harness.wait_for_finished_job(kube_client, namespace, "backup", "the backup Job to commit while the operator is down")
         stored = [k for k in harness.s3_keys(minio_server, bucket) if "/unseen/" in k]
         assert any(k.endswith("manifest.json") for k in stored), stored
         body = harness.get_resource(kube_client, namespace, BACKUP, "unseen")
@@ -54,10 +46,6 @@ def test_backup_committed_while_the_operator_was_down_then_deleted_leaves_nothin
         assert left == [], f"orphaned artifact: {left}"
         roles = [j["metadata"]["labels"].get("dbops.io/role") for j in harness.list_jobs(kube_client, namespace)]
         assert "delete" in roles
-    finally:
-        operator.stop()
-        print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-60:]))
-        operator.log_path.unlink(missing_ok=True)
 
 
 def test_a_backup_past_its_ttl_is_deleted_with_its_artifact(
@@ -74,37 +62,32 @@ def test_a_backup_past_its_ttl_is_deleted_with_its_artifact(
     assert operator.alive()
 
 
-def role_jobs(kube_client: Any, namespace: str, role: str) -> list[dict[str, Any]]:
-    return [j for j in harness.list_jobs(kube_client, namespace) if j["metadata"]["labels"].get("dbops.io/role") == role]
-
 
 @pytest.mark.parametrize("step", ["waiting-for-the-backup-job", "delete-job-running", "delete-job-finished"])
 def test_the_operator_killed_at_each_step_of_the_deletion_leaves_nothing_behind(
         installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
         app_database: str, minio_server: MinioServer, bucket: str, step: str) -> None:
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
-    operator = harness.RunningOperator(installed_crds, namespace)
-    operator.start()
     name = "killed"
-    try:
+    with harness.running_operator(installed_crds, namespace) as operator:
         harness.create_resource(kube_client, namespace, BACKUP, name, spec(minio_server, bucket))
         if step == "waiting-for-the-backup-job":
             harness.wait_for_phase(kube_client, namespace, BACKUP, name, {"Running"})
             harness.delete_resource(kube_client, namespace, BACKUP, name)  # the finalizer waits for the Job
             operator.kill()
-            assert not [j for j in role_jobs(kube_client, namespace, "backup") if finished(j)], \
+            assert not [j for j in harness.role_jobs(kube_client, namespace, "backup") if harness.job_finished(j)], \
                 "the backup Job finished before the operator was killed: this step was not reached"
-            harness.eventually(lambda: [j for j in role_jobs(kube_client, namespace, "backup") if finished(j)],
-                               timeout=240, message="the backup Job to commit while the operator is down")
+            harness.wait_for_finished_job(kube_client, namespace, "backup",
+                                          "the backup Job to commit while the operator is down")
         else:
             harness.wait_for_phase(kube_client, namespace, BACKUP, name, {"Succeeded"}, timeout=240)
             harness.delete_resource(kube_client, namespace, BACKUP, name)
-            harness.eventually(lambda: role_jobs(kube_client, namespace, "delete"), timeout=120,
+            harness.eventually(lambda: harness.role_jobs(kube_client, namespace, "delete"), timeout=120,
                                message="the finalizer to start its artifact-deleting Job")
             operator.kill()
             if step == "delete-job-finished":
-                harness.eventually(lambda: [j for j in role_jobs(kube_client, namespace, "delete") if finished(j)],
-                                   timeout=240, message="the delete Job to finish while the operator is down")
+                harness.wait_for_finished_job(kube_client, namespace, "delete",
+                                              "the delete Job to finish while the operator is down")
         body = harness.get_resource(kube_client, namespace, BACKUP, name)
         assert body is not None and body["metadata"].get("deletionTimestamp"), "the finalizer was not holding it"
         operator.start()
@@ -112,12 +95,8 @@ def test_the_operator_killed_at_each_step_of_the_deletion_leaves_nothing_behind(
                            timeout=240, message="the backup to be finalized after the restart")
         left = [k for k in harness.s3_keys(minio_server, bucket) if f"/{name}/" in k]
         assert left == [], f"orphaned artifact ({step}): {left}"
-        assert len(role_jobs(kube_client, namespace, "delete")) <= 1
+        assert len(harness.role_jobs(kube_client, namespace, "delete")) <= 1
         assert "Traceback" not in operator.logs()
-    finally:
-        operator.stop()
-        print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-60:]))
-        operator.log_path.unlink(missing_ok=True)
 
 
 def test_a_backup_job_removed_with_its_result_while_the_operator_was_down_orphans_nothing(
@@ -126,10 +105,8 @@ def test_a_backup_job_removed_with_its_result_while_the_operator_was_down_orphan
     # The Job is deleted by hand once it committed: the operator holds a jobTemplate.ttlSecondsAfterFinished back
     # until it read the result (test_operator_lost_jobs.py), so only a deletion can take the result away now.
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
-    operator = harness.RunningOperator(installed_crds, namespace)
-    operator.start()
     name = "vanished"
-    try:
+    with harness.running_operator(installed_crds, namespace) as operator:
         harness.create_resource(kube_client, namespace, BACKUP, name,
                                 {**spec(minio_server, bucket), "jobTemplate": {"ttlSecondsAfterFinished": 0}})
         harness.wait_for_phase(kube_client, namespace, BACKUP, name, {"Running"})
@@ -137,12 +114,10 @@ def test_a_backup_job_removed_with_its_result_while_the_operator_was_down_orphan
         harness.eventually(lambda: [k for k in harness.s3_keys(minio_server, bucket)
                                     if f"/{name}/" in k and k.endswith("manifest.json")],
                            timeout=240, message="the backup Job to commit while the operator is down")
-        harness.eventually(lambda: [j for j in role_jobs(kube_client, namespace, "backup") if finished(j)],
-                           timeout=120, message="the backup Job to finish")
-        for job in role_jobs(kube_client, namespace, "backup"):
-            client.BatchV1Api(kube_client).delete_namespaced_job(
-                job["metadata"]["name"], namespace, propagation_policy="Background", _preload_content=False)
-        harness.eventually(lambda: not role_jobs(kube_client, namespace, "backup"), timeout=120,
+        harness.wait_for_finished_job(kube_client, namespace, "backup", "the backup Job to finish")
+        for job in harness.role_jobs(kube_client, namespace, "backup"):
+            harness.delete_job(kube_client, namespace, job["metadata"]["name"])
+        harness.eventually(lambda: not harness.role_jobs(kube_client, namespace, "backup"), timeout=120,
                            message="the finished backup Job to be deleted")
         harness.delete_resource(kube_client, namespace, BACKUP, name)
         operator.start()
@@ -151,7 +126,3 @@ def test_a_backup_job_removed_with_its_result_while_the_operator_was_down_orphan
         left = [k for k in harness.s3_keys(minio_server, bucket) if f"/{name}/" in k]
         assert left == [], f"orphaned artifact: {left}"
         assert "Traceback" not in operator.logs()
-    finally:
-        operator.stop()
-        print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-60:]))
-        operator.log_path.unlink(missing_ok=True)

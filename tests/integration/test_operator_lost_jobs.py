@@ -50,18 +50,6 @@ COMMIT;
 """
 
 
-def finished(job: dict[str, Any]) -> bool:
-    return any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
-               for c in (job.get("status") or {}).get("conditions") or [])
-
-
-def role_jobs(kube_client: Any, namespace: str, role: str) -> list[dict[str, Any]]:
-    return [j for j in harness.list_jobs(kube_client, namespace) if j["metadata"]["labels"].get("dbops.io/role") == role]
-
-
-def delete_job(kube_client: Any, namespace: str, name: str) -> None:
-    client.BatchV1Api(kube_client).delete_namespaced_job(name, namespace, propagation_policy="Background",
-                                                         _preload_content=False)
 
 
 def ready(status: dict[str, Any]) -> dict[str, Any]:
@@ -84,16 +72,16 @@ def warned(kube_client: Any, namespace: str, name: str, reason: str) -> list[dic
 def lose_the_job(kube_client: Any, namespace: str, role: str, how: str) -> str:
     """Wait (operator down) until the role's Job finished; delete it by hand, or wait for the TTL controller
     when the ttl is the operator's to hand back. Returns the Job's name."""
-    jobs = harness.eventually(lambda: role_jobs(kube_client, namespace, role), timeout=60,
+    jobs = harness.eventually(lambda: harness.role_jobs(kube_client, namespace, role), timeout=60,
                               message=f"the {role} Job to exist")
     name = str(jobs[0]["metadata"]["name"])
-    harness.eventually(lambda: not role_jobs(kube_client, namespace, role) or all(
-        finished(j) for j in role_jobs(kube_client, namespace, role)), timeout=300,
+    harness.eventually(lambda: not harness.role_jobs(kube_client, namespace, role) or all(
+        harness.job_finished(j) for j in harness.role_jobs(kube_client, namespace, role)), timeout=300,
         message=f"the {role} Job to finish while the operator is down")
     if how == "deleted":
-        if role_jobs(kube_client, namespace, role):
-            delete_job(kube_client, namespace, name)
-        harness.eventually(lambda: not role_jobs(kube_client, namespace, role), timeout=60,
+        if harness.role_jobs(kube_client, namespace, role):
+            harness.delete_job(kube_client, namespace, name)
+        harness.eventually(lambda: not harness.role_jobs(kube_client, namespace, role), timeout=60,
                            message=f"the {role} Job to be gone")
     return name
 
@@ -114,9 +102,7 @@ def test_a_restore_job_gone_before_its_result_was_read_never_restores_twice(
         shop: str, minio_server: MinioServer, bucket: str, how: str) -> None:
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(shop)})
     storage = harness.s3_storage(minio_server, bucket)
-    operator = harness.RunningOperator(installed_crds, namespace)
-    operator.start()
-    try:
+    with harness.running_operator(installed_crds, namespace) as operator:
         harness.create_resource(kube_client, namespace, "DatabaseBackup", "nightly",
                                 {"database": DATABASE, "storage": storage, "verify": {"decode": False}})
         harness.wait_for_phase(kube_client, namespace, "DatabaseBackup", "nightly", {"Succeeded"}, timeout=300)
@@ -128,7 +114,7 @@ def test_a_restore_job_gone_before_its_result_was_read_never_restores_twice(
         restoring = harness.wait_for_phase(kube_client, namespace, "DatabaseRestore", "undo", {"Restoring"},
                                            timeout=120)
         operator.kill()
-        [job] = role_jobs(kube_client, namespace, "restore")
+        [job] = harness.role_jobs(kube_client, namespace, "restore")
         assert "ttlSecondsAfterFinished" not in job["spec"], "the user's ttl is the operator's to hand back"
         assert restoring["status"]["startedJobs"] == [
             {"name": job["metadata"]["name"], "role": "restore", "uid": job["metadata"]["uid"]}]
@@ -148,12 +134,12 @@ def test_a_restore_job_gone_before_its_result_was_read_never_restores_twice(
         assert postgres.psql("SELECT count(*) FROM orders WHERE id = 9001", shop).strip() == "1"
         assert postgres.psql("SELECT count(*) FROM events WHERE kind = 'after-restore'", shop).strip() == "1"
         assert postgres.psql("SELECT count(*) FROM events", shop).strip() == "1201"
-        assert len(role_jobs(kube_client, namespace, "restore")) <= 1
+        assert len(harness.role_jobs(kube_client, namespace, "restore")) <= 1
         if how == "ttl":
             # The operator hands the ttl back only once the result is in status: the restore is read normally.
             assert status["phase"] == "Succeeded", status
             assert status["tablesRestored"] >= 4
-            harness.eventually(lambda: not role_jobs(kube_client, namespace, "restore"), timeout=120,
+            harness.eventually(lambda: not harness.role_jobs(kube_client, namespace, "restore"), timeout=120,
                                message="the user's ttl to remove the restore Job once its result was recorded")
         else:
             assert status["phase"] == "Failed", status
@@ -163,10 +149,6 @@ def test_a_restore_job_gone_before_its_result_was_read_never_restores_twice(
             lost = warned(kube_client, namespace, "undo", "JobLost")
             assert job_name in lost[0]["message"], lost
         assert "Traceback" not in operator.logs()
-    finally:
-        operator.stop()
-        print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-80:]))
-        operator.log_path.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("how", ["ttl", "deleted"])
@@ -174,9 +156,7 @@ def test_a_backup_job_gone_before_its_result_was_read_reports_the_stored_backup(
         installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
         shop: str, minio_server: MinioServer, bucket: str, how: str) -> None:
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(shop)})
-    operator = harness.RunningOperator(installed_crds, namespace)
-    operator.start()
-    try:
+    with harness.running_operator(installed_crds, namespace) as operator:
         harness.create_resource(kube_client, namespace, "DatabaseBackup", "lost", {
             "database": DATABASE, "storage": harness.s3_storage(minio_server, bucket), "verify": {"decode": True},
             "jobTemplate": {"ttlSecondsAfterFinished": 0}})
@@ -195,10 +175,6 @@ def test_a_backup_job_gone_before_its_result_was_read_reports_the_stored_backup(
         assert status["verification"]["decoded"] is True
         assert not [e for e in warnings(kube_client, namespace, "lost") if e["reason"] == "AlreadyExists"]
         assert "Traceback" not in operator.logs()
-    finally:
-        operator.stop()
-        print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-80:]))
-        operator.log_path.unlink(missing_ok=True)
 
 
 def test_backup_and_verify_jobs_with_a_zero_ttl_while_the_operator_is_up(
@@ -233,9 +209,7 @@ def test_a_migration_apply_job_gone_before_its_result_was_read_never_applies_twi
         installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
         shop: str, how: str) -> None:
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(shop)})
-    operator = harness.RunningOperator(installed_crds, namespace)
-    operator.start()
-    try:
+    with harness.running_operator(installed_crds, namespace) as operator:
         harness.create_resource(kube_client, namespace, "DatabaseMigration", "notes", {
             "database": DATABASE, "source": {"inline": NOTES}, "baselineVersion": "0000",
             "preChecks": {"enabled": False}, "jobTemplate": {"ttlSecondsAfterFinished": 0}})
@@ -247,7 +221,7 @@ def test_a_migration_apply_job_gone_before_its_result_was_read_never_applies_twi
         status = harness.wait_for_phase(kube_client, namespace, "DatabaseMigration", "notes",
                                         {"Succeeded", "Failed", "RolledBack"}, timeout=300)["status"]
         assert postgres.psql("SELECT count(*) FROM notes", shop).strip() == "300"
-        assert len(role_jobs(kube_client, namespace, "apply")) <= 1
+        assert len(harness.role_jobs(kube_client, namespace, "apply")) <= 1
         if how == "ttl":
             assert status["phase"] == "Succeeded", status
             assert len(status["applied"]) == 2, status["applied"]
@@ -257,10 +231,6 @@ def test_a_migration_apply_job_gone_before_its_result_was_read_never_applies_twi
             assert condition["reason"] == "JobLost" and job_name in condition["message"], condition
             assert warned(kube_client, namespace, "notes", "JobLost")
         assert "Traceback" not in operator.logs()
-    finally:
-        operator.stop()
-        print("---- operator log (tail) ----\n" + "\n".join(operator.logs().splitlines()[-80:]))
-        operator.log_path.unlink(missing_ok=True)
 
 
 def test_a_foreign_job_with_the_expected_name_is_not_adopted(
