@@ -71,7 +71,8 @@ _BY_FIELD = {
     "tables": "table", "schemas": "table", "excludeSchemas": "table", "excludeTables": "table",
     "excludeTableData": "table", "image": "image", "version": "version", "sql": "sql", "up": "sql", "down": "sql",
     "confirmOverwrite": "confirmOverwrite", "approvedPlanHash": "planHash", "historyTable": "table",
-    "targetVersion": "version", "baselineVersion": "version",
+    "targetVersion": "version", "baselineVersion": "version", "exactCountMaxSize": "quantity",
+    "orphanScanMaxSize": "quantity", "maxExclusiveLockTableSize": "quantity", "availableSpace": "quantity",
 }
 _MAP_KEYS = {"requests": "resource", "limits": "resource", "nodeSelector": "labelKey", "podLabels": "labelKey",
              "podAnnotations": "labelKey", "labels": "labelKey", "annotations": "labelKey"}

@@ -114,7 +114,7 @@ def children(kind: Kind, model: Any, namespace: str) -> list[dict[str, Any]]:
     assert isinstance(model, DatabaseMigrationSpec)
     built = [jobs.build_check_job(owner, model, revision="r1", image=IMAGE)]
     if model.source.command is not None:
-        built += [command_jobs.build_command_job(owner, model, revision="r1"),
+        built += [command_jobs.build_command_job(owner, model, revision="r1", image=IMAGE),  # with its snapshot
                   command_jobs.build_verify_db_job(owner, model, source_config_map="fuzz-src", revision="r1",
                                                    image=IMAGE)]
     else:
@@ -132,10 +132,12 @@ def children(kind: Kind, model: Any, namespace: str) -> list[dict[str, Any]]:
     return built
 
 
-def _runner_args(manifest: dict[str, Any]) -> list[str] | None:
+def _runner_args(manifest: dict[str, Any]) -> list[list[str]]:
+    """The args of every container running ``dbops`` (the command Job's snapshot init container too)."""
     spec = manifest["spec"]["jobTemplate"]["spec"] if manifest["kind"] == "CronJob" else manifest["spec"]
-    container = spec["template"]["spec"]["containers"][0]
-    return container["args"] if container.get("command") == ["dbops"] else None
+    pod = spec["template"]["spec"]
+    return [container["args"] for container in [*pod.get("initContainers", []), *pod["containers"]]
+            if container.get("command") == ["dbops"]]
 
 
 def _dry_run_child(api_client: Any, manifest: dict[str, Any]) -> str | None:
@@ -194,8 +196,7 @@ class Run:
                 self._problem("admitted, but building its children failed", kind, spec, repr(error))
                 continue
             for manifest in built:
-                args = _runner_args(manifest)
-                if args is not None:
+                for args in _runner_args(manifest):
                     try:
                         check_arguments(args)
                         self.counts["runner argument checks"] += 1

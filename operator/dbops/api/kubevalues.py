@@ -7,7 +7,7 @@ that the API server then refuses (a label key ``bad key!``, a quantity ``1GBB``,
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
@@ -98,7 +98,7 @@ def quantity(text: str) -> Decimal:
     try:
         exponent = suffix[:1] in ("e", "E") and len(suffix) > 1 and suffix[1] != "i"  # 2E is exa, 2Ei exbi
         return number * (Decimal(10) ** int(suffix[1:]) if exponent else _MULTIPLIERS[suffix])
-    except (InvalidOperation, ValueError, OverflowError):
+    except (ArithmeticError, ValueError):  # decimal's InvalidOperation and Overflow (1e999999999) among them
         raise ValueError(f"{text!r} is not a quantity Kubernetes can hold") from None
 
 

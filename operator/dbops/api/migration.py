@@ -22,9 +22,10 @@ from dbops.api.cron import CronSchedule
 from dbops.api.kubevalues import TimeZone
 from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_plan import MigrationPlan as MigrationPlan  # status.plan, re-exported for importers
-from dbops.api.migration_rehearsal import Rehearsal, RehearsalReport
+from dbops.api.migration_rehearsal import ByteQuantity, Rehearsal, RehearsalReport
 from dbops.api.migration_source import MigrationSource
 from dbops.api.migration_verify import (
+    DEFAULT_SIZE_GUARD,
     JOBS_CEL,
     QUERIES_CEL,
     RowCountVerification,
@@ -141,6 +142,10 @@ class MigrationVerification(ApiModel):
     """Application queries to EXPLAIN after migrating, with assertions (uses index, no Seq Scan, cost)."""
     sizes: SizeReport = Field(default_factory=SizeReport)
     """Table and index size changes kept in status."""
+    orphan_scan_max_size: ByteQuantity = DEFAULT_SIZE_GUARD
+    """The orphans and foreignKeys builtins count orphan rows only on referencing tables up to this size (with
+    indexes and TOAST; partitions added up); the foreignKeys detail names the keys of larger tables it skipped and
+    the bound. 0: scan every table (a full scan and join per foreign key, slow on large tables)."""
 
     jobs: Annotated[list[SmokeTest], Field(max_length=4, json_schema_extra={
         "x-kubernetes-validations": JOBS_CEL})] = Field(default_factory=list)

@@ -9,13 +9,24 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
+from dbops.api import kubevalues
 from dbops.api.base import ApiModel, Rule
 from dbops.api.common import Duration, duration_milliseconds
+from dbops.api.migration_rehearsal import ByteQuantity, quantity_bytes
 from dbops.api.migration_source import EnvVar
 
 TableName = Annotated[str, StringConstraints(pattern=r"^([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$", max_length=127)]
 """``table`` (schema public) or ``schema.table``, as PostgreSQL folds unquoted names."""
 Framework = Literal["auto", "none", "django", "alembic", "flyway", "golang-migrate"]
+DEFAULT_SIZE_GUARD = "256Mi"
+"""The runner's default for both size guards (exact row counts, orphan scans)."""
+
+
+def guard_bytes(size: str) -> int:
+    """The bytes of a size guard, rounded up (``100m`` is 1 byte, never 0, which means no guard)."""
+    value = kubevalues.quantity(size)
+    whole = quantity_bytes(size)
+    return whole + 1 if value > whole else whole
 
 
 class RowCountVerification(ApiModel):
@@ -30,6 +41,11 @@ class RowCountVerification(ApiModel):
     """Whose bookkeeping tables to leave out (django: django_migrations, django_content_type, auth_permission;
     alembic: alembic_version; flyway: flyway_schema_history; golang-migrate: schema_migrations); auto: detected
     from the command, else every known set; none: leave none out."""
+    exact_count_max_size: ByteQuantity = DEFAULT_SIZE_GUARD
+    """Command mode: tables up to this size (with indexes and TOAST; a partitioned table's partitions added up) are
+    counted exactly with count(*) before and after the command; larger ones are estimated from the statistics
+    (pg_stat_user_tables.n_live_tup), and the rowCounts detail names them with this bound. 0: count every table
+    exactly (slow on large tables). SQL migrations count every table exactly."""
 
 
 class VerifyQuery(ApiModel):

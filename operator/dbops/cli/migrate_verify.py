@@ -34,12 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, standalone: bool = False) 
                             + " for SQL files, " + ",".join(DEFAULT_BUILTIN_CHECKS)
                             + " in command mode (as a DatabaseMigration); --verify: all of "
                             + ",".join(dbverify.BUILTINS) + "; 'none' for none)")
-        parser.add_argument("--orphan-scan-max-mb", type=float, default=DEFAULT_ORPHAN_SCAN_MAX_MB,
-                            help="count orphan rows only on referencing tables up to this size in MiB "
-                                 "(default %(default)g; 0 = every table, which can be slow)")
     else:
         parser.add_argument("--builtin", dest="verify_builtin", default=",".join(dbverify.BUILTINS),
                             help="comma-separated builtins (default %(default)s; 'none' for none)")
+    parser.add_argument("--orphan-scan-max-mb", type=float, default=DEFAULT_ORPHAN_SCAN_MAX_MB,
+                        help="count orphan rows only on referencing tables up to this size in MiB "
+                             "(default %(default)g; 0 = every table, which can be slow)")
     parser.add_argument("--checks-file", type=Path, help="JSON/YAML list of {name, sql, expect}")
     parser.add_argument("--row-count-tolerance", type=float, default=0.0,
                         help="allowed row-count change in percent (default 0)")
@@ -96,7 +96,7 @@ def config(args: argparse.Namespace) -> dbverify.VerifyConfig:
         builtins = ",".join(dbverify.BUILTINS if getattr(args, "verify", None) is True else default)
         if getattr(args, "row_count_tables", "") and "rowCounts" not in builtins:
             builtins += ",rowCounts"  # naming the tables to compare asks for the comparison
-    max_mb = getattr(args, "orphan_scan_max_mb", 0.0)
+    max_mb = getattr(args, "orphan_scan_max_mb", DEFAULT_ORPHAN_SCAN_MAX_MB)
     framework = getattr(args, "framework", "auto")
     return dbverify.VerifyConfig(
         builtins=dbverify.parse_builtins(builtins), checks=checks,

@@ -83,7 +83,7 @@ def build_command_job(owner: Owner, spec: DatabaseMigrationSpec, *, revision: st
 def verify_db_args(spec: DatabaseMigrationSpec, *, checks_file: bool, snapshot_run: str = "") -> list[str]:
     """Arguments of ``dbops verify-db`` for the migration's verification settings."""
     args = ["verify-db", "--builtin", ",".join(spec.verify.builtin) or "none", "--history-table", spec.history_table,
-            *verification_args(spec.verify)]
+            *verification_args(spec.verify, command_mode=True)]
     if snapshot_run:
         args += ["--snapshot-run", snapshot_run]
     if checks_file:

@@ -11,6 +11,7 @@ from typing import Any
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.specs import env as env_specs
 from dbops.specs import jobs as job_specs
+from dbops.specs.verify_args import exact_count_args
 
 CONTAINER_NAME = "framework-snapshot"
 
@@ -24,6 +25,7 @@ def snapshot_args(spec: DatabaseMigrationSpec, revision: str) -> list[str]:
         args.append("--row-counts")
         if verify.row_counts.tables:
             args += ["--row-count-tables", ",".join(verify.row_counts.tables)]
+        args += exact_count_args(verify)
     if verify.sizes.top > 0:
         args.append("--sizes")
     return args
