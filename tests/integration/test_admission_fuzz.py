@@ -57,6 +57,7 @@ SEED = int(os.environ.get("DBOPS_FUZZ_SEED") or random.SystemRandom().randrange(
 MUTANTS = 4
 EXAMPLES = int(os.environ.get("DBOPS_FUZZ_EXAMPLES") or 400)
 IMAGE = "ghcr.io/dbops/dbops:0.1.0"
+SIZE_GUARD_FLAGS = ("--row-count-exact-max-mb", "--orphan-scan-max-mb")  # verify.*Size, counted to show coverage
 _GENERIC_MUTANTS: list[Any] = ["", "-x", "--help", " ", "x" * 300, -1, 0, 10**12, True, 1.5, None, [], {}]
 
 
@@ -200,6 +201,7 @@ class Run:
                     try:
                         check_arguments(args)
                         self.counts["runner argument checks"] += 1
+                        self.counts["size guard flags"] += sum(flag in args for flag in SIZE_GUARD_FLAGS)
                     except errors.DbopsError as error:
                         self._problem(f"admitted, but the runner refuses its args {args}", kind, spec, str(error))
                 child_checks.append((kind, spec, manifest))

@@ -124,24 +124,42 @@ def test_orphan_scan_bound_from_the_spec_skips_large_tables_and_names_them(
     assert "skipped" not in result(doc, "foreignKeys")["detail"]
 
 
-def test_the_api_server_and_the_operator_agree_on_size_guards(installed_crds: Any, namespace: str,
-                                                              kube_client: Any) -> None:
+def test_the_api_server_the_operator_and_the_runner_agree_on_size_guards(installed_crds: Any, namespace: str,
+                                                                         kube_client: Any) -> None:
+    """R19 for the size guards, every pooled quantity in both fields and both modes (the property test draws them
+    too, but rarely with a builtin that uses them): admitted ⇔ valid for pydantic, and then every runner container
+    of the Jobs built from it (the command Job's snapshot init container too) takes its args."""
     from pydantic import ValidationError
     from tests.integration.admission import Admission
+    from tests.integration.spec_strategies import POOLS
+    from tests.integration.test_admission_fuzz import _runner_args, children
+
+    from dbops.api.kinds import ALL_KINDS
+    from dbops.cli.main import check_arguments
 
     admission = Admission(kube_client, namespace)
-    verdicts = {}
-    for value in ("256Mi", "0", "1.5Gi", "1e3", "+1", "100m", "2Ei", "1GBB", "-1Mi", "256 MiB", "", "1E"):
+    kind = next(k for k in ALL_KINDS if k.kind == "DatabaseMigration")
+    sql_source = {"configMapRef": {"name": "m"}}
+    verdicts, flags = {}, 0
+    for value in [*POOLS["quantity"], "1.5Gi", "256 MiB", "", "1e999999999", "1e99999999999999999999"]:
         for verify in ({"rowCounts": {"exactCountMaxSize": value}}, {"orphanScanMaxSize": value}):
-            body = {**BASE, "verify": verify}
-            admitted, message = admission.verdict("DatabaseMigration", body)
-            try:
-                DatabaseMigrationSpec.model_validate(body)
-                valid = True
-            except ValidationError:
-                valid = False
-            assert admitted == valid, (value, verify, message)
-            verdicts[value] = admitted
-    assert verdicts["256Mi"] and verdicts["100m"] and not verdicts["1GBB"] and not verdicts["-1Mi"]
+            for source in (BASE["source"], sql_source):
+                body = {**BASE, "source": source, "verify": {**verify, "builtin": ["orphans", "rowCounts"]}}
+                admitted, message, stored = admission.stored("DatabaseMigration", body)
+                try:
+                    model = DatabaseMigrationSpec.model_validate(stored if admitted else body, strict=True)
+                except ValidationError as error:
+                    assert not admitted, (value, verify, str(error))
+                    verdicts[value] = False
+                    continue
+                assert admitted, (value, verify, "valid for pydantic, refused by the API server: " + message)
+                verdicts[value] = True
+                for manifest in children(kind, model, namespace):
+                    for args in _runner_args(manifest):
+                        check_arguments(args)
+                        flags += sum(flag in args for flag in ("--row-count-exact-max-mb", "--orphan-scan-max-mb"))
+    assert verdicts["256Mi"] and verdicts["100m"] and verdicts["0"] and verdicts["2Ei"]
+    assert not verdicts["1GBB"] and not verdicts["-1"] and not verdicts["256 MiB"] and not verdicts[""]
+    assert flags >= 20  # the guards reached the runner's parsers
     stored = admission.stored("DatabaseMigration", BASE)[2]["verify"]  # the defaults the API server fills in
     assert stored["orphanScanMaxSize"] == stored["rowCounts"]["exactCountMaxSize"] == "256Mi"

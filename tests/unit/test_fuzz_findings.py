@@ -76,6 +76,19 @@ def test_binary_exa_is_a_quantity_not_an_exponent() -> None:
     assert quantity("2E3") == 2000
 
 
+def test_quantities_as_resource_parse_quantity_reads_them() -> None:
+    """Found with the size guards: the API server admits 1e999999999 (ParseQuantity keeps the exponent as an int32,
+    no cap for decimal values); the model raised decimal.Overflow (a traceback, not a validation error)."""
+    from dbops.api.kubevalues import capped_int
+
+    assert quantity("1e999999999") > 10**100 and capped_int(quantity("1e999999999")) == 2**63 - 1
+    assert quantity("1e4294967296") == 1  # the exponent wraps as Go's int32(parsed) does
+    assert quantity("9Ei") == quantity("10Ei") == 2**63 - 1  # binary sizes are capped at the largest int64
+    assert quantity("1e-999999999") == quantity("1n") and quantity("1.5n") == quantity("2n")  # rounded up to 1n
+    with pytest.raises(ValueError, match="exponent exceeds int64"):
+        quantity("1e99999999999999999999")
+
+
 BAD_INLINE = [
     ([{"version": "1", "name": "a", "up": "SELECT 1"}, {"version": "3", "name": "b", "up": "SELECT 1"}], "consecutive"),
     ([{"version": "1", "name": "_a", "up": "SELECT 1"}], "name"),

@@ -132,7 +132,9 @@ def test_size_guards_refuse_what_is_not_a_non_negative_quantity() -> None:
     import pytest
     from pydantic import ValidationError
 
-    for bad in ("1GBB", "-1Mi", "256 MiB", "1e999999999"):
+    huge = command_spec(builtin=["rowCounts"], rowCounts={"exactCountMaxSize": "1e999999999"})  # admitted as well
+    assert runner_bytes(snapshot_args(huge), "row_count_exact_max_mb") == 2**63  # capped: every table is below it
+    for bad in ("1GBB", "-1Mi", "256 MiB", "1e99999999999999999999"):
         with pytest.raises(ValidationError, match=r"exactCountMaxSize|exact_count_max_size"):
             command_spec(rowCounts={"exactCountMaxSize": bad})
         with pytest.raises(ValidationError, match=r"orphanScanMaxSize|orphan_scan_max_size"):

@@ -7,7 +7,7 @@ that the API server then refuses (a label key ``bad key!``, a quantity ``1GBB``,
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_UP, Context, Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
@@ -86,20 +86,39 @@ _MULTIPLIERS = {
     **{f"{p}i": Decimal(1024) ** (i + 1) for i, p in enumerate("KMGTPE")},
 }
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+INT64_MAX = Decimal(2**63 - 1)
+_WIDE = Context(prec=100, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def quantity(text: str) -> Decimal:
-    """The value of a Kubernetes quantity (``100m``, ``1.5Gi``, ``1e3``); ValueError when it is not one."""
+    """The value of a Kubernetes quantity (``100m``, ``1.5Gi``, ``1e3``); ValueError when it is not one.
+
+    As resource.ParseQuantity: an exponent is read as int64 and kept as an int32 (``1e999999999`` is a valid,
+    enormous quantity), binary sizes are capped at the largest int64, non-zero values round up to 1n. Whoever
+    turns a value into an int caps it first (``capped_int``)."""
     match = _QUANTITY.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not a non-negative quantity such as 100m, 0.5, 256Mi or 1G")
     suffix = match["suffix"] or ""
     number = Decimal(text[:len(text) - len(suffix)].lstrip("+") or "0")
-    try:
-        exponent = suffix[:1] in ("e", "E") and len(suffix) > 1 and suffix[1] != "i"  # 2E is exa, 2Ei exbi
-        return number * (Decimal(10) ** int(suffix[1:]) if exponent else _MULTIPLIERS[suffix])
-    except (ArithmeticError, ValueError):  # decimal's InvalidOperation and Overflow (1e999999999) among them
-        raise ValueError(f"{text!r} is not a quantity Kubernetes can hold") from None
+    if suffix[:1] in ("e", "E") and len(suffix) > 1 and suffix[1] != "i":  # 2E is exa, 2Ei exbi, 2e3 an exponent
+        power = int(suffix[1:])
+        if not -2**63 <= power < 2**63:
+            raise ValueError(f"{text!r} is not a quantity Kubernetes can hold (its exponent exceeds int64)")
+        value = number.scaleb((power + 2**31) % 2**32 - 2**31, context=_WIDE)
+    else:
+        value = _WIDE.multiply(number, _MULTIPLIERS[suffix])
+        if suffix.endswith("i"):
+            value = min(value, INT64_MAX)
+    digits = value.as_tuple().exponent
+    if value > 0 and isinstance(digits, int) and digits < -9:  # finer than 1n
+        value = value.quantize(Decimal("1e-9"), rounding=ROUND_UP, context=_WIDE)
+    return value
+
+
+def capped_int(value: Decimal) -> int:
+    """The whole part of a quantity, at most the largest int64 (``1e999999999`` would have a billion digits)."""
+    return int(min(value, INT64_MAX))
 
 
 def _resources(mapping: dict[str, str] | None) -> dict[str, str] | None:

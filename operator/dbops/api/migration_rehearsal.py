@@ -27,7 +27,7 @@ ByteQuantity = Annotated[
 
 def quantity_bytes(text: str) -> int:
     """The whole bytes of a size quantity (``1.5Ki`` → 1536)."""
-    return int(kubevalues.quantity(text))
+    return kubevalues.capped_int(kubevalues.quantity(text))
 
 
 class Rehearsal(ApiModel):
