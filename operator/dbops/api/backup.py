@@ -168,8 +168,6 @@ class DatabaseBackupStatus(JobStatus[BackupPhase]):
 
     phase: BackupPhase = "Pending"
     """Pending, Running, Verifying, Succeeded or Failed."""
-    attempts: int = 0
-    """Job attempts so far."""
     artifact: Artifact | None = None
     """The stored artifact."""
     source: BackupSource | None = None

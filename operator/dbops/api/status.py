@@ -150,6 +150,36 @@ class StartedJob(ApiModel):
 
 
 MAX_STARTED_JOBS = 64
+MAX_PREVIOUS_ATTEMPTS = 10
+RETRY_ANNOTATION = "dbops.io/retry"
+"""Set to a new token (any string, e.g. a timestamp) to run a Failed or RolledBack resource again."""
+
+
+class PreviousAttempt(ApiModel):
+    """How an earlier run of the resource ended (kept when a retry or a new revision started another)."""
+
+    attempt: int
+    """Its number (1 for the first run)."""
+    phase: str
+    """How it ended (Failed, RolledBack, Succeeded), or the phase it was in when a new revision replaced it."""
+    reason: str = ""
+    """The reason of its Ready condition (JobLost, PlanChanged, MigrationFailed …)."""
+    message: str = ""
+    """Its last message (cut to 1024 characters)."""
+    started_at: datetime | None = None
+    """When its work started."""
+    finished_at: datetime | None = None
+    """When it ended."""
+    jobs: list[str] = Field(default_factory=list, max_length=MAX_STARTED_JOBS)
+    """The Jobs it started (their names; the Jobs stay until the resource is deleted or their ttl runs)."""
+    children: list[str] = Field(default_factory=list, max_length=8)
+    """The dbops resources it created (pre-migration or safety backup, rollback restore): kept, not reused."""
+    source_hash: str | None = None
+    """The revision it ran (DatabaseMigration)."""
+    ended_by: Literal["Retry", "NewRevision"] = "Retry"
+    """What started the next run: a retry token (dbops.io/retry) or a change of the migration's content or spec."""
+    retry_token: str | None = None
+    """The dbops.io/retry token that started the next run."""
 
 
 class JobStatus(ResourceStatus[PhaseT], Generic[PhaseT]):
@@ -160,6 +190,20 @@ class JobStatus(ResourceStatus[PhaseT], Generic[PhaseT]):
     started_jobs: list[StartedJob] = Field(default_factory=list, max_length=MAX_STARTED_JOBS)
     """The Jobs started so far (for a migration: in this run). A Job listed here that no longer exists before its
     result was read is lost: the operator never starts it again when its work cannot safely run twice."""
+
+    attempts: int = 0
+    """The number of the current run: 1 for the first, one more for each retry (dbops.io/retry) and, for a
+    DatabaseMigration, back to 1 when its content or spec changes. 0 before the first run started."""
+    last_retry_token: str | None = None
+    """The last dbops.io/retry token the operator acted on (started a retry, or ignored and said why in a
+    RetryIgnored Event): the annotation starts a new run only while its value differs from this."""
+    previous_attempts: list[PreviousAttempt] = Field(default_factory=list, max_length=MAX_PREVIOUS_ATTEMPTS)
+    """The earlier runs, oldest first (at most 10 kept)."""
+
+    @property
+    def attempt(self) -> int:
+        """The current run's number (1 before the first run recorded one)."""
+        return max(1, self.attempts)
 
     def started(self, name: str) -> StartedJob | None:
         """The record of a started Job of that name."""

@@ -17,7 +17,7 @@ from dbops.controller.requeue import REQUEUE
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
 from dbops.reconcile import backup as backup_reconcile
-from dbops.reconcile import confirmation
+from dbops.reconcile import confirmation, retry
 from dbops.reconcile.actions import ArtifactParams
 from dbops.reconcile.jobs import MISSING
 from dbops.specs import env as env_specs
@@ -41,9 +41,17 @@ def job_builder(owner: Owner, spec: DatabaseBackupSpec) -> effects.JobBuilder:
 
 
 def reconcile(opened: driver.Opened[DatabaseBackupSpec, DatabaseBackupStatus]) -> None:
-    """One reconcile of an unfinished DatabaseBackup."""
+    """One reconcile of a DatabaseBackup (a finished one: its ttl, metrics and retry token)."""
     body, owner, spec, status = opened.body, opened.owner, opened.spec, opened.status
-    names = {role: job_specs.job_name(owner, role) for role in ACTIVE_ROLES}
+    token = retry.token_of(body)
+    if status.is_terminal:
+        retried = backup_reconcile.retry_backup(status, token, generation=owner.generation, now=utcnow())
+        if retried is None:
+            _finished(body, status)
+        else:  # only the new attempt's number is written: the next pass names and creates its Jobs
+            driver.write_status(owner, body, retried)
+        return
+    names = job_names(owner, status)
     observed = backup_reconcile.BackupJobs(
         backup=driver.read_job(owner.namespace, names[JobRole.BACKUP]),
         verify=driver.read_job(owner.namespace, names[JobRole.VERIFY]) if status.phase == "Verifying" else MISSING,
@@ -51,12 +59,18 @@ def reconcile(opened: driver.Opened[DatabaseBackupSpec, DatabaseBackupStatus]) -
     )
     if observed.backup.state == "Missing":
         driver.require_secrets(owner.namespace, env_specs.secret_references(spec.database, spec.storage))
-    decision = backup_reconcile.reconcile_backup(spec, status, observed, generation=owner.generation, now=utcnow())
+    decision = backup_reconcile.reconcile_backup(spec, status, observed, generation=owner.generation, now=utcnow(),
+                                                 token=token)
     effects.carry_out(owner, decision, job_builder(owner, spec))
     driver.write_status(owner, body, decision)
     assert isinstance(decision.status, DatabaseBackupStatus)
     metrics.record_backup(body, decision.status)
     expire_later(owner, decision.status)
+
+
+def job_names(owner: Owner, status: DatabaseBackupStatus) -> dict[JobRole, str]:
+    """The backup and verify Jobs of the current attempt (dbops.reconcile.retry)."""
+    return {role: job_specs.job_name(owner, role, *retry.run_parts(status.attempt)) for role in ACTIVE_ROLES}
 
 
 def expected_directory(owner: Owner, spec: DatabaseBackupSpec) -> str | None:
@@ -79,9 +93,10 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
     owner = Owner.from_body(body)
     spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
     status = DatabaseBackupStatus.model_validate(body.get("status") or {})
-    kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, JobRole.VERIFY))  # it only reads: stop it now
+    names = job_names(owner, status)
+    kube_jobs.delete_job(owner.namespace, names[JobRole.VERIFY])  # it only reads: stop it now
     delete_name = job_specs.job_name(owner, JobRole.DELETE)
-    backup_job = driver.read_job(owner.namespace, job_specs.job_name(owner, JobRole.BACKUP), strict=False)
+    backup_job = driver.read_job(owner.namespace, names[JobRole.BACKUP], strict=False)
     expected = (expected_directory(owner, spec) if spec.deletion_policy == "Delete"
                 and backup_reconcile.job_vanished(status, backup_job) else None)
     delete_job = driver.read_job(owner.namespace, delete_name, strict=False)
@@ -98,8 +113,8 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
                 events.emit(driver.involved(owner), event.type, event.reason, event.message)
     if not step.done:
         raise kopf.TemporaryError(step.message, delay=min(2.0 + retry, 10.0))
-    for role in ACTIVE_ROLES:
-        kube_jobs.delete_job(owner.namespace, job_specs.job_name(owner, role))
+    for name in names.values():
+        kube_jobs.delete_job(owner.namespace, name)
     if step.warning:
         events.emit(driver.involved(owner), "Warning", "ArtifactNotDeleted", step.message)
     driver.logger.info("DatabaseBackup %s/%s deleted: %s", owner.namespace, owner.name, step.message)
@@ -124,4 +139,5 @@ def _finished(body: dict[str, Any], status: DatabaseBackupStatus) -> None:
         expire_later(owner, status)
 
 
-CONTROLLER = driver.Controller(KIND, DatabaseBackupSpec, DatabaseBackupStatus, reconcile, finished=_finished)
+CONTROLLER = driver.Controller(KIND, DatabaseBackupSpec, DatabaseBackupStatus, reconcile, finished=_finished,
+                               done_when_terminal=False, recheck_finished=retry.pending)

@@ -14,6 +14,7 @@ from dbops.controller import backup, driver, effects, migration, restore, schedu
 from dbops.controller.config import CONFIG
 from dbops.controller.registry import REGISTRY
 from dbops.controller.requeue import REQUEUE
+from dbops.reconcile import retry as retry_token
 from dbops.reconcile.jobs import job_state
 from dbops.specs.owner import KIND_LABEL, MANAGED_BY, MANAGER, PARENT_KIND_LABEL
 
@@ -142,3 +143,25 @@ def _child_finished(body: kopf.Body, type: str | None, **_: Any) -> None:
 for _kind in (BACKUP, RESTORE):
     kopf.on.event(GROUP, VERSION, _kind.plural, labels={PARENT_KIND_LABEL: kopf.PRESENT}, when=_child_done,
                   registry=REGISTRY, id="child-finished")(_child_finished)
+
+
+# Retry: a finished resource given a new dbops.io/retry token (dbops.reconcile.retry) -------------
+
+def _retry_asked(body: kopf.Body, type: str | None, **_: Any) -> bool:
+    """Whether a finished resource carries a retry token not acted on yet (a filter on the event loop)."""
+    return type != "DELETED" and retry_token.pending(body)
+
+
+def _retry_requested(body: kopf.Body, type: str | None, **_: Any) -> None:
+    if not _retry_asked(body, type):
+        return
+    kind, namespace, name = str(body.get("kind")), body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        reconcile(kind, namespace, name)
+    except kopf.TemporaryError as error:
+        REQUEUE.after((kind, namespace, name), error.delay or 30.0)
+
+
+for _kind in (BACKUP, RESTORE, MIGRATION):
+    kopf.on.event(GROUP, VERSION, _kind.plural, when=_retry_asked, registry=REGISTRY,
+                  id="retry-requested")(_retry_requested)

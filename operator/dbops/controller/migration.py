@@ -20,7 +20,7 @@ from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import command as command_reconcile
 from dbops.reconcile import migration as migration_reconcile
-from dbops.reconcile import runlock
+from dbops.reconcile import retry, runlock
 from dbops.reconcile import smoke as smoke_reconcile
 from dbops.reconcile import window as window_reconcile
 from dbops.reconcile.actions import ApplyParams, Decision, JobRequest
@@ -92,18 +92,25 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
     body, owner, spec, status = opened.body, opened.owner, opened.spec, opened.status
     files = source_files(owner.namespace, spec)
     revision = revision_of(spec, files)
+    token = retry.token_of(body)
     if status.is_terminal and status.source_hash == revision:
-        metrics.record_status(body, status)
+        retried = migration_reconcile.retry_migration(status, token, generation=owner.generation, now=utcnow())
+        if retried is None:
+            metrics.record_status(body, status)
+        else:  # only the new attempt's number is written: the next pass names and creates its Jobs
+            driver.write_status(owner, body, retried)
         return
+    run = retry.run_key(revision, migration_reconcile.run_attempt(status, revision))
     driver.require_secrets(owner.namespace, [*env_specs.secret_references(
         spec.database, spec.backup.storage if spec.backup.enabled else None), *command_secret_references(spec)])
     config_map = source_config_map(owner, spec, files, revision)
     # The snapshot exists before anything that mounts it is even decided (as before the effect channel).
     effects.carry_out(owner, Decision(status, create=[config_map]))
-    jobs = observe_command_jobs(owner, revision) if spec.source.command is not None else observe_jobs(owner, revision)
-    jobs = observe_smoke_jobs(owner, spec, revision, jobs)
-    backup_name = naming.child_name(owner.name, "pre", owner.uid, revision)
-    restore_name = naming.child_name(owner.name, "rollback", owner.uid, revision)
+    # Job and child names follow the run (revision and attempt); the source snapshot and lock, the revision.
+    jobs = observe_command_jobs(owner, run) if spec.source.command is not None else observe_jobs(owner, run)
+    jobs = observe_smoke_jobs(owner, spec, run, jobs)
+    backup_name = naming.child_name(owner.name, "pre", owner.uid, run)
+    restore_name = naming.child_name(owner.name, "rollback", owner.uid, run)
     backup_body = objects.get("DatabaseBackup", owner.namespace, backup_name) if spec.backup.enabled else None
     restore_body = objects.get("DatabaseRestore", owner.namespace, restore_name) if backup_body else None
     now = utcnow()
@@ -113,15 +120,16 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
         window=window_reconcile.window_state(spec.window, now) if spec.window else None,
         database_name=spec.database.name or _database_from_backup(backup_body),
         lock=observe_lock(owner, spec, revision, now) if spec.source.command is not None else None,
-        rehearsal=migration_rehearsal.observe(owner, spec, revision, backup_name, backup_body),
-        command_plan=migration_command_plan.observe(owner, spec, status, revision),
+        rehearsal=migration_rehearsal.observe(owner, spec, run, backup_name, backup_body),
+        command_plan=migration_command_plan.observe(owner, spec, status, revision, run),
         plan_report=(plan_report.observe(owner, revision, jobs.plan, jobs.names[JobRole.PLAN])
                      if spec.source.command is None else None),
     )
-    decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now)
+    decision = migration_reconcile.reconcile_migration(spec, status, observed, generation=owner.generation, now=now,
+                                                       token=token)
     migration_files = [name for name in files if MIGRATION_FILE.match(name)]
     effects.carry_out(owner, decision, job_builder(owner, spec, config_map["metadata"]["name"], migration_files,
-                                                   revision))
+                                                   run))
     driver.write_status(owner, body, decision)
 
 
@@ -224,8 +232,9 @@ def _database_from_backup(body: Mapping[str, Any] | None) -> str:
 
 
 def _sourced(body: Mapping[str, Any]) -> bool:
-    """A migration from a ConfigMap: its content may change, so it is re-hashed on each re-check."""
-    return bool(((body.get("spec") or {}).get("source") or {}).get("configMapRef"))
+    """A migration from a ConfigMap: its content may change, so it is re-hashed on each re-check (and one with a
+    retry token not acted on yet is looked at again, should its event have been missed)."""
+    return bool(((body.get("spec") or {}).get("source") or {}).get("configMapRef")) or retry.pending(body)
 
 
 CONTROLLER = driver.Controller(KIND, DatabaseMigrationSpec, DatabaseMigrationStatus, reconcile,

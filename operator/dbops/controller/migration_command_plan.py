@@ -18,18 +18,19 @@ from dbops.specs.owner import Owner
 
 
 def observe(owner: Owner, spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus,
-            revision: str) -> CommandPlanObserved | None:
-    """The plan and confirm Jobs of this revision; a log is read only while status does not hold its result."""
+            revision: str, run: str) -> CommandPlanObserved | None:
+    """The plan and confirm Jobs of this run (``run``: the revision and attempt, dbops.reconcile.retry.run_key);
+    a log is read only while status does not hold its result."""
     if plan_command(spec) is None:
         return None
-    plan_name, confirm_name = plan_specs.plan_job_names(owner, revision)
+    plan_name, confirm_name = plan_specs.plan_job_names(owner, run)
     plan = status.plan if status.source_hash == revision else None
     report = plan.command if plan is not None else None
     if report is None:
-        job, log = _read(owner, plan_name, revision)
+        job, log = _read(owner, plan_name, run)
         return CommandPlanObserved(plan_name, confirm_name, plan=job, plan_log=log)
     if spec.approval.mode == "Manual" and not report.confirmed:
-        job, log = _read(owner, confirm_name, revision)
+        job, log = _read(owner, confirm_name, run)
         return CommandPlanObserved(plan_name, confirm_name, confirm=job, confirm_log=log)
     return CommandPlanObserved(plan_name, confirm_name)
 

@@ -9,11 +9,11 @@ from dbops.api.backup import DatabaseBackupSpec, DatabaseBackupStatus
 from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus
 from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
-from dbops.controller import driver, effects
+from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import backup as backup_reconcile
-from dbops.reconcile import confirmation
+from dbops.reconcile import confirmation, retry
 from dbops.reconcile import restore as restore_reconcile
 from dbops.reconcile.actions import JobRequest, RestoreParams
 from dbops.reconcile.children import ChildState, child_state
@@ -60,19 +60,28 @@ def job_builder(owner: Owner, spec: DatabaseRestoreSpec) -> effects.JobBuilder:
     return effects.by_role(KIND, {JobRole.RESTORE: restore})
 
 
-def safety_backup_name(owner: Owner) -> str:
-    """The deterministic name of the safety backup."""
-    return naming.child_name(owner.name, "safety", owner.uid)
+def safety_backup_name(owner: Owner, *attempt: int) -> str:
+    """The deterministic name of the safety backup (of an attempt after the first: dbops.reconcile.retry)."""
+    return naming.child_name(owner.name, "safety", owner.uid, *attempt)
 
 
 def reconcile(opened: driver.Opened[DatabaseRestoreSpec, DatabaseRestoreStatus]) -> None:
-    """One reconcile of an unfinished DatabaseRestore."""
+    """One reconcile of a DatabaseRestore (a finished one only for its retry token)."""
     body, owner, spec, status = opened.body, opened.owner, opened.spec, opened.status
+    token = retry.token_of(body)
+    if status.is_terminal:
+        retried = restore_reconcile.retry_restore(status, token, generation=owner.generation, now=utcnow())
+        if retried is None:
+            metrics.record_status(body, status)
+        else:  # only the new attempt's number is written: the next pass names and creates its Jobs
+            driver.write_status(owner, body, retried)
+        return
     source = resolve_source(owner.namespace, spec)
-    safety_name = safety_backup_name(owner)
+    attempt = retry.run_parts(status.attempt)
+    safety_name = safety_backup_name(owner, *attempt)
     safety = (child_state(safety_name, objects.get("DatabaseBackup", owner.namespace, safety_name))
               if spec.safety_backup.enabled else ChildState(safety_name))
-    job_name = job_specs.job_name(owner, JobRole.RESTORE)
+    job_name = job_specs.job_name(owner, JobRole.RESTORE, *attempt)
     restore_job = driver.read_job(owner.namespace, job_name)
     if restore_job.state == "Missing" and source.state == "Ready":
         driver.require_secrets(owner.namespace, env_specs.secret_references(
@@ -81,9 +90,11 @@ def reconcile(opened: driver.Opened[DatabaseRestoreSpec, DatabaseRestoreStatus])
         if spec.confirm_overwrite and ref is not None and spec.target.database.name is None:
             confirmation.check_target(spec, objects.secret_value(owner.namespace, ref.name, ref.key))
     observed = restore_reconcile.RestoreObserved(source, safety, restore_job, job_name)
-    decision = restore_reconcile.reconcile_restore(spec, status, observed, generation=owner.generation, now=utcnow())
+    decision = restore_reconcile.reconcile_restore(spec, status, observed, generation=owner.generation, now=utcnow(),
+                                                   token=token)
     effects.carry_out(owner, decision, job_builder(owner, spec))
     driver.write_status(owner, body, decision)
 
 
-CONTROLLER = driver.Controller(KIND, DatabaseRestoreSpec, DatabaseRestoreStatus, reconcile)
+CONTROLLER = driver.Controller(KIND, DatabaseRestoreSpec, DatabaseRestoreStatus, reconcile, done_when_terminal=False,
+                               recheck_finished=retry.pending)

@@ -16,7 +16,7 @@ from dbops.api.backup import (
 )
 from dbops.api.common import parse_duration
 from dbops.api.roles import JobRole
-from dbops.reconcile import results
+from dbops.reconcile import results, retry
 from dbops.reconcile.actions import ArtifactParams, Decision, JobRequest
 from dbops.reconcile.jobs import MISSING, JobOutcome
 from dbops.reconcile.steps import Steps
@@ -44,14 +44,28 @@ def artifact_directory(artifact: Artifact) -> str:
     return artifact.uri.rsplit("/", 1)[0]
 
 
+def retry_backup(status: DatabaseBackupStatus, token: str | None, *, generation: int,
+                 now: datetime) -> Decision | None:
+    """A finished backup and its retry token (see dbops.reconcile.retry). The new attempt's backup Job commits
+    to the same place; an artifact the failed attempt committed (it failed verifying) is reported again, not
+    dumped over, and verified again."""
+    return retry.retry(status, token, lambda old: DatabaseBackupStatus(), generation=generation, now=now,
+                       ignored="a backup is taken once; create a new DatabaseBackup (or let its schedule run) for "
+                               "another")
+
+
 def reconcile_backup(spec: DatabaseBackupSpec, status: DatabaseBackupStatus, observed: BackupJobs,
-                     *, generation: int, now: datetime) -> Decision:
-    """The next step of a backup from its spec, status and Jobs."""
+                     *, generation: int, now: datetime, token: str | None = None) -> Decision:
+    """The next step of a backup from its spec, status and Jobs (``token``: its dbops.io/retry annotation)."""
     status = status.model_copy(deep=True)
-    decision = Decision(status)
     if status.is_terminal:
+        retried = retry_backup(status, token, generation=generation, now=now)
+        if retried is not None:
+            return retried
         _set_expiry(spec, status)
-        return decision
+        return Decision(status)
+    retry.begin(status, token)
+    decision = Decision(status)
     steps = Steps(status, decision, generation=generation, now=now)
     if not _stored(steps, status, observed):
         return decision
@@ -66,10 +80,6 @@ def _stored(steps: Steps[BackupPhase], status: DatabaseBackupStatus, observed: B
     backup, name = observed.backup, observed.backup_name
     if status.phase == "Verifying" and status.artifact is not None and status.artifact.uri:
         return True  # recorded: a backup Job removed since (ttlSecondsAfterFinished) must not dump again
-    if backup.state == "Missing" and status.phase != "Running":
-        status.attempts += 1
-    elif backup.state == "Running":
-        status.attempts = max(status.attempts, 1)
     if steps.job_pending(backup, JobRequest(JobRole.BACKUP, name), phase="Running",
                          message=f"backup Job {name} running", started="BackupStarted"):
         return False

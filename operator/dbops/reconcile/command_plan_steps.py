@@ -146,7 +146,8 @@ class CommandPlanSteps:
         self.steps.fail("PlanChanged", f"the framework's plan changed since it was approved; the command was not "
                         f"run: {_difference(plan.pending, fresh.pending)}; now {command_plan.summary(fresh)} (hash "
                         f"{fresh.hash}), approved {command_plan.summary(plan)} (hash {plan.hash}). Review the new "
-                        f"plan (log of Job {observed.confirm_name}) and start a new run (a changed spec) to approve it",
+                        f"plan (log of Job {observed.confirm_name}); to run it, set annotation dbops.io/retry to a new value "
+                        "(the plan is made again and needs approving: its hash in spec.approval.approvedPlanHash)",
                         "MigrationFailed")
         return False
 

@@ -10,7 +10,7 @@ from dbops.api.backup import RestoreTestResult
 from dbops.api.common import Storage
 from dbops.api.restore import DatabaseRestoreSpec, DatabaseRestoreStatus, RestoredFrom, RestorePhase
 from dbops.api.roles import JobRole
-from dbops.reconcile import results
+from dbops.reconcile import results, retry
 from dbops.reconcile.actions import ChildRequest, Decision, JobRequest, RestoreParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import JobOutcome
@@ -50,13 +50,23 @@ def safety_backup_spec(spec: DatabaseRestoreSpec) -> dict[str, Any]:
     }
 
 
+def retry_restore(status: DatabaseRestoreStatus, token: str | None, *, generation: int,
+                  now: datetime) -> Decision | None:
+    """A finished restore and its retry token (see dbops.reconcile.retry): a new attempt restores again, with a
+    new safety backup of the target as the failed attempt left it (the earlier one is kept) and every check."""
+    return retry.retry(status, token, lambda old: DatabaseRestoreStatus(), generation=generation, now=now,
+                       children=(status.safety_backup_name,),
+                       ignored="to restore again, create a new DatabaseRestore")
+
+
 def reconcile_restore(spec: DatabaseRestoreSpec, status: DatabaseRestoreStatus, observed: RestoreObserved,
-                      *, generation: int, now: datetime) -> Decision:
-    """The next step of a restore."""
+                      *, generation: int, now: datetime, token: str | None = None) -> Decision:
+    """The next step of a restore (``token``: its dbops.io/retry annotation)."""
     status = status.model_copy(deep=True)
-    decision = Decision(status)
     if status.is_terminal:
-        return decision
+        return retry_restore(status, token, generation=generation, now=now) or Decision(status)
+    retry.begin(status, token)
+    decision = Decision(status)
     steps = Steps(status, decision, generation=generation, now=now)
     source = observed.source
     if source.state == "Failed":

@@ -17,11 +17,14 @@ WAIT_SECONDS = 10.0
 JOB_LOST = "JobLost"
 RETRY_HINTS = {
     JobRole.RESTORE: "it may have restored the target already and is not run twice: check the target database, "
-                     "then delete and re-create the DatabaseRestore to restore again",
+                     "then set annotation dbops.io/retry to a new value to restore again (or delete and re-create "
+                     "the DatabaseRestore)",
     JobRole.APPLY: "it may have applied migrations already and is not run twice: check the database's history "
-                   "table (dbops migrate status), then delete and re-create the DatabaseMigration to run it again",
+                   "table (dbops migrate status), then set annotation dbops.io/retry to a new value to run it again "
+                   "(plan, approval and pre-checks again; or delete and re-create the DatabaseMigration)",
     JobRole.COMMAND: "the framework command may have run already and is not run twice: check the database's "
-                     "migration history, then delete and re-create the DatabaseMigration to run it again",
+                     "migration history, then set annotation dbops.io/retry to a new value to run it again (or "
+                     "delete and re-create the DatabaseMigration)",
 }
 
 WAITS = {VOLUME_NOT_READY: "waits for its volume", IMAGE_PULL_FAILED: "cannot pull its image yet",
