@@ -16,8 +16,8 @@ from dbops.api.roles import JobRole
 from dbops.api.status import MAX_PREVIOUS_ATTEMPTS, RETRY_ANNOTATION
 from dbops.reconcile import backup as b
 from dbops.reconcile import migration as m
+from dbops.reconcile import migration_runs, retry
 from dbops.reconcile import restore as r
-from dbops.reconcile import retry
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.jobs import MISSING, JobOutcome, job_outcome
 from dbops.specs import jobs as job_specs
@@ -175,7 +175,7 @@ def plan(plan_hash: str) -> JobOutcome:
 
 def migration_pass(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, token: str | None = None, *,
                    revision: str = "rev1", **jobs: JobOutcome) -> Any:
-    attempt = m.run_attempt(status, revision)
+    attempt = migration_runs.run_attempt(status, revision)
     names = {role: f"{name}-{retry.run_key(revision, attempt)}" for role, name in NAMES.items()}
     observed = m.MigrationObserved(revision, m.MigrationJobs(jobs.get("plan", MISSING), jobs.get("check", MISSING),
                                                              jobs.get("apply", MISSING), names),
@@ -204,7 +204,7 @@ def test_a_failed_migration_retried_plans_again_and_needs_approval_when_the_plan
     retried = decision.status
     assert retried.attempts == 2 and retried.phase == "Pending" and decision.jobs == []
     assert retried.source_hash == "rev1" and retried.current_version == "0" and retried.plan is None
-    assert m.run_attempt(retried, "rev1") == 2
+    assert migration_runs.run_attempt(retried, "rev1") == 2
     planning = migration_pass(spec, retried, "retry-1")
     assert [j.name for j in planning.jobs] == ["m-plan-rev1.2"], "the retry did not plan again under a new name"
     # The database moved (a lost apply committed part of it): the plan differs and the old approval does not hold.
@@ -215,17 +215,24 @@ def test_a_failed_migration_retried_plans_again_and_needs_approval_when_the_plan
     assert same.jobs[0].name == "m-apply-rev1.2" and same.jobs[0].params.expect_plan_hash == "0123456789abcdef"
 
 
-def test_a_new_revision_starts_over_at_attempt_one_keeping_the_replaced_run() -> None:
+def test_a_new_revision_is_the_next_attempt_and_keeps_the_replaced_run() -> None:
     spec = DatabaseMigrationSpec.model_validate({**MIGRATION, "preChecks": {"enabled": False}})
     failed = failed_migration(spec)
+    assert migration_runs.run_attempt(failed, "rev2") == 2
+    fixed = migration_pass(spec, failed, revision="rev2")  # the bad statement fixed in the source
+    assert fixed.status.attempts == 2 and fixed.status.source_hash == "rev2"
+    assert [j.name for j in fixed.jobs] == ["m-plan-rev2.2"]
+    [previous] = fixed.status.previous_attempts
+    assert (previous.attempt, previous.phase, previous.ended_by, previous.source_hash) == (
+        1, "Failed", "NewRevision", "rev1")
+
     retried = migration_pass(spec, failed, "a").status
-    assert m.run_attempt(retried, "rev2") == 1
-    fresh = migration_pass(spec, retried, "b", revision="rev2")
-    assert fresh.status.attempts == 1 and fresh.status.source_hash == "rev2"
+    assert migration_runs.run_attempt(retried, "rev3") == 2, "a retry that had not started work is no attempt of its own"
+    fresh = migration_pass(spec, retried, "b", revision="rev3")
+    assert fresh.status.attempts == 2 and fresh.status.source_hash == "rev3"
     assert fresh.status.last_retry_token == "b", "a new revision's run consumes the token it came with"
-    assert [p.ended_by for p in fresh.status.previous_attempts] == ["Retry"], \
-        "a run that had not started work is not a previous attempt"
-    assert [j.name for j in fresh.jobs] == ["m-plan-rev2"]
+    assert [p.ended_by for p in fresh.status.previous_attempts] == ["Retry"]
+    assert [j.name for j in fresh.jobs] == ["m-plan-rev3.2"]
 
 
 def test_a_succeeded_migration_ignores_the_token() -> None:

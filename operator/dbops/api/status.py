@@ -193,7 +193,7 @@ class JobStatus(ResourceStatus[PhaseT], Generic[PhaseT]):
 
     attempts: int = 0
     """The number of the current run: 1 for the first, one more for each retry (dbops.io/retry) and, for a
-    DatabaseMigration, back to 1 when its content or spec changes. 0 before the first run started."""
+    DatabaseMigration, for each change of its content or spec that replaced a run. 0 before the first run."""
     last_retry_token: str | None = None
     """The last dbops.io/retry token the operator acted on (started a retry, or ignored and said why in a
     RetryIgnored Event): the annotation starts a new run only while its value differs from this."""

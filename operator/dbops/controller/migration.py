@@ -20,7 +20,7 @@ from dbops.controller.config import CONFIG
 from dbops.kube import objects
 from dbops.reconcile import command as command_reconcile
 from dbops.reconcile import migration as migration_reconcile
-from dbops.reconcile import retry, runlock
+from dbops.reconcile import migration_runs, retry, runlock
 from dbops.reconcile import smoke as smoke_reconcile
 from dbops.reconcile import window as window_reconcile
 from dbops.reconcile.actions import ApplyParams, Decision, JobRequest
@@ -94,13 +94,13 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
     revision = revision_of(spec, files)
     token = retry.token_of(body)
     if status.is_terminal and status.source_hash == revision:
-        retried = migration_reconcile.retry_migration(status, token, generation=owner.generation, now=utcnow())
+        retried = migration_runs.retry_migration(status, token, generation=owner.generation, now=utcnow())
         if retried is None:
             metrics.record_status(body, status)
         else:  # only the new attempt's number is written: the next pass names and creates its Jobs
             driver.write_status(owner, body, retried)
         return
-    run = retry.run_key(revision, migration_reconcile.run_attempt(status, revision))
+    run = retry.run_key(revision, migration_runs.run_attempt(status, revision))
     driver.require_secrets(owner.namespace, [*env_specs.secret_references(
         spec.database, spec.backup.storage if spec.backup.enabled else None), *command_secret_references(spec)])
     config_map = source_config_map(owner, spec, files, revision)

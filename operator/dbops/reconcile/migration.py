@@ -24,7 +24,7 @@ from dbops.api.migration import (
 from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_plan import MigrationPlan
 from dbops.api.roles import JobRole
-from dbops.reconcile import migration_children, plan_report, results, retry, smoke
+from dbops.reconcile import migration_children, migration_runs, plan_report, results, retry, smoke
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
 from dbops.reconcile.command_plan import summary as command_plan_summary
@@ -37,7 +37,7 @@ from dbops.reconcile.steps import WAIT_SECONDS, Steps
 from dbops.reconcile.window import WindowState
 
 MAX_WINDOW_WAIT_SECONDS = 300.0
-IDLE_PHASES = frozenset({"Pending", "Waiting", "AwaitingApproval"})
+IDLE_PHASES = migration_runs.IDLE_PHASES
 
 
 @dataclass(frozen=True)
@@ -79,37 +79,14 @@ class MigrationObserved:
     """The complete plan report, once the plan Job finished (SQL sources)."""
 
 
-def new_revision(status: DatabaseMigrationStatus, revision: str) -> bool:
-    """Whether this pass starts a run of a new revision (the previous run ended, or had not started work)."""
-    return status.source_hash != revision and (status.is_terminal or status.phase in IDLE_PHASES)
-
-
-def run_attempt(status: DatabaseMigrationStatus, revision: str) -> int:
-    """The attempt this pass works on (its Jobs' and children's names): 1 for a new revision's run."""
-    return 1 if new_revision(status, revision) else status.attempt
-
-
-def retry_migration(status: DatabaseMigrationStatus, token: str | None, *, generation: int,
-                    now: datetime) -> Decision | None:
-    """A finished migration of the current revision and its retry token (see dbops.reconcile.retry)."""
-    def fresh(old: DatabaseMigrationStatus) -> DatabaseMigrationStatus:
-        return DatabaseMigrationStatus(current_version=old.current_version, source_hash=old.source_hash)
-
-    return retry.retry(status, token, fresh, generation=generation, now=now, source_hash=status.source_hash,
-                       children=(status.backup_name, status.restore_name),
-                       ignored="it is not applied again; a changed source or spec starts a new run")
-
-
 def reconcile_migration(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus, observed: MigrationObserved,
                         *, generation: int, now: datetime, token: str | None = None) -> Decision:
     """The next step of a migration run (``token``: its dbops.io/retry annotation)."""
     status = status.model_copy(deep=True)
-    if new_revision(status, observed.revision):
-        status = retry.superseded(status, DatabaseMigrationStatus(
-            current_version=status.current_version, source_hash=observed.revision, conditions=status.conditions),
-            token, source_hash=status.source_hash, children=(status.backup_name, status.restore_name))
+    if migration_runs.new_revision(status, observed.revision):
+        status = migration_runs.next_revision_run(status, observed.revision, token)
     elif status.is_terminal:
-        retried = retry_migration(status, token, generation=generation, now=now)
+        retried = migration_runs.retry_migration(status, token, generation=generation, now=now)
         if retried is not None:
             return retried
     retry.begin(status, token)

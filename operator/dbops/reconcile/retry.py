@@ -108,14 +108,19 @@ def retry(status: S, token: str | None, fresh: Callable[[S], S], *, generation: 
     return decision
 
 
+def counted(status: JobStatus[Any]) -> bool:
+    """Whether a run being replaced did something worth a number and a record (it ended, or started a Job)."""
+    return status.attempts > 0 and (status.is_terminal or bool(status.started_jobs))
+
+
 def superseded(status: S, fresh: S, token: str | None, *, source_hash: str | None,
                children: Iterable[str | None] = ()) -> S:
-    """A migration's new revision: the new run's status (which takes the current token: a new run consumes it),
-    the replaced run kept in previousAttempts (unless it never started: a revision changed while it waited for
-    approval or its window is not a run worth keeping)."""
+    """A migration's new revision: the new run's status (numbered by the caller; it takes the current token: a new
+    run consumes it), the replaced run kept in previousAttempts (unless it never started: a revision changed while
+    it waited for its window is not a run worth keeping)."""
     fresh.last_retry_token = token or status.last_retry_token
     fresh.previous_attempts = list(status.previous_attempts)
-    if status.attempts == 0 or not (status.is_terminal or status.started_jobs):
+    if not counted(status):
         return fresh
     ready = status.condition(READY)
     record = PreviousAttempt(
