@@ -184,11 +184,52 @@ def test_an_imported_history_is_announced() -> None:
                  "currentVersion": "10", "importedHistory": ["1", "2", "10"]})
     d = run(s, DatabaseMigrationStatus(source_hash="rev1", phase="Planning"), observe(plan=plan))
     apply = done({"applied": [{"version": "12", "name": "x"}], "previousVersion": "10", "currentVersion": "12",
-                  "importedHistory": ["1", "2", "10"]})
+                  "importedHistory": ["1", "2", "10"], "importedFrom": {
+                      "from": "golang-migrate", "table": "public.schema_migrations", "count": 3,
+                      "newestVersion": "10", "repeatables": []}})
     d = run(s, d.status, observe(plan=plan, apply=apply))
     assert d.status.phase == "Succeeded"
+    assert d.status.imported_history is not None and d.status.imported_history.versions == ["1", "2", "10"]
     assert d.status.message == ("imported 3 versions of golang-migrate's history (up to 10); applied 1 migrations; "
                                 "now at version 12")
     assert [(e.reason, e.message) for e in d.events] == [
         ("HistoryImported", "imported 3 versions of golang-migrate's history (up to 10)"),
         ("MigrationSucceeded", d.status.message)]
+
+
+FLYWAY_IMPORT = {"from": "flyway", "table": "public.flyway_schema_history", "count": 240, "newestVersion": "2.40",
+                 "repeatables": [{"name": "R__views", "state": "changed"}, {"name": "R__grants", "state": "current"}]}
+
+
+def test_an_imported_flyway_history_shows_its_repeatables_and_a_cut_list_in_status() -> None:
+    """Regression: status kept nothing of the import, and the message took the 4 KiB cap's '... N more' marker
+    for the newest version."""
+    s = spec(importHistory={"from": "flyway"}, preChecks={"enabled": False}, allowGaps=True)
+    apply = done({"applied": [{"version": "R__views", "name": "views"}], "previousVersion": "2.40",
+                  "currentVersion": "2.40", "importedHistory": ["1", "1.1", "... 238 more"],
+                  "importedFrom": FLYWAY_IMPORT})
+    d = run(s, DatabaseMigrationStatus(source_hash="rev1", phase="Migrating"), observe(plan=PLAN, apply=apply))
+    imported = d.status.imported_history
+    assert imported is not None and imported.tool == "flyway" and imported.count == 240
+    assert imported.versions == ["1", "1.1"] and imported.newest_version == "2.40"
+    assert [(r.name, r.state) for r in imported.repeatables] == [("R__views", "changed"), ("R__grants", "current")]
+    wire = d.status.to_wire()["importedHistory"]
+    assert wire["from"] == "flyway" and wire["repeatables"][0] == {"name": "R__views", "state": "changed"}
+    note = ("imported 240 versions of flyway's history (up to 2.40) and 2 repeatables (changed since, re-applied: "
+            "R__views)")
+    assert d.status.message.startswith(note + "; ")
+    assert ("HistoryImported", note) in [(e.reason, e.message) for e in d.events]
+    again = run(s, d.status, observe(plan=PLAN, apply=apply))  # the same result read again: one Event only
+    assert "HistoryImported" not in [e.reason for e in again.events]
+
+
+def test_an_import_kept_by_a_failed_apply_is_in_status_and_a_dry_run_imports_nothing() -> None:
+    s = spec(importHistory={"from": "flyway"}, preChecks={"enabled": False}, allowGaps=True)
+    failed = done({"reason": "MigrationFailed", "message": "2.41 failed", "previousVersion": "2.40",
+                   "currentVersion": "2.40", "importedHistory": ["1"], "importedFrom": FLYWAY_IMPORT}, ok=False)
+    d = run(s, DatabaseMigrationStatus(source_hash="rev1", phase="Migrating"), observe(plan=PLAN, apply=failed))
+    assert d.status.phase == "Failed" and d.status.imported_history is not None
+    dry = done({"applied": [], "dryRun": True, "importedHistory": ["1"], "importedFrom": FLYWAY_IMPORT})
+    d = run(spec(importHistory={"from": "flyway"}, preChecks={"enabled": False}, dryRun=True),
+            DatabaseMigrationStatus(source_hash="rev1", phase="Migrating"), observe(plan=PLAN, apply=dry))
+    assert d.status.phase == "Succeeded" and d.status.imported_history is None

@@ -110,13 +110,52 @@ class HistoryImport(ApiModel):
     """Another tool's history table, imported into ours before the first plan (switching tools without
     re-baselining blind), as ``dbops migrate import`` does."""
 
-    tool: Literal["golang-migrate", "flyway"] = Field(alias="from")
-    """The tool whose history it is: golang-migrate (schema_migrations; refused when dirty) or flyway
-    (flyway_schema_history; refused with failed rows or changed scripts)."""
+    tool: Literal["golang-migrate", "flyway", "goose"] = Field(alias="from")
+    """The tool whose history it is: golang-migrate (schema_migrations; refused when dirty), flyway
+    (flyway_schema_history; refused with failed rows or changed scripts; its R__ repeatables too) or goose
+    (goose_db_version; a version is applied when its newest row says is_applied, as goose decides)."""
     table: Annotated[str, StringConstraints(pattern=r"^(([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*)?$",
                                             max_length=127)] = ""
     """Their history table; empty means the tool's default (public.schema_migrations,
-    public.flyway_schema_history)."""
+    public.flyway_schema_history, public.goose_db_version)."""
+
+
+class ImportedRepeatable(ApiModel):
+    """A Flyway repeatable migration (R__) the import recorded."""
+
+    name: str
+    """Its name as status.applied names it, e.g. R__views."""
+    state: Literal["current", "changed"]
+    """current: the text Flyway last applied (not run again); changed: edited since, so this run re-applied it."""
+
+
+class ImportedHistory(ApiModel):
+    """Another tool's history the last run imported into ours (spec.importHistory)."""
+
+    tool: str = Field(alias="from")
+    """The tool: golang-migrate, flyway or goose."""
+    table: str = ""
+    """Their history table it was read from."""
+    count: int = 0
+    """Versions recorded as applied (kind imported in our history table)."""
+    newest_version: str = ""
+    """The newest of them."""
+    versions: list[str] = Field(default_factory=list)
+    """The versions, oldest first (the runner's result is limited to 4 KiB: a long list keeps its start only;
+    count has them all)."""
+    repeatables: list[ImportedRepeatable] = Field(default_factory=list)
+    """Flyway's repeatable migrations, each with whether it changed since Flyway ran it."""
+
+    def summary(self) -> str:
+        """``imported 6 versions of flyway's history (up to 5); 2 repeatables (changed since, re-applied:
+        R__views)`` for the message and the HistoryImported Event."""
+        text = f"imported {self.count} versions of {self.tool}'s history" + (
+            f" (up to {self.newest_version})" if self.newest_version else "")
+        if self.repeatables:
+            changed = [r.name for r in self.repeatables if r.state == "changed"]
+            text += f" and {len(self.repeatables)} repeatables (" + (
+                f"changed since, re-applied: {', '.join(changed[:5])}" if changed else "none changed") + ")"
+        return text
 
 
 class Timeouts(ApiModel):
@@ -204,8 +243,9 @@ class DatabaseMigrationSpec(ApiModel):
     allow_gaps: bool = False
     """Accept gaps in the version numbers (golang-migrate, Flyway and timestamp versions leave them)."""
     import_history: HistoryImport | None = None
-    """Import golang-migrate's or Flyway's history into ours while ours is empty (the plan reads it, the apply
-    records it; nothing to do once imported or where their table does not exist)."""
+    """Import golang-migrate's, Flyway's or goose's history into ours while ours is empty (the plan reads it, the
+    apply records it, status.importedHistory shows it; nothing to do once imported or where their table does not
+    exist)."""
     dry_run: bool = False
     """Run inside a transaction that is rolled back and report the plan."""
     approval: Approval = Field(default_factory=Approval)
@@ -304,3 +344,6 @@ class DatabaseMigrationStatus(JobStatus[MigrationPhase]):
     """Command mode: what the framework recorded in its own history during the last run."""
     smoke_tests: list[SmokeTestResult] = Field(default_factory=list)
     """The smoke tests (verify.jobs) of the last run."""
+    imported_history: ImportedHistory | None = None
+    """What the last run imported from another tool's history (spec.importHistory); absent when it imported
+    nothing (already imported, their table missing) and after a dry run, which imports nothing."""

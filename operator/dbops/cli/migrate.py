@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_common(status_parser)
     status_parser.set_defaults(run=_run_status)
 
-    import_parser = actions.add_parser("import", help="import golang-migrate's or Flyway's history into ours")
+    import_parser = actions.add_parser("import", help="import golang-migrate's, Flyway's or goose's history into ours")
     _add_common(import_parser)
     import_parser.add_argument("--from", dest="tool", choices=sorted(adopt.TOOLS), required=True)
     import_parser.add_argument("--from-table", help="their history table (default: the tool's default)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from dbops.api.migration import (
     AppliedMigration,
@@ -293,6 +292,10 @@ class _Run:
         self.status.verification = results.models_from_result(VerificationResult, result.get("verification"))
         self.status.sizes = results.size_changes(result.get("sizes"))
         self.status.dry_run = bool(result.get("dryRun"))
+        imported = None if self.status.dry_run else results.imported_history(result)  # committed even if it failed
+        if imported is not None and self.status.imported_history is None:
+            self.decision.event("Normal", "HistoryImported", imported.summary())
+        self.status.imported_history = imported
         if apply.state == "Succeeded" and self.status.dry_run:
             # Nothing was committed: the versions stay the database's; the runner says what would happen.
             message = str(result.get("message") or f"dry run: {len(self.status.applied)} migrations ran in a "
@@ -306,23 +309,19 @@ class _Run:
             if key in result and (apply.state == "Succeeded" or result[key] is not None):
                 setattr(self.status, attribute, str(result[key] or ""))
         if apply.state == "Succeeded":
-            self.smoke_tested_and_done(result.get("importedHistory"))
+            self.smoke_tested_and_done()
             return
         self.failed_run(apply.reason, apply.message)
 
-    def smoke_tested_and_done(self, imported: Any = None) -> None:
-        """After a successful apply: the smoke tests, then Succeeded (``imported``: the apply's importedHistory;
-        None once its Job is gone since its result was read)."""
+    def smoke_tested_and_done(self) -> None:
+        """After a successful apply: the smoke tests, then Succeeded."""
         if not self.smoke_tested():
             return
         down = any(a.direction == "down" for a in self.status.applied)
         message = (f"{'rolled back' if down else 'applied'} {len(self.status.applied)} migrations; now at "
                    f"{f'version {self.status.current_version}' if self.status.current_version else 'no version'}")
-        if isinstance(imported, list) and imported and self.spec.import_history is not None:
-            note = (f"imported {len(imported)} versions of {self.spec.import_history.tool}'s history "
-                    f"(up to {imported[-1]})")
-            self.decision.event("Normal", "HistoryImported", note)
-            message = f"{note}; {message}"
+        if self.status.imported_history is not None:
+            message = f"{self.status.imported_history.summary()}; {message}"
         if self.status.mark_succeeded(message, generation=self.generation, now=self.now):
             self.decision.event("Normal", "MigrationSucceeded", message)
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from dbops.api.base import ApiModel
+from dbops.api.migration import ImportedHistory
 from dbops.api.migration_verify import SizeChanges
 
 M = TypeVar("M", bound=ApiModel)
@@ -77,6 +78,20 @@ def size_changes(data: Any) -> SizeChanges | None:
         cleaned["note"] = "; ".join(part for part in (str(data.get("note") or ""), (
             f"{hidden} more not shown: the runner's result is limited to 4 KiB (the Job's log has them all)")) if part)
     return model_from_result(SizeChanges, cleaned)
+
+
+def imported_history(result: Mapping[str, Any]) -> ImportedHistory | None:
+    """``status.importedHistory`` from an apply's result: its brief ``importedFrom`` and the versions the 4 KiB
+    cap left of the ``importedHistory`` list (None: nothing was imported)."""
+    brief = result.get("importedFrom")
+    if not isinstance(brief, Mapping):
+        return None
+    listed = result.get("importedHistory")
+    versions = [v for v in listed if isinstance(v, str) and not _MORE.match(v)] if isinstance(listed, list) else []
+    repeatables = brief.get("repeatables")
+    return model_from_result(ImportedHistory, {
+        **brief, "versions": versions,
+        "repeatables": [r for r in repeatables if isinstance(r, Mapping)] if isinstance(repeatables, list) else []})
 
 
 def failed_checks(data: Any) -> list[str]:

@@ -1,6 +1,7 @@
 """Switching to dbops without re-baselining blind: import another tool's history, ``repair`` a checksum.
 
-Imports golang-migrate's ``schema_migrations`` or Flyway's ``flyway_schema_history`` into ours; ``repair``
+Imports golang-migrate's ``schema_migrations``, Flyway's ``flyway_schema_history`` or goose's ``goose_db_version``
+into ours; ``repair``
 accepts a changed checksum with a reason (an applied file edited on purpose, e.g. a comment fixed)."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dbops.api import versions
 from dbops.runner.migrations import flyway, history, lock, source
 
 Connection = psycopg.Connection[Any]
-TOOLS = {"golang-migrate": "public.schema_migrations", "flyway": "public.flyway_schema_history"}
+TOOLS = {"golang-migrate": "public.schema_migrations", "flyway": "public.flyway_schema_history",
+         "goose": "public.goose_db_version"}
 
 
 @dataclass
@@ -46,6 +48,8 @@ def import_history(connection: Connection, migrations: list[source.Migration], t
         repeatable_rows: dict[str, Any] = {}
         if tool == "golang-migrate":
             applied = upto(_golang_migrate(connection, theirs), migrations)
+        elif tool == "goose":
+            applied = _goose(connection, theirs)
         else:
             applied = _flyway(connection, theirs, migrations)
             repeatable_rows = _flyway_repeatables(connection, theirs, migrations)
@@ -54,7 +58,9 @@ def import_history(connection: Connection, migrations: list[source.Migration], t
         if missing:
             raise errors.MigrationError(
                 f"{tool} history {theirs} records versions {missing[:5]} that are not in the source; "
-                "point --source at the same migrations the other tool ran", reason="MigrationDrift")
+                "point --source at the same migrations the other tool ran"
+                + ("; goose's Go migrations (.go files) have no SQL to import" if tool == "goose" else ""),
+                reason="MigrationDrift")
         chosen = [by_number[v] for v in sorted(applied)]
         imported = Imported(versions=[m.version for m in chosen])
         with connection.transaction():
@@ -84,6 +90,18 @@ def _golang_migrate(connection: Connection, theirs: history.HistoryTable) -> lis
             f"golang-migrate history {theirs} is dirty at version {version} (a migration failed half-way); "
             "fix the schema and run `migrate force` first", reason="DirtyHistory")
     return [versions.key(str(version))]
+
+
+def _goose(connection: Connection, theirs: history.HistoryTable) -> list[versions.Key]:
+    """goose's applied versions, by goose's own rule: a version's newest row (highest id) says whether it is
+    applied (older goose inserted a row with ``is_applied = false`` on down; current goose deletes the version's
+    rows).
+    Version 0 is the row goose writes when it creates the table, no migration. goose may apply out of order
+    (``-allow-missing``): the set is taken as recorded, never filled up to the newest."""
+    rows = connection.execute(sql.SQL(
+        "SELECT DISTINCT ON (version_id) version_id, is_applied FROM {} ORDER BY version_id, id DESC"
+    ).format(theirs.identifier)).fetchall()
+    return [versions.key(str(version)) for version, applied in rows if applied and int(version) > 0]
 
 
 def _flyway(connection: Connection, theirs: history.HistoryTable,

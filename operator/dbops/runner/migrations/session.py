@@ -55,6 +55,8 @@ class RunOutcome:
     sizes: dict[str, Any] | None = None
     imported: list[str] = field(default_factory=list)
     """Versions imported from another tool's history before planning (``RunConfig.import_history``)."""
+    imported_from: dict[str, Any] | None = None
+    """What that import recorded, in brief (``summary``): never cut by the result's 4 KiB cap as the list can be."""
 
     def as_result(self) -> dict[str, Any]:
         """Result JSON fields (camelCase)."""
@@ -80,33 +82,51 @@ class RunOutcome:
             fields["sizes"] = self.sizes
         if self.imported:
             fields["importedHistory"] = self.imported
+        if self.imported_from is not None:
+            fields["importedFrom"] = self.imported_from
         return fields
 
 
-def import_first(connection: Connection, migrations: list[source.Migration], config: RunConfig) -> list[str]:
+def import_first(connection: Connection, migrations: list[source.Migration], config: RunConfig,
+                 into: adopt.Imported | None = None) -> list[str]:
     """Import another tool's history into ours (``config.import_history``) when theirs exists and ours has no
     applied row; the versions imported (none: nothing to do — already imported, or a database the other tool
-    never ran on). A dirty or failed history of theirs is refused (``adopt``)."""
+    never ran on), and in ``into`` all it recorded (Flyway's repeatables too). A dirty or failed history of
+    theirs is refused (``adopt``)."""
     tool = config.import_history
     if not tool:
         return []
     theirs = history.HistoryTable.parse(config.import_history_table or adopt.TOOLS[tool])
     if not theirs.exists(connection) or any(row.success for row in config.table.rows(connection)):
         return []
-    return adopt.import_history(connection, migrations, config.table, tool, str(theirs),
-                                wait_seconds=config.lock_wait_seconds).versions
+    imported = adopt.import_history(connection, migrations, config.table, tool, str(theirs),
+                                    wait_seconds=config.lock_wait_seconds)
+    if into is not None:
+        into.versions, into.repeatables = imported.versions, imported.repeatables
+    return imported.versions
+
+
+def summary(imported: adopt.Imported, config: RunConfig) -> dict[str, Any] | None:
+    """``importedFrom`` of the result: the tool, its table, how many versions, the newest, the repeatables
+    (a list, so the 4 KiB cap can shorten it); None when nothing was imported."""
+    if not imported.versions and not imported.repeatables:
+        return None
+    tool = config.import_history or ""
+    return {"from": tool, "table": str(config.import_history_table or adopt.TOOLS.get(tool, "")),
+            "count": len(imported.versions), "newestVersion": imported.versions[-1] if imported.versions else "",
+            "repeatables": [{"name": name, "state": state} for name, state in imported.repeatables.items()]}
 
 
 @contextlib.contextmanager
 def imported_first(connection: Connection, migrations: list[source.Migration], config: RunConfig, *,
-                   commit: bool) -> Iterator[list[str]]:
+                   commit: bool, into: adopt.Imported | None = None) -> Iterator[list[str]]:
     """``import_first`` for a run: committed, or (a plan, a dry run) seen only inside a transaction rolled back
     when the block ends, so the plan is the one the apply will make after importing."""
     if commit or not config.import_history:
-        yield import_first(connection, migrations, config)
+        yield import_first(connection, migrations, config, into)
         return
     with connection.transaction(force_rollback=True):
-        yield import_first(connection, migrations, config)
+        yield import_first(connection, migrations, config, into)
 
 
 def current_version(connection: Connection, config: RunConfig) -> str | None:
@@ -159,13 +179,14 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         outcome: RunOutcome | None = None) -> RunOutcome:
     """Apply (or dry-run) the plan under the advisory lock, with optional pre-checks and verification."""
     outcome = outcome if outcome is not None else RunOutcome()
+    details = adopt.Imported()
     lock.watch_client_connection(connection)
     if config.prechecks is not None:
         outcome.prechecks = prechecks.run_prechecks(connection, config.prechecks)
         prechecks.raise_on_failures(outcome.prechecks, config.prechecks.fail_on)
     with lock.advisory_lock(connection, str(config.table), config.lock_wait_seconds), \
-            imported_first(connection, migrations, config, commit=not config.apply.dry_run) as imported:
-        outcome.imported = imported
+            imported_first(connection, migrations, config, commit=not config.apply.dry_run, into=details) as imported:
+        outcome.imported, outcome.imported_from = imported, summary(details, config)
         # Known before planning, so a refusal (drift, lint …) still reports where the database is.
         outcome.previous_version = outcome.current_version = current_version(connection, config)
         outcome.plan, linting = _plan_linting(connection, migrations, config)
