@@ -10,15 +10,14 @@ import re
 import shutil
 import tempfile
 import threading
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dbops_testbed import container_logs
 from dbops_testbed.images import ImageConfig, ImageStore
 from dbops_testbed.kubelet_server import KubeletServer, LogSource, subject_access_review
-from dbops_testbed.objects import JSON, now, response_json
+from dbops_testbed.node import WorkerApi, register_node
+from dbops_testbed.objects import JSON, response_json
 from dbops_testbed.pods import PodWorker
 from dbops_testbed.provisioner import HostPathProvisioner
 from dbops_testbed.references import MissingReference
@@ -32,12 +31,13 @@ WATCH_TIMEOUT_SECONDS = 5
 __all__ = ["DEFAULT_NODE_NAME", "MissingReference", "ProcessNodeExecutor"]
 
 
-class ProcessNodeExecutor:
+class ProcessNodeExecutor(WorkerApi):
     """A simulated Kubernetes node, the only simulated part of the test bed (it replaces the kubelet).
 
     It registers a Node, binds unscheduled pods to it (there is no scheduler), and runs each pod
     bound to it as local processes: `pods.PodWorker` (lifecycle, restarts, deadlines, status),
-    `images` (the project's image from the Dockerfile, test images, ErrImagePull), `security`
+    `images` (the project's image from the Dockerfile, test images, ErrImagePull), `node` (the Node
+    object and the API calls workers make), `security`
     (runAsUser/runAsGroup/fsGroup, runAsNonRoot), `environment` and `volumes` (env and volumes as the
     kubelet builds them), `sandbox` (a mount namespace per container) and `probes` (startup,
     readiness, liveness). testbed/README.md lists what is honoured and what is not. Requires root
@@ -63,8 +63,9 @@ class ProcessNodeExecutor:
         directory removed by `stop()` by default). `bind_unscheduled`: bind pods that have no node.
         `restart_backoff_seconds`: the first OnFailure/Always restart delay (doubling, capped at
         300 s). `extra_env`: variables added to every container's base environment (pod env wins).
-        `images`: the non-project images this node can run, by repository (default
-        `dbops_testbed.images.TEST_IMAGES`); the project's image always runs. `provision_volumes`:
+        `images`: the non-project images this node can run, as `repository:tag` (default
+        `dbops_testbed.images.TEST_IMAGES`); the project's image runs under its tags
+        (`images.project_tags()`). `provision_volumes`:
         run the host-directory provisioner and its default StorageClass (`provisioner.py`).
         """
         from kubernetes import client
@@ -101,7 +102,7 @@ class ProcessNodeExecutor:
             self.node_name, self.work_dir / "kubelet", LogSource(self._pod_dir, self._container_running),
             client_ca_file=self.api_client.configuration.ssl_ca_cert,
             authorize=functools.partial(subject_access_review, self.api_client, self.node_name)).start()
-        self._register_node()
+        register_node(self.core, self.node_name, self.kubelet.port)
         if self.provisioner is not None:
             self.provisioner.start()
         self._watch_thread = threading.Thread(target=self._watch_loop, name="dbops-node-watch", daemon=True)
@@ -173,52 +174,6 @@ class ProcessNodeExecutor:
         if match is None:
             return None
         return match.group(1), int(match.group(2) or 443)
-
-    # -- node ------------------------------------------------------------------------------
-
-    def _register_node(self) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        timestamp = now()
-        memory_kib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024
-        resources = {"cpu": str(os.cpu_count() or 1), "memory": f"{memory_kib}Ki", "pods": "110",
-                     "ephemeral-storage": "100Gi"}
-        labels = {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", "dbops.io/process-executor": "true"}
-        try:
-            self.core.create_node(
-                {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node_name, "labels": labels},
-                 "spec": {}}, _preload_content=False)
-        except ApiException as error:
-            if error.status != 409:
-                raise
-        node = response_json(self.core.read_node(self.node_name, _preload_content=False))
-        node["spec"]["taints"] = []
-        self.core.replace_node(self.node_name, node, _preload_content=False)
-        uname = os.uname()
-        condition = {"lastHeartbeatTime": timestamp, "lastTransitionTime": timestamp}
-        status = {
-            "capacity": resources,
-            "allocatable": resources,
-            "conditions": [
-                {"type": "Ready", "status": "True", "reason": "KubeletReady",
-                 "message": "dbops process executor is ready", **condition},
-                *({"type": kind, "status": "False", "reason": f"KubeletHas{reason}", **condition}
-                  for kind, reason in (("MemoryPressure", "SufficientMemory"), ("DiskPressure", "NoDiskPressure"),
-                                       ("PIDPressure", "SufficientPID"))),
-            ],
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                          {"type": "Hostname", "address": self.node_name}],
-            # Where the API server reaches this node's kubelet API (`kubectl logs`): InternalIP and this port.
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet.port if self.kubelet else 0}},
-            "nodeInfo": {
-                "machineID": uuid.uuid4().hex, "systemUUID": str(uuid.uuid4()), "bootID": str(uuid.uuid4()),
-                "kernelVersion": uname.release, "osImage": "dbops process executor",
-                "containerRuntimeVersion": "process://1.0", "kubeletVersion": "v0.0.0-process-executor",
-                "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
-            },
-        }
-        self.core.patch_node_status(self.node_name, {"status": status}, _preload_content=False)
 
     # -- watching --------------------------------------------------------------------------
 
@@ -359,89 +314,3 @@ class ProcessNodeExecutor:
                 with self._lock:
                     self._deletions_sent.discard(uid)
                 raise
-
-    # -- reads used by workers ---------------------------------------------------------------
-
-    def read_object(self, kind: str, namespace: str, name: str) -> JSON | None:
-        """A Secret, ConfigMap, ServiceAccount, PersistentVolumeClaim or PersistentVolume (cluster-wide) as JSON."""
-        from kubernetes.client.exceptions import ApiException
-
-        reader: Callable[..., Any] | None = {
-            "Secret": self.core.read_namespaced_secret,
-            "ConfigMap": self.core.read_namespaced_config_map,
-            "ServiceAccount": self.core.read_namespaced_service_account,
-            "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
-        }.get(kind)
-        try:
-            if kind == "PersistentVolume":
-                return response_json(self.core.read_persistent_volume(name, _preload_content=False))
-            assert reader is not None, kind
-            return response_json(reader(name, namespace, _preload_content=False))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    def service_account_token(self, pod: JSON, audience: str | None, expiration: int) -> str:
-        """A bound service-account token for the pod through the TokenRequest API."""
-        meta = pod["metadata"]
-        account = pod["spec"].get("serviceAccountName") or "default"
-        spec: JSON = {"expirationSeconds": expiration,
-                      "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}}
-        if audience:
-            spec["audiences"] = [audience]
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            response = self.core.create_namespaced_service_account_token(
-                account, meta["namespace"], {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                             "spec": spec}, _preload_content=False)
-        except ApiException as error:
-            if error.status == 404:
-                raise MissingReference("ContainerCreating", f'serviceaccount "{account}" not found') from error
-            raise
-        return str(response_json(response)["status"]["token"])
-
-    def record_event(self, pod: JSON, reason: str, message: str, *, kind: str = "Warning") -> None:
-        """An Event on the pod from the kubelet, as `kubectl describe pod` shows them (best effort)."""
-        meta = pod["metadata"]
-        timestamp = now()
-        body = {"apiVersion": "v1", "kind": "Event",
-                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
-                                   "namespace": meta["namespace"], "uid": meta["uid"]},
-                "reason": reason, "message": message, "type": kind, "count": 1,
-                "firstTimestamp": timestamp, "lastTimestamp": timestamp,
-                "source": {"component": "kubelet", "host": self.node_name}}
-        try:
-            self.core.create_namespaced_event(meta["namespace"], body, _preload_content=False, _request_timeout=10)
-        except Exception as error:
-            logger.warning("recording event %s on %s/%s failed: %s", reason, meta["namespace"], meta["name"], error)
-
-    def patch_pod_status(self, namespace: str, name: str, status: JSON) -> bool:
-        """Patch a pod's status; False if the pod no longer exists.
-
-        A terminal phase is retried while the API server is unreachable or failing (5xx, 429) until it lands
-        or the executor stops, as the kubelet's status manager keeps syncing it; given up, a final status lost
-        to an API server restart would leave the pod Running and its Job unfinished forever. Other statuses are
-        superseded by the next report, so they are tried a few times only.
-        """
-        from kubernetes.client.exceptions import ApiException
-
-        persist = status.get("phase") in ("Succeeded", "Failed")
-        attempt = 0
-        while (attempt < 5 or persist) and not self._stopping.is_set():
-            attempt += 1
-            try:
-                self.core.patch_namespaced_pod_status(name, namespace, {"status": status}, _preload_content=False,
-                                                      _request_timeout=30)
-                return True
-            except ApiException as error:
-                if error.status == 404:
-                    return False
-                persist = persist and (error.status >= 500 or error.status == 429)
-                logger.warning("patching status of %s/%s failed (%s)", namespace, name, error.status)
-            except Exception as error:
-                logger.warning("patching status of %s/%s failed: %s", namespace, name, error)
-            self._stopping.wait(min(0.5 * attempt, 5.0))
-        return True

@@ -1,12 +1,4 @@
-"""Image resolution like a kubelet: the project's image from its Dockerfile, a table of test images, else ErrImagePull.
-
-There is no container runtime on the test bed: an "image" is the host's filesystem plus a config
-(ENTRYPOINT, CMD, USER, WORKDIR, ENV). The project's image (any image whose repository is named
-`dbops`, whatever the registry or tag) takes its config from the repository's Dockerfile, so the
-two cannot drift; its filesystem is this machine with the project installed in the running
-virtualenv. `TEST_IMAGES` names the few other images tests use, each standing for a program on
-the host. Any other image cannot be pulled: the container waits with reason `ErrImagePull`.
-"""
+"""Image resolution like a kubelet: the project's image from its Dockerfile, a table of test images, else ErrImagePull."""
 
 from __future__ import annotations
 
@@ -22,7 +14,24 @@ from dbops_testbed.environment import expand
 from dbops_testbed.objects import JSON
 
 PROJECT_REPOSITORY = "dbops"
-DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+CHART = ROOT / "helm" / "dbops" / "Chart.yaml"
+BUILT_TAGS = ("test", "bench")
+"""Tags the tests give the project's image (the operator harness's `--image dbops:test`, the benchmarks')."""
+
+
+def chart_app_version(chart: Path = CHART) -> str:
+    """The chart's appVersion: the tag the chart and manifests/operator default the image to."""
+    match = re.search(r'^appVersion:\s*["\']?([^"\'\s]+)', chart.read_text(), re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{chart} has no appVersion")
+    return match.group(1)
+
+
+def project_tags() -> frozenset[str]:
+    """The tags under which the node has the project's image."""
+    return frozenset((*BUILT_TAGS, chart_app_version()))
 
 
 @dataclass(frozen=True)
@@ -44,11 +53,13 @@ class ImageConfig:
 
 
 TEST_IMAGES: dict[str, ImageConfig] = {
-    # tests/integration/django_app: the MentorHub Django application. Its tests give a command (the
-    # test's Python running manage.py), as a command-mode DatabaseMigration always does.
-    "registry.example/mentorhub": ImageConfig(),
+    # tests/integration/django_app: the MentorHub Django application (two releases, as an upgrade
+    # shows them). Its tests give a command (the test's Python running manage.py), as a command-mode
+    # DatabaseMigration always does.
+    "registry.example/mentorhub:1.4": ImageConfig(),
+    "registry.example/mentorhub:1.5": ImageConfig(),
 }
-"""Repositories (registry/path, no tag) of the non-project images tests run, each a program on the host."""
+"""The non-project images tests run, as `registry/path:tag`, each a program on the host."""
 
 
 class ImagePullError(Exception):
@@ -82,6 +93,15 @@ def repository(image: str) -> str:
     last_slash = name.rfind("/")
     colon = name.rfind(":")
     return name[:colon] if colon > last_slash else name
+
+
+def tag(image: str) -> str | None:
+    """The tag of an image reference; `latest` when it has neither tag nor digest, None with a digest only."""
+    name, at, _ = image.partition("@")
+    colon = name.rfind(":")
+    if colon > name.rfind("/"):
+        return name[colon + 1:]
+    return None if at else "latest"
 
 
 def is_project_image(image: str) -> bool:
@@ -168,25 +188,40 @@ def project_image() -> ImageConfig:
 
 
 class ImageStore:
-    """The images this node can "pull": the project's image and a table of test images."""
+    """The images this node can "pull": the project's image under its tags and a table of test images.
+
+    There is no container runtime on the test bed: an "image" is the host's filesystem plus a config
+    (ENTRYPOINT, CMD, USER, WORKDIR, ENV). The node "has" only the images a cluster running the tests
+    would have pulled, by repository and tag, so a typo in a tag fails as it does on a cluster. The
+    project's image (repository named `dbops`, any registry: it is pushed wherever the user keeps
+    images) exists under the tags the tests give it (`project_tags()`: `test`, `bench` and the chart's
+    appVersion); it takes its config from the repository's Dockerfile, so the two cannot drift, and
+    its filesystem is this machine with the project installed in the running virtualenv.
+    `TEST_IMAGES` names the few other images (repository and tag) tests use, each standing for a
+    program on the host. Any other image cannot be pulled: the container waits with reason
+    `ErrImagePull`, then `ImagePullBackOff`.
+    """
 
     def __init__(self, extra: dict[str, ImageConfig] | None = None) -> None:
         self._project: ImageConfig | None = None
         self.extra = dict(TEST_IMAGES if extra is None else extra)
+        self.project_tags = project_tags()
 
     def resolve(self, image: str) -> ImageConfig:
         """The config of `image`; raises `ImagePullError` with the runtime-style message otherwise."""
         check_reference(image)
-        if is_project_image(image):
+        if is_project_image(image) and tag(image) in self.project_tags:
             if self._project is None:
                 self._project = project_image()
             return self._project
-        config = self.extra.get(repository(image))
+        config = self.extra.get(f"{repository(image)}:{tag(image)}")
         if config is None:
             raise ImagePullError(
-                f'Failed to pull image "{image}": the dbops test bed node runs only the project\'s image '
-                f'(repository "{PROJECT_REPOSITORY}", any registry or tag, configured from {DOCKERFILE.name}) '
-                f"and the test images of dbops_testbed.images.TEST_IMAGES ({', '.join(sorted(self.extra))})")
+                f'Failed to pull image "{image}": rpc error: code = NotFound desc = failed to pull and unpack image '
+                f'"{image}": not found (the dbops test bed node has the project\'s image, repository '
+                f'"{PROJECT_REPOSITORY}" in any registry, as tags {", ".join(sorted(self.project_tags))}, '
+                f"configured from {DOCKERFILE.name}; and the test images of dbops_testbed.images.TEST_IMAGES: "
+                f"{', '.join(sorted(self.extra))})")
         return config
 
 
@@ -228,4 +263,4 @@ def host_executable(argv: list[str]) -> list[str]:
 
 
 __all__ = ["TEST_IMAGES", "ImageConfig", "ImagePullError", "ImageStore", "container_argv", "dockerfile_config",
-           "host_executable", "is_project_image", "repository", "start_error"]
+           "host_executable", "is_project_image", "project_tags", "repository", "start_error", "tag"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -79,7 +80,7 @@ def test_other_images_wait_in_err_image_pull(kube_client: Any, namespace: str,
                    .get("reason") == "ErrImagePull" and p, timeout=60, message="ErrImagePull")
     waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
     assert 'Failed to pull image "docker.io/library/nginx:1.27"' in waiting["message"]
-    assert "repository \"dbops\"" in waiting["message"]
+    assert "repository \"dbops\"" in waiting["message"] and "tags 0.1.0, bench, test" in waiting["message"]
     assert pod["status"]["phase"] == "Pending"
     # between two attempts the kubelet backs off, as a real one does
     backoff = wait_for(lambda: (p := read_pod(kube_client, namespace, "nginx")) and
@@ -87,6 +88,36 @@ def test_other_images_wait_in_err_image_pull(kube_client: Any, namespace: str,
                        .get("reason") == "ImagePullBackOff" and p, timeout=60, message="ImagePullBackOff")
     assert backoff["status"]["containerStatuses"][0]["state"]["waiting"]["message"] == \
         'Back-off pulling image "docker.io/library/nginx:1.27"'
+
+
+def backing_off(kube_client: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    pod = read_pod(kube_client, namespace, name)
+    waiting = ((pod or {}).get("status", {}).get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {})
+    return pod if waiting.get("reason") == "ImagePullBackOff" else None
+
+
+def test_a_mistyped_tag_of_the_project_image_cannot_be_pulled(kube_client: Any, namespace: str,
+                                                              node_executor: ProcessNodeExecutor | None) -> None:
+    """The node has the project's image under the tags tests give it, in any registry, not under every tag: a
+    typo in a tag (or an untagged reference, `latest`) waits in ErrImagePull then ImagePullBackOff, as on a
+    cluster whose registry has no such tag."""
+    if node_executor is None:
+        pytest.skip("a real cluster pulls images")
+    core = client.CoreV1Api(kube_client)
+    for name, image in (("typo", "dbops:tset"), ("untagged", "mirror.example/dbops"),
+                        ("other-version", "ghcr.io/dbops/dbops:0.0.9")):
+        core.create_namespaced_pod(namespace, pod_manifest(name, ["true"], containers=[
+            {"name": "main", "image": image, "command": ["true"]}]))
+    core.create_namespaced_pod(namespace, pod_manifest("mirrored", ["true"], containers=[
+        {"name": "main", "image": "mirror.example/platform/dbops:test", "command": ["true"]}]))
+    for name, image in (("typo", "dbops:tset"), ("untagged", "mirror.example/dbops"),
+                        ("other-version", "ghcr.io/dbops/dbops:0.0.9")):
+        pod = wait_for(functools.partial(backing_off, kube_client, namespace, name), timeout=60,
+                       message=f"{name}: ImagePullBackOff")
+        assert pod["status"]["phase"] == "Pending"
+        assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"] == \
+            f'Back-off pulling image "{image}"'
+    assert ended(kube_client, namespace, "mirrored")["status"]["phase"] == "Succeeded"
 
 
 def test_an_unparseable_image_waits_in_invalid_image_name(kube_client: Any, namespace: str,
@@ -108,7 +139,7 @@ def test_project_image_runs_its_entrypoint_as_its_user(kube_client: Any, namespa
     core = client.CoreV1Api(kube_client)
     # No command: the Dockerfile's ENTRYPOINT with the pod's args in place of its CMD.
     core.create_namespaced_pod(namespace, pod_manifest("entry", [], containers=[
-        {"name": "main", "image": "registry.internal:5000/platform/dbops:v9", "args": ["--version"]}]))
+        {"name": "main", "image": "registry.internal:5000/platform/dbops:0.1.0", "args": ["--version"]}]))
     # The image's USER, HOME and WORKDIR when the pod says nothing.
     script = ("import os, pathlib; pathlib.Path('/dev/termination-log').write_text("
               "f'{os.getuid()} {os.getgid()} {sorted(os.getgroups())} {os.environ[\"HOME\"]} {os.getcwd()}')")

@@ -89,6 +89,21 @@ class BackupReference(ApiModel):
     """When it completed."""
 
 
+class StartFailure(ApiModel):
+    """A scheduled run whose pod could not start (its image, its env), shown in Ready until a later run succeeded."""
+
+    job_name: str
+    """The run's Job (the operator deleted it after the start grace)."""
+    reason: str
+    """ImagePullFailed or ContainerConfigError."""
+    message: str
+    """The container, its image and the kubelet's message."""
+    created_at: datetime
+    """When the CronJob created the Job."""
+    recovered_at: datetime | None = None
+    """When the schedule saw a later run succeed (Ready no longer shows this failure)."""
+
+
 SchedulePhase = Literal["Pending", "Active", "Suspended", "Failed"]
 
 
@@ -109,3 +124,5 @@ class DatabaseBackupScheduleStatus(ResourceStatus[SchedulePhase]):
     """Backups kept by retention."""
     pruned_backups: int = 0
     """Backups pruned by retention so far."""
+    last_start_failure: StartFailure | None = None
+    """The latest scheduled run whose pod could not start (recoveredAt set once a later run succeeded)."""
