@@ -62,6 +62,23 @@ def test_a_terminal_failed_condition_makes_any_kind_degraded() -> None:
         assert argocd.health(kind, obj) == {"status": "Degraded", "message": "the Job failed"}
 
 
+def test_a_schedule_whose_run_cannot_start_is_degraded_until_a_later_run_succeeded() -> None:
+    name = next(case for case, expected, _ in argocd.load_cases("DatabaseBackupSchedule")
+                if expected["status"] == "Healthy")
+    obj = _captured("DatabaseBackupSchedule", name)
+    message = ("scheduled run: Job nightly-cron-29412345 container runner (image dbops:tset) cannot start: "
+               'ImagePullBackOff: Back-off pulling image "dbops:tset"')
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")  # type: ignore[index]
+    ready.update(reason="ImagePullFailed", message=message)
+    failure = {"jobName": "nightly-cron-29412345", "reason": "ImagePullFailed", "message": message,
+               "createdAt": "2026-11-30T03:00:00Z"}
+    obj["status"]["lastStartFailure"] = failure  # type: ignore[index]
+    assert argocd.health("DatabaseBackupSchedule", obj) == {"status": "Degraded", "message": message}
+    failure["recoveredAt"] = "2026-11-30T03:10:00Z"
+    ready.update(reason="Active", message="3 backups retained")
+    assert argocd.health("DatabaseBackupSchedule", obj)["status"] == "Healthy"
+
+
 @pytest.mark.parametrize(("path", "render"), [(argocd.ARGOCD_CM, argocd.render_argocd_cm),
                                               (argocd.HELM_TEMPLATE, argocd.render_helm_template)],
                          ids=["argocd-cm", "helm-template"])
