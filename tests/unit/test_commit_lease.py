@@ -96,6 +96,20 @@ def test_the_holder_description_names_pod_host_and_times() -> None:
     assert lease.Holder.parse(json.loads(holder.to_json())) == holder
 
 
+def test_the_holder_is_the_pod_the_downward_api_names_not_its_hostname(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a Job pod's hostname is not always its name (spec.hostname, a name cut to 63 characters): every dbops Job
+    # sets DBOPS_POD_NAME and DBOPS_NAMESPACE from the downward API, so a takeover names the killed pod exactly
+    monkeypatch.setenv("HOSTNAME", "runner")
+    monkeypatch.setenv("DBOPS_POD_NAME", "nightly-20261130-0200-backup-5f2c1a9e-x7k2p")
+    monkeypatch.setenv("DBOPS_NAMESPACE", "shop")
+    holder = lease.Holder.this_run(180, NOW, "run-1")
+    assert "pod shop/nightly-20261130-0200-backup-5f2c1a9e-x7k2p," in holder.describe()
+    assert lease.Holder.parse(json.loads(holder.to_json())) == holder
+    monkeypatch.delenv("DBOPS_POD_NAME")
+    monkeypatch.delenv("DBOPS_NAMESPACE")
+    assert lease.Holder.this_run(180, NOW, "run-1").pod == "runner"  # outside a dbops Job: the hostname
+
+
 # --- on directory storage --------------------------------------------------------------------------------------
 
 def test_a_live_lease_keeps_a_second_run_out_until_its_holder_releases_it(tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ class Holder:
 
     run_id: str = ""
     pod: str = ""
+    namespace: str = ""
     host: str = ""
     pid: int = 0
     acquired_at: datetime.datetime | None = None
@@ -95,7 +96,8 @@ class Holder:
         ttl = data.get("ttlSeconds")
         pid = data.get("pid")
         return cls(
-            run_id=str(data.get("runId") or ""), pod=str(data.get("pod") or ""), host=str(data.get("host") or ""),
+            run_id=str(data.get("runId") or ""), pod=str(data.get("pod") or ""),
+            namespace=str(data.get("namespace") or ""), host=str(data.get("host") or ""),
             pid=pid if isinstance(pid, int) else 0, acquired_at=_time(data.get("acquiredAt")),
             renewed_at=_time(data.get("renewedAt")),
             ttl=float(ttl) if isinstance(ttl, int | float) and not isinstance(ttl, bool) else None,
@@ -103,10 +105,12 @@ class Holder:
 
     @classmethod
     def this_run(cls, ttl: float, now: datetime.datetime, run_id: str) -> Holder:
-        """The holder document of this process (the pod name from ``$DBOPS_POD_NAME`` or ``$HOSTNAME``)."""
+        """The holder document of this process: the pod's name and namespace from the downward API (every dbops
+        Job sets ``$DBOPS_POD_NAME`` and ``$DBOPS_NAMESPACE``), else ``$HOSTNAME`` (outside a dbops Job)."""
         host = socket.gethostname()
         return cls(run_id=run_id, pod=os.environ.get("DBOPS_POD_NAME") or os.environ.get("HOSTNAME") or host,
-                   host=host, pid=os.getpid(), acquired_at=now, renewed_at=now, ttl=ttl)
+                   namespace=os.environ.get("DBOPS_NAMESPACE") or "", host=host, pid=os.getpid(), acquired_at=now,
+                   renewed_at=now, ttl=ttl)
 
     def to_json(self) -> bytes:
         """The lease document."""
@@ -115,14 +119,15 @@ class Holder:
     def to_wire(self) -> dict[str, Any]:
         """The lease document as a dict (also what a result reports about a holder)."""
         return {
-            "runId": self.run_id, "pod": self.pod, "host": self.host, "pid": self.pid,
+            "runId": self.run_id, "pod": self.pod, "namespace": self.namespace, "host": self.host, "pid": self.pid,
             "acquiredAt": self.acquired_at.isoformat() if self.acquired_at else None,
             "renewedAt": self.renewed_at.isoformat() if self.renewed_at else None, "ttlSeconds": self.ttl,
         }
 
     def describe(self) -> str:
-        """``run <id> (pod p, host h, pid n), started <t>, last renewed <t>`` for messages."""
-        who = ", ".join(f"{k} {v}" for k, v in (("pod", self.pod), ("host", self.host), ("pid", self.pid)) if v)
+        """``run <id> (pod ns/p, host h, pid n), started <t>, last renewed <t>`` for messages."""
+        pod = f"{self.namespace}/{self.pod}" if self.namespace and self.pod else self.pod
+        who = ", ".join(f"{k} {v}" for k, v in (("pod", pod), ("host", self.host), ("pid", self.pid)) if v)
         started = self.acquired_at.isoformat(timespec="seconds") if self.acquired_at else "at an unknown time"
         renewed = (f", last renewed {self.renewed_at.isoformat(timespec='seconds')}"
                    if self.renewed_at and self.ttl is not None else ", never renewed")

@@ -52,7 +52,7 @@ def app_env(spec: DatabaseMigrationSpec, env: Sequence[EnvVar]) -> list[env_spec
 def user_image_job(owner: Owner, spec: DatabaseMigrationSpec, *, role: JobRole, name: str, image: str,
                    argv: Sequence[str], env: list[env_specs.EnvVar]) -> Manifest:
     """The shared restricted Job running ``argv`` in the user's image, failed at once on any non-zero exit."""
-    work = job_specs.RunnerWork(role=role, args=[], env=env)
+    work = job_specs.RunnerWork(role=role, args=[], env=env, identity=False)
     manifest = job_specs.build_job(owner, work, name=name, image=image, template=spec.job_template)
     container = manifest["spec"]["template"]["spec"]["containers"][0]
     container["image"] = image  # jobTemplate.image replaces our runner image, never the user's

@@ -23,14 +23,8 @@ def cron_job_name(owner: Owner) -> str:
 
 def build_trigger_cron_job(owner: Owner, spec: DatabaseBackupScheduleSpec, *, image: str) -> Manifest:
     """The CronJob that creates one DatabaseBackup per scheduled time."""
-    work = jobs.RunnerWork(
-        role=JobRole.TRIGGER,
-        args=["trigger", "backup", "--schedule", owner.name],
-        env=[
-            {"name": "DBOPS_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {"name": "DBOPS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        ],
-    )
+    # the pod's namespace and name (build_job's pod identity env): where to create the backup, and its time
+    work = jobs.RunnerWork(role=JobRole.TRIGGER, args=["trigger", "backup", "--schedule", owner.name])
     template = spec.backup_template.spec.job_template
     if template is not None:
         template = template.model_copy(update={"active_deadline_seconds": TRIGGER_DEADLINE_SECONDS,

@@ -14,6 +14,17 @@ def secret_env(name: str, selector: SecretKeySelector) -> EnvVar:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": selector.name, "key": selector.key}}}
 
 
+POD_NAME_ENV = "DBOPS_POD_NAME"
+NAMESPACE_ENV = "DBOPS_NAMESPACE"
+
+
+def pod_identity_env() -> list[EnvVar]:
+    """The pod's name and namespace from the downward API: the runner names itself with them (the commit lease's
+    holder, the trigger's scheduled time) instead of $HOSTNAME, which a pod's ``hostname`` replaces."""
+    return [{"name": NAMESPACE_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+
+
 def value_env(name: str, value: str | int) -> EnvVar:
     """An env var with a literal (never secret) value."""
     return {"name": name, "value": str(value)}

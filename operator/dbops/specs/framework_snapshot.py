@@ -38,6 +38,7 @@ def init_container(spec: DatabaseMigrationSpec, main: dict[str, Any], *, revisio
     container.update({
         "name": CONTAINER_NAME, "image": (template.image if template else None) or image, "command": ["dbops"],
         "args": snapshot_args(spec, revision),
-        "env": [*env_specs.database_env(spec.database), env_specs.value_env("HOME", job_specs.SCRATCH_PATH)],
+        "env": [*env_specs.pod_identity_env(), *env_specs.database_env(spec.database),
+                env_specs.value_env("HOME", job_specs.SCRATCH_PATH)],
     })
     return container

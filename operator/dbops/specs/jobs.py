@@ -46,6 +46,8 @@ class RunnerWork:
     env: list[dict[str, Any]] = field(default_factory=list)
     volumes: list[dict[str, Any]] = field(default_factory=list)
     mounts: list[dict[str, Any]] = field(default_factory=list)
+    identity: bool = True
+    """Give the container the pod's name and namespace (env.pod_identity_env); not in a user's image."""
 
 
 def job_name(owner: Owner, role: JobRole, *revision: str | int) -> str:
@@ -70,7 +72,8 @@ def build_job(owner: Owner, work: RunnerWork, *, name: str, image: str, template
         "imagePullPolicy": "IfNotPresent",
         "command": ["dbops"],
         "args": work.args,
-        "env": [*work.env, env_specs.value_env("HOME", SCRATCH_PATH)],
+        "env": [*(item for item in (env_specs.pod_identity_env() if work.identity else [])
+                  if item["name"] not in {e["name"] for e in work.env}), *work.env, env_specs.value_env("HOME", SCRATCH_PATH)],
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_PATH}, *work.mounts],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
