@@ -1,5 +1,5 @@
 """Crash consistency: an operator down while Jobs finish and resources deleted mid-Job (killed right after a Job
-creation: test_operator_crash_adoption.py); Pod Security `restricted` admits every Job pod."""
+creation: test_operator_crash_adoption.py; Pod Security: test_operator_restricted_jobs.py)."""
 
 from __future__ import annotations
 
@@ -74,24 +74,3 @@ def test_backup_deleted_mid_job_removes_jobs_and_pods_and_leaves_no_artifact(
                        message="the backup's pods to be deleted")
     harness.eventually(lambda: not [k for k in harness.s3_keys(minio_server, bucket) if "/doomed/" in k],
                        timeout=120, message="no artifact left (deletionPolicy: Delete)")
-
-
-def test_every_job_pod_is_admitted_in_a_restricted_namespace(
-        installed_crds: ControlPlane, kube_client: Any, restricted_namespace: str,
-        minio_server: MinioServer, postgres: PostgresServer, app_database: str, bucket: str) -> None:
-    namespace = restricted_namespace
-    harness.create_secret(kube_client, namespace, "s3", {"AWS_ACCESS_KEY_ID": minio_server.access_key,
-                                                         "AWS_SECRET_ACCESS_KEY": minio_server.secret_key})
-    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
-    with harness.running_operator(installed_crds, namespace):
-        harness.create_resource(kube_client, namespace, BACKUP, "restricted", spec(minio_server, bucket))
-        harness.wait_for_phase(kube_client, namespace, BACKUP, "restricted", {"Succeeded"})
-        harness.create_resource(kube_client, namespace, "DatabaseRestore", "restricted", {
-            "source": {"backupRef": {"name": "restricted"}},
-            "target": {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}},
-            "clean": True, "confirmOverwrite": app_database})
-        harness.wait_for_phase(kube_client, namespace, "DatabaseRestore", "restricted", {"Succeeded"})
-    rejected = [e for e in harness.list_events(kube_client, namespace) if e["reason"] == "FailedCreate"]
-    assert rejected == []
-    pods = harness.list_pods(kube_client, namespace)
-    assert len(pods) >= 3
