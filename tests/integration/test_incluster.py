@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,22 +52,44 @@ def jobs_of(plane: ControlPlane, namespace: str, name: str) -> list[dict[str, An
     return items
 
 
+def hard_kill(pod: dict[str, Any]) -> None:
+    """SIGKILL the operator container's processes (an OOM kill or a crash: no shutdown, the kubelet restarts it)."""
+    (status,) = pod["status"]["containerStatuses"]
+    pid = int(status["containerID"].removeprefix("process://"))  # the test bed runs containers as local processes
+    assert os.getpgid(pid) == pid, "the container's main process leads its own group"
+    os.killpg(pid, signal.SIGKILL)
+
+
 def kill_operator_while_a_job_runs(plane: ControlPlane, operator_namespace: str, namespace: str,
-                                   backup: dict[str, Any]) -> None:
-    """R23: the operator pod dies right after its Job started; the replacement adopts it, creates no second."""
+                                   backup: dict[str, Any], how: str) -> None:
+    """R23: the operator dies right after its first Job started (`how`: delete = a graceful pod deletion, force =
+    --grace-period=0 --force, sigkill = the container killed in place); the Deployment's replacement (or the
+    restarted container) adopts every Job and creates no second one, of any role."""
     name = backup["metadata"]["name"]
     incluster.apply(plane, namespace, [backup])
     incluster.eventually(lambda: jobs_of(plane, namespace, name), timeout=120, message=f"the Job of {name}",
                          interval=0.2)
-    old = {p["metadata"]["name"] for p in incluster.operator_pods(plane, operator_namespace)}
-    plane.kubectl("-n", operator_namespace, "delete", "pod", *old, "--grace-period=1", "--wait=false")
-    incluster.eventually(lambda: [p for p in incluster.operator_pods(plane, operator_namespace)
-                                  if p["metadata"]["name"] not in old and incluster.is_ready(p)],
-                         timeout=180, message="the replacement operator pod to be Ready")
+    (pod,) = incluster.operator_pods(plane, operator_namespace)
+    old, restarts = pod["metadata"]["name"], pod["status"]["containerStatuses"][0].get("restartCount", 0)
+    if how == "sigkill":
+        hard_kill(pod)
+    else:
+        grace = ["--grace-period=0", "--force"] if how == "force" else ["--grace-period=1"]
+        plane.kubectl("-n", operator_namespace, "delete", "pod", old, *grace, "--wait=false")
+
+    def replaced() -> list[dict[str, Any]]:
+        return [p for p in incluster.operator_pods(plane, operator_namespace) if incluster.is_ready(p) and (
+            p["metadata"]["name"] != old if how != "sigkill"
+            else p["status"]["containerStatuses"][0].get("restartCount", 0) > restarts)]
+
+    incluster.eventually(replaced, timeout=180, message=f"the operator to be back after a {how} kill")
     body = incluster.phase_of(plane, namespace, "DatabaseBackup", name, incluster.FINAL)
     assert body["status"]["phase"] == "Succeeded", body["status"]
-    roles = [j["metadata"]["labels"].get("dbops.io/role") for j in jobs_of(plane, namespace, name)]
-    assert roles.count("backup") == 1, roles
+    time.sleep(6)  # a recheck period: a second Job would show now
+    roles = Counter(j["metadata"]["labels"].get("dbops.io/role") for j in jobs_of(plane, namespace, name))
+    assert roles and set(roles.values()) == {1}, roles
+    assert "backup" in roles, roles
+    print(f"R23 ({how} kill): the operator was back, {name} Succeeded with one Job per role: {dict(roles)}")
 
 
 def test_helm_chart_runs_the_operator_in_cluster(
@@ -125,8 +149,11 @@ def test_helm_chart_runs_the_operator_in_cluster(
         return body if status.get("prunedBackups", 0) >= 1 and status.get("lastSuccessfulBackup") else None
     incluster.eventually(pruned, timeout=420, message="two scheduled backups and the first pruned", interval=3)
 
-    kill_operator_while_a_job_runs(plane, "dbops-system", namespace, {
-        **next(d for d in documents if d["kind"] == "DatabaseBackup"), "metadata": {"name": "killed-operator"}})
+    example = next(d for d in documents if d["kind"] == "DatabaseBackup")
+    kill_operator_while_a_job_runs(plane, "dbops-system", namespace, {**example, "metadata": {"name": "killed-operator"}},
+                                   "sigkill")
+    kill_operator_while_a_job_runs(plane, "dbops-system", namespace, {**example, "metadata": {"name": "forced-operator"}},
+                                   "force")
     assert not FORBIDDEN.search(operator_logs(plane, executor, "dbops-system"))
 
     # Upgrade to one watched namespace: it takes effect (a backup elsewhere is no longer served).
@@ -183,7 +210,9 @@ def test_kustomize_runs_the_operator_in_cluster(
         documents = mentorhub.local_examples(postgres, database, minio_server, bucket)
         incluster.apply(plane, namespace, [d for d in documents if d["kind"] in ("Secret", "ConfigMap")])
         example = next(d for d in documents if d["kind"] == "DatabaseBackup")
-        kill_operator_while_a_job_runs(plane, "dbops-system", namespace, example)
+        kill_operator_while_a_job_runs(plane, "dbops-system", namespace, example, "delete")
+        kill_operator_while_a_job_runs(plane, "dbops-system", namespace, {**example, "metadata": {"name": "hard"}},
+                                       "sigkill")
         time.sleep(2)
         assert not FORBIDDEN.search(operator_logs(plane, executor, "dbops-system"))
         plane.kubectl("-n", namespace, "delete", "dbb", "--all", "--timeout=120s")
