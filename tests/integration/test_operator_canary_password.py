@@ -20,6 +20,7 @@ from dbops_testbed.minio import MinioServer
 from dbops_testbed.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(900)
+IMAGE = "registry.example/mentorhub:1.4"
 FINAL = {"Succeeded", "Failed", "RolledBack"}
 NOTES = [{"version": "0001", "name": "create_notes", "up": "CREATE TABLE notes (id int PRIMARY KEY);"}]
 BROKEN = [{"version": "0001", "name": "create_notes", "up": "CREATE TABLE notes (id int PRIMARY KEY);"},
@@ -82,7 +83,7 @@ def user_program_output(pod: dict[str, Any]) -> bool:
 
 
 def command_source(program: str) -> dict[str, Any]:
-    return {"command": {"image": "registry.example/mentorhub:1.4", "command": [sys.executable, "-c", program]}}
+    return {"command": {"image": IMAGE, "command": [sys.executable, "-c", program]}}
 
 
 def test_a_canary_password_leaks_nowhere_on_any_path(
@@ -127,7 +128,7 @@ def _run_every_path(operator: harness.RunningOperator, kube_client: Any, namespa
         ("DatabaseBackup", "wrong"): "Failed", ("DatabaseBackup", "wrong-fields"): "Failed",
         ("DatabaseRestore", "ok"): "Succeeded", ("DatabaseRestore", "wrong"): "Failed",
         ("DatabaseMigration", "sql"): "Succeeded", ("DatabaseMigration", "sql-bad"): "Failed",
-        ("DatabaseMigration", "cmd"): "Succeeded", ("DatabaseMigration", "cmd-bad"): "Failed",
+        ("DatabaseMigration", "cmd"): "Succeeded", ("DatabaseMigration", "cmd-bad"): "RolledBack",
     }
     with ArgvWatch(canary) as argv:
         backup = {"storage": storage, "verify": {"decode": True}}
@@ -143,14 +144,17 @@ def _run_every_path(operator: harness.RunningOperator, kube_client: Any, namespa
             "backupTemplate": {"spec": {"database": by_fields(source), "storage": storage,
                                         "verify": {"decode": False}}}})
         harness.create_resource(kube_client, namespace, "DatabaseMigration", "sql", {
-            "database": by_fields(scratch["sql"]), "source": {"inline": NOTES}, "baselineVersion": "0000"})
+            "database": by_fields(scratch["sql"]), "source": {"inline": NOTES}, "baselineVersion": "0000",
+            "rehearsal": {"enabled": True, "backupRef": {"name": "ok"}},
+            "verify": {"jobs": [{"name": "api", "image": IMAGE, "command": [sys.executable, "-c", CREATE_THINGS]}]}})
         harness.create_resource(kube_client, namespace, "DatabaseMigration", "sql-bad", {
             "database": by_uri("sqlbad"), "source": {"inline": BROKEN}, "baselineVersion": "0000",
             "preChecks": {"enabled": False}})
         harness.create_resource(kube_client, namespace, "DatabaseMigration", "cmd", {
             "database": by_fields(scratch["cmd"]), "source": command_source(CREATE_THINGS)})
         harness.create_resource(kube_client, namespace, "DatabaseMigration", "cmd-bad", {
-            "database": by_uri("cmdbad"), "source": command_source(LEAKY_FAILURE), "preChecks": {"enabled": False}})
+            "database": by_uri("cmdbad"), "source": command_source(LEAKY_FAILURE), "preChecks": {"enabled": False},
+            "backup": {"enabled": True, "storage": storage}, "onFailure": "RestoreBackup"})
         harness.wait_for_phase(kube_client, namespace, "DatabaseBackup", "ok", {"Succeeded"})
         harness.create_resource(kube_client, namespace, "DatabaseRestore", "ok", {
             "source": {"backupRef": {"name": "ok"}}, "target": {"database": by_uri("restore")},
@@ -205,9 +209,13 @@ def _run_every_path(operator: harness.RunningOperator, kube_client: Any, namespa
                 if any(word in env["name"].upper() for word in ("PASSWORD", "DATABASE_URL", "URI", "SECRET")):
                     assert "valueFrom" in env and "secretKeyRef" in env["valueFrom"], (job["metadata"]["name"], env)
     roles = {job["metadata"]["labels"]["dbops.io/role"] for job in jobs}
-    assert {"backup", "verify", "restore", "check", "plan", "apply", "command"} <= roles, roles
+    assert {"backup", "verify", "restore", "check", "plan", "apply", "command", "rehearse", "smoke", "trigger"} <= roles, roles
     failed = harness.get_resource(kube_client, namespace, "DatabaseMigration", "cmd-bad") or {}
     assert "connecting to" in failed["status"]["message"], failed["status"]  # the output is quoted, redacted
+    rollback = harness.get_resource(kube_client, namespace, "DatabaseRestore", failed["status"]["restoreName"]) or {}
+    assert rollback["status"]["phase"] == "Succeeded", rollback  # the rollback path ran, with the canary too
+    rehearsed = harness.get_resource(kube_client, namespace, "DatabaseMigration", "sql") or {}
+    assert rehearsed["status"]["rehearsal"]["outcome"] == "Passed", rehearsed["status"]
     print(f"R14 on PostgreSQL {server.major}: {len(expected) + 1} resources, {len(jobs)} Jobs ({sorted(roles)}), "
           f"{logged} pod logs, {len(places)} places scanned, argv of {len(argv.processes)} processes polled "
           f"{argv.polls} times: 0 hits")
