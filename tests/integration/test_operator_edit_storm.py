@@ -24,6 +24,7 @@ from dbops_testbed.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(900)
 EDITS = 1000
+REVISIONS = 3
 TERMINAL = {"Succeeded", "Failed", "RolledBack"}
 KINDS = ("DatabaseBackup", "DatabaseRestore", "DatabaseMigration")
 NOTES = [{"version": "0001", "name": "create_notes", "up": "CREATE TABLE notes (id int PRIMARY KEY, body text);"},
@@ -77,7 +78,10 @@ def restore_edit(rng: random.Random) -> dict[str, Any]:
 
 
 def migration_edit(rng: random.Random) -> dict[str, Any]:
-    """Approval and Job template edits (a new source or other settings start a new run by design: not here)."""
+    """Approval edits (not part of the run's revision) and, now and then, a setting that is: by design a new
+    revision runs once the current run finished (the storm makes at most REVISIONS of these, while it runs)."""
+    if rng.random() < 0.04:
+        return {"spec": {"timeouts": {"lockRetries": rng.randrange(0, 8)}}}
     if rng.random() < 0.5:
         return {"spec": {"approval": rng.choice([
             {"mode": "Automatic", "approvedPlanHash": ""},
@@ -94,28 +98,34 @@ def patch(kube_client: Any, namespace: str, kind: str, name: str, body: dict[str
         GROUP, VERSION, namespace, harness.PLURALS[kind], name, body, _preload_content=False)
 
 
-def check_history(kind: str, name: str, seen: list[Seen]) -> tuple[str, int]:
-    """A terminal phase, its completion time and its Ready condition never change; conditions agree with it."""
-    terminal: dict[str, Any] | None = None
+def check_history(kind: str, name: str, seen: list[Seen]) -> tuple[str, int, int]:
+    """Per run (a migration's source hash; one run for the other kinds): a terminal phase, its completion time and
+    its Ready condition never change, and the conditions agree with the phase; a finished run never comes back."""
+    finished: dict[Any, tuple[Any, ...]] = {}
+    runs: list[Any] = []
     after = 0
     for event in seen:
         status = event.body.get("status") or {}
-        phase = status.get("phase")
+        phase, run = status.get("phase"), status.get("sourceHash")
+        if kind == "DatabaseMigration" and run is None:
+            continue  # not observed yet: its run has no revision
         ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
         failed = next((c for c in status.get("conditions") or [] if c["type"] == "Failed"), None)
         if phase == "Succeeded":
             assert ready and ready["status"] == "True" and not (failed and failed["status"] == "True"), status
         if phase in ("Failed", "RolledBack"):
             assert ready and ready["status"] == "False", status
-        if terminal is not None:
+        if run not in runs:
+            runs.append(run)
+        assert run == runs[-1], f"{kind} {name} went back to the run of {run} (event {event.sequence})"
+        now = (phase, status.get("completedAt"), ready and ready["status"])
+        if run in finished:
             after += 1
-            now = (phase, status.get("completedAt"), ready and ready["status"], status.get("sourceHash"))
-            assert now == terminal["key"], f"{kind} {name} left {terminal['key']} for {now} (event {event.sequence})"
+            assert now == finished[run], f"{kind} {name} left {finished[run]} for {now} (event {event.sequence})"
         elif phase in TERMINAL:
-            terminal = {"key": (phase, status.get("completedAt"), ready and ready["status"],
-                                status.get("sourceHash")), "sequence": event.sequence}
-    assert terminal is not None, f"{kind} {name} never reached a terminal phase"
-    return str(terminal["key"][0]), after
+            finished[run] = now
+    assert runs[-1] in finished, f"{kind} {name} never reached a terminal phase"
+    return str(finished[runs[-1]][0]), after, len(runs)
 
 
 def storm(kube_client: Any, namespace: str, kind: str, recorder: Recorder, counts: Counter[str]) -> None:
@@ -125,6 +135,11 @@ def storm(kube_client: Any, namespace: str, kind: str, recorder: Recorder, count
         versions = recorder.of(kind, "storm")
         done = bool(versions) and (versions[-1].body.get("status") or {}).get("phase") in TERMINAL
         edit = metadata_edit(rng) if rng.random() < 0.4 else SPEC_EDITS[kind](rng)
+        if "timeouts" in edit.get("spec", {}):
+            if done or counts["new revisions"] >= REVISIONS:
+                edit = metadata_edit(rng)  # after the end a new revision is a new run, by design: not here
+            else:
+                counts["new revisions"] += 1
         try:
             patch(kube_client, namespace, kind, "storm", edit)
         except ApiException as error:
@@ -188,25 +203,33 @@ def test_a_thousand_random_edits_never_regress_a_terminal_phase(
         assert "Traceback" not in operator.logs()
 
         outcomes = {}
+        jobs = recorder.jobs_of("storm")
+        names = [seen[0].body["metadata"]["name"] for seen in jobs.values()]
+        assert len(names) == len(set(names)), names  # no Job created twice
         for kind in KINDS:
-            phase, after = check_history(kind, "storm", recorder.of(kind, "storm"))
-            outcomes[kind] = f"{phase} ({after} later versions)"
-            jobs = recorder.jobs_of("storm")
+            phase, after, runs = check_history(kind, "storm", recorder.of(kind, "storm"))
+            outcomes[kind] = f"{phase} ({runs} run(s), {after} later versions)"
             owned = {uid: seen for uid, seen in jobs.items()
                      if seen[0].body["metadata"]["labels"].get("dbops.io/kind") == kind}
-            roles = [seen[0].body["metadata"]["labels"]["dbops.io/role"] for seen in owned.values()]
-            assert len(roles) == len(set(roles)), (kind, roles)  # no second Job for a role of the run
-            first_terminal = next(e.sequence for e in recorder.of(kind, "storm")
-                                  if (e.body.get("status") or {}).get("phase") in TERMINAL)
+            assert owned, kind
+            roles = Counter(seen[0].body["metadata"]["labels"]["dbops.io/role"] for seen in owned.values())
+            assert set(roles.values()) <= set(range(1, runs + 1)), (kind, roles)  # one Job per role and run
+            if kind != "DatabaseMigration":
+                assert runs == 1, kind
+            final = recorder.of(kind, "storm")
+            last_terminal = next(e.sequence for e in final if (e.body.get("status") or {}).get("phase") in TERMINAL
+                                 and (e.body.get("status") or {}).get("sourceHash")
+                                 == (final[-1].body.get("status") or {}).get("sourceHash"))
             late = [seen[0].body["metadata"]["name"] for seen in owned.values()
-                    if seen[0].type == "ADDED" and seen[0].sequence > first_terminal]
+                    if seen[0].type == "ADDED" and seen[0].sequence > last_terminal]
             assert late == [], f"{kind}: Jobs created after the run finished: {late}"
+        assert counts["DatabaseMigration"]["new revisions"] <= REVISIONS
         total = sum(counts.values(), Counter())
         print(f"R10 on PostgreSQL {server.major}: {total['during'] + total['after']} edits admitted "
               f"({total['during']} while running, {total['after']} after the end, {total['refused']} refused) "
               f"in {storming:.0f}s; per kind {dict(counts)}; outcomes {outcomes}; watch reconnects "
               f"{len(recorder.errors)}")
-        assert total["during"] + total["after"] + total["refused"] == EDITS
+        assert total["during"] + total["after"] + total["refused"] == EDITS, counts
         assert not [key for key in total if key.startswith("error")], counts
         assert total["during"] >= 100 and total["after"] >= 100, counts
         assert all(counts[kind]["during"] >= 10 for kind in KINDS), counts
