@@ -90,6 +90,22 @@ def test_schedule_gauges_come_from_its_status_and_go_with_it() -> None:
                  phase="Active") is None
 
 
+def test_a_schedule_whose_run_cannot_start_counts_as_failed_until_a_later_run_succeeded() -> None:
+    namespace = f"ns-{uuid.uuid4().hex[:6]}"
+    failure = {"jobName": "nightly-cron-29412345", "reason": "ImagePullFailed", "message": "cannot start",
+               "createdAt": T1.isoformat()}
+    status = DatabaseBackupScheduleStatus.model_validate({
+        "phase": "Active", "lastBackup": {"name": "nightly-1", "phase": "Succeeded"}, "lastStartFailure": failure})
+    metrics.record_schedule(namespace, "nightly", status)
+    assert value("dbops_schedule_last_backup_failed", namespace=namespace, schedule="nightly") == 1
+    status = DatabaseBackupScheduleStatus.model_validate({
+        "phase": "Active", "lastBackup": {"name": "nightly-2", "phase": "Running"},
+        "lastStartFailure": {**failure, "recoveredAt": T1.isoformat()}})
+    metrics.record_schedule(namespace, "nightly", status)
+    assert value("dbops_schedule_last_backup_failed", namespace=namespace, schedule="nightly") == 0
+    metrics.forget("DatabaseBackupSchedule", namespace, "nightly")
+
+
 def test_every_metric_has_help_text() -> None:
     for family in REGISTRY.collect():
         if family.name.startswith(("dbops_", "controller_runtime_")):

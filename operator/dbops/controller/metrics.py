@@ -59,7 +59,8 @@ SCHEDULE_LAST_SUCCESS = Gauge(
     "Completion time (Unix seconds) of the schedule's newest successful backup, from its status",
     ["namespace", "schedule"])
 SCHEDULE_LAST_FAILED = Gauge("dbops_schedule_last_backup_failed",
-                             "1 when the schedule's most recent backup failed, else 0", ["namespace", "schedule"])
+                             "1 when the schedule's most recent backup failed or its latest run could not start, "
+                             "else 0", ["namespace", "schedule"])
 JOBS_CREATED = Counter("dbops_jobs_created_total", "Jobs created (not adopted)", ["kind", "role"])
 JOBS_ADOPTED = Counter("dbops_jobs_adopted_total", "Jobs that already existed and were adopted", ["kind", "role"])
 
@@ -137,12 +138,14 @@ def record_backup(body: Mapping[str, Any], status: DatabaseBackupStatus) -> None
 
 
 def record_schedule(namespace: str, name: str, status: DatabaseBackupScheduleStatus) -> None:
-    """The schedule's phase, newest success and whether its latest backup failed (from its status)."""
+    """The schedule's phase, newest success and whether its latest backup failed or its latest run could not
+    start (from its status: a run that never starts makes no backup to fail, and must not wait for staleness)."""
     PHASES.record("DatabaseBackupSchedule", namespace, name, status.phase)
     success = status.last_successful_backup
     if success is not None and success.completed_at is not None:
         SCHEDULE_LAST_SUCCESS.labels(namespace, name).set(success.completed_at.timestamp())
-    failed = status.last_backup is not None and status.last_backup.phase == "Failed"
+    stuck = status.last_start_failure is not None and status.last_start_failure.recovered_at is None
+    failed = stuck or (status.last_backup is not None and status.last_backup.phase == "Failed")
     SCHEDULE_LAST_FAILED.labels(namespace, name).set(1 if failed else 0)
 
 
