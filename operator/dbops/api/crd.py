@@ -14,6 +14,11 @@ from dbops.api.base import GROUP, VERSION, ApiModel
 from dbops.api.kinds import ALL_KINDS, CATEGORY, Kind
 
 _DROPPED_KEYS = {"title", "$defs", "examples"}
+# The texts every Kubernetes type gives these fields (kubectl explain shows them).
+_API_VERSION = ("APIVersion defines the versioned schema of this representation of an object. Servers should "
+                "convert recognized schemas to the latest internal value, and may reject unrecognized values.")
+_KIND = ("Kind is a string value representing the REST resource this object represents. Servers may infer this "
+         "from the endpoint the client submits requests to. In CamelCase.")
 
 
 class _FactoryDefaults(GenerateJsonSchema):
@@ -114,9 +119,9 @@ def custom_resource_definition(kind: Kind) -> dict[str, Any]:
                             "description": f"{kind.kind} of {GROUP}.",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {"type": "string", "description": _API_VERSION},
+                                "kind": {"type": "string", "description": _KIND},
+                                "metadata": {"type": "object"},  # the API server refuses anything more
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },

@@ -73,7 +73,7 @@ class PreChecks(ApiModel):
     """Checks before migrating (the runbook's pre-migration checklist)."""
 
     enabled: bool = True
-    """Run pre-checks."""
+    """Run the pre-checks (a check Job before anything changes); false skips them all."""
     max_active_connections: Annotated[int, Field(ge=0)] = 100
     """Warn/fail above this many active connections."""
     max_blocking_transaction_seconds: Annotated[int, Field(ge=0)] = 60
@@ -253,15 +253,17 @@ class DatabaseMigrationSpec(ApiModel):
     window: MaintenanceWindow | None = None
     """Only start inside this maintenance window."""
     pre_checks: PreChecks = Field(default_factory=PreChecks)
-    """Pre-migration checks."""
+    """Pre-migration checks (connectivity, permissions, active connections, blocking transactions); their
+    outcomes are in status.preChecks."""
     backup: PreMigrationBackup = Field(default_factory=PreMigrationBackup)
-    """Pre-migration backup."""
+    """A backup taken right before migrating (a child DatabaseBackup), which onFailure: RestoreBackup restores."""
     lint: Lint = Field(default_factory=Lint)
-    """Linting."""
+    """squawk linting of the pending SQL migrations (findings in status.plan.lint)."""
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    """Timeouts."""
+    """lock_timeout, statement_timeout and lock retries of each migration."""
     verify: MigrationVerification = Field(default_factory=MigrationVerification)
-    """Post-migration verification."""
+    """Checks after migrating (builtins, SQL checks, query plans, smoke tests); outcomes in
+    status.verification and status.smokeTests."""
     rehearsal: Rehearsal = Field(default_factory=Rehearsal)
     """Rehearse the plan on a restored copy first."""
     on_failure: Literal["Abort", "RestoreBackup"] = "Abort"
@@ -275,11 +277,11 @@ class AppliedMigration(ApiModel):
     """One migration applied by the last run."""
 
     version: str
-    """Version."""
+    """The migration's version, as in its file name (0003, 1.2, 20240101120000) or R__name for a repeatable."""
     name: str = ""
-    """Name."""
+    """The migration's name (the file name after the version)."""
     duration_ms: int = 0
-    """Duration."""
+    """How long it ran, in milliseconds."""
     direction: Literal["up", "down"] = "up"
     """up (applied) or down (rolled back)."""
 
@@ -288,22 +290,23 @@ class CheckResult(ApiModel):
     """One pre-check."""
 
     name: str
-    """Check name."""
+    """The pre-check (connectivity, permissions, activeConnections, blockingTransactions, …)."""
     result: Literal["pass", "warn", "fail"]
-    """Outcome."""
+    """pass, warn (reported, does not stop the run unless preChecks.failOn says so) or fail."""
     detail: str = ""
-    """Detail line."""
+    """What the check found, in one line."""
 
 
 class VerificationResult(ApiModel):
     """One verification."""
 
     name: str
-    """Check name."""
+    """The verification: a builtin (foreignKeys, invalidIndexes, rowCounts), orphans:<schema.table.key>,
+    a SQL check's name, or query:<name>."""
     passed: bool
-    """Outcome."""
+    """Whether it passed; a failed one fails the run (and triggers onFailure)."""
     detail: str = ""
-    """Detail line."""
+    """What it found, in one line (e.g. the tables whose row counts changed, with the counts)."""
     plan: str = ""
     """The compact plan of a query:<name> verification."""
 
@@ -312,11 +315,13 @@ class DatabaseMigrationStatus(JobStatus[MigrationPhase]):
     """Observed state of a DatabaseMigration."""
 
     phase: MigrationPhase = "Pending"
-    """Life-cycle phase."""
+    """Where the migration is: Pending, Waiting (for the window), AwaitingApproval, Planning, Rehearsing,
+    Checking, BackingUp, Migrating, Verifying, RollingBack, then Succeeded, Failed or RolledBack."""
     source_hash: str = ""
     """Hash of the migration content this status describes; a change re-runs the migration."""
     plan: MigrationPlan | None = None
-    """The plan."""
+    """The plan of this revision: pending migrations, direction, lint findings and its hash (what
+    approval.approvedPlanHash approves)."""
     next_window: str | None = None
     """Start of the next maintenance window, while Waiting."""
     current_version: str = ""
@@ -329,13 +334,13 @@ class DatabaseMigrationStatus(JobStatus[MigrationPhase]):
     dry_run: bool = False
     """The last run was a dry run: nothing was committed, the versions are the database's before it."""
     pre_checks: list[CheckResult] = Field(default_factory=list)
-    """Pre-check outcomes."""
+    """The pre-checks' outcomes."""
     backup_name: str | None = None
     """The pre-migration DatabaseBackup."""
     restore_name: str | None = None
     """The rollback DatabaseRestore."""
     verification: list[VerificationResult] = Field(default_factory=list)
-    """Verification outcomes."""
+    """The verifications' outcomes of the last run."""
     rehearsal: RehearsalReport | None = None
     """What the rehearsal on a restored copy showed."""
     sizes: SizeChanges | None = None

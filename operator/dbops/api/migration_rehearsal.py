@@ -60,7 +60,7 @@ class RehearsalLock(ApiModel):
     """An ACCESS EXCLUSIVE lock a migration held on a table during the rehearsal."""
 
     table: str
-    """schema.table."""
+    """The locked table, as schema.table."""
     held_ms: int = 0
     """How long it was held, as sampled (a lock seen once shows one sampling interval, 10 ms)."""
     table_bytes: int = 0
@@ -73,7 +73,7 @@ class RehearsalSizeChange(ApiModel):
     """A table whose size changed."""
 
     table: str
-    """schema.table."""
+    """The table, as schema.table."""
     table_bytes: list[int] = Field(default_factory=list)
     """Table size with TOAST, before and after."""
     index_bytes: list[int] = Field(default_factory=list)
@@ -84,17 +84,17 @@ class RehearsedMigration(ApiModel):
     """What one migration did on the copy."""
 
     version: str
-    """Version."""
+    """The migration's version."""
     name: str = ""
-    """Name."""
+    """The migration's name."""
     duration_ms: int = 0
-    """Duration."""
+    """How long it ran on the copy, in milliseconds."""
     rows_inserted: int = 0
     """Rows inserted (pg_stat_user_tables)."""
     rows_updated: int = 0
-    """Rows updated."""
+    """Rows updated (pg_stat_user_tables)."""
     rows_deleted: int = 0
-    """Rows deleted."""
+    """Rows deleted (pg_stat_user_tables)."""
     exclusive_locks: list[RehearsalLock] = Field(default_factory=list)
     """ACCESS EXCLUSIVE locks on tables, largest table first (at most 5)."""
     size_changes: list[RehearsalSizeChange] = Field(default_factory=list)
@@ -107,11 +107,11 @@ class RehearsalCheck(ApiModel):
     """One verification on the copy."""
 
     name: str
-    """Check name."""
+    """The verification, named as in status.verification."""
     passed: bool
-    """Outcome."""
+    """Whether it passed on the copy."""
     detail: str = ""
-    """Detail line."""
+    """What it found, in one line."""
 
 
 class RehearsalReport(ApiModel):
@@ -124,7 +124,7 @@ class RehearsalReport(ApiModel):
     reason: str = ""
     """Why it failed or was blocked (RehearsalFailed, RehearsalExceededWindow, RehearsalLockedLargeTable…)."""
     message: str = ""
-    """Detail."""
+    """What happened, in one line."""
     backup: str = ""
     """The DatabaseBackup restored."""
     job_name: str = ""
@@ -138,7 +138,7 @@ class RehearsalReport(ApiModel):
     largest_exclusive_lock: RehearsalLock | None = None
     """The ACCESS EXCLUSIVE lock on the largest table."""
     migrations: list[RehearsedMigration] = Field(default_factory=list)
-    """Per migration."""
+    """What each migration did on the copy: duration, rows, locks, size changes."""
     verification: list[RehearsalCheck] = Field(default_factory=list)
     """Verification of the copy after the migrations."""
     scratch_database: str = ""

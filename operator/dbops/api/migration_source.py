@@ -82,7 +82,7 @@ class ResourceFieldReference(ApiModel):
 
     resource: Literal["limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu",
                       "requests.memory", "requests.ephemeral-storage"]
-    """The resource."""
+    """The container resource whose value the variable gets."""
     container_name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
                                                      max_length=63)] | None = None
     """The container (default: this one)."""
@@ -134,7 +134,7 @@ class EnvVar(ApiModel):
     }
 
     name: Annotated[str, StringConstraints(pattern=kubevalues.ENV_NAME_PATTERN, max_length=253)]
-    """Variable name."""
+    """The environment variable's name."""
     value: Annotated[str, StringConstraints(max_length=4096)] | None = None
     """Literal value (never a credential: use valueFrom)."""
     value_from: EnvVarSource | None = None
@@ -162,9 +162,10 @@ class CommandSource(ApiModel):
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     """The application image that holds the framework."""
     command: Annotated[list[Annotated[str, StringConstraints(max_length=4096)]], Field(min_length=1, max_length=64)]
-    """Command and arguments."""
+    """Command and arguments, e.g. [python, manage.py, migrate] or [alembic, upgrade, head]."""
     env: Annotated[list[EnvVar], Field(max_length=128)] = Field(default_factory=list)
-    """Environment."""
+    """Environment of the command (credentials only through valueFrom.secretKeyRef); the database
+    connection is added (DBOPS_DATABASE_URI, PG*, and DATABASE_URL unless set here)."""
     plan: PlanMode = "Auto"
     """Run the framework's plan first (same image and env), show it in status.plan, and with manual approval
     approve it: Auto when a plan command is known (planCommand, or the default for Django's ``manage.py migrate``:

@@ -120,9 +120,9 @@ class SmokeTestResult(ApiModel):
     """The outcome of one smoke test of the last run."""
 
     name: str
-    """The test."""
+    """The smoke test (verify.jobs[].name)."""
     job_name: str = ""
-    """Its Job."""
+    """The Job that ran it."""
     state: Literal["Running", "Succeeded", "Failed"] = "Running"
     """Where it is."""
     message: str = ""
@@ -133,11 +133,11 @@ class TableSize(ApiModel):
     """A table (or partition) whose size changed; null: it did not exist then."""
 
     name: str
-    """schema.table."""
+    """The table, as schema.table."""
     bytes_before: int | None = None
     """pg_total_relation_size before the migration."""
     bytes_after: int | None = None
-    """pg_total_relation_size after."""
+    """pg_total_relation_size after the migration."""
     rows_before: int | None = None
     """Live rows as statistics estimate them, before."""
     rows_after: int | None = None
@@ -148,13 +148,13 @@ class IndexSize(ApiModel):
     """An index created, dropped or changed in size, with its use (scans since statistics were reset)."""
 
     name: str
-    """schema.index."""
+    """The index, as schema.index."""
     table: str = ""
     """The indexed table."""
     bytes_before: int | None = None
     """Size before the migration."""
     bytes_after: int | None = None
-    """Size after."""
+    """Size after the migration."""
     scans_before: int | None = None
     """Index scans before (pg_stat_user_indexes.idx_scan)."""
     scans_after: int | None = None
@@ -166,9 +166,9 @@ class SizeChanges(ApiModel):
     before the command; without that snapshot, sizes after only, the largest first)."""
 
     tables: list[TableSize] = Field(default_factory=list)
-    """Tables."""
+    """Tables created, dropped or changed in size."""
     indexes: list[IndexSize] = Field(default_factory=list)
-    """Indexes."""
+    """Indexes created, dropped or changed in size."""
     omitted: int = 0
     """Changes not shown (beyond verify.sizes.top)."""
     note: str = ""

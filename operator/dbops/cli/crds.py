@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dbops.api import crd
-from dbops.cli import manifests
+from dbops.cli import manifests, reference
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -38,4 +38,6 @@ def run(args: argparse.Namespace) -> int:
         # In the repository root: refresh the copies in the chart and the kustomization too.
         for path in manifests.write_files(Path(".")):
             print(f"wrote {path}")
+        if reference.write(reference.DEFAULT_OUTPUT):  # the field descriptions it shows are the CRDs' too
+            print(f"wrote {reference.DEFAULT_OUTPUT}")
     return 0

@@ -17,6 +17,7 @@ from dbops import errors
 # subcommand(s) with ``set_defaults(run=...)``; ``run(args) -> int`` returns the process exit code.
 COMMAND_MODULES = {
     "crds": "dbops.cli.crds",
+    "api-reference": "dbops.cli.reference",
     "manifests": "dbops.cli.manifests",
     "operator": "dbops.cli.operator",
     "backup": "dbops.cli.backup",
@@ -34,6 +35,7 @@ COMMAND_MODULES = {
 # starts in well under 0.3 s); a unit test keeps these equal to the help each module registers.
 COMMAND_HELP = {
     "crds": "write the CRDs generated from the API models",
+    "api-reference": "write the API reference generated from the API models",
     "manifests": "write the CRD copies and RBAC of helm/dbops and manifests/operator",
     "operator": "run the dbops operator (Kopf)",
     "backup": "dump a database into storage (manifest written last)",
