@@ -170,6 +170,13 @@ def test_a_long_plan_is_complete_in_its_config_map(
     assert report.get("framework", "") == "" and "operations" not in report and report["outputLines"] == 121
     assert report["excerptLines"] == command_plan.EXCERPT_LINES and report["configMap"] in report["note"]
     text = config_map_text(kube_client, namespace, report["configMap"])
+    # The plan ConfigMap convention: status.plan.report points to it too, named for the revision and plan.
+    where = status["plan"]["report"]
+    assert where["configMap"] == report["configMap"] and report["configMap"].startswith("long-plan-")
+    assert (where["key"], where["available"], where["sha256"]) == ("plan.txt", True, report["outputHash"])
+    body = client.CoreV1Api(kube_client).read_namespaced_config_map(report["configMap"], namespace)
+    assert body.immutable and body.data["planHash"] == status["plan"]["hash"]
+    assert body.metadata.labels["dbops.io/role"] == "plan"
     assert hashlib.sha256(text.encode()).hexdigest() == report["outputHash"]
     assert len(text.splitlines()) == 121 and "step 119:" in text
     assert postgres.password not in text and postgres.password not in str(status)  # the URI is masked

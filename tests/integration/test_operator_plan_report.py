@@ -103,25 +103,28 @@ def test_every_finding_is_in_the_plan_config_map(
     with harness.running_operator(installed_crds, namespace, kubeconfig=kubeconfig):
         body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "invoices", {"AwaitingApproval", "Failed"})
         plan = body["status"]["plan"]
+        name = plan["report"]["configMap"]  # the plan ConfigMap convention: <migration>-plan-<hash>
+        assert name.startswith("invoices-plan-") and len(name) == len("invoices-plan-") + 8
         config_map = read_json(client.CoreV1Api(kube_client).read_namespaced_config_map(
-            "invoices-plan", namespace, _preload_content=False))
+            name, namespace, _preload_content=False))
         report = config_map["data"]["report.json"]
         # Complete: the very findings the CLI writes to --output, for the plan the approval hash covers.
         assert json.loads(report)["plan"]["lint"] == findings
         assert config_map["data"]["planHash"] == plan["hash"] == json.loads(report)["plan"]["hash"]
         assert plan["report"] == {
-            "available": True, "configMap": "invoices-plan", "key": "report.json", "findingsKey": "findings.txt",
+            "available": True, "configMap": name, "key": "report.json", "findingsKey": "findings.txt",
             "findings": len(findings), "pending": FILES, "sha256": hashlib.sha256(report.encode()).hexdigest(),
-            "sizeBytes": len(report.encode()), "message": "complete plan report in ConfigMap invoices-plan"}
+            "sizeBytes": len(report.encode()), "message": f"complete plan report in ConfigMap {name}"}
         assert len(plan["lint"]) == 101
-        assert plan["lint"][-1] == f"… {len(findings) - 100} more in ConfigMap invoices-plan key findings.txt"
+        assert plan["lint"][-1] == f"… {len(findings) - 100} more in ConfigMap {name} key findings.txt"
         assert plan["lint"][0].startswith(f"0001 0001_create_invoice_lines_1.up.sql:{findings[0]['line']} ")
         assert len(plan["pending"]) == FILES
         text = config_map["data"]["findings.txt"].splitlines()
         assert len(text) == len(findings) + 1 and text[0].startswith(f"plan {plan['hash']}: {len(findings)} lint")
         owner = config_map["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"], owner["uid"]) == (MIGRATION, "invoices", body["metadata"]["uid"])
-        assert config_map["metadata"]["labels"]["dbops.io/role"] == "plan-report"
+        assert config_map["metadata"]["labels"]["dbops.io/role"] == "plan" and config_map["immutable"] is True
+        assert config_map["metadata"]["annotations"]["dbops.io/plan-hash"] == plan["hash"]
         stored = events(kube_client, namespace, "PlanReportStored")
         assert len(stored) == 1 and f"{len(findings)} lint findings" in stored[0]["message"]
         assert not events(kube_client, namespace, "PlanReportUnavailable")

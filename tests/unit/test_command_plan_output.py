@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -170,12 +171,20 @@ def test_the_plan_job_runs_the_plan_in_the_users_image_restricted() -> None:
     assert job["metadata"]["labels"]["dbops.io/role"] == "plan"
 
 
-def test_the_config_map_is_owned_and_per_revision() -> None:
-    config_map = plan_specs.build_config_map(OWNER, "text", revision="rev1")
-    assert config_map["data"] == {"plan.txt": "text"}
+def test_the_config_map_is_owned_immutable_and_per_revision_and_plan() -> None:
+    def build(text: str, revision: str) -> dict[str, Any]:
+        return plan_specs.build_config_map(OWNER, text, revision=revision, plan_hash=f"h-{revision}-{text}",
+                                           sha256=f"s-{text}")
+
+    config_map = build("text", "rev1")
+    assert config_map["data"] == {"plan.txt": "text", "planHash": "h-rev1-text"}
+    assert config_map["immutable"] is True and config_map["metadata"]["labels"]["dbops.io/role"] == "plan"
     assert config_map["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert config_map["metadata"]["name"] != plan_specs.build_config_map(OWNER, "t", revision="rev2")["metadata"][
-        "name"]
+    assert config_map["metadata"]["annotations"] == {"dbops.io/revision": "rev1", "dbops.io/plan-hash": "h-rev1-text",
+                                                     "dbops.io/report-sha256": "s-text"}
+    assert config_map["metadata"]["name"].startswith("mentorhub-plan-")
+    names = {build(text, revision)["metadata"]["name"] for text in ("a", "b") for revision in ("rev1", "rev2")}
+    assert len(names) == 4, "two plans (or revisions) would share a ConfigMap: an approved plan's text could change"
 
 
 def test_plan_command_is_refused_with_plan_disabled() -> None:

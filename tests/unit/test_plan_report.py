@@ -27,9 +27,9 @@ def finding(n: int, message: str = "") -> dict[str, Any]:
             "destructive": False, "file": f"{n:04d}_add_column_{n}.up.sql"}
 
 
-def document(findings: int, pending: int = 3) -> dict[str, Any]:
+def document(findings: int, pending: int = 3, plan_hash: str = "ab" * 32) -> dict[str, Any]:
     return result.success("migrate plan", f"{pending} pending (up)", plan={
-        "hash": "ab" * 32, "direction": "up", "pending": [f"{n:04d}" for n in range(1, pending + 1)],
+        "hash": plan_hash, "direction": "up", "pending": [f"{n:04d}" for n in range(1, pending + 1)],
         "lint": [finding(n) for n in range(1, findings + 1)], "destructive": False}, currentVersion=None)
 
 
@@ -67,7 +67,7 @@ def test_the_cap_says_exactly_how_many_were_left_out_and_where() -> None:
         "available": True, "configMap": "orders-schema-plan", "key": "report.json", "findingsKey": "findings.txt",
         "findings": 104, "pending": 3, "sha256": report.sha256, "sizeBytes": len(report.data.encode()),
         "message": "complete plan report in ConfigMap orders-schema-plan"}
-    assert decision.apply == [observed.manifest]
+    assert decision.create == [observed.manifest] and decision.apply == []
     assert [(e.type, e.reason) for e in decision.events] == [("Normal", "PlanReportStored")]
     assert "104 lint findings" in decision.events[0].message
     # 100 findings exactly: nothing left out, so no marker.
@@ -90,7 +90,7 @@ def test_without_the_report_the_capped_result_is_counted_right_and_said_to_be_in
     assert plan.lint[-1].endswith(f"more (the complete report is unavailable: {problem})")
     assert plan.report.available is False and plan.report.findings == 104 and plan.report.message == problem
     assert [(e.type, e.reason) for e in decision.events] == [("Warning", "PlanReportUnavailable")]
-    assert "104 lint findings" in decision.events[0].message and decision.apply == []
+    assert "104 lint findings" in decision.events[0].message and decision.create == decision.apply == []
     # The same problem on the next reconcile: no second Event.
     again = Decision(DatabaseMigrationStatus())
     plan_status(capped["plan"], PlanReportObserved("orders-schema-plan", problem=problem), plan, again)
@@ -102,7 +102,11 @@ def test_the_config_map_is_owned_labelled_and_holds_the_approved_plan() -> None:
     manifest = plan_report_specs.build_config_map(OWNER, report, revision="r1")
     assert manifest is not None
     meta = manifest["metadata"]
-    assert meta["name"] == "orders-schema-plan" and meta["namespace"] == "shop"
+    assert meta["name"] == plan_report_specs.config_map_name(OWNER, "r1", "ab" * 32) and meta["namespace"] == "shop"
+    assert meta["name"].startswith("orders-schema-plan-") and manifest["immutable"] is True
+    assert meta["labels"]["dbops.io/role"] == "plan"
+    other = plan_report_specs.build_config_map(OWNER, framed(document(30, plan_hash="cd" * 32)), revision="r1")
+    assert other is not None and other["metadata"]["name"] != meta["name"], "a new plan would change the approved one"
     assert meta["ownerReferences"][0]["uid"] == "uid-1" and meta["ownerReferences"][0]["kind"] == "DatabaseMigration"
     assert meta["labels"]["app.kubernetes.io/managed-by"] == "dbops"
     assert meta["annotations"] == {"dbops.io/revision": "r1", "dbops.io/plan-hash": "ab" * 32,

@@ -9,16 +9,17 @@ from dbops.api.migration_command_plan import CommandPlanReport
 
 
 class PlanReport(ApiModel):
-    """Where the complete plan report is (every lint finding, every pending version), or why it is not."""
+    """Where the complete plan report is (every lint finding, every pending version; command mode: the plan
+    command's whole output), or why it is not."""
 
     available: bool = False
     """Whether the ConfigMap holds the complete report for this plan."""
     config_map: str = ""
-    """The ConfigMap holding it (in the migration's namespace)."""
+    """The plan ConfigMap holding it (in the migration's namespace): `<migration>-plan-<hash>`, immutable."""
     key: str = ""
-    """Its key with the report as JSON (findings under .plan.lint)."""
+    """Its key with the report: report.json (findings under .plan.lint), or plan.txt in command mode."""
     findings_key: str = ""
-    """Its key with the findings as text, one a line."""
+    """Its key with the findings as text, one a line (SQL sources)."""
     findings: int = 0
     """How many lint findings the plan has in all."""
     pending: int = 0

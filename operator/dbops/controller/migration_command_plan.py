@@ -27,10 +27,10 @@ def observe(owner: Owner, spec: DatabaseMigrationSpec, status: DatabaseMigration
     plan = status.plan if status.source_hash == revision else None
     report = plan.command if plan is not None else None
     if report is None:
-        job, log = _read(owner, plan_name, run)
+        job, log = _read(owner, plan_name, revision)
         return CommandPlanObserved(plan_name, confirm_name, plan=job, plan_log=log)
     if spec.approval.mode == "Manual" and not report.confirmed:
-        job, log = _read(owner, confirm_name, run)
+        job, log = _read(owner, confirm_name, revision)
         return CommandPlanObserved(plan_name, confirm_name, confirm=job, confirm_log=log)
     return CommandPlanObserved(plan_name, confirm_name)
 
@@ -48,7 +48,10 @@ def _read(owner: Owner, name: str, revision: str) -> tuple[JobOutcome, command_p
     if truncated:
         raw = data[:command_plan.MAX_OUTPUT_BYTES].decode(errors="ignore")
     text = redact(raw)
-    return outcome, command_plan.PlanLog(text, truncated, plan_specs.build_config_map(owner, text, revision=revision))
+    # Named by the revision and the plan (not the attempt): a retry with the same plan finds its text again.
+    manifest = plan_specs.build_config_map(owner, text, revision=revision, sha256=command_plan.output_hash(text),
+                                           plan_hash=command_plan.plan_hash(revision, text))
+    return outcome, command_plan.PlanLog(text, truncated, manifest)
 
 
 def build_job(owner: Owner, spec: DatabaseMigrationSpec, request: JobRequest) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Observing a migration's complete plan report: its ConfigMap, else the framed line in the plan Job's log."""
+"""Observing a migration's complete plan report: its plan ConfigMap, else the framed line in the plan Job's log."""
 
 from __future__ import annotations
 
@@ -29,11 +29,13 @@ def observe(owner: Owner, revision: str, plan: JobOutcome, job_name: str) -> Pla
     result_plan = plan.result.get("plan")
     if not plan.finished or not isinstance(result_plan, dict):
         return None
-    name = plan_report_specs.config_map_name(owner)
     plan_hash = str(result_plan.get("hash") or "")
-    stored = _stored(objects.get("ConfigMap", owner.namespace, name), revision, plan_hash)
-    if stored is not None:
-        return PlanReportObserved(name, report=stored)
+    name = plan_report_specs.config_map_name(owner, revision, plan_hash)
+    # A run that planned before the convention left its report in <migration>-plan: read there, not written again.
+    for where in (name, plan_report_specs.legacy_config_map_name(owner)):
+        stored = _stored(objects.get("ConfigMap", owner.namespace, where), revision, plan_hash)
+        if stored is not None:
+            return PlanReportObserved(where, report=stored)
     try:
         log = pod_logs.read_job_pod_log(owner.namespace, job_name, limit_bytes=LOG_LIMIT_BYTES)
     except kube_session.ApiError as error:

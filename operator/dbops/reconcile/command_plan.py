@@ -14,6 +14,7 @@ from typing import Any
 
 from dbops.api.migration import MigrationPlan
 from dbops.api.migration_command_plan import CommandPlanReport
+from dbops.api.migration_plan import PlanReport
 
 EXCERPT_LINES = 40
 EXCERPT_CHARS = 4096
@@ -151,8 +152,12 @@ def plan_from_log(log: PlanLog, *, framework: str | None, command: list[str], re
         output_bytes=len(text.encode()), output_lines=total_lines, excerpt=shown, excerpt_lines=shown_lines,
         operations=parsed.operations, migrations=len(parsed.pending) if parsed.framework else None,
         config_map=config_map, truncated=log.truncated, note="; ".join(notes))
+    # Where the complete output is, as for a SQL source's report (the plan ConfigMap convention).
+    where = PlanReport(available=True, config_map=config_map, key=CONFIG_MAP_KEY, pending=len(parsed.pending),
+                       sha256=output_hash(text), size_bytes=len(text.encode()),
+                       message=f"complete plan output in ConfigMap {config_map}") if config_map else None
     return MigrationPlan(hash=plan_hash(revision, text), pending=list(parsed.pending[:MAX_PENDING]),
-                         destructive=parsed.destructive, command=report)
+                         destructive=parsed.destructive, command=report, report=where)
 
 
 def nothing_to_apply(plan: MigrationPlan) -> bool:

@@ -28,7 +28,7 @@ class PlanReportObserved:
     report: plan_report.FramedReport | None = None
     """The report, from that ConfigMap or read from the plan Job's log."""
     manifest: dict[str, Any] | None = None
-    """The ConfigMap to write (missing or holding another plan's report)."""
+    """The ConfigMap to create (missing; it is immutable, see dbops.specs.plan_report)."""
     problem: str = ""
     """Why the report is not available (then `report` and `manifest` are None)."""
 
@@ -66,7 +66,7 @@ def plan_status(result_plan: Any, observed: PlanReportObserved | None, previous:
                          sha256=report.sha256, size_bytes=len(report.data.encode()),
                          message=f"complete plan report in ConfigMap {cm}")
         if observed.manifest is not None:
-            decision.apply.append(observed.manifest)
+            decision.create.append(observed.manifest)
             decision.event("Normal", "PlanReportStored",
                            f"complete plan report ({len(lint)} lint findings, {len(pending)} pending) "
                            f"in ConfigMap {cm} (sha256 {report.sha256[:12]})")

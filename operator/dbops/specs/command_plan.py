@@ -1,4 +1,4 @@
-"""Pure builders of command mode's plan: the plan Jobs (the user's image) and the ConfigMap of a long plan output."""
+"""Pure builders of command mode's plan: the plan Jobs (the user's image) and the plan ConfigMap of a long output."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 
 from dbops.api.migration import DatabaseMigrationSpec
 from dbops.api.roles import JobRole
-from dbops.specs import command_jobs, naming
+from dbops.specs import command_jobs
 from dbops.specs import jobs as job_specs
+from dbops.specs import plan_report as plan_report_specs
 from dbops.specs.owner import Owner
 
 PLAN_ROLE = JobRole.PLAN
@@ -30,17 +31,8 @@ def build_plan_job(owner: Owner, spec: DatabaseMigrationSpec, *, name: str, argv
                                        env=command_jobs.command_env(spec))
 
 
-def config_map_name(owner: Owner, revision: str) -> str:
-    """``<name>-command-plan-<hash>``: one per revision, created once (never updated: no patch rights needed)."""
-    return naming.child_name(owner.name, "command-plan", revision)
-
-
-def build_config_map(owner: Owner, text: str, *, revision: str) -> Manifest:
-    """The owned ConfigMap holding a plan's complete output (credentials already masked) under plan.txt."""
-    return {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": config_map_name(owner, revision), "namespace": owner.namespace,
-                     "labels": owner.labels("plan"),
-                     "annotations": {"dbops.io/revision": revision}, "ownerReferences": [owner.owner_reference()]},
-        "data": {CONFIG_MAP_KEY: text},
-    }
+def build_config_map(owner: Owner, text: str, *, revision: str, plan_hash: str, sha256: str) -> Manifest:
+    """The plan ConfigMap (dbops.specs.plan_report) holding a plan's complete output (credentials already masked)
+    under plan.txt."""
+    return plan_report_specs.plan_config_map(owner, revision=revision, plan_hash=plan_hash, sha256=sha256,
+                                             data={CONFIG_MAP_KEY: text})

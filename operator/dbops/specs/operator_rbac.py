@@ -59,10 +59,10 @@ _NAMESPACED_RULES: tuple[Rule, ...] = (
     Rule("Referenced Secrets are read one by one to check that the named keys exist before a Job starts (a clear "
          "condition instead of a pod stuck in CreateContainerConfigError); never listed or watched.",
          ("",), ("secrets",), ("get",)),
-    Rule("Migration sources are read from ConfigMaps; the operator writes ConfigMaps: their snapshot, command "
-         "mode's plan output, and <migration>-plan with the complete plan report (created, then merge-patched "
-         "when a new plan replaces it).",
-         ("",), ("configmaps",), ("get", "create", "patch")),
+    Rule("Migration sources are read from ConfigMaps; the operator creates ConfigMaps, never changing one: the "
+         "source snapshot and the plan ConfigMaps (<migration>-plan-<hash>, immutable: the complete plan report "
+         "or command output).",
+         ("",), ("configmaps",), ("get", "create")),
     Rule("A schedule's trigger pod runs as its own ServiceAccount (created per schedule, labels kept in sync).",
          ("",), ("serviceaccounts",), ("get", "create", "patch")),
     Rule("Warning and Normal Events on the resources.",
