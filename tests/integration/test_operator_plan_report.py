@@ -94,6 +94,12 @@ def operator_account(installed_crds: ControlPlane, kube_client: Any,
         rbac_api.delete_cluster_role(f"dbops-trigger-{namespace}", _preload_content=False)
 
 
+def plan_config_maps(kube_client: Any, namespace: str) -> list[Any]:
+    """The migration's plan ConfigMaps (the convention's labels)."""
+    return list(client.CoreV1Api(kube_client).list_namespaced_config_map(
+        namespace, label_selector="dbops.io/name=invoices,dbops.io/role=plan").items)
+
+
 def test_every_finding_is_in_the_plan_config_map(
         installed_crds: ControlPlane, kube_client: Any, namespace: str, postgres: PostgresServer, app_database: str,
         tmp_path: Path, operator_account: Callable[..., Path]) -> None:
@@ -164,8 +170,7 @@ def test_an_unreadable_log_is_said_in_status_and_the_run_goes_on(
         assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
         assert f"{len(findings)} lint findings" in warnings[0]["message"]
         assert "Traceback" not in operator.logs()
-    assert client.CoreV1Api(kube_client).list_namespaced_config_map(
-        namespace, field_selector="metadata.name=invoices-plan").items == []
+    assert plan_config_maps(kube_client, namespace) == []
 
 
 def test_a_failed_lint_keeps_every_finding_too(
@@ -179,8 +184,9 @@ def test_a_failed_lint_keeps_every_finding_too(
     assert any(condition.get("reason") == "LintFailed" for condition in status["conditions"]), status
     assert status["plan"]["report"]["available"] is True and status["plan"]["report"]["findings"] == len(findings)
     config_map = read_json(client.CoreV1Api(kube_client).read_namespaced_config_map(
-        "invoices-plan", namespace, _preload_content=False))
+        status["plan"]["report"]["configMap"], namespace, _preload_content=False))
     assert json.loads(config_map["data"]["report.json"])["plan"]["lint"] == findings
+    assert [c.metadata.name for c in plan_config_maps(kube_client, namespace)] == [config_map["metadata"]["name"]]
     assert postgres.psql("SELECT to_regclass('invoice_lines_1') IS NULL", app_database) == "t"  # nothing applied
 
 
@@ -202,8 +208,9 @@ def test_a_lost_log_is_said_in_status(
         name, namespace, _preload_content=False)).get("status") or {}).get("succeeded"), timeout=300,
         message="the plan Job to succeed")
     # Had the stopping operator still stored the report, it is gone too: the log is then the only place to look.
-    with contextlib.suppress(client.ApiException):
-        client.CoreV1Api(kube_client).delete_namespaced_config_map("invoices-plan", namespace)
+    for config_map in plan_config_maps(kube_client, namespace):
+        with contextlib.suppress(client.ApiException):
+            client.CoreV1Api(kube_client).delete_namespaced_config_map(config_map.metadata.name, namespace)
     pod = harness.list_pods(kube_client, namespace)[0]
     shutil.rmtree(node_executor.work_dir / "pods" / pod["metadata"]["uid"] / "logs")
     with pytest.raises(client.ApiException):

@@ -3,6 +3,7 @@ every step again and its earlier runs kept in status; a Succeeded one never; a r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -255,3 +256,17 @@ def test_argocd_sees_a_retried_resource_progressing() -> None:
     spec = DatabaseMigrationSpec.model_validate({**MIGRATION, "preChecks": {"enabled": False}})
     migration = migration_pass(spec, failed_migration(spec), "t").status
     assert argocd.health("DatabaseMigration", {"status": migration.to_wire()})["status"] == "Progressing"
+
+
+def test_an_apply_refused_for_a_changed_plan_says_how_to_plan_again() -> None:
+    spec = DatabaseMigrationSpec.model_validate({
+        **MIGRATION, "preChecks": {"enabled": False},
+        "approval": {"mode": "Manual", "approvedPlanHash": "0123456789abcdef"}})
+    status = migration_pass(spec, DatabaseMigrationStatus()).status
+    status = migration_pass(spec, status, plan=plan("0123456789abcdef")).status
+    refused = done({"message": "the plan changed: its hash is fedcba9876543210, the approved hash is "
+                               "0123456789abcdef; review and approve the new plan"}, ok=False)
+    refused = dataclasses.replace(refused, reason="PlanChanged")
+    failed = migration_pass(spec, status, plan=plan("0123456789abcdef"), apply=refused).status
+    assert failed.phase == "Failed" and failed.condition("Ready").reason == "PlanChanged"
+    assert failed.message.endswith("to plan again, set annotation dbops.io/retry to a new value")

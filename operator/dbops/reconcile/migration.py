@@ -23,6 +23,7 @@ from dbops.api.migration import (
 from dbops.api.migration_framework import FrameworkHistory
 from dbops.api.migration_plan import MigrationPlan
 from dbops.api.roles import JobRole
+from dbops.api.status import RETRY_ANNOTATION
 from dbops.reconcile import migration_children, migration_runs, plan_report, results, retry, smoke
 from dbops.reconcile.actions import ApplyParams, ChildRequest, Decision, JobParams, JobRequest, NoParams
 from dbops.reconcile.children import ChildState
@@ -327,6 +328,8 @@ class _Run:
 
     def failed_run(self, reason: str, message: str) -> None:
         """A failed apply (or command, or verification): roll back when asked and possible, else fail."""
+        if reason == "PlanChanged":  # the database moved since the approval: a new run plans it again
+            message = f"{message}; to plan again, set annotation {RETRY_ANNOTATION} to a new value"
         if self.spec.on_failure == "RestoreBackup" and self.spec.backup.enabled and self.observed.backup.phase == "Succeeded":
             self.status.message = f"{reason}: {message}"
             self.decision.event("Warning", "MigrationFailed", f"{reason}: {message}; rolling back")
