@@ -86,28 +86,28 @@ class DatabaseConnection(ApiModel):
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """Server port (default 5432)."""
     name: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
-    """Database name."""
+    """The database to connect to (overrides the URI's)."""
     user: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
-    """User name."""
+    """The role to connect as (overrides the URI's); or userSecretRef."""
     user_secret_ref: SecretKeySelector | None = None
     """User name from a Secret."""
     password_secret_ref: SecretKeySelector | None = None
     """Password from a Secret."""
     ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
-    """libpq sslmode."""
+    """libpq sslmode (disable … verify-full); unset: the URI's, else libpq's default (prefer)."""
 
 
 class S3Storage(ApiModel):
     """An S3-compatible bucket."""
 
     bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
-    """Bucket name."""
+    """The bucket (it must exist; dbops does not create it)."""
     prefix: Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\s]*$")] = ""
     """Key prefix under which artifacts are stored."""
     endpoint: Annotated[str, StringConstraints(pattern=r"^https?://[^\s@]+$", max_length=512)] | None = None
     """Endpoint URL for S3-compatible stores (MinIO, Ceph…); no credentials in it."""
     region: Annotated[str, StringConstraints(max_length=64)] | None = None
-    """Region."""
+    """The bucket's region (e.g. eu-central-1); unset: the SDK's default."""
     force_path_style: bool = False
     """Use path-style addressing (most S3-compatible stores need it)."""
     credentials_secret_ref: LocalObjectReference | None = None
@@ -136,7 +136,7 @@ class Storage(ApiModel):
     s3: S3Storage | None = None
     """An S3-compatible bucket."""
     pvc: PvcStorage | None = None
-    """A PersistentVolumeClaim."""
+    """A directory on a PersistentVolumeClaim the Jobs mount."""
 
 
 _TOLERATION_KEY = kubevalues.qualified_name_cel("self.key")
@@ -165,13 +165,13 @@ class Toleration(ApiModel):
     }
 
     key: Annotated[str, StringConstraints(max_length=317)] | None = None
-    """Taint key."""
+    """The taint key it matches; empty with operator Exists: every taint."""
     operator: Literal["Exists", "Equal"] | None = None
-    """Operator."""
+    """Exists (any value) or Equal (value must match; the default)."""
     value: Annotated[str, StringConstraints(max_length=63)] | None = None
-    """Taint value."""
+    """The taint value to match with operator Equal."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    """Taint effect."""
+    """The taint effect it matches; empty: every effect."""
     toleration_seconds: int | None = None
     """Seconds a NoExecute toleration lasts."""
 
@@ -207,7 +207,7 @@ class ResourceRequirements(ApiModel):
     requests: kubevalues.ResourceMap | None = None
     """Requests of cpu, memory or ephemeral-storage, e.g. cpu: 100m, memory: 128Mi."""
     limits: kubevalues.ResourceMap | None = None
-    """Limits."""
+    """Limits of cpu, memory or ephemeral-storage, e.g. memory: 1Gi (at least the requests)."""
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> ResourceRequirements:
@@ -221,11 +221,11 @@ class JobTemplate(ApiModel):
     image: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\s]+$")] | None = None
     """Runner image; defaults to the operator's configured image."""
     resources: ResourceRequirements | None = None
-    """Container resources."""
+    """Requests and limits of the Jobs' container."""
     node_selector: kubevalues.LabelMap | None = None
-    """Node selector."""
+    """Labels a node must have to run the Jobs' pods."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] | None = None
-    """Tolerations."""
+    """Taints the Jobs' pods tolerate."""
     active_deadline_seconds: Annotated[int, Field(ge=1)] | None = None
     """Deadline of each Job."""
     backoff_limit: Annotated[int, Field(ge=0, le=20)] | None = None

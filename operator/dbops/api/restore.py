@@ -158,13 +158,14 @@ class DatabaseRestoreStatus(JobStatus[RestorePhase]):
     """Observed state of a DatabaseRestore."""
 
     phase: RestorePhase = "Pending"
-    """Life-cycle phase."""
+    """Where the restore is: Pending, BackingUp (the safety backup), Restoring, Verifying, then Succeeded or
+    Failed."""
     restored_from: RestoredFrom | None = None
     """The artifact restored."""
     safety_backup_name: str | None = None
     """The safety DatabaseBackup."""
     tables_restored: int | None = None
-    """Tables restored."""
+    """How many tables were restored."""
     restored_tables: Annotated[list[str], Field(max_length=1024)] | None = None
     """Mode Tables: the tables restored (a partitioned table's partitions listed one by one)."""
     verification: RestoreTestResult | None = None
