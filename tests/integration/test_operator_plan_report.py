@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,38 @@ def test_a_lost_log_is_said_in_status(
         harness.eventually(lambda: events(kube_client, namespace, "PlanReportUnavailable"), timeout=60,
                            message="the Warning Event")
         assert "Traceback" not in operator.logs()
+
+
+def test_a_report_stored_before_the_convention_is_read_from_its_old_config_map(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, postgres: PostgresServer,
+        app_database: str) -> None:
+    """A migration that planned under an older operator has its report in `<migration>-plan` (role plan-report,
+    not immutable): the upgraded operator points status at it and writes no second copy."""
+    core = client.CoreV1Api(kube_client)
+    start(kube_client, namespace, postgres, app_database, approval={"mode": "Manual"})
+    with harness.running_operator(installed_crds, namespace):
+        body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "invoices", {"AwaitingApproval", "Failed"})
+    plan = body["status"]["plan"]
+    [listed] = plan_config_maps(kube_client, namespace)
+    current = read_json(core.read_namespaced_config_map(listed.metadata.name, namespace, _preload_content=False))
+    meta = current["metadata"]
+    # What the older operator left: the same report under the old name and role, the new one not there.
+    core.create_namespaced_config_map(namespace, {
+        "metadata": {"name": "invoices-plan", "annotations": meta["annotations"],
+                     "labels": {**meta["labels"], "dbops.io/role": "plan-report"},
+                     "ownerReferences": meta["ownerReferences"]},
+        "data": current["data"]}, _preload_content=False)
+    core.delete_namespaced_config_map(meta["name"], namespace)
+    with harness.running_operator(installed_crds, namespace):
+        def legacy() -> dict[str, Any] | None:
+            found = harness.get_resource(kube_client, namespace, MIGRATION, "invoices") or {}
+            report = ((found.get("status") or {}).get("plan") or {}).get("report") or {}
+            return found if report.get("configMap") == "invoices-plan" else None
+
+        body = harness.eventually(legacy, timeout=120, message="status pointing at the old ConfigMap")
+        report = body["status"]["plan"]["report"]
+        assert report["available"] is True and report["sha256"] == plan["report"]["sha256"]
+        assert body["status"]["plan"]["lint"][-1].endswith("more in ConfigMap invoices-plan key findings.txt")
+        time.sleep(8)  # more re-checks (--recheck-seconds 5): none writes a copy
+        assert plan_config_maps(kube_client, namespace) == [], "the report was written again under the new name"
+        assert len(events(kube_client, namespace, "PlanReportStored")) == 1
