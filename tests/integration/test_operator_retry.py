@@ -132,8 +132,16 @@ def test_a_failed_migration_retried_after_the_fix_succeeds_as_attempt_two(
 
 
 def test_a_failed_backup_retried_with_the_same_token_twice_runs_once(
-        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
         minio_server: MinioServer, bucket: str) -> None:
+    # No periodic re-check: the annotation's own event must start the retry (the retry-requested handler).
+    with harness.running_operator(installed_crds, namespace, "--recheck-seconds", "0") as operator:
+        backup_retried_twice(kube_client, namespace, postgres, minio_server, bucket)
+        assert "Handler 'retry-requested' succeeded" in operator.logs()
+
+
+def backup_retried_twice(kube_client: Any, namespace: str, postgres: PostgresServer, minio_server: MinioServer,
+                         bucket: str) -> None:
     missing = f"ledger_{namespace[-6:].replace('-', '_')}"  # not created yet: the backup fails
     harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(missing)})
     harness.create_resource(kube_client, namespace, BACKUP, "ledger", {
