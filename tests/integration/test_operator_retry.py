@@ -210,3 +210,62 @@ def test_an_operator_killed_after_each_retry_job_creation_never_duplicates_one(
     assert job_specs.job_name(owner, JobRole.APPLY, f"{revision}.2") in {j["metadata"]["name"] for j in jobs}
     assert postgres.psql("SELECT count(*) FROM invoices", app_database).strip() == "50"
     print(f"crashes between a retry's Job creation and its status patch: {crashes}; duplicate Jobs: 0")
+
+
+def test_a_lost_restore_retried_restores_again_after_a_new_safety_backup_keeping_the_first(
+        installed_crds: ControlPlane, kube_client: Any, namespace: str, s3_secret: str, postgres: PostgresServer,
+        app_database: str, minio_server: MinioServer, bucket: str) -> None:
+    harness.create_secret(kube_client, namespace, "db", {"uri": postgres.uri(app_database)})
+    postgres.psql("CREATE TABLE accounts (id int PRIMARY KEY, balance numeric NOT NULL); "
+                  "CREATE TABLE moves (id int PRIMARY KEY, account_id int REFERENCES accounts(id), amount numeric); "
+                  "INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 200) g; "
+                  "INSERT INTO moves SELECT g, 1 + g % 200, g FROM generate_series(1, 600) g;", app_database)
+    storage = harness.s3_storage(minio_server, bucket)
+    database = {"uriSecretRef": {"name": "db", "key": "uri"}}
+    operator = harness.RunningOperator(installed_crds, namespace)
+    operator.start()
+    try:
+        harness.create_resource(kube_client, namespace, BACKUP, "before", {"database": database, "storage": storage,
+                                                                           "verify": {"decode": False}})
+        harness.wait_for_phase(kube_client, namespace, BACKUP, "before", {"Succeeded"}, timeout=300)
+        postgres.psql("UPDATE accounts SET balance = 0; DELETE FROM moves WHERE id > 300;", app_database)  # the accident
+        harness.create_resource(kube_client, namespace, "DatabaseRestore", "undo", {
+            "source": {"backupRef": {"name": "before"}}, "target": {"database": database}, "clean": True,
+            "confirmOverwrite": app_database, "terminateConnections": True,
+            "safetyBackup": {"enabled": True, "storage": storage}})
+        harness.wait_for_phase(kube_client, namespace, "DatabaseRestore", "undo", {"Restoring"}, timeout=300)
+        operator.kill()  # the restore Job finishes and is deleted by hand before the operator read its result
+        [job] = harness.wait_for_finished_job(kube_client, namespace, "restore", "the restore Job to finish")
+        harness.delete_job(kube_client, namespace, job["metadata"]["name"])
+        harness.eventually(lambda: not harness.role_jobs(kube_client, namespace, "restore"), timeout=60,
+                           message="the restore Job gone")
+        operator.start()
+        lost = harness.wait_for_phase(kube_client, namespace, "DatabaseRestore", "undo", {"Succeeded", "Failed"})
+        assert lost["status"]["phase"] == "Failed", lost["status"]
+        assert next(c for c in lost["status"]["conditions"] if c["type"] == "Ready")["reason"] == "JobLost"
+        first_safety = lost["status"]["safetyBackupName"]
+
+        postgres.psql("INSERT INTO accounts VALUES (999, 5)", app_database)  # written after the lost restore
+        annotate_restore(kube_client, namespace, "undo", "checked-the-target")
+        body = wait_for_attempt(kube_client, namespace, "DatabaseRestore", "undo", 2)
+    finally:
+        operator.stop()
+        operator.log_path.unlink(missing_ok=True)
+    status = body["status"]
+    assert status["phase"] == "Succeeded", status
+    [previous] = status["previousAttempts"]
+    assert (previous["reason"], previous["children"]) == ("JobLost", [first_safety])
+    assert status["safetyBackupName"] != first_safety
+    safety = {b["metadata"]["name"]: b["status"]["phase"] for b in harness.list_resources(kube_client, namespace, BACKUP)}
+    assert safety == {"before": "Succeeded", first_safety: "Succeeded", status["safetyBackupName"]: "Succeeded"}
+    assert len(harness.role_jobs(kube_client, namespace, "restore")) == 1  # attempt 2's (attempt 1's was deleted)
+    # The backup's state again: the row written between the attempts went with the rest (the new safety backup
+    # holds it), the accident is undone.
+    assert postgres.psql("SELECT count(*), sum(balance) FROM accounts", app_database).strip() == "200|20000"
+    assert postgres.psql("SELECT count(*) FROM moves", app_database).strip() == "600"
+
+
+def annotate_restore(kube_client: Any, namespace: str, name: str, token: str) -> None:
+    client.CustomObjectsApi(kube_client).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "databaserestores", name, {"metadata": {"annotations": {RETRY_ANNOTATION: token}}},
+        _preload_content=False)
