@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the runner alone: dbops backup, verify and restore against a local PostgreSQL")
     parser.add_argument("--keep", action="store_true",
                         help="leave the cluster running after the operator demo (prints the KUBECONFIG line)")
+    parser.add_argument("--timings", type=Path, default=None,
+                        help="write the operator demo's phase timings and exit code as JSON (bench/demo_bench.py)")
     parser.add_argument("--major", type=int, default=15, choices=(15, 18), help="PostgreSQL major to run")
     parser.add_argument("--storage", default="./dbops-backups", help="backup storage (default: ./dbops-backups)")
     args = parser.parse_args(argv)
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         from dbops_testbed import operator_demo
 
         try:
-            return operator_demo.run(keep=args.keep)
+            return operator_demo.run(keep=args.keep, timings=args.timings)
         except KeyboardInterrupt:
             print("\ninterrupted: everything the demo started is stopped and removed", file=sys.stderr)
             return 130

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from dbops_testbed import incluster, mentorhub
 from dbops_testbed.controlplane import ControlPlane, running_control_plane
+from dbops_testbed.demo_outcome import DemoFailure, Timeline, expected_phases, failures, summary_table
 from dbops_testbed.executor import ProcessNodeExecutor
 from dbops_testbed.minio import running_minio
 from dbops_testbed.postgres import PostgresServer, running_postgres
 
 NAMESPACE = "mentorhub"
+# Test-only: break one example so the demo must fail (tests/integration/test_demo_exit_code.py).
+BREAK_ENV = "DBOPS_DEMO_BREAK"
+MISSING_BUCKET = "missing-bucket"
 
 
 class Progress:
@@ -54,16 +60,20 @@ class Progress:
         self.refresh()
 
     def until(self, kind: str, name: str, phases: set[str], timeout: float = 300) -> dict[str, Any]:
-        """Refresh the table until the resource reaches one of `phases`."""
+        """Refresh the table until the resource reaches one of `phases`; DemoFailure when it ends otherwise."""
         deadline = time.monotonic() + timeout
         while True:
             self.refresh()
             body = incluster.resource(self.plane, NAMESPACE, kind, name)
-            if (body.get("status") or {}).get("phase") in phases:
+            phase = (body.get("status") or {}).get("phase")
+            if phase in phases and (phase not in incluster.FINAL or phase in expected_phases(kind, name)):
                 return body
+            if phase in incluster.FINAL:
+                raise DemoFailure(f"{kind}/{name} ended {phase}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{kind} {name} did not reach {sorted(phases)} in {timeout:.0f}s")
-            time.sleep(1)
+                raise DemoFailure(f"{kind}/{name} did not reach {' or '.join(sorted(phases))} in {timeout:.0f}s "
+                                  f"(phase {phase or 'Pending'})")
+            time.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -79,8 +89,8 @@ def _interruptible() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _step(text: str, started: float) -> None:
-    print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
+def _step(text: str, timeline: Timeline) -> None:
+    print(f"[{timeline.elapsed():5.1f}s] {text}", flush=True)
 
 
 def _summary(plane: ControlPlane, postgres: PostgresServer, database: str) -> None:
@@ -106,61 +116,156 @@ def _summary(plane: ControlPlane, postgres: PostgresServer, database: str) -> No
         print(f"              {line}")
 
 
-def run(*, keep: bool) -> int:
-    """The whole demo; returns the exit code."""
-    started = time.monotonic()
-    with _interruptible(), contextlib.ExitStack() as stack:
-        _step("starting the local cluster (etcd, kube-apiserver, kube-controller-manager) ...", started)
-        plane = stack.enter_context(running_control_plane())
-        stack.enter_context(ProcessNodeExecutor(plane.api_client()))
-        postgres = stack.enter_context(running_postgres(18))
-        minio = stack.enter_context(running_minio())
-        bucket = "mentorhub-backups"
-        minio.client().create_bucket(Bucket=bucket)
-        database = mentorhub.create_database(postgres, "mentorhub")
-        _step(f"cluster {plane.server}, node ready, PostgreSQL 18 on :{postgres.port} with MentorHub "
-              f"({postgres.psql('SELECT count(*) FROM mentorship_bookings', database).strip()} bookings), "
-              f"MinIO {minio.endpoint}", started)
-        _step("helm install dbops helm/dbops -n dbops-system --create-namespace --wait ...", started)
-        incluster.helm_install(plane)
-        (pod,) = incluster.operator_pods(plane, "dbops-system")
-        _step(f"operator pod {pod['metadata']['name']} Ready (ServiceAccount {pod['spec']['serviceAccountName']}, "
-              "in-cluster config)", started)
-        plane.kubectl("create", "namespace", NAMESPACE)
-        documents = mentorhub.local_examples(postgres, database, minio, bucket)
-        pick = lambda *kinds: [d for d in documents if d["kind"] in kinds]  # noqa: E731
-        _step("kubectl apply -f manifests/examples/ (pointed at the local PostgreSQL and MinIO)", started)
-        incluster.apply(plane, NAMESPACE, pick("Secret", "ConfigMap", "DatabaseBackup", "DatabaseBackupSchedule",
-                                               "DatabaseMigration"))
-        progress = Progress(plane)
-        progress.until("DatabaseBackup", "mentorhub-before-release", incluster.FINAL)
-        plan = progress.until("DatabaseMigration", "mentorhub-schema", {"AwaitingApproval", *incluster.FINAL})
-        if plan["status"]["phase"] == "AwaitingApproval":
-            plan_hash = plan["status"]["plan"]["hash"]
-            progress.note(f"approving plan {plan_hash[:12]}… (pending: {', '.join(plan['status']['plan']['pending'])})")
-            plane.kubectl("-n", NAMESPACE, "patch", "dbm", "mentorhub-schema", "--type=merge", "-p", json.dumps(
-                {"spec": {"approval": {"mode": "Manual", "approvedPlanHash": plan_hash}}}))
-        progress.until("DatabaseMigration", "mentorhub-schema", incluster.FINAL)
-        progress.note("a migration that fails on production data (UNIQUE over duplicate bookings) ...")
-        incluster.apply(plane, NAMESPACE, incluster.failing_migration(documents))
-        progress.until("DatabaseMigration", "mentorhub-schema-next", incluster.FINAL)
-        deleted = postgres.psql("WITH d AS (DELETE FROM mentorship_bookings WHERE status = 'pending' RETURNING 1) "
-                                "SELECT count(*) FROM d", database).strip()
-        progress.note(f"oops: {deleted} pending bookings deleted; restoring the table from the backup ...")
-        incluster.apply(plane, NAMESPACE, pick("DatabaseRestore"))
-        progress.until("DatabaseRestore", "mentorhub-restore-bookings", incluster.FINAL)
-        progress.note("waiting for the schedule's first tick (CronJob every minute) ...")
-        incluster.eventually(lambda: progress.refresh() or (incluster.resource(
-            plane, NAMESPACE, "DatabaseBackupSchedule", "mentorhub-nightly").get("status") or {}).get(
-            "lastSuccessfulBackup"), timeout=180, message="a scheduled backup")
+def _break(documents: list[dict[str, Any]]) -> None:
+    """Test-only faults (BREAK_ENV): the first backup points at a bucket that does not exist."""
+    if os.environ.get(BREAK_ENV) == MISSING_BUCKET:
+        backup = next(d for d in documents if d["kind"] == "DatabaseBackup")
+        backup["spec"]["storage"]["s3"]["bucket"] = "mentorhub-backups-missing"
+
+
+def _run_schedule_now(plane: ControlPlane, progress: Progress) -> None:
+    """Run the nightly schedule's CronJob now, as `kubectl create job --from=cronjob/…` does (its backup works
+    beside the others; the demo does not wait for 02:00)."""
+    cron_job = incluster.eventually(lambda: (incluster.resource(
+        plane, NAMESPACE, "DatabaseBackupSchedule", "mentorhub-nightly").get("status") or {}).get("cronJobName"),
+        timeout=120, message="the schedule's CronJob", interval=0.5)
+    progress.note(f"the nightly schedule, run now: kubectl create job --from=cronjob/{cron_job} "
+                  "mentorhub-nightly-now")
+    plane.kubectl("-n", NAMESPACE, "create", "job", f"--from=cronjob/{cron_job}", "mentorhub-nightly-now")
+
+
+def _scheduled_backup(plane: ControlPlane, progress: Progress, timeout: float = 240) -> None:
+    """Wait until the schedule reports a successful backup (DemoFailure when its backup fails)."""
+    deadline = time.monotonic() + timeout
+    while True:
         progress.refresh()
-        _summary(plane, postgres, database)
-        _step("demo finished", started)
-        if keep:
-            print(f"\nThe cluster keeps running. In another shell:\n  export KUBECONFIG={plane.kubeconfig}\n"
-                  f"  kubectl get dbops -n {NAMESPACE}\nPress Ctrl-C to tear everything down.", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
-        print("tearing down ...", flush=True)
-    return 0
+        status = incluster.resource(plane, NAMESPACE, "DatabaseBackupSchedule", "mentorhub-nightly").get("status")
+        if (status or {}).get("lastSuccessfulBackup"):
+            return
+        scheduled = [b for b in incluster.resources(plane, NAMESPACE)
+                     if b["kind"] == "DatabaseBackup" and b["metadata"]["name"].startswith("mentorhub-nightly-")]
+        if any((b.get("status") or {}).get("phase") in incluster.FINAL for b in scheduled):
+            raise DemoFailure("the scheduled backup ended " + ", ".join(
+                f"{b['metadata']['name']} {(b.get('status') or {}).get('phase')}" for b in scheduled))
+        if time.monotonic() > deadline:
+            raise DemoFailure(f"no successful scheduled backup within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def _settle(plane: ControlPlane, progress: Progress, timeout: float = 120) -> list[dict[str, Any]]:
+    """Every resource once none is still working (child backups and restores included)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        progress.refresh()
+        items = incluster.resources(plane, NAMESPACE)
+        working = [i for i in items if (i.get("status") or {}).get("phase") not in {*incluster.FINAL, "Active"}]
+        if not working or time.monotonic() > deadline:
+            return items
+        time.sleep(0.5)
+
+
+def _verdict(plane: ControlPlane, progress: Progress | None, problem: str | None) -> int:
+    """The closing table of every resource and the exit code: 1 naming each resource that did not succeed."""
+    items = _settle(plane, progress) if progress and problem is None else incluster.resources(plane, NAMESPACE)
+    print("\nResources (phase, time from creation to completion)")
+    for line in summary_table(items):
+        print(f"  {line}")
+    failed = failures(items)
+    if problem is None and not failed:
+        return 0
+    print(f"\ndemo FAILED{': ' + problem if problem else ''}", file=sys.stderr)
+    for line in failed:
+        print(f"  {line}", file=sys.stderr)
+    return 1
+
+
+def _examples(plane: ControlPlane, postgres: PostgresServer, database: str, minio: Any, bucket: str,
+              timeline: Timeline) -> Progress:
+    """Apply the examples and follow each to its end (DemoFailure when one ends otherwise)."""
+    plane.kubectl("create", "namespace", NAMESPACE)
+    documents = mentorhub.local_examples(postgres, database, minio, bucket)
+    for document in documents:  # the example's nightly schedule; the demo runs its CronJob at once (below)
+        if document["kind"] == "DatabaseBackupSchedule":
+            document["spec"]["schedule"] = "0 2 * * *"
+    _break(documents)
+    pick = lambda *kinds: [d for d in documents if d["kind"] in kinds]  # noqa: E731
+    _step("kubectl apply -f manifests/examples/ (pointed at the local PostgreSQL and MinIO)", timeline)
+    incluster.apply(plane, NAMESPACE, pick("Secret", "ConfigMap", "DatabaseBackup", "DatabaseBackupSchedule",
+                                           "DatabaseMigration"))
+    progress = Progress(plane)
+    _run_schedule_now(plane, progress)
+    # the plan is ready before the backup is: approve it at once (the migration takes its own backup first)
+    plan = progress.until("DatabaseMigration", "mentorhub-schema", {"AwaitingApproval", *incluster.FINAL})
+    timeline.mark("DatabaseMigration/mentorhub-schema planned (AwaitingApproval)")
+    if plan["status"]["phase"] == "AwaitingApproval":
+        plan_hash = plan["status"]["plan"]["hash"]
+        progress.note(f"approving plan {plan_hash[:12]}… (pending: {', '.join(plan['status']['plan']['pending'])})")
+        plane.kubectl("-n", NAMESPACE, "patch", "dbm", "mentorhub-schema", "--type=merge", "-p", json.dumps(
+            {"spec": {"approval": {"mode": "Manual", "approvedPlanHash": plan_hash}}}))
+    progress.until("DatabaseBackup", "mentorhub-before-release", incluster.FINAL)
+    timeline.mark("DatabaseBackup/mentorhub-before-release Succeeded (verified)")
+    progress.until("DatabaseMigration", "mentorhub-schema", incluster.FINAL)
+    timeline.mark("DatabaseMigration/mentorhub-schema approved, Succeeded (pre-migration backup)")
+    progress.note("a migration that fails on production data (UNIQUE over duplicate bookings) ...")
+    incluster.apply(plane, NAMESPACE, incluster.failing_migration(documents))
+    progress.until("DatabaseMigration", "mentorhub-schema-next", incluster.FINAL)
+    timeline.mark("DatabaseMigration/mentorhub-schema-next RolledBack (restore)")
+    deleted = postgres.psql("WITH d AS (DELETE FROM mentorship_bookings WHERE status = 'pending' RETURNING 1) "
+                            "SELECT count(*) FROM d", database).strip()
+    progress.note(f"oops: {deleted} pending bookings deleted; restoring the table from the backup ...")
+    incluster.apply(plane, NAMESPACE, pick("DatabaseRestore"))
+    progress.until("DatabaseRestore", "mentorhub-restore-bookings", incluster.FINAL)
+    timeline.mark("DatabaseRestore/mentorhub-restore-bookings Succeeded")
+    _scheduled_backup(plane, progress)
+    timeline.mark("DatabaseBackupSchedule/mentorhub-nightly: its run's backup Succeeded")
+    return progress
+
+
+def run(*, keep: bool, timings: Path | None = None) -> int:
+    """The whole demo; returns the exit code (1 naming each resource that did not end as expected)."""
+    timeline = Timeline()
+    code = 1
+    try:
+        with _interruptible(), contextlib.ExitStack() as stack:
+            _step("starting the local cluster (etcd, kube-apiserver, kube-controller-manager) ...", timeline)
+            plane = stack.enter_context(running_control_plane())
+            stack.enter_context(ProcessNodeExecutor(plane.api_client()))
+            postgres = stack.enter_context(running_postgres(18))
+            minio = stack.enter_context(running_minio())
+            bucket = "mentorhub-backups"
+            minio.client().create_bucket(Bucket=bucket)
+            database = mentorhub.create_database(postgres, "mentorhub")
+            _step(f"cluster {plane.server}, node ready, PostgreSQL 18 on :{postgres.port} with MentorHub "
+                  f"({postgres.psql('SELECT count(*) FROM mentorship_bookings', database).strip()} bookings), "
+                  f"MinIO {minio.endpoint}", timeline)
+            timeline.mark("cluster up (control plane, node, PostgreSQL 18 with MentorHub, MinIO)")
+            _step("helm install dbops helm/dbops -n dbops-system --create-namespace --wait ...", timeline)
+            progress: Progress | None = None
+            problem: str | None = None
+            try:
+                incluster.helm_install(plane)
+                timeline.mark("helm install --wait (operator Deployment available)")
+                (pod,) = incluster.operator_pods(plane, "dbops-system")
+                _step(f"operator pod {pod['metadata']['name']} Ready (ServiceAccount "
+                      f"{pod['spec']['serviceAccountName']}, in-cluster config)", timeline)
+                progress = _examples(plane, postgres, database, minio, bucket, timeline)
+            except (DemoFailure, RuntimeError, TimeoutError) as error:
+                problem = str(error)
+            code = _verdict(plane, progress, problem)
+            timeline.mark("every resource settled, verdict")
+            timeline.reconciled = timeline.elapsed()
+            if code == 0:
+                _summary(plane, postgres, database)
+            _step("demo finished" if code == 0 else "demo failed", timeline)
+            if keep:
+                print(f"\nThe cluster keeps running. In another shell:\n  export KUBECONFIG={plane.kubeconfig}\n"
+                      f"  kubectl get dbops -n {NAMESPACE}\nPress Ctrl-C to tear everything down.", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(3600)
+            print("tearing down ...", flush=True)
+        timeline.mark("teardown")
+        _step("everything the demo started is stopped and removed", timeline)
+    finally:
+        timeline.write(timings, code=code, total=timeline.elapsed())
+    return code
