@@ -65,7 +65,8 @@ def summary_table(items: list[dict[str, Any]]) -> list[str]:
     for item in sorted(items, key=lambda i: (i["metadata"].get("creationTimestamp") or "", i["metadata"]["name"])):
         kind, name = item["kind"], item["metadata"]["name"]
         phase = str((item.get("status") or {}).get("phase") or "Pending")
-        rows.append((f"{kind}/{name}", phase, took(item), "yes" if phase in expected_phases(kind, name) else "NO"))
+        verdict = "yes" if phase in expected_phases(kind, name) else "NO" if phase in SETTLED else "unfinished"
+        rows.append((f"{kind}/{name}", phase, took(item), verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return ["  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)) for row in rows]
 

@@ -8,8 +8,10 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -18,7 +20,7 @@ from dbops_testbed import incluster, mentorhub
 from dbops_testbed.controlplane import ControlPlane, running_control_plane
 from dbops_testbed.demo_outcome import DemoFailure, Timeline, expected_phases, failures, summary_table
 from dbops_testbed.executor import ProcessNodeExecutor
-from dbops_testbed.minio import running_minio
+from dbops_testbed.minio import MinioServer, running_minio
 from dbops_testbed.postgres import PostgresServer, running_postgres
 
 NAMESPACE = "mentorhub"
@@ -87,6 +89,32 @@ def _interruptible() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+Enter = Callable[[contextlib.AbstractContextManager[Any]], Any]
+
+
+def _start_together(stack: contextlib.ExitStack, *starts: Callable[[Enter], Any]) -> list[Any]:
+    """Run independent start-ups at once (the cluster, PostgreSQL, MinIO); whatever started, even when another
+    failed or Ctrl-C came, is on `stack` before this returns or raises, so it is stopped and removed."""
+    lock = threading.Lock()
+    # The pool's threads live until the stack closes: the test bed's servers die with the thread that started
+    # them (PR_SET_PDEATHSIG), so they must not exit before the servers are stopped.
+    pool = stack.enter_context(ThreadPoolExecutor(len(starts)))
+
+    def start(function: Callable[[Enter], Any]) -> Any:
+        own = contextlib.ExitStack()
+        with lock:
+            stack.callback(own.close)  # closed by the main thread's unwinding, after this start-up ended
+        return function(own.enter_context)
+
+    futures = [pool.submit(start, function) for function in starts]
+    try:
+        return [future.result() for future in futures]
+    finally:
+        for future in futures:  # wait for each (a Ctrl-C above must not unwind while a server still starts)
+            with contextlib.suppress(BaseException):
+                future.exception()
 
 
 def _step(text: str, timeline: Timeline) -> None:
@@ -166,7 +194,12 @@ def _settle(plane: ControlPlane, progress: Progress, timeout: float = 120) -> li
 
 def _verdict(plane: ControlPlane, progress: Progress | None, problem: str | None) -> int:
     """The closing table of every resource and the exit code: 1 naming each resource that did not succeed."""
-    items = _settle(plane, progress) if progress and problem is None else incluster.resources(plane, NAMESPACE)
+    try:
+        items = _settle(plane, progress) if progress and problem is None else incluster.resources(plane, NAMESPACE)
+    except RuntimeError as error:  # the cluster itself is gone: say so, without a traceback
+        print(f"\ndemo FAILED: {problem or 'the cluster stopped answering'}\n  cannot list the resources: "
+              f"{str(error).splitlines()[-1]}", file=sys.stderr)
+        return 1
     print("\nResources (phase, time from creation to completion)")
     for line in summary_table(items):
         print(f"  {line}")
@@ -228,13 +261,23 @@ def run(*, keep: bool, timings: Path | None = None) -> int:
     try:
         with _interruptible(), contextlib.ExitStack() as stack:
             _step("starting the local cluster (etcd, kube-apiserver, kube-controller-manager) ...", timeline)
-            plane = stack.enter_context(running_control_plane())
-            stack.enter_context(ProcessNodeExecutor(plane.api_client()))
-            postgres = stack.enter_context(running_postgres(18))
-            minio = stack.enter_context(running_minio())
             bucket = "mentorhub-backups"
-            minio.client().create_bucket(Bucket=bucket)
-            database = mentorhub.create_database(postgres, "mentorhub")
+
+            def cluster(enter: Enter) -> ControlPlane:
+                plane: ControlPlane = enter(running_control_plane())
+                enter(ProcessNodeExecutor(plane.api_client()))
+                return plane
+
+            def mentorhub_database(enter: Enter) -> tuple[PostgresServer, str]:
+                server: PostgresServer = enter(running_postgres(18))
+                return server, mentorhub.create_database(server, "mentorhub")
+
+            def storage(enter: Enter) -> MinioServer:
+                minio: MinioServer = enter(running_minio())
+                minio.client().create_bucket(Bucket=bucket)
+                return minio
+
+            plane, (postgres, database), minio = _start_together(stack, cluster, mentorhub_database, storage)
             _step(f"cluster {plane.server}, node ready, PostgreSQL 18 on :{postgres.port} with MentorHub "
                   f"({postgres.psql('SELECT count(*) FROM mentorship_bookings', database).strip()} bookings), "
                   f"MinIO {minio.endpoint}", timeline)
