@@ -16,7 +16,7 @@ from dbops_testbed.postgres import PostgresServer
 pytestmark = pytest.mark.timeout(600)
 FINAL = {"Succeeded", "Failed", "RolledBack"}
 SLOW = [{"version": "0001", "name": "create_notes", "up": "CREATE TABLE notes (id int PRIMARY KEY);"},
-        {"version": "0002", "name": "slow", "up": "SELECT pg_sleep(8);"}]
+        {"version": "0002", "name": "slow", "up": "SELECT pg_sleep(15);"}]
 
 
 def jobs_by_role(kube_client: Any, namespace: str) -> Counter[str]:
