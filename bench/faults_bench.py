@@ -4,7 +4,8 @@
 
 Starts its own PostgreSQL 18 and MinIO and repeats each runner-level fault of tests/integration/faults.py
 (MinIO killed mid-upload and mid-download, PostgreSQL restarted mid-dump and mid-restore, the network cut
-mid-dump, a full disk under directory storage); then runs tests/integration/test_fault_apiserver.py with
+mid-dump, a full disk under directory storage, and R2: pg_dump's backend terminated and pg_dump SIGKILLed
+mid-stream), sweeping the whole bucket after each run (R3: orphan manifests, leftovers); then runs tests/integration/test_fault_apiserver.py with
 ``DBOPS_FAULT_REPEAT=--api-runs`` (etcd and the API server killed and restarted mid-reconcile, with the
 operator running). "Recover" is from the end of the fault to a verified result, Job-style retries included.
 """
@@ -34,8 +35,11 @@ def row(fault: str, outcomes: list[faults.Outcome]) -> str:
     correct = sum(1 for outcome in outcomes if outcome.correct)
     times = [outcome.recover_seconds for outcome in outcomes if outcome.correct] or [0.0]
     firsts = sorted({str(outcome.first_code) for outcome in outcomes})
+    sweeps = [outcome.sweep for outcome in outcomes if outcome.sweep is not None]
+    orphans = sum(len(sweep.orphan_manifests) for sweep in sweeps)
+    leftovers = max((len(sweep.orphan_objects) + len(sweep.incomplete_uploads) for sweep in sweeps), default=0)
     return (f"| {fault} | {len(outcomes)} | {correct} | {statistics.median(times):.1f} s | {max(times):.1f} s "
-            f"| {', '.join(firsts)} |")
+            f"| {', '.join(firsts)} | {orphans} | {leftovers} |")
 
 
 def api_server_row(runs: int) -> str:
@@ -48,10 +52,10 @@ def api_server_row(runs: int) -> str:
                       r"recover_max=([\d.]+)s", result.stdout)
     if not match:
         tail = (result.stdout + result.stderr)[-3000:]
-        return f"| api-server+etcd | {runs} | ? | ? | ? | pytest exit {result.returncode}: {tail!r} |"
+        return f"| api-server+etcd | {runs} | ? | ? | ? | pytest exit {result.returncode}: {tail!r} | - | - |"
     total, correct, median, longest = match.groups()
     print(f"api-server+etcd: {time.monotonic() - started:.0f}s for {total} runs", flush=True)
-    return f"| api-server+etcd restarted mid-reconcile | {total} | {correct} | {median} s | {longest} s | - |"
+    return f"| api-server+etcd restarted mid-reconcile | {total} | {correct} | {median} s | {longest} s | - | - | - |"
 
 
 def main() -> int:
@@ -72,16 +76,19 @@ def main() -> int:
         for name in names:
             outcomes = []
             for run in range(args.runs):
-                outcome = faults.SCENARIOS[name](bed)
+                outcome = faults.run(bed, name)
                 print(f"{name} #{run + 1}: correct={outcome.correct} first exit {outcome.first_code} "
                       f"recovered {outcome.recover_seconds:.1f}s {outcome.detail}", flush=True)
                 outcomes.append(outcome)
+                faults.forget(bed, outcome)
             rows.append(row(name, outcomes))
     if not args.skip_api:
         rows.append(api_server_row(args.api_runs))
-    print(f"\nload average at start: {load:.1f}")
-    print("| fault | runs | correct | recover median | recover max | first exit codes |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; load average at start {load:.1f}, at end "
+          f"{os.getloadavg()[0]:.1f}")
+    print("| fault | runs | correct | recover median | recover max | first exit codes | orphan manifests "
+          "| max leftovers in the bucket |")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 

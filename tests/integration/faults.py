@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.integration import datasets
+from tests.integration import datasets, storage_sweep
 from tests.integration.runner_cli import Run, finished, popen_dbops, run_dbops, runner_env
 
 from dbops_testbed.minio import MinioServer
@@ -38,6 +39,10 @@ class Outcome:
     recover_seconds: float
     first_code: int | None
     detail: str = ""
+    folder: str = ""
+    """The backup folder (bucket key prefix) the run wrote, if any."""
+    sweep: storage_sweep.Sweep | None = None
+    """R3: what the sweep of the whole bucket found after the run (:func:`run`)."""
 
 
 @dataclasses.dataclass
@@ -174,16 +179,16 @@ def _backup_under_fault(bed: Bed, fault: str, started: Callable[[str], Callable[
     if storage.startswith("s3://"):
         ok, detail = _backup_committed_correctly(bed, folder)
         if not ok:
-            return Outcome(fault, False, 0.0, first.code, f"half-written after the fault: {detail}")
+            return Outcome(fault, False, 0.0, first.code, f"half-written after the fault: {detail}", folder)
     if first.code not in (0, TRANSIENT):
-        return Outcome(fault, False, 0.0, first.code, f"not transient: {first.result.get('message')}")
+        return Outcome(fault, False, 0.0, first.code, f"not transient: {first.result.get('message')}", folder)
     final = first if first.code == 0 else _retry(lambda: backup(bed, name, storage, extra))
     recover = time.monotonic() - restored
     if final.code != 0:
-        return Outcome(fault, False, recover, first.code, f"retry failed: {final.result.get('message')}")
+        return Outcome(fault, False, recover, first.code, f"retry failed: {final.result.get('message')}", folder)
     ok, detail = _backup_committed_correctly(bed, folder)
     left = _uploads(bed, folder + "/")
-    return Outcome(fault, ok, recover, first.code, f"{detail}; incomplete uploads left: {left}")
+    return Outcome(fault, ok, recover, first.code, f"{detail}; incomplete uploads left: {left}", folder)
 
 
 def minio_killed_mid_upload(bed: Bed, down_seconds: float = 2.0) -> Outcome:
@@ -209,6 +214,92 @@ def network_cut_mid_dump(bed: Bed, cut_seconds: float = 3.0) -> Outcome:
         finally:
             bed.server.pause(False)
     return _backup_under_fault(bed, "network-cut-mid-dump", _dumping(bed), inject)
+
+
+def _children(pid: int, command: str) -> list[int]:
+    """PIDs of the direct children of ``pid`` running ``command`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            name = text[text.index("(") + 1:text.rindex(")")]
+            ppid = int(text[text.rindex(")") + 2:].split()[1])
+            if ppid == pid and name == command:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _producer_killed(bed: Bed, fault: str, inject: Callable[[subprocess.Popen[str]], None]) -> Outcome:
+    """R2: the producer (pg_dump) dies mid-stream while the upload runs: the backup fails (non-zero exit),
+    its multipart upload is aborted, nothing is left in its folder; then a retry makes the backup."""
+    name = f"{fault}-{uuid.uuid4().hex[:6]}"
+    folder = f"f/local/{bed.source}/{name}"
+    process, path = _popen(bed, ["backup", "--dbname", bed.source, "--storage", f"s3://{bed.bucket}/f",
+                                 "--name", name, *bed.s3()])
+    dumping, uploading = _dumping(bed)(folder), _uploading(bed)(folder)
+    try:
+        _wait(f"{fault} to be injectable", lambda: dumping() and uploading(), process)
+        inject(process)
+        ended = time.monotonic()
+        first = finished(process, *process.communicate(timeout=600), path)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    client = bed.minio.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bed.bucket, Prefix=f"{folder}/").get("Contents", [])]
+    left = _uploads(bed, folder + "/")
+    sessions = bed.server.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{bed.source}' "
+                               "AND application_name = 'pg_dump'")
+    if first.code == 0 or keys or left or sessions != "0":
+        return Outcome(fault, False, 0.0, first.code, f"exit {first.code}, objects {keys}, {left} incomplete "
+                       f"uploads, {sessions} pg_dump sessions left: {first.result.get('message')}", folder)
+    final = _retry(lambda: backup(bed, name))
+    recover = time.monotonic() - ended
+    if final.code != 0:
+        return Outcome(fault, False, recover, first.code, f"retry failed: {final.result.get('message')}", folder)
+    ok, detail = _backup_committed_correctly(bed, folder)
+    return Outcome(fault, ok, recover, first.code, f"{first.result.get('reason')}; then {detail}", folder)
+
+
+def producer_terminated(bed: Bed) -> Outcome:
+    """pg_dump's backend terminated (``pg_terminate_backend``) while it streams and the upload runs."""
+    def inject(_process: subprocess.Popen[str]) -> None:
+        terminated = bed.server.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                     f"WHERE datname = '{bed.source}' AND application_name = 'pg_dump'")
+        assert terminated == "1", terminated
+    return _producer_killed(bed, "producer-terminated", inject)
+
+
+def pg_dump_sigkilled(bed: Bed) -> Outcome:
+    """The pg_dump process itself SIGKILLed while it streams and the upload runs."""
+    def inject(process: subprocess.Popen[str]) -> None:
+        pids = _children(process.pid, "pg_dump")
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+    return _producer_killed(bed, "pg-dump-sigkilled", inject)
+
+
+def run(bed: Bed, name: str) -> Outcome:
+    """Run one scenario, then sweep the whole bucket (R3): an orphan manifest makes the outcome incorrect."""
+    outcome = SCENARIOS[name](bed)
+    outcome.sweep = storage_sweep.sweep_s3(bed.minio.client(), bed.bucket)
+    if outcome.sweep.orphan_manifests:
+        outcome.correct = False
+        outcome.detail += f"; ORPHAN MANIFESTS {outcome.sweep.orphan_manifests}"
+    outcome.detail += f"; sweep: {outcome.sweep.summary()}"
+    return outcome
+
+
+def forget(bed: Bed, outcome: Outcome) -> None:
+    """Delete a scenario's backup folder once swept (a long bench keeps the bucket small)."""
+    if not outcome.folder:
+        return
+    client = bed.minio.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bed.bucket, Prefix=f"{outcome.folder}/")
+            .get("Contents", [])]
+    if keys:
+        client.delete_objects(Bucket=bed.bucket, Delete={"Objects": [{"Key": key} for key in keys]})
 
 
 def _restore_under_fault(bed: Bed, fault: str, inject: Callable[[], None]) -> Outcome:
@@ -310,5 +401,7 @@ SCENARIOS: dict[str, Callable[[Bed], Outcome]] = {
     "postgres-mid-dump": postgres_restarted_mid_dump,
     "postgres-mid-restore": postgres_restarted_mid_restore,
     "network-cut-mid-dump": network_cut_mid_dump,
+    "producer-terminated": producer_terminated,
+    "pg-dump-sigkilled": pg_dump_sigkilled,
     "disk-full": disk_full_directory_storage,
 }

@@ -231,13 +231,15 @@ def test_a_sigkilled_runner_holding_the_lease_mid_upload_is_taken_over_after_the
     scene = _scene(database, minio_server, bucket, tmp_path)
     server, source, folder, client, env = scene.server, scene.source, scene.folder, scene.client, scene.env
     killed = scene.start(slow_link.endpoint, "4s", "nightly-29412-7xk2p", "killed")
-    _until("the first run committed a dump object", lambda: any("/dump/" in k for k in _keys(client, bucket)),
-           runner=killed)
+    _until("the first run uploads dump objects", lambda: any(
+        "/dump/" in str(u["Key"]) for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])),
+        runner=killed)
     killed.process.send_signal(signal.SIGKILL)  # node lost, OOM: no cleanup, the lease stays
     killed.wait()
     held = _lease(client, bucket, folder)
     assert held is not None and held[1]["pod"] == "nightly-29412-7xk2p"
     assert "manifest.json" not in " ".join(_keys(client, bucket))
+    assert not [k for k in _keys(client, bucket) if "/dump/" in k]  # R1: uploads only, nothing at a final key
     server.psql("UPDATE app.bookings SET note = 'changed after the kill' WHERE id % 100 = 0", source)
 
     started = time.monotonic()
@@ -351,13 +353,14 @@ def test_a_sigkilled_runner_on_directory_storage_is_taken_over_after_the_short_t
     args = ["backup", "--dbname", source, "--storage", str(root), "--name", "nightly", "--format", "directory",
             "--jobs", "2", "--compression-level", "19", "--commit-lease-ttl", "3s"]
     killed = Runner(args, {**env, "DBOPS_POD_NAME": "nightly-29412-7xk2p"}, tmp_path, "killed")
-    _until("the first run holds the lease and committed a dump file",
-           lambda: (folder / LEASE).exists() and any(p.name.endswith(".zst") for p in folder.glob("dump/*")),
+    _until("the first run holds the lease and writes dump files",
+           lambda: (folder / LEASE).exists() and any(".partial-" in p.name for p in folder.glob("dump/.*")),
            runner=killed)
     killed.process.send_signal(signal.SIGKILL)
     killed.wait()
     assert json.loads((folder / LEASE).read_text())["pod"] == "nightly-29412-7xk2p"
     assert not (folder / "manifest.json").exists()
+    assert not [p for p in folder.glob("dump/*") if not p.name.startswith(".")]  # R1: partial files only
 
     retry = run_dbops([*args[:-4], *args[-2:]], {**env, "DBOPS_POD_NAME": "nightly-29412-q8d3m"}, tmp_path)
     assert retry.code == 0, retry.output

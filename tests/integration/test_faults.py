@@ -1,8 +1,9 @@
 """R21 fault injection, one run of each fault (bench/faults_bench.py repeats them and reports figures).
 
 MinIO killed mid-upload and mid-download, PostgreSQL restarted mid-dump and mid-restore, the network to the
-database cut and restored, and a full disk under directory storage: each ends correct after the Job-style
-retries, with nothing half-written. The servers are private to this module: the faults would disturb others.
+database cut and restored, a full disk under directory storage, and R2's producer killed mid-stream
+(pg_terminate_backend, SIGKILL of pg_dump): each ends correct after the Job-style retries, with nothing
+half-written and no orphan manifest in the whole bucket afterwards. The servers are private to this module: the faults would disturb others.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[faults.Bed]:
 
 @pytest.mark.parametrize("fault", [name for name in faults.SCENARIOS if name != "disk-full"])
 def test_fault_ends_correct_with_nothing_half_written(bed: faults.Bed, fault: str) -> None:
-    outcome = faults.SCENARIOS[fault](bed)
+    outcome = faults.run(bed, fault)  # R3: the whole bucket swept afterwards, no orphan manifest
     print(f"{fault}: first exit {outcome.first_code}, recovered in {outcome.recover_seconds:.1f}s; {outcome.detail}")
     assert outcome.correct, outcome
 

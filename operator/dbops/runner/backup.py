@@ -18,6 +18,7 @@ from typing import IO
 import dbops
 from dbops import errors
 from dbops.runner import (
+    backup_commit,
     backup_scope,
     compression,
     connection,
@@ -176,22 +177,26 @@ def run_backup(
         counter = threading.Thread(target=count, name="row-counts", daemon=True)
         counter.start()
         command = [tools.path("pg_dump"), f"--snapshot={snapshot}", "--compress=0", *scope_args]
-        commits = _Commits(store, options)
+        commits = backup_commit.Commits(store, options.lease_ttl, options.lease_wait, options.abort_incomplete_after)
         try:
             try:
                 if options.format == "directory":
-                    objects = _dump_directory(command, settings, store, options, info.database_size_bytes, commits)
+                    objects = _dump_directory(command, settings, store, options, commits)
                 else:
                     objects = [_dump_stream(command, settings, store, options, info.database_size_bytes, commits)]
             finally:
                 counter.join()
             if counting_failure:
-                commits.delete([item.name for item in objects])
                 raise connection.connection_error(str(counting_failure[0]), settings)
             conn.rollback()
             manifest = _manifest(options, settings, info, tools.version, objects, tables, counted, properties, started)
+            # The commit phase: every dump object made visible, then the manifest, back to back.
+            commits.commit_all()
             commits.check()
-            _commit_manifest(store, manifest, objects, commits.versions)
+            backup_commit.commit_manifest(store, manifest, objects, commits.versions)
+        except BaseException:
+            commits.abort_sealed()
+            raise
         finally:
             commits.release()
     return BackupOutcome(manifest=manifest, location=folder, aborted_uploads=tuple(aborted),
@@ -215,28 +220,6 @@ def _manifest(options: BackupOptions, settings: connection.ConnectionSettings, i
     )
 
 
-def _commit_manifest(store: storage.Storage, manifest: BackupManifest, objects: list[StoredObject],
-                     versions: dict[str, str | None]) -> None:
-    """Write the manifest exclusively; withdraw it if a dump object was replaced meanwhile."""
-    folder = store.location
-    try:
-        store.put_bytes(MANIFEST_KEY, manifest.to_json(), exclusive=True)
-    except errors.DbopsError as error:
-        if error.reason == "AlreadyExists":
-            raise errors.PermanentError(
-                f"backup {folder.uri()} was committed by another run meanwhile", reason="AlreadyExists"
-            ) from None
-        raise
-    # Only a run that took over our lease as stale can have replaced a dump object: withdraw our manifest.
-    replaced = [item.name for item in objects if store.version(item.name) != versions.get(item.name)]
-    if replaced:
-        store.delete([MANIFEST_KEY])
-        raise errors.TransientError(
-            f"backup {folder.uri()}: {', '.join(replaced)} was replaced while committing (another run of the "
-            "same backup?); retry", reason="ConcurrentRun",
-        )
-
-
 def abort_stale_uploads(store: storage.Storage, max_age: float) -> list[str]:
     """Abort what killed runs left incomplete under the backup's folder, saying so on stderr."""
     aborted = stale.abort_stale(store, max_age)
@@ -249,65 +232,9 @@ def _options_of(target: storage.Storage) -> storage.S3Options | None:
     return target.options if isinstance(target, storage_s3.S3Storage) else None
 
 
-class _Commits:
-    """Commits a run's dump objects under the folder's commit lease, taken before the first one."""
-
-    def __init__(self, store: storage.Storage, options: BackupOptions) -> None:
-        self.store = store
-        self.options = options
-        self.versions: dict[str, str | None] = {}
-        self.lease: lease.Lease | None = None
-        self.took_over: lease.Holder | None = None
-
-    def commit(self, writer: storage.ObjectWriter, name: str) -> int:
-        """Commit a dump object unless the backup was committed meanwhile; remember the object's version."""
-        if self.lease is None:
-            # A lease of a runner that never renews it keeps the old bound (--abort-incomplete-after).
-            self.lease = lease.acquire(self.store, self.options.lease_ttl, self.options.lease_wait,
-                                       legacy_after=self.options.abort_incomplete_after)
-            self.took_over = self.lease.took_over
-        self.check()
-        if self.store.exists(MANIFEST_KEY):  # checked under the lease: no run commits between check and write
-            raise errors.PermanentError(
-                f"backup {self.store.location.uri()} was committed by another run meanwhile", reason="AlreadyExists")
-        size = writer.commit()
-        self.versions[name] = self.store.version(name)
-        return size
-
-    def delete(self, names: list[str]) -> None:
-        """Withdraw this run's committed dump objects, only while it holds the lease: once another run
-        took it over, the objects at these names may be that run's."""
-        if self.lease is None:
-            self.store.delete(names)
-            return
-        try:
-            holds = self.lease.holds()
-        except errors.DbopsError:
-            holds = False  # the store does not answer: deleting would fail too
-        if holds:
-            self.store.delete(names)
-        else:
-            print(f"left {len(names)} dump objects in place: they may be another run's by now "
-                  f"({self.lease.lost or 'the lease could not be renewed'})", file=sys.stderr)
-
-    def check(self) -> None:
-        """Fail ConcurrentRun unless this run still holds the lease (before each commit)."""
-        if self.lease is not None:
-            self.lease.check()
-
-    def release(self) -> None:
-        """Give the lease back (after the manifest, or on failure)."""
-        if self.lease is not None:
-            held, self.lease = self.lease, None
-            try:
-                held.release()
-            except errors.DbopsError as error:  # never hides the run's own outcome; taken over once stale
-                print(f"could not release the commit lease: {error}", file=sys.stderr)
-
-
 def _dump_stream(
     command: list[str], settings: connection.ConnectionSettings, store: storage.Storage,
-    options: BackupOptions, expected_size: int, commits: _Commits,
+    options: BackupOptions, expected_size: int, commits: backup_commit.Commits,
 ) -> StoredObject:
     """pg_dump (custom or plain) → compressor → sha256 → one stored object; no temporary file."""
     name = dump_name(options.format, options.codec)
@@ -323,6 +250,7 @@ def _dump_stream(
     digest = hashlib.sha256()
     meter = progress.Progress(f"backup {settings.dbname} → {store.location.uri(name)}")
     writer = store.writer(name, expected_size=expected_size)
+    size = 0
     try:
         while chunk := process.stdout.read(CHUNK):
             meter.add(len(chunk))
@@ -330,13 +258,15 @@ def _dump_stream(
             if packed:
                 digest.update(packed)
                 writer.write(packed)
+                size += len(packed)
         packed = compressor.flush()
         digest.update(packed)
         writer.write(packed)
+        size += len(packed)
         code = process.wait()
         if code != 0:
             raise tool_errors.tool_error("pg_dump", stderr.text(), settings, command)
-        size = commits.commit(writer, name)
+        commits.seal(writer, name)
     except BaseException:
         writer.abort()
         _kill(process)
@@ -347,7 +277,7 @@ def _dump_stream(
 
 def _dump_directory(
     command: list[str], settings: connection.ConnectionSettings, store: storage.Storage,
-    options: BackupOptions, expected_size: int, commits: _Commits,
+    options: BackupOptions, commits: backup_commit.Commits,
 ) -> list[StoredObject]:
     """pg_dump -Fd (parallel) into a staging folder, then each file compressed and stored under ``dump/``."""
     staging = Path(tempfile.mkdtemp(prefix="dbops-dump-"))
@@ -360,39 +290,38 @@ def _dump_directory(
         )
         if result.returncode != 0:
             raise tool_errors.tool_error("pg_dump", result.stderr.decode(errors="replace"), settings, command)
-        objects = []
+        # Every file is uploaded and sealed (invisible) under the lease; all are committed right before the
+        # manifest, so a run killed mid-upload leaves no object at a final key, only incomplete uploads.
+        commits.begin()
+        objects: list[StoredObject] = []
         suffix = compression.SUFFIXES[options.codec]
-        written: list[str] = []
-        try:
-            for path in sorted(target.iterdir()):
-                name = f"dump/{path.name}{suffix}"
-                objects.append(_store_file(path, name, store, options, path.stat().st_size, commits))
-                written.append(name)
-        except BaseException:
-            commits.delete(written)
-            raise
+        for path in sorted(target.iterdir()):
+            name = f"dump/{path.name}{suffix}"
+            commits.check()
+            writer = store.writer(name, expected_size=path.stat().st_size)
+            try:
+                objects.append(_store_file(path, name, writer, options))
+            except BaseException:
+                writer.abort()
+                raise
+            commits.seal(writer, name)
         return objects
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _store_file(
-    path: Path, name: str, store: storage.Storage, options: BackupOptions, size: int, commits: _Commits,
-) -> StoredObject:
+def _store_file(path: Path, name: str, writer: storage.ObjectWriter, options: BackupOptions) -> StoredObject:
+    """Compress one file of the directory dump into ``writer`` (sealed and committed later, with the rest)."""
     compressor = compression.compressor(options.codec, options.level)
     digest = hashlib.sha256()
-    writer = store.writer(name, expected_size=size)
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(CHUNK):
-                packed = compressor.compress(chunk)
-                digest.update(packed)
-                writer.write(packed)
-        packed = compressor.flush()
-        digest.update(packed)
-        writer.write(packed)
-        stored = commits.commit(writer, name)
-    except BaseException:
-        writer.abort()
-        raise
-    return StoredObject(name=name, size_bytes=stored, sha256=digest.hexdigest())
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            packed = compressor.compress(chunk)
+            digest.update(packed)
+            writer.write(packed)
+            size += len(packed)
+    packed = compressor.flush()
+    digest.update(packed)
+    writer.write(packed)
+    return StoredObject(name=name, size_bytes=size + len(packed), sha256=digest.hexdigest())

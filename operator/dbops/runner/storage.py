@@ -2,7 +2,8 @@
 
 Objects are written through an :class:`ObjectWriter` that makes them visible at their
 final key only on ``commit()`` (S3: complete the multipart upload; directory: rename
-a temporary file) and leaves nothing behind on ``abort()``.
+a temporary file) and leaves nothing behind on ``abort()``. ``seal()`` uploads every byte
+but keeps the object invisible, so many objects can be uploaded first and committed last.
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ class ObjectWriter(Protocol):
 
     def write(self, data: bytes) -> None:
         """Append bytes."""
+
+    def seal(self) -> None:
+        """Store every byte written so far, still invisible (S3: an open multipart upload; directory: a hidden
+        partial file), and free the upload's thread or file handle; only commit() or abort() may follow."""
 
     def commit(self) -> int:
         """Make the object visible; returns its size."""

@@ -42,6 +42,7 @@ class _LocalWriter:
         except OSError as error:
             raise disk_error(error, path) from None
         self._size = 0
+        self._sealed = False
 
     def write(self, data: bytes) -> None:
         try:
@@ -51,11 +52,21 @@ class _LocalWriter:
             raise disk_error(error, self._path) from None
         self._size += len(data)
 
-    def commit(self) -> int:
+    def seal(self) -> None:
+        if self._sealed:
+            return
         try:
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self._handle.close()
+        except OSError as error:
+            self.abort()
+            raise disk_error(error, self._path) from None
+        self._sealed = True
+
+    def commit(self) -> int:
+        self.seal()
+        try:
             if self._exclusive:
                 os.link(self._temp, self._path)  # fails when the name exists: no overwrite
                 self._temp.unlink()

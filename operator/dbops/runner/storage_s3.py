@@ -72,6 +72,7 @@ class _S3Writer:
         self._pending: concurrent.futures.Future[None] | None = None
         self._size = 0
         self._done = False
+        self._sealed = False
 
     def write(self, data: bytes) -> None:
         self._buffer += data
@@ -103,6 +104,21 @@ class _S3Writer:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.result()
+
+    def seal(self) -> None:
+        if self._sealed:
+            return
+        try:
+            # Even a small object becomes a one-part multipart upload: it must stay invisible until commit().
+            if self._buffer or self._upload_id is None:
+                self._submit(bytes(self._buffer))
+                self._buffer.clear()
+            self._wait_pending()
+        except BaseException:
+            self.abort()
+            raise
+        self._sealed = True
+        self._executor.shutdown(wait=True)
 
     def commit(self) -> int:
         client = self._storage.client
