@@ -1,6 +1,6 @@
 """R21: faults injected mid-work, repeated; per fault: runs, correct outcomes, time to recover.
 
-    python bench/faults_bench.py [--runs 5] [--api-runs 20] [--only minio-mid-upload,...] [--skip-api]
+    python bench/faults_bench.py [--runs 5] [--api-runs 20] [--only minio-mid-upload,...] [--skip-api] [--rows N]
 
 Starts its own PostgreSQL 18 and MinIO and repeats each runner-level fault of tests/integration/faults.py
 (MinIO killed mid-upload and mid-download, PostgreSQL restarted mid-dump and mid-restore, the network cut
@@ -64,6 +64,7 @@ def main() -> int:
     parser.add_argument("--api-runs", type=int, default=20, help="API server + etcd restarts")
     parser.add_argument("--only", default="", help="comma-separated fault names")
     parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument("--rows", type=int, default=1_500_000, help="rows of the source's big table")
     args = parser.parse_args()
     names = [name for name in faults.SCENARIOS if not args.only or name in args.only.split(",")]
     if "disk-full" in names and not faults.can_mount():
@@ -72,7 +73,7 @@ def main() -> int:
     rows = []
     load = os.getloadavg()[0]
     with running_postgres(18) as server, running_minio() as minio:
-        bed = faults.prepare(server, minio, Path(tempfile.mkdtemp(prefix="faults-bench-")))
+        bed = faults.prepare(server, minio, Path(tempfile.mkdtemp(prefix="faults-bench-")), rows=args.rows)
         for name in names:
             outcomes = []
             for run in range(args.runs):
@@ -82,6 +83,7 @@ def main() -> int:
                 outcomes.append(outcome)
                 faults.forget(bed, outcome)
             rows.append(row(name, outcomes))
+            print(rows[-1], flush=True)
     if not args.skip_api:
         rows.append(api_server_row(args.api_runs))
     print(f"\n{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; load average at start {load:.1f}, at end "

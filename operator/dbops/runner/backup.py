@@ -297,7 +297,7 @@ def _dump_directory(
         suffix = compression.SUFFIXES[options.codec]
         for path in sorted(target.iterdir()):
             name = f"dump/{path.name}{suffix}"
-            commits.check()
+            commits.stop_if_lost()
             writer = store.writer(name, expected_size=path.stat().st_size)
             try:
                 objects.append(_store_file(path, name, writer, options))

@@ -126,6 +126,11 @@ class Commits:
         if self.lease is not None:
             self.lease.check()
 
+    def stop_if_lost(self) -> None:
+        """Fail ConcurrentRun once the renewal found the lease taken over (no request: between uploads)."""
+        if self.lease is not None and self.lease.lost is not None:
+            self.lease.check()
+
     def release(self) -> None:
         """Give the lease back (after the manifest, or on failure)."""
         if self.lease is not None:

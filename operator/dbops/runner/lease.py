@@ -270,8 +270,10 @@ class Lease:
     def check(self) -> None:
         """Raise ConcurrentRun unless this run still holds the lease with time to spare (commit only then)."""
         held = self.holds()
-        if held and time.monotonic() - self._renewed > self.ttl * 2 / 3:
-            held = self.holds()  # paused between the two looks: taken over meanwhile, or only slow?
+        if self.lost is None and time.monotonic() - self._renewed > self.ttl * 2 / 3:
+            # Paused between (or inside) the looks: taken over meanwhile, or only slow? Look again, so that a
+            # takeover is named as such.
+            held = self.holds()
         if not held and self.lost is not None:
             raise errors.TransientError(
                 f"backup {self.store.location.uri()}: this run lost its commit lease (it was not renewed for "
