@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -13,6 +13,7 @@ from dbops.api.roles import JobRole
 from dbops.api.status import utcnow
 from dbops.controller import driver, effects, metrics
 from dbops.controller.config import CONFIG
+from dbops.controller.job_cache import JOBS
 from dbops.controller.requeue import REQUEUE
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
@@ -94,7 +95,7 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
     spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
     status = DatabaseBackupStatus.model_validate(body.get("status") or {})
     names = job_names(owner, status)
-    kube_jobs.delete_job(owner.namespace, names[JobRole.VERIFY])  # it only reads: stop it now
+    delete_jobs(owner.namespace, [names[JobRole.VERIFY]])  # it only reads: stop it now
     delete_name = job_specs.job_name(owner, JobRole.DELETE)
     backup_job = driver.read_job(owner.namespace, names[JobRole.BACKUP], strict=False)
     expected = (expected_directory(owner, spec) if spec.deletion_policy == "Delete"
@@ -113,12 +114,18 @@ def finalize(body: Mapping[str, Any], retry: int) -> None:
                 events.emit(driver.involved(owner), event.type, event.reason, event.message)
     if not step.done:
         raise kopf.TemporaryError(step.message, delay=min(2.0 + retry, 10.0))
-    for name in names.values():
-        kube_jobs.delete_job(owner.namespace, name)
+    delete_jobs(owner.namespace, names.values())
     if step.warning:
         events.emit(driver.involved(owner), "Warning", "ArtifactNotDeleted", step.message)
     driver.logger.info("DatabaseBackup %s/%s deleted: %s", owner.namespace, owner.name, step.message)
     driver.forget(KIND, owner.namespace, owner.name)
+
+
+def delete_jobs(namespace: str, names: Iterable[str]) -> None:
+    """Stop these Jobs of the backup (their pods first)."""
+    for name in names:
+        kube_jobs.delete_job(namespace, name)
+        JOBS.gone(namespace, name)
 
 
 def expire_later(owner: Owner, status: DatabaseBackupStatus) -> None:

@@ -24,6 +24,7 @@ from dbops.api.base import ApiModel
 from dbops.api.common import SecretKeySelector
 from dbops.api.status import TERMINAL_PHASES, ResourceStatus
 from dbops.controller import effects, metrics
+from dbops.controller.job_cache import JOBS
 from dbops.controller.requeue import REQUEUE
 from dbops.kube import events, objects
 from dbops.kube import jobs as kube_jobs
@@ -91,9 +92,17 @@ def own_job(namespace: str, name: str, *, strict: bool = True) -> dict[str, Any]
     """The Job dbops made under that name, or None. A Job of that name that dbops did not make is never read as
     ours (its outcome would be reported as our work): strict, it fails the resource JobNameConflict; else it is
     treated as missing (deletion goes on). The name holds a hash of the resource's uid, so another dbops
-    resource's Job cannot take it; creating it checks the owner's uid (effects.owned_by)."""
+    resource's Job cannot take it; creating it checks the owner's uid (effects.owned_by). A running Job the
+    Job watch showed lately is not read again (job_cache)."""
+    cached = JOBS.running(namespace, name)
+    if cached is not None:
+        return cached
     job = kube_jobs.get_job(namespace, name)
-    if job is None or ((job.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == MANAGER:
+    if job is None:
+        JOBS.gone(namespace, name)
+        return None
+    if ((job.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == MANAGER:
+        JOBS.seen(job)
         return job
     if not strict:
         return None
@@ -119,8 +128,16 @@ def read_job(namespace: str, name: str, derive: Derive = job_outcome, *, strict:
 
 
 def require_secrets(namespace: str, selectors: Iterable[SecretKeySelector]) -> None:
-    """Raise MissingReferenceError unless every referenced Secret key exists."""
+    """Raise MissingReferenceError unless every referenced Secret key exists (a Secret read lately with every
+    key wanted of it is not read again, objects.has_secret_keys)."""
     cache: dict[str, set[str] | None] = {}
+    selectors = list(selectors)
+    wanted: dict[str, set[str]] = {}
+    for selector in selectors:
+        wanted.setdefault(selector.name, set()).add(selector.key)
+    for secret, names in wanted.items():
+        if objects.has_secret_keys(namespace, secret, names):
+            cache[secret] = names
     for selector in selectors:
         if selector.name not in cache:
             cache[selector.name] = objects.secret_keys(namespace, selector.name)
@@ -228,7 +245,7 @@ def recheck_later(controller: Controller[Any, Any], body: Mapping[str, Any]) -> 
     unfinished = (body.get("status") or {}).get("phase") not in TERMINAL_PHASES
     if CONFIG.recheck_seconds > 0 and (unfinished or controller.recheck_finished(body)):
         metadata = body["metadata"]
-        REQUEUE.after((controller.kind, str(metadata["namespace"]), str(metadata["name"])), CONFIG.recheck_seconds)
+        REQUEUE.recheck((controller.kind, str(metadata["namespace"]), str(metadata["name"])), CONFIG.recheck_seconds)
 
 
 def run(controller: Controller[Any, Any], namespace: str, name: str, retry: int,

@@ -9,6 +9,7 @@ from typing import Any
 from dbops import errors
 from dbops.api.roles import JobRole
 from dbops.controller import metrics
+from dbops.controller.job_cache import JOBS
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
 from dbops.kube import session as kube_session
@@ -107,6 +108,7 @@ def _job(owner: Owner, request: JobRequest, build: JobBuilder, decision: Decisio
         raise errors.PermanentError(f"Job {request.name} already exists and is not this {owner.kind}'s ({whose}): "
                                     f"delete or rename that Job, then re-create the {owner.kind}",
                                     reason="JobNameConflict")
+    JOBS.seen(job)  # the next read of it (a re-check) needs no GET
     record = getattr(decision.status, "started_jobs", None)
     for started in record or []:
         if started.name == request.name and not started.uid:
@@ -145,6 +147,8 @@ def carry_out(owner: Owner, decision: Decision, build: JobBuilder | None = None)
                            resource_version=target.get("resourceVersion"))
         except kube_session.ApiRejectedError as error:
             raise rejected("delete", target["kind"], target["name"], error) from None
+        if target["kind"] == "Job":
+            JOBS.gone(namespace, target["name"])
 
 
 def release_jobs(owner: Owner) -> None:

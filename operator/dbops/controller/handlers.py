@@ -12,6 +12,7 @@ from dbops.api.kinds import BACKUP, MIGRATION, RESTORE, SCHEDULE, Kind
 from dbops.api.status import TERMINAL_PHASES
 from dbops.controller import backup, driver, effects, migration, restore, schedule
 from dbops.controller.config import CONFIG
+from dbops.controller.job_cache import JOBS
 from dbops.controller.registry import REGISTRY
 from dbops.controller.requeue import REQUEUE
 from dbops.reconcile import retry as retry_token
@@ -102,11 +103,19 @@ def _job_finished(body: kopf.Body, type: str | None, **_: Any) -> bool:
     return type != "DELETED" and job_state(body) in ("Succeeded", "Failed")
 
 
+@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER}, registry=REGISTRY, id="job-seen")
+async def job_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """Every event of a Job we made: remember whether it runs (job_cache), so re-checks and a restart's re-list
+    need no GET of it. Async, on the event loop: it only updates a dict."""
+    JOBS.seen(body, deleted=type == "DELETED")
+
+
 @kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER}, when=_job_finished, registry=REGISTRY)
 def job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     """A Job we made finished: reconcile the resource that owns it."""
     if not _job_finished(body, type):
         return
+    JOBS.seen(body)  # before the reconcile reads it (job_seen ran first, this only makes sure)
     kind = (body.get("metadata", {}).get("labels") or {}).get(KIND_LABEL)
     owners = [ref for ref in body.get("metadata", {}).get("ownerReferences") or [] if ref.get("kind") == kind]
     if kind not in RECONCILERS or not owners:

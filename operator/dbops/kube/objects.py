@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +14,11 @@ from dbops.kube.resources import resource_type
 JSON = dict[str, Any]
 NOT_FOUND = 404
 CONFLICT = 409
+RECENT_KEYS_SECONDS = 10.0
+RECENT_KEYS_MAX = 1024
+_recent_guard = threading.Lock()
+_recent_keys: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
+"""The key names (never values) of Secrets read lately, for has_secret_keys."""
 
 
 def get(kind: str, namespace: str, name: str) -> JSON | None:
@@ -105,5 +112,23 @@ def secret_keys(namespace: str, name: str) -> set[str] | None:
     """The key names of a Secret (never its values), or None when it does not exist."""
     secret = get("Secret", namespace, name)
     if secret is None:
+        with _recent_guard:
+            _recent_keys.pop((namespace, name), None)
         return None
-    return set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
+    keys = set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
+    with _recent_guard:
+        if len(_recent_keys) >= RECENT_KEYS_MAX:
+            _recent_keys.clear()
+        _recent_keys[(namespace, name)] = (frozenset(keys), time.monotonic())
+    return keys
+
+
+def has_secret_keys(namespace: str, name: str, wanted: set[str], *, within: float = RECENT_KEYS_SECONDS) -> bool:
+    """Whether a Secret read less than ``within`` seconds ago had every wanted key (False: read it again).
+
+    A burst of 5,000 backups naming the same two Secrets read them 10,000 times (bench/README.md, P7). Only
+    a positive answer is remembered, and briefly: a Secret created or fixed since is seen at once; one deleted
+    since shows as the Job's pod failing to start (pod_start) instead of a MissingReference condition."""
+    with _recent_guard:
+        entry = _recent_keys.get((namespace, name))
+    return entry is not None and time.monotonic() - entry[1] < within and wanted <= entry[0]
