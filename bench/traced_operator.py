@@ -150,11 +150,13 @@ def census() -> dict[str, Any]:
     except Exception as error:
         result["aiohttp_connectors"] = repr(error)
     from dbops.controller import driver, locks, metrics, trim
+    from dbops.controller.job_cache import JOBS
     from dbops.controller.requeue import REQUEUE
 
     result["dbops"] = {"locks": len(locks._locks), "failing_since": len(driver._failing_since),
                        "phases": len(metrics.PHASES._phases), "requeue_due": len(REQUEUE._due),
-                       "requeue_heap": len(REQUEUE._heap)}
+                       "requeue_heap": len(REQUEUE._heap), "requeue_rechecks": len(REQUEUE._rechecks),
+                       "running_jobs_cached": len(JOBS)}
     result["collections"] = trim.STATS.copy()
     result["tracemalloc_mib"] = tracemalloc.get_traced_memory()[0] / MIB if tracemalloc.is_tracing() else None
     result["malloc"] = _mallinfo()

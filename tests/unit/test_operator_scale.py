@@ -177,3 +177,36 @@ def test_a_secret_read_lately_is_not_read_again_but_a_missing_key_is() -> None:
             mock.patch.object(objects.time, "monotonic", return_value=time.monotonic() + 11), \
             pytest.raises(errors.MissingReferenceError, match="not found"):
         driver.require_secrets(namespace, refs)
+
+
+def test_a_new_backup_reads_no_job_and_adopts_one_an_earlier_operator_left_then_looks_again() -> None:
+    # R7 without the 404 GET: a backup with no status has no recorded Job; if an operator stopped between creating
+    # the Job and writing the status, the create meets it (409), adopts it (no second Job) and reads it soon.
+    from dbops.controller import backup, effects
+    from dbops.controller.requeue import REQUEUE
+
+    name = f"b-{uuid.uuid4().hex[:6]}"
+    body = {"apiVersion": "dbops.io/v1alpha1", "kind": "DatabaseBackup",
+            "metadata": {"namespace": "ns", "name": name, "uid": "uid-new", "generation": 1,
+                         "resourceVersion": "5"},
+            "spec": {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}, "storage": {"s3": {"bucket": "bkt"}}}}
+    left = job(f"{name}-backup")
+    left["metadata"]["ownerReferences"] = [{"kind": "DatabaseBackup", "name": name, "uid": "uid-new"}]
+    secret = {"metadata": {"name": "db"}, "data": {"uri": "eA=="}}
+    key = ("DatabaseBackup", "ns", name)
+    try:
+        with mock.patch.object(driver.kube_jobs, "get_job", side_effect=AssertionError("GET Job")), \
+                mock.patch.object(objects, "get", return_value=secret), \
+                mock.patch.object(effects.objects, "create_or_adopt", return_value=(left, False)) as create, \
+                mock.patch.object(driver.objects, "patch_status") as patch, \
+                mock.patch.object(driver.events, "emit"):
+            driver.run(backup.CONTROLLER, "ns", name, 0, listed=body)
+        assert [call.args[0]["kind"] for call in create.call_args_list] == ["Job"]
+        status = patch.call_args.args[3]
+        assert status["phase"] == "Running"
+        assert [job["uid"] for job in status.get("startedJobs", [])] == [left["metadata"]["uid"]]
+        pending = REQUEUE.pending(key)
+        assert pending is not None and pending <= effects.ADOPTED_RECHECK_SECONDS
+    finally:
+        REQUEUE.forget(key)
+        JOBS.gone("ns", left["metadata"]["name"])

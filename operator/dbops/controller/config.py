@@ -22,7 +22,8 @@ class OperatorConfig:
     health_port: int = 8081
     """Port of /healthz (0 disables it)."""
     recheck_seconds: float = 30.0
-    """How often unfinished resources are re-read even without events."""
+    """How often unfinished resources are re-read even without events (spread out when more than
+    ``recheck_seconds`` × requeue.RECHECKS_PER_SECOND resources are unfinished)."""
     stall_seconds: float = 600.0
     """How long a retried error may last before it shows on the resource (a missing reference then fails it)."""
     start_grace_seconds: float = 180.0

@@ -10,6 +10,7 @@ from dbops import errors
 from dbops.api.roles import JobRole
 from dbops.controller import metrics
 from dbops.controller.job_cache import JOBS
+from dbops.controller.requeue import REQUEUE
 from dbops.kube import jobs as kube_jobs
 from dbops.kube import objects
 from dbops.kube import session as kube_session
@@ -19,6 +20,7 @@ from dbops.specs.owner import KIND_LABEL, NAME_LABEL, Owner
 
 logger = logging.getLogger("dbops.controller")
 PARENT_ANNOTATION = "dbops.io/parent"
+ADOPTED_RECHECK_SECONDS = 1.0
 
 JobBuilder = Callable[[JobRequest], dict[str, Any]]
 """Builds the Job manifest of a request (its role and parameters)."""
@@ -109,6 +111,8 @@ def _job(owner: Owner, request: JobRequest, build: JobBuilder, decision: Decisio
                                     f"delete or rename that Job, then re-create the {owner.kind}",
                                     reason="JobNameConflict")
     JOBS.seen(job)  # the next read of it (a re-check) needs no GET
+    if not created:  # the decision assumed it missing or just read it: read what the adopted Job says soon
+        REQUEUE.after((owner.kind, owner.namespace, owner.name), ADOPTED_RECHECK_SECONDS)
     record = getattr(decision.status, "started_jobs", None)
     for started in record or []:
         if started.name == request.name and not started.uid:

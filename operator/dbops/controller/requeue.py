@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 logger = logging.getLogger("dbops.controller")
 Key = tuple[str, str, str]
 Callback = Callable[[str, str, str], None]
-RECHECKS_PER_SECOND = 20.0
+RECHECKS_PER_SECOND = 10.0
 """At most this many re-checks a second on average: with more unfinished resources than ``recheck_seconds`` ×
-this, their re-checks are spread out instead (5,000 running backups: every 250 s rather than 83 a second)."""
+this, their re-checks are spread out instead (5,000 running backups: every 500 s rather than 83 a second)."""
 
 
 class Requeue:
