@@ -210,23 +210,3 @@ def test_a_new_backup_reads_no_job_and_adopts_one_an_earlier_operator_left_then_
     finally:
         REQUEUE.forget(key)
         JOBS.gone("ns", left["metadata"]["name"])
-
-
-def test_a_created_backup_is_reconciled_from_the_event_body_and_a_restore_is_read_again() -> None:
-    # A restore's stale body could lack the status recording its started Job, and a lost restore Job must never
-    # run twice: only backups (whose lost Job is started again anyway) skip the GET.
-    import importlib
-
-    from dbops.controller.registry import REGISTRY
-
-    importlib.import_module("dbops.controller.handlers")
-    creates = {h.selector.any_name: h.fn for h in REGISTRY._changing.get_all_handlers()
-               if h.selector is not None and "create" in str(h.reason).lower()}
-    for plural, reads in (("databasebackups", False), ("databaserestores", True)):
-        event_body = {"metadata": {"namespace": "ns", "name": "x", "resourceVersion": "3"}}
-        with mock.patch.object(driver, "run") as run:
-            creates[plural](body=event_body, namespace="ns", name="x", retry=0)
-        assert (run.call_args.kwargs["listed"] is None) is reads, plural
-        with mock.patch.object(driver, "run") as run:
-            creates[plural](body=event_body, namespace="ns", name="x", retry=1)  # a retry reads it again
-        assert run.call_args.kwargs["listed"] is None

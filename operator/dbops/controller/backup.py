@@ -151,5 +151,4 @@ def _finished(body: dict[str, Any], status: DatabaseBackupStatus) -> None:
 
 
 CONTROLLER = driver.Controller(KIND, DatabaseBackupSpec, DatabaseBackupStatus, reconcile, finished=_finished,
-                               done_when_terminal=False, recheck_finished=retry.pending,
-                               event_body_suffices=True)
+                               done_when_terminal=False, recheck_finished=retry.pending)

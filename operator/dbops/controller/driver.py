@@ -70,10 +70,6 @@ class Controller(Generic[SpecT, StatusT]):
     """What a skipped, finished resource still reports (its metrics)."""
     recheck_finished: Callable[[Mapping[str, Any]], bool] = lambda body: False
     """Whether a finished resource is still re-checked every ``recheck_seconds`` (e.g. a ConfigMap source)."""
-    event_body_suffices: bool = False
-    """Reconcile a create or spec change from the event's body, not a fresh GET. Only for a kind whose Job may
-    run again: a stale body may lack the status recording a started Job, and the Job, if lost since, is then
-    started again (a backup's lost Job is started again anyway; a restore's must never be)."""
 _failing_guard = threading.Lock()
 _failing_since: dict[Key, float] = {}
 """When each resource's current run of retried errors began (monotonic seconds); cleared on success."""

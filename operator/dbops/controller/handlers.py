@@ -50,11 +50,9 @@ def start_requeue(**_: Any) -> None:
 # (driver.recheck_later), not Kopf timers -------------------------------------------------------------
 
 def _register(kind: Kind) -> None:
-    def changed(body: kopf.Body, namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
-        """A resource appeared or its spec changed (read again unless its kind may reconcile the event's body)."""
-        controller = RECONCILERS[kind.kind]
-        listed = body if retry == 0 and controller.event_body_suffices else None
-        driver.run(controller, namespace or "", name, retry, listed=listed)
+    def changed(namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
+        """A resource appeared, changed or was found at startup."""
+        reconcile(kind.kind, namespace or "", name, retry)
 
     def resumed(body: kopf.Body, namespace: str | None, name: str, retry: int = 0, **_: Any) -> None:
         """A resource found at start-up: Kopf has just listed it, so its first attempt reads nothing again."""
