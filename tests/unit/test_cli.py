@@ -42,11 +42,14 @@ def test_each_subcommand_parses_alone(command: str, capsys: pytest.CaptureFixtur
 
 def test_migrate_imports_neither_the_api_models_nor_the_backup_pipeline() -> None:
     """P6: ``dbops migrate apply`` starts without pydantic, boto3, the restore code (≈ 0.15 s of importing) or
-    yaml (≈ 10 ms; only inline migration files and checks files need it)."""
+    yaml (≈ 10 ms; only inline migration files and checks files need it), nor the modules only other modes use
+    (pre-checks, query plans, command mode) or the apply path, imported while squawk runs."""
     code = ("import sys; from dbops.cli import main\n"
             "try:\n    main.main(['migrate', 'apply', '--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'boto3', 'kopf')"
-            " or m in ('yaml', 'dbops.runner.restore', 'dbops.runner.manifest', 'dbops.runner.migrations.rehearsal')))")
+            " or m in ('yaml', 'dbops.runner.restore', 'dbops.runner.manifest', 'dbops.runner.migrations.rehearsal',"
+            " 'dbops.runner.prechecks', 'dbops.runner.query_plans', 'dbops.runner.migrations.command',"
+            " 'dbops.runner.migrations.apply')))")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip().splitlines()[-1] == "[]"
 

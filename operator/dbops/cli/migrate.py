@@ -23,8 +23,12 @@ from typing import Any
 from dbops import errors
 from dbops.api.durations import parse_duration, postgres_duration
 from dbops.cli import migrate_messages, migrate_output, migrate_rehearse, migrate_snapshot, migrate_verify
-from dbops.runner import prechecks, result
-from dbops.runner.migrations import adopt, apply, command, connect, history, lint, plan, session, source
+from dbops.runner import result
+from dbops.runner.migrations import connect, history, lint, plan, session, source
+from dbops.runner.migrations.report import ApplyOptions
+
+# Imported where used, as a plain `migrate apply` needs neither (P6 start-up): prechecks and the command mode
+# (`migrations.command`).
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -72,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     import_parser = actions.add_parser("import", help="import golang-migrate's, Flyway's or goose's history into ours")
     _add_common(import_parser)
-    import_parser.add_argument("--from", dest="tool", choices=sorted(adopt.TOOLS), required=True)
+    import_parser.add_argument("--from", dest="tool", choices=sorted(history.OTHER_TOOLS), required=True)
     import_parser.add_argument("--from-table", help="their history table (default: the tool's default)")
     import_parser.set_defaults(run=_run_import)
 
@@ -108,7 +112,7 @@ def _add_planning(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-version", help="adopt a non-empty database without history at this version")
     parser.add_argument("--target-version", help="stop at this version (lower than current needs --allow-down)")
     parser.add_argument("--allow-down", action="store_true", help="allow a target below the current version")
-    parser.add_argument("--import-history", choices=sorted(adopt.TOOLS),
+    parser.add_argument("--import-history", choices=sorted(history.OTHER_TOOLS),
                         help="first import this tool's history into ours when ours is empty and theirs exists "
                              "(as `migrate import`; a plan or dry run only reads it)")
     parser.add_argument("--import-history-table", help="their history table (default: the tool's default)")
@@ -178,15 +182,17 @@ def _seconds(value: str, flag: str) -> float:
 
 def _run_config(args: argparse.Namespace, *, target: str | None = None, allow_down: bool = False) -> session.RunConfig:
     has_execution = hasattr(args, "lock_timeout")
-    options = apply.ApplyOptions(
+    options = ApplyOptions(
         lock_timeout=_duration(args.lock_timeout, "--lock-timeout"),
         statement_timeout=_duration(args.statement_timeout, "--statement-timeout"),
         lock_retries=args.lock_retries,
         retry_backoff_seconds=args.lock_retry_backoff,
         dry_run=args.dry_run,
-    ) if has_execution else apply.ApplyOptions()
+    ) if has_execution else ApplyOptions()
     pre = None
     if _enabled(getattr(args, "pre_checks", False), args):
+        from dbops.runner import prechecks
+
         pre = prechecks.PreCheckConfig(schema=args.check_schema, max_active_connections=args.max_active_connections,
                                        max_blocking_transaction_seconds=args.max_blocking_transaction_seconds,
                                        fail_on=args.check_fail_on)
@@ -260,6 +266,8 @@ def _run_apply(args: argparse.Namespace) -> int:
                     "--target-version, --baseline-version and --import-history do not apply (use the framework's "
                     "options)"
                 )
+            from dbops.runner.migrations import command
+
             with connect.session(args) as connection, connect.translated_errors("the command run"):
                 command.run_command(connection, args.framework_command, config, outcome=outcome,
                                     timeout_seconds=args.command_timeout, framework=args.framework,
@@ -335,6 +343,8 @@ def _run_import(args: argparse.Namespace) -> int:
     try:
         table = history.HistoryTable.parse(args.history_table)
         migrations = _load_migrations(args)
+        from dbops.runner.migrations import adopt
+
         with connect.session(args) as connection, connect.translated_errors("importing the history"):
             imported = adopt.import_history(connection, migrations, table, args.tool, args.from_table)
     except Exception as error:
@@ -356,6 +366,8 @@ def _run_repair(args: argparse.Namespace) -> int:
     try:
         table = history.HistoryTable.parse(args.history_table)
         migrations = _load_migrations(args)
+        from dbops.runner.migrations import adopt
+
         with connect.session(args) as connection, connect.translated_errors("repairing the history"):
             repaired = adopt.repair(connection, migrations, table, args.repair_version, args.reason)
     except Exception as error:

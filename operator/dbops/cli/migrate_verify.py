@@ -7,13 +7,16 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbops import errors
 from dbops.api.builtin_checks import DEFAULT_BUILTIN_CHECKS
 from dbops.cli import migrate_output, migrate_snapshot
-from dbops.runner import dbverify, query_plans, relation_sizes, result, row_counts
+from dbops.runner import dbverify, relation_sizes, result, row_counts
 from dbops.runner.migrations import connect, frameworks
+
+if TYPE_CHECKING:  # imported when queries are given (P6 start-up)
+    from dbops.runner import query_plans
 
 # Cheap, catalog-driven checks that catch what a migration can break (orphan counts stay under a size guard);
 # row counts are off for SQL files, whose data migrations change them on purpose.
@@ -67,6 +70,10 @@ def table_names(text: str) -> frozenset[str]:
 
 def queries(args: argparse.Namespace) -> tuple[query_plans.QuerySpec, ...]:
     """The queries of ``--queries-file`` and ``--queries-json``."""
+    if not (getattr(args, "queries_file", None) or getattr(args, "queries_json", None)):
+        return ()
+    from dbops.runner import query_plans  # only with queries (P6 start-up)
+
     found: list[query_plans.QuerySpec] = []
     if getattr(args, "queries_file", None):
         path: Path = args.queries_file

@@ -15,11 +15,11 @@ import psycopg
 from psycopg import sql
 
 from dbops import errors
-from dbops.runner import query_plans
 from dbops.runner import row_counts as row_count
 
 if TYPE_CHECKING:
     from dbops.api.common import SqlCheck
+    from dbops.runner import query_plans  # imported when there are queries to check (P6 start-up)
 
 Connection = psycopg.Connection[Any]
 BUILTINS = ("foreignKeys", "orphans", "invalidIndexes", "rowCounts")
@@ -198,9 +198,19 @@ def verify(connection: Connection, config: VerifyConfig,
                 results.append(CheckResult("rowCounts", passed, detail))
         for check in config.checks:
             results.append(run_user_check(connection, check))
-        for query in config.queries:
-            plan = query_plans.check_query(connection, query)
-            results.append(CheckResult(f"query:{plan.name}", plan.passed, plan.detail(), plan.plan))
+        results += _query_checks(connection, config.queries)
+    return results
+
+
+def _query_checks(connection: Connection, queries: tuple[query_plans.QuerySpec, ...]) -> list[CheckResult]:
+    if not queries:
+        return []
+    from dbops.runner import query_plans  # only with queries (P6 start-up)
+
+    results = []
+    for query in queries:
+        plan = query_plans.check_query(connection, query)
+        results.append(CheckResult(f"query:{plan.name}", plan.passed, plan.detail(), plan.plan))
     return results
 
 

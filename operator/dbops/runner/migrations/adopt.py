@@ -17,8 +17,7 @@ from dbops.api import versions
 from dbops.runner.migrations import flyway, history, lock, source
 
 Connection = psycopg.Connection[Any]
-TOOLS = {"golang-migrate": "public.schema_migrations", "flyway": "public.flyway_schema_history",
-         "goose": "public.goose_db_version"}
+TOOLS = history.OTHER_TOOLS
 
 
 @dataclass

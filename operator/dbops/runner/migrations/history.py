@@ -16,6 +16,9 @@ from dbops import errors
 from dbops.api import versions
 
 DEFAULT_TABLE = "public.dbops_migrations"
+# Other tools' history tables ``migrate import`` reads (``adopt``), by tool, at their default names.
+OTHER_TOOLS = {"golang-migrate": "public.schema_migrations", "flyway": "public.flyway_schema_history",
+               "goose": "public.goose_db_version"}
 APPLIED_BY_VARIABLE = "DBOPS_APPLIED_BY"  # e.g. set by the operator to namespace/DatabaseMigration name
 _PART = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _QUALIFIED = re.compile(rf"^(?:(?P<schema>{_PART})\.)?(?P<table>{_PART})$")

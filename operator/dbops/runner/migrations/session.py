@@ -6,13 +6,17 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from dbops import errors
-from dbops.runner import dbverify, prechecks, relation_sizes
-from dbops.runner.migrations import adopt, apply, history, lint, lock, plan, source, state
+from dbops.runner import dbverify, relation_sizes
+from dbops.runner.migrations import adopt, history, lint, lock, plan, source, state
+from dbops.runner.migrations.report import ApplyOptions, ApplyReport
+
+if TYPE_CHECKING:  # imported where used: a plain `migrate apply` needs neither (P6 start-up)
+    from dbops.runner import prechecks
 
 Connection = psycopg.Connection[Any]
 
@@ -25,7 +29,7 @@ class RunConfig:
     baseline_version: str | None = None
     target_version: str | None = None
     allow_down: bool = False
-    apply: apply.ApplyOptions = field(default_factory=apply.ApplyOptions)
+    apply: ApplyOptions = field(default_factory=ApplyOptions)
     lock_wait_seconds: float = 60.0
     lint_enabled: bool = True
     lint_fail_on: str = "error"
@@ -36,7 +40,7 @@ class RunConfig:
     sizes_top: int = 0
     """Report this many table and index size changes (0: none)."""
     import_history: str | None = None
-    """Import this tool's history (``adopt.TOOLS``) into ours first, when theirs exists and ours is empty."""
+    """Import this tool's history (``history.OTHER_TOOLS``) into ours first, when theirs exists and ours is empty."""
     import_history_table: str | None = None
     """Their history table (default: the tool's)."""
 
@@ -46,7 +50,7 @@ class RunOutcome:
     """What a run found and did (also filled as far as it got when it fails)."""
 
     plan: plan.Plan | None = None
-    report: apply.ApplyReport | None = None
+    report: ApplyReport | None = None
     previous_version: str | None = None
     current_version: str | None = None
     prechecks: list[prechecks.PreCheck] = field(default_factory=list)
@@ -96,7 +100,7 @@ def import_first(connection: Connection, migrations: list[source.Migration], con
     tool = config.import_history
     if not tool:
         return []
-    theirs = history.HistoryTable.parse(config.import_history_table or adopt.TOOLS[tool])
+    theirs = history.HistoryTable.parse(config.import_history_table or history.OTHER_TOOLS[tool])
     if not theirs.exists(connection) or any(row.success for row in config.table.rows(connection)):
         return []
     imported = adopt.import_history(connection, migrations, config.table, tool, str(theirs),
@@ -112,7 +116,7 @@ def summary(imported: adopt.Imported, config: RunConfig) -> dict[str, Any] | Non
     if not imported.versions and not imported.repeatables:
         return None
     tool = config.import_history or ""
-    return {"from": tool, "table": str(config.import_history_table or adopt.TOOLS.get(tool, "")),
+    return {"from": tool, "table": str(config.import_history_table or history.OTHER_TOOLS.get(tool, "")),
             "count": len(imported.versions), "newestVersion": imported.versions[-1] if imported.versions else "",
             "repeatables": [{"name": name, "state": state} for name, state in imported.repeatables.items()]}
 
@@ -182,6 +186,8 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
     details = adopt.Imported()
     lock.watch_client_connection(connection)
     if config.prechecks is not None:
+        from dbops.runner import prechecks
+
         outcome.prechecks = prechecks.run_prechecks(connection, config.prechecks)
         prechecks.raise_on_failures(outcome.prechecks, config.prechecks.fail_on)
     with lock.advisory_lock(connection, str(config.table), config.lock_wait_seconds), \
@@ -197,6 +203,8 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
             before = _row_counts_before(connection, config)
             sizes_before = (relation_sizes.snapshot(connection) if config.sizes_top and not config.apply.dry_run
                             else None)
+            from dbops.runner.migrations import apply  # while squawk runs too: ~10 ms of importing (P6)
+
             _finish_lint(outcome.plan, linting)
         finally:
             if linting is not None:
@@ -209,7 +217,7 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         failure = lint_failure(outcome.plan, config)
         if failure is not None:
             raise failure
-        outcome.report = apply.ApplyReport(dry_run=config.apply.dry_run)
+        outcome.report = ApplyReport(dry_run=config.apply.dry_run)
         try:
             apply.execute_plan(connection, outcome.plan, config.table, config.apply, baseline=migrations,
                                report=outcome.report)
@@ -267,7 +275,7 @@ def _raise_on_verification(results: list[dbverify.CheckResult]) -> None:
         )
 
 
-def _version_after(migration_plan: plan.Plan, report: apply.ApplyReport) -> str | None:
+def _version_after(migration_plan: plan.Plan, report: ApplyReport) -> str | None:
     """The version the database is at after the steps in the report (all of them, or up to a failure)."""
     done = len(report.applied)
     versioned = [a for a in report.applied if not a.version.startswith(source.REPEATABLE_PREFIX)]

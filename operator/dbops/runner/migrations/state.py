@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from dbops import errors
-from dbops.runner.migrations import adopt, history
+from dbops.runner.migrations import history
 
 Connection = psycopg.Connection[Any]
 
@@ -47,7 +47,7 @@ def read_state(connection: Connection, table: history.HistoryTable) -> DatabaseS
     user_relations = int(count[0]) if count else 0
     others: dict[str, str] = {}
     if user_relations and not any(row.success for row in rows):
-        others = {tool: name for tool, name in adopt.TOOLS.items()
+        others = {tool: name for tool, name in history.OTHER_TOOLS.items()
                   if history.HistoryTable.parse(name).exists(connection)}
     return DatabaseState(
         server_version=connection.info.server_version,
