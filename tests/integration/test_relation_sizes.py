@@ -4,6 +4,7 @@ and 18: TOAST, several indexes, partitions, a materialized view, a table without
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
 
@@ -72,3 +73,45 @@ def test_snapshot_matches_total_relation_size_and_the_statistics_views(
     assert docs.bytes > 3000 * 100 and docs.rows == 3000 and docs.scans >= 3, docs  # TOAST and indexes counted
     assert snapshot["app.docs_title_idx"].table == "app.docs"
     assert snapshot["public.events_2025"].scans >= 3 and snapshot["public.bare"].scans == 0
+
+
+def _as_tuples(snapshot: dict[str, relation_sizes.Relation]) -> dict[str, tuple[str, str, int, int, int]]:
+    return {name: (r.kind, r.table, r.bytes, r.rows, r.scans) for name, r in snapshot.items()}
+
+
+def test_a_second_session_measures_half_and_the_report_is_the_same(database: tuple[PostgresServer, str]) -> None:
+    """P6: two sessions measure half of the relations each at the same time; the snapshot is what one session
+    measures, also when the helper fails mid-way or the role may open only one connection."""
+    server, db = database
+    server.psql(SCHEMA, db)
+    server.psql("CREATE ROLE single LOGIN PASSWORD 'single-pw' CONNECTION LIMIT 1;"
+                f" GRANT ALL ON DATABASE {db} TO single; GRANT USAGE ON SCHEMA app TO single", db)
+    with psycopg.connect(server.uri(db), sslmode="disable", autocommit=True,
+                         application_name="dbops") as connection:
+        alone = _as_tuples(relation_sizes.snapshot(connection))
+        with relation_sizes.second_session(connection) as helper:
+            assert helper is not None
+            row = helper.execute("SELECT current_database(), current_user, current_setting('application_name'),"
+                                 " pg_backend_pid()").fetchone()
+            assert row is not None and row[:3] == (db, server.user, "dbops"), row
+            assert row[3] != connection.info.backend_pid
+            assert _as_tuples(relation_sizes.snapshot(connection, helper)) == alone
+            helper_pid = row[3]
+        assert _gone(connection, helper_pid)  # closed with the block
+        broken = psycopg.connect(server.uri(db), sslmode="disable", autocommit=True)
+        broken.close()
+        assert _as_tuples(relation_sizes.snapshot(connection, broken)) == alone
+    with psycopg.connect(server.uri(db, user="single", password="single-pw"), sslmode="disable",
+                         autocommit=True) as limited:
+        with relation_sizes.second_session(limited) as helper:
+            assert helper is None  # the role's one connection is in use
+            assert set(relation_sizes.snapshot(limited, helper)) == set(alone)
+
+
+def _gone(connection: psycopg.Connection[Any], pid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if connection.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (0,):
+            return True
+        time.sleep(0.05)
+    return False

@@ -71,3 +71,16 @@ def test_emit_writes_the_result_file(tmp_path, capsys) -> None:  # type: ignore[
     assert code == 2
     assert json.loads(path.read_text())["message"] == "database x does not exist"
     assert "restore failed" in capsys.readouterr().err
+
+
+def test_fits_says_whether_encode_result_keeps_a_result_whole() -> None:
+    small = result.success("migrate apply", "done", applied=[{"version": "0001"}])
+    large = result.success("migrate apply", "done", applied=[{"version": f"{n:04d}", "name": "x" * 40}
+                                                             for n in range(200)])
+    assert result.fits(small) and "truncated" not in json.loads(result.encode_result(small))
+    assert not result.fits(large) and json.loads(result.encode_result(large))["truncated"] is True
+    edge = result.success("x", "m", pad="")
+    edge["pad"] = "y" * (result.MAX_RESULT_BYTES - len(result.encode_result(edge)))
+    assert len(result.encode_result(edge)) == result.MAX_RESULT_BYTES and result.fits(edge)
+    edge["pad"] += "y"
+    assert not result.fits(edge)

@@ -52,7 +52,7 @@ def publish(document: dict[str, Any], args: argparse.Namespace, summary: str) ->
     else:
         print(full)
     capped = document
-    if json.loads(result.encode_result(document)).get("truncated"):
+    if not result.fits(document):
         where = (str(output) if output is not None else "the plan report line of the Job's pod log" if framed
                  else "the JSON on stdout (the Job's pod log)")
         capped = {**document, "fullResult": where}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +47,14 @@ class Relation:
     """Index scans so far (pg_stat_user_indexes.idx_scan; for tables, scans through any index)."""
 
 
-def snapshot(connection: Connection) -> dict[str, Relation]:
+def snapshot(connection: Connection, helper: Connection | None = None) -> dict[str, Relation]:
     """Every user table and index by ``schema.name``; a table's bytes include its indexes and TOAST (as
-    ``pg_total_relation_size``), its scans are those of its indexes (as ``pg_stat_user_tables.idx_scan``)."""
-    rows = connection.execute(_RELATIONS).fetchall()
+    ``pg_total_relation_size``), its scans are those of its indexes (as ``pg_stat_user_tables.idx_scan``).
+
+    With ``helper`` (another session on the same database, see ``second_session``) each session measures half
+    of the relations at the same time: a session opens every relation it measures, and after a run that created
+    or altered many of them (their cached descriptions dropped at each commit) that is most of the cost (P6)."""
+    rows = connection.execute(_RELATIONS).fetchall() if helper is None else _in_halves(connection, helper)
     index_bytes: dict[str, int] = {}
     index_scans: dict[str, int] = {}
     for _name, relkind, table, size, _rows, scans in rows:
@@ -62,6 +69,41 @@ def snapshot(connection: Connection) -> dict[str, Relation]:
             relations[str(name)] = Relation("table", "", int(size) + index_bytes.get(name, 0), int(live),
                                             index_scans.get(name, 0))
     return relations
+
+
+@contextlib.contextmanager
+def second_session(connection: Connection) -> Iterator[Connection | None]:
+    """A second autocommit session like ``connection`` (same server, database, role and options; the password
+    libpq used) for ``snapshot``, closed afterwards; None when the server refuses it (e.g. at its connection
+    limit): the snapshot then measures everything on ``connection``."""
+    try:
+        helper = psycopg.Connection.connect(connection.info.dsn, password=connection.info.password or None,
+                                            autocommit=True)
+    except psycopg.Error:
+        yield None
+        return
+    with helper:
+        yield helper
+
+
+def _in_halves(connection: Connection, helper: Connection) -> list[tuple[Any, ...]]:
+    """``_RELATIONS`` split by OID parity between the two sessions, run at the same time (a thread waits on the
+    helper; psycopg releases the GIL while it waits). A helper that fails leaves its half to ``connection``."""
+    halves: dict[int, list[tuple[Any, ...]]] = {}
+
+    def measure_on_helper() -> None:
+        with contextlib.suppress(psycopg.Error):
+            halves[1] = helper.execute(_RELATIONS + " AND c.oid::int8 % 2 = 1").fetchall()
+
+    thread = threading.Thread(target=measure_on_helper, name="dbops-relation-sizes", daemon=True)
+    thread.start()
+    try:
+        halves[0] = connection.execute(_RELATIONS + " AND c.oid::int8 % 2 = 0").fetchall()
+    finally:
+        thread.join()
+    if 1 not in halves:
+        halves[1] = connection.execute(_RELATIONS + " AND c.oid::int8 % 2 = 1").fetchall()
+    return halves[0] + halves[1]
 
 
 def to_wire(relations: dict[str, Relation], limit: int = MAX_KEPT) -> dict[str, Any]:

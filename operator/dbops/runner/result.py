@@ -100,6 +100,11 @@ def encode_result(result: Mapping[str, Any], limit: int = MAX_RESULT_BYTES) -> b
     return data
 
 
+def fits(result: Mapping[str, Any], limit: int = MAX_RESULT_BYTES) -> bool:
+    """Whether ``encode_result`` keeps the result whole (nothing to shorten)."""
+    return len(json.dumps(result, separators=(",", ":"), default=str).encode()) <= limit
+
+
 def _dumps(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":"), sort_keys=False).encode()
 

@@ -191,7 +191,8 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         outcome.prechecks = prechecks.run_prechecks(connection, config.prechecks)
         prechecks.raise_on_failures(outcome.prechecks, config.prechecks.fail_on)
     with lock.advisory_lock(connection, str(config.table), config.lock_wait_seconds), \
-            imported_first(connection, migrations, config, commit=not config.apply.dry_run, into=details) as imported:
+            imported_first(connection, migrations, config, commit=not config.apply.dry_run, into=details) as imported, \
+            contextlib.ExitStack() as sessions:
         outcome.imported, outcome.imported_from = imported, summary(details, config)
         # Known before planning, so a refusal (drift, lint …) still reports where the database is.
         outcome.previous_version = outcome.current_version = current_version(connection, config)
@@ -201,8 +202,10 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
         try:
             # Read-only, so it runs while squawk does (P6); nothing changes before the lint verdict below.
             before = _row_counts_before(connection, config)
-            sizes_before = (relation_sizes.snapshot(connection) if config.sizes_top and not config.apply.dry_run
-                            else None)
+            measure_sizes = bool(config.sizes_top) and not config.apply.dry_run
+            # A second session measures half of the relations, before and after (opened while squawk runs).
+            helper = sessions.enter_context(relation_sizes.second_session(connection)) if measure_sizes else None
+            sizes_before = relation_sizes.snapshot(connection, helper) if measure_sizes else None
             from dbops.runner.migrations import apply  # while squawk runs too: ~10 ms of importing (P6)
 
             _finish_lint(outcome.plan, linting)
@@ -225,7 +228,9 @@ def run(connection: Connection, migrations: list[source.Migration], config: RunC
             if not config.apply.dry_run:
                 outcome.current_version = _version_after(outcome.plan, outcome.report)
         if sizes_before is not None:
-            outcome.sizes = relation_sizes.changes(sizes_before, relation_sizes.snapshot(connection), config.sizes_top)
+            outcome.sizes = relation_sizes.changes(sizes_before, relation_sizes.snapshot(connection, helper),
+                                                   config.sizes_top)
+        sessions.close()
         if config.verify is not None:
             verify_config = dataclasses.replace(
                 config.verify, exclude_tables=config.verify.exclude_tables | {str(config.table)}
