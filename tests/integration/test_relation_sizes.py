@@ -102,10 +102,9 @@ def test_a_second_session_measures_half_and_the_report_is_the_same(database: tup
         broken.close()
         assert _as_tuples(relation_sizes.snapshot(connection, broken)) == alone
     with psycopg.connect(server.uri(db, user="single", password="single-pw"), sslmode="disable",
-                         autocommit=True) as limited:
-        with relation_sizes.second_session(limited) as helper:
-            assert helper is None  # the role's one connection is in use
-            assert set(relation_sizes.snapshot(limited, helper)) == set(alone)
+                         autocommit=True) as limited, relation_sizes.second_session(limited) as helper:
+        assert helper is None  # the role's one connection is in use
+        assert set(relation_sizes.snapshot(limited, helper)) == set(alone)
 
 
 def _gone(connection: psycopg.Connection[Any], pid: int) -> bool:
