@@ -24,7 +24,7 @@ from dbops import errors
 from dbops.api.durations import parse_duration, postgres_duration
 from dbops.cli import migrate_messages, migrate_output, migrate_rehearse, migrate_snapshot, migrate_verify
 from dbops.runner import result
-from dbops.runner.migrations import connect, history, lint, plan, session, source
+from dbops.runner.migrations import adopt, connect, history, lint, plan, session, source
 from dbops.runner.migrations.report import ApplyOptions
 
 # Imported where used, as a plain `migrate apply` needs neither (P6 start-up): prechecks and the command mode
@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     import_parser = actions.add_parser("import", help="import golang-migrate's, Flyway's or goose's history into ours")
     _add_common(import_parser)
-    import_parser.add_argument("--from", dest="tool", choices=sorted(history.OTHER_TOOLS), required=True)
+    import_parser.add_argument("--from", dest="tool", choices=sorted(adopt.TOOLS), required=True)
     import_parser.add_argument("--from-table", help="their history table (default: the tool's default)")
     import_parser.set_defaults(run=_run_import)
 
@@ -112,7 +112,7 @@ def _add_planning(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-version", help="adopt a non-empty database without history at this version")
     parser.add_argument("--target-version", help="stop at this version (lower than current needs --allow-down)")
     parser.add_argument("--allow-down", action="store_true", help="allow a target below the current version")
-    parser.add_argument("--import-history", choices=sorted(history.OTHER_TOOLS),
+    parser.add_argument("--import-history", choices=sorted(adopt.TOOLS),
                         help="first import this tool's history into ours when ours is empty and theirs exists "
                              "(as `migrate import`; a plan or dry run only reads it)")
     parser.add_argument("--import-history-table", help="their history table (default: the tool's default)")
@@ -343,8 +343,6 @@ def _run_import(args: argparse.Namespace) -> int:
     try:
         table = history.HistoryTable.parse(args.history_table)
         migrations = _load_migrations(args)
-        from dbops.runner.migrations import adopt
-
         with connect.session(args) as connection, connect.translated_errors("importing the history"):
             imported = adopt.import_history(connection, migrations, table, args.tool, args.from_table)
     except Exception as error:
@@ -366,8 +364,6 @@ def _run_repair(args: argparse.Namespace) -> int:
     try:
         table = history.HistoryTable.parse(args.history_table)
         migrations = _load_migrations(args)
-        from dbops.runner.migrations import adopt
-
         with connect.session(args) as connection, connect.translated_errors("repairing the history"):
             repaired = adopt.repair(connection, migrations, table, args.repair_version, args.reason)
     except Exception as error:
