@@ -130,11 +130,19 @@ def check_history(kind: str, name: str, seen: list[Seen]) -> tuple[str, int, int
 
 
 def storm(kube_client: Any, namespace: str, kind: str, recorder: Recorder, counts: Counter[str]) -> None:
-    """A third of the edits to one resource: as fast as the API server takes them while it runs, then after."""
+    """A third of the edits to one resource: as fast as the API server takes them while it runs, and at least a
+    quarter of them after it finished (those wait for the end)."""
     rng = random.Random(f"20261130-{kind}")
-    for _ in range(EDITS // len(KINDS) + (kind == KINDS[0]) * (EDITS % len(KINDS))):
+
+    def finished() -> bool:
         versions = recorder.of(kind, "storm")
-        done = bool(versions) and (versions[-1].body.get("status") or {}).get("phase") in TERMINAL
+        return bool(versions) and (versions[-1].body.get("status") or {}).get("phase") in TERMINAL
+
+    share = EDITS // len(KINDS) + (kind == KINDS[0]) * (EDITS % len(KINDS))
+    for number in range(share):
+        if number == share * 3 // 4 and not finished():
+            harness.eventually(finished, timeout=400, message=f"the {kind} to finish")
+        done = finished()
         edit = metadata_edit(rng) if rng.random() < 0.4 else SPEC_EDITS[kind](rng)
         if "timeouts" in edit.get("spec", {}):
             if done or counts["new revisions"] >= REVISIONS:
@@ -241,6 +249,7 @@ def test_a_thousand_random_edits_never_regress_a_terminal_phase(
         assert not [key for key in total if key.startswith("error")], counts
         assert total["during"] >= 100 and total["after"] >= 100, counts
         assert all(counts[kind]["during"] >= 10 for kind in KINDS), counts
+        assert all(counts[kind]["after"] >= 50 for kind in KINDS), counts
     finally:
         server.drop_database(target)
         server.drop_database(schema)
