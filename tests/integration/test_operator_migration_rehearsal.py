@@ -3,6 +3,7 @@ real apply (after manual approval of the rehearsed hash); a rehearsal over a lim
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -216,3 +217,43 @@ def test_rehearsal_on_a_staging_server_leaves_the_target_server_without_a_copy(
         assert "--server-from-env" in container["args"] and "staging-only-pw" not in str(job)
         assert {"name": "DBOPS_REHEARSAL_DATABASE_URI",
                 "valueFrom": {"secretKeyRef": {"name": "staging", "key": "uri"}}} in container["env"]
+
+
+def test_rehearsal_with_a_role_without_createdb_is_refused_by_name_and_the_target_is_untouched(
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer, target: str,
+        minio_server: MinioServer, bucket: str) -> None:
+    # The application's own role: it can read everything (a backup or plan needs no more) but cannot create the
+    # scratch database. The backup was taken by the platform with the superuser Secret ("db").
+    role, password = f"app_{uuid.uuid4().hex[:8]}", "pw-app-without-createdb"
+    postgres.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' NOCREATEDB; GRANT pg_read_all_data TO {role}")
+    try:
+        harness.create_secret(kube_client, namespace, "app", {"uri": postgres.uri(target, user=role,
+                                                                                 password=password)})
+        storage = harness.s3_storage(minio_server, bucket)
+        harness.create_resource(kube_client, namespace, "DatabaseBackup", "nightly",
+                                {"database": {"uriSecretRef": {"name": "db", "key": "uri"}}, "storage": storage})
+        harness.wait_for_phase(kube_client, namespace, "DatabaseBackup", "nightly", {"Succeeded"}, timeout=300)
+        before = schema_dump(postgres, target)
+        harness.create_resource(kube_client, namespace, MIGRATION, "unprivileged", {
+            **spec(storage, rehearsal={"enabled": True, "backupRef": {"name": "nightly"}}),
+            "database": {"uriSecretRef": {"name": "app", "key": "uri"}}})
+
+        body = harness.wait_for_phase(kube_client, namespace, MIGRATION, "unprivileged", {"Succeeded", "Failed"},
+                                      timeout=400)
+        status = body["status"]
+        assert status["phase"] == "Failed", status
+        failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+        assert failed["reason"] == "RehearsalInsufficientPrivileges", failed
+        assert f'role "{role}"' in failed["message"] and "CREATEDB" in failed["message"], failed
+        assert "not touched" in failed["message"] and "Traceback" not in failed["message"]
+        assert status["rehearsal"]["migrations"] == [] and status["rehearsal"]["backup"] == "nightly"
+        warnings = [e for e in events_of(kube_client, namespace, "unprivileged") if e["type"] == "Warning"]
+        assert [e["reason"] for e in warnings] == ["RehearsalFailed"], warnings
+        assert "RehearsalInsufficientPrivileges" in warnings[0]["message"] and role in warnings[0]["message"]
+        assert password not in str(status) + str(warnings) + str(harness.list_jobs(kube_client, namespace))
+        assert schema_dump(postgres, target) == before and scratch_databases(postgres) == []
+        assert postgres.psql("SELECT to_regclass('public.dbops_migrations') IS NULL", target) == "t"
+        assert "apply" not in {job["metadata"]["labels"]["dbops.io/role"]
+                               for job in harness.list_jobs(kube_client, namespace)}
+    finally:
+        postgres.psql(f"DROP ROLE IF EXISTS {role}")
