@@ -1,4 +1,4 @@
-"""Command mode's plan end to end with a real Django project: `manage.py migrate --plan` runs first (its log read
+"""Command mode's plan end to end with a real Django project (PostgreSQL 15 and 18): `manage.py migrate --plan` runs first (its log read
 through pods/log), status.plan lists the Django migrations, manual approval covers the plan's hash, and a plan
 that changed after the approval is refused (PlanChanged) before the command runs.
 
@@ -12,6 +12,8 @@ import hashlib
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from tests.integration import operator_harness as harness
 
 from dbops.api.base import GROUP, VERSION
 from dbops.reconcile import command_plan
-from dbops_testbed.postgres import PostgresServer
+from dbops_testbed.postgres import PostgresServer, running_postgres
 
 pytestmark = pytest.mark.timeout(900)
 MIGRATION = "DatabaseMigration"
@@ -54,6 +56,26 @@ def applied(server: PostgresServer, database: str) -> list[str]:
     return [row for row in rows.splitlines() if row]
 
 
+@pytest.fixture(scope="module", params=(15, 18), ids=lambda major: f"pg{major}")
+def django_server(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator[PostgresServer]:
+    """The server Django migrates, on both supported majors (18: the operator tests' shared server)."""
+    if request.param == postgres.major:
+        yield postgres
+        return
+    with running_postgres(request.param) as server:
+        yield server
+
+
+@pytest.fixture
+def django_database(django_server: PostgresServer) -> Iterator[str]:
+    """An empty database for Django (its migrations create every table)."""
+    name = f"django_{uuid.uuid4().hex[:8]}"
+    django_server.create_database(name)
+    yield name
+    django_server.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    django_server.drop_database(name)
+
+
 def approve(kube_client: Any, namespace: str, name: str, plan_hash: str) -> None:
     client.CustomObjectsApi(kube_client).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, "databasemigrations", name,
@@ -82,9 +104,9 @@ def awaiting_approval(kube_client: Any, namespace: str, postgres: PostgresServer
 
 
 def test_the_django_plan_is_approved_then_migrated(
-        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
-        app_database: str) -> None:
-    status = awaiting_approval(kube_client, namespace, postgres, app_database, "gated")
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, django_server: PostgresServer,
+        django_database: str) -> None:
+    status = awaiting_approval(kube_client, namespace, django_server, django_database, "gated")
     plan = status["plan"]
     report = plan["command"]
     assert report["framework"] == "django" and report["command"] == [*DJANGO_MIGRATE, "--plan"]
@@ -95,15 +117,15 @@ def test_the_django_plan_is_approved_then_migrated(
     # The whole plan fits the excerpt: it is the complete output the hash covers.
     assert report["excerptLines"] == report["outputLines"] == len(report["excerpt"].splitlines())
     assert hashlib.sha256((report["excerpt"] + "\n").encode()).hexdigest() == report["outputHash"]
-    assert postgres.password not in str(status)
-    assert applied(postgres, app_database) == [] and roles(kube_client, namespace, "gated") == ["plan"]
+    assert django_server.password not in str(status)
+    assert applied(django_server, django_database) == [] and roles(kube_client, namespace, "gated") == ["plan"]
 
     approve(kube_client, namespace, "gated", plan["hash"])
     status = harness.wait_for_phase(kube_client, namespace, MIGRATION, "gated", {"Succeeded", "Failed"},
                                     timeout=400)["status"]
     assert status["phase"] == "Succeeded", status
     assert status["plan"]["hash"] == plan["hash"] and status["plan"]["command"]["confirmed"] is True
-    assert applied(postgres, app_database) == MENTORSHIP
+    assert applied(django_server, django_database) == MENTORSHIP
     assert roles(kube_client, namespace, "gated") == ["command", "plan", "plan", "verify"]  # plan, then confirm
     events = {event["reason"] for event in harness.list_events(kube_client, namespace)
               if event["involvedObject"]["name"] == "gated"}
@@ -111,12 +133,12 @@ def test_the_django_plan_is_approved_then_migrated(
 
 
 def test_a_plan_changed_after_approval_is_refused_and_nothing_to_apply_succeeds(
-        operator: harness.RunningOperator, kube_client: Any, namespace: str, postgres: PostgresServer,
-        app_database: str) -> None:
-    status = awaiting_approval(kube_client, namespace, postgres, app_database, "moved")
+        operator: harness.RunningOperator, kube_client: Any, namespace: str, django_server: PostgresServer,
+        django_database: str) -> None:
+    status = awaiting_approval(kube_client, namespace, django_server, django_database, "moved")
     approved_hash = status["plan"]["hash"]
 
-    django(postgres, app_database, "migrate", "mentorship", "0001", "--noinput")  # someone migrates meanwhile
+    django(django_server, django_database, "migrate", "mentorship", "0001", "--noinput")  # someone migrates meanwhile
     approve(kube_client, namespace, "moved", approved_hash)
     status = harness.wait_for_phase(kube_client, namespace, MIGRATION, "moved", {"Succeeded", "Failed"},
                                     timeout=400)["status"]
@@ -125,12 +147,12 @@ def test_a_plan_changed_after_approval_is_refused_and_nothing_to_apply_succeeds(
     assert approved_hash in ready["message"] and "no longer planned: mentorship.0001_initial;" in ready["message"]
     assert "the command was not run" in ready["message"]
     assert "command" not in roles(kube_client, namespace, "moved")
-    assert applied(postgres, app_database) == MENTORSHIP[:1]  # the command never ran: 0002 is still pending
+    assert applied(django_server, django_database) == MENTORSHIP[:1]  # the command never ran: 0002 is still pending
     warnings = [event for event in harness.list_events(kube_client, namespace)
                 if event["involvedObject"]["name"] == "moved" and event["type"] == "Warning"]
     assert any("PlanChanged" in event["message"] for event in warnings)
 
-    django(postgres, app_database, "migrate", "--noinput")
+    django(django_server, django_database, "migrate", "--noinput")
     harness.create_resource(kube_client, namespace, MIGRATION, "current", command_spec(approval={"mode": "Manual"}))
     status = harness.wait_for_phase(kube_client, namespace, MIGRATION, "current", {"Succeeded", "Failed"})["status"]
     assert status["phase"] == "Succeeded", status
