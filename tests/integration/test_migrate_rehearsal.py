@@ -137,6 +137,34 @@ def test_failed_rehearsal_drops_the_copy_and_leaves_the_target(
     assert target_state(server, dbname) == before
 
 
+
+def test_verification_failing_on_the_copy_fails_the_rehearsal_and_leaves_the_target(
+        target: tuple[PostgresServer, str, Path], tmp_path: Path) -> None:
+    server, dbname, backup = target
+    before = target_state(server, dbname)
+    # Every migration applies, but one leaves an orphan behind a NOT VALID foreign key: the verification after
+    # the migrations (foreign keys, orphan count) fails on the copy.
+    orphaned = {**dict(list(MIGRATIONS.items())[:3]), "0004_booking_notes": (
+        "CREATE TABLE app.booking_notes (id int PRIMARY KEY, booking_id integer, body text);\n"
+        "INSERT INTO app.booking_notes VALUES (1, -1, 'points nowhere');\n"
+        "ALTER TABLE app.booking_notes ADD CONSTRAINT booking_notes_booking_fk FOREIGN KEY (booking_id) "
+        "REFERENCES app.bookings (id) NOT VALID;", None)}
+
+    run = rehearse(server, dbname, tmp_path, backup, orphaned)
+
+    assert run.code == 1, run.output
+    assert run.result["reason"] == "RehearsalVerificationFailed", run.result
+    assert "restored copy" in run.result["message"] and "foreignKeys" in run.result["message"]
+    assert "booking_notes_booking_fk" in run.result["message"], run.result["message"]
+    report = run.result["rehearsal"]
+    assert report["outcome"] == "Failed" and report["scratchDropped"] is True, report
+    assert sorted(by_version(report)) == ["0002", "0003", "0004"]
+    assert not any(row.get("failed") for row in report["migrations"])
+    assert {check["name"]: check["passed"] for check in report["verification"]}["foreignKeys"] is False
+    assert scratch_databases(server) == []
+    assert target_state(server, dbname) == before
+    assert server.psql("SELECT to_regclass('app.booking_notes') IS NULL", dbname) == "t"
+
 def test_gates_stop_on_a_large_exclusive_lock_and_on_a_stale_backup(
         target: tuple[PostgresServer, str, Path], tmp_path: Path) -> None:
     server, dbname, backup = target
