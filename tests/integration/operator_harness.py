@@ -203,6 +203,26 @@ def list_events(kube_client: Any, namespace: str) -> list[dict[str, Any]]:
     return items
 
 
+def events_of(kube_client: Any, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Events whose involved object is named ``name``."""
+    return [e for e in list_events(kube_client, namespace) if e.get("involvedObject", {}).get("name") == name]
+
+
+def wait_for_event(kube_client: Any, namespace: str, name: str, reason: str,
+                   timeout: float = 60) -> list[dict[str, Any]]:
+    """The Events of ``name`` once one has ``reason`` (as its reason, or its message's ``reason:`` prefix).
+
+    The operator records an Event just after the status change a test waited for: read at once, it can be
+    missing on a loaded machine.
+    """
+    def seen() -> list[dict[str, Any]] | None:
+        found = events_of(kube_client, namespace, name)
+        return found if any(reason in (e["reason"], e["message"].split(":", 1)[0]) for e in found) else None
+
+    events: list[dict[str, Any]] = eventually(seen, timeout=timeout, message=f"an Event {reason} on {name}")
+    return events
+
+
 def s3_storage(minio: Any, bucket: str, prefix: str = "ops") -> dict[str, Any]:
     """A storage block for a MinIO bucket with the `s3` credentials Secret."""
     return {"s3": {"bucket": bucket, "prefix": prefix, "endpoint": minio.endpoint, "region": minio.region,

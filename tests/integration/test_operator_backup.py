@@ -43,8 +43,8 @@ def test_backup_runs_jobs_and_reports_the_artifact(operator: harness.RunningOper
     assert any(key.endswith("/nightly/manifest.json") for key in keys)
     jobs = harness.list_jobs(kube_client, namespace)
     assert sorted(job["metadata"]["labels"]["dbops.io/role"] for job in jobs) == ["backup", "verify"]
-    reasons = {event["reason"] for event in harness.list_events(kube_client, namespace)
-               if event["involvedObject"].get("name") == "nightly"}
+    reasons = {event["reason"] for event in harness.wait_for_event(kube_client, namespace, "nightly",
+                                                                   "BackupSucceeded")}
     assert {"BackupStarted", "VerificationStarted", "BackupSucceeded"} <= reasons
 
     harness.delete_resource(kube_client, namespace, BACKUP, "nightly")

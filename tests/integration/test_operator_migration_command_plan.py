@@ -127,8 +127,8 @@ def test_the_django_plan_is_approved_then_migrated(
     assert status["plan"]["hash"] == plan["hash"] and status["plan"]["command"]["confirmed"] is True
     assert applied(django_server, django_database) == MENTORSHIP
     assert roles(kube_client, namespace, "gated") == ["command", "plan", "plan", "verify"]  # plan, then confirm
-    events = {event["reason"] for event in harness.list_events(kube_client, namespace)
-              if event["involvedObject"]["name"] == "gated"}
+    events = {event["reason"] for event in harness.wait_for_event(kube_client, namespace, "gated",
+                                                                  "MigrationSucceeded")}
     assert {"PlanStarted", "PlanConfirmStarted", "MigrationSucceeded"} <= events
 
 
@@ -148,8 +148,8 @@ def test_a_plan_changed_after_approval_is_refused_and_nothing_to_apply_succeeds(
     assert "the command was not run" in ready["message"]
     assert "command" not in roles(kube_client, namespace, "moved")
     assert applied(django_server, django_database) == MENTORSHIP[:1]  # the command never ran: 0002 is still pending
-    warnings = [event for event in harness.list_events(kube_client, namespace)
-                if event["involvedObject"]["name"] == "moved" and event["type"] == "Warning"]
+    warnings = [event for event in harness.wait_for_event(kube_client, namespace, "moved", "PlanChanged")
+                if event["type"] == "Warning"]
     assert any("PlanChanged" in event["message"] for event in warnings)
 
     django(django_server, django_database, "migrate", "--noinput")

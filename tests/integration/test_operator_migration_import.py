@@ -50,8 +50,7 @@ def test_a_golang_migrate_history_is_imported_by_the_operator(operator: harness.
     assert postgres.psql("SELECT string_agg(kind || ':' || n, ',' ORDER BY kind) FROM (SELECT kind, count(*) n"
                          " FROM dbops_migrations GROUP BY kind) k", databases["imported"]) == \
         f"imported:6,migration:{len(every) - 6}"
-    reasons = {e["reason"] for e in harness.list_events(kube_client, namespace)
-               if e["involvedObject"]["name"] == "imported"}
+    reasons = {e["reason"] for e in harness.wait_for_event(kube_client, namespace, "imported", "MigrationSucceeded")}
     assert {"HistoryImported", "MigrationSucceeded"} <= reasons
 
     status = harness.wait_for_phase(kube_client, namespace, MIGRATION, "dirty", TERMINAL)["status"]
