@@ -38,8 +38,10 @@ class Progress:
         self.drawn = 0
         self.last: dict[str, str] = {}
 
-    def refresh(self) -> None:
-        rows = incluster.table_rows(incluster.resources(self.plane, NAMESPACE))
+    def refresh(self) -> list[dict[str, Any]]:
+        """Redraw from one listing of the namespace (one kubectl a poll: the machine may be small) and return it."""
+        items = incluster.resources(self.plane, NAMESPACE)
+        rows = incluster.table_rows(items)
         if self.tty:
             width = shutil.get_terminal_size((140, 40)).columns
             lines = incluster.render_table(rows, width)
@@ -47,11 +49,12 @@ class Progress:
             sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()
             self.drawn = len(lines)
-            return
+            return items
         for name, kind, phase, age, message in rows:
             if self.last.get(f"{kind}/{name}") != phase:
                 self.last[f"{kind}/{name}"] = phase
                 print(f"  {age:>6}  {kind:<22} {name:<34} {phase:<16} {message[:90]}", flush=True)
+        return items
 
     def note(self, text: str) -> None:
         """A line above the table (the table is redrawn below it)."""
@@ -65,8 +68,7 @@ class Progress:
         """Refresh the table until the resource reaches one of `phases`; DemoFailure when it ends otherwise."""
         deadline = time.monotonic() + timeout
         while True:
-            self.refresh()
-            body = incluster.resource(self.plane, NAMESPACE, kind, name)
+            body = _find(self.refresh(), kind, name)
             phase = (body.get("status") or {}).get("phase")
             if phase in phases and (phase not in incluster.FINAL or phase in expected_phases(kind, name)):
                 return body
@@ -76,6 +78,10 @@ class Progress:
                 raise DemoFailure(f"{kind}/{name} did not reach {' or '.join(sorted(phases))} in {timeout:.0f}s "
                                   f"(phase {phase or 'Pending'})")
             time.sleep(0.5)
+
+
+def _find(items: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next((i for i in items if i["kind"] == kind and i["metadata"]["name"] == name), {})
 
 
 @contextlib.contextmanager
@@ -166,11 +172,10 @@ def _scheduled_backup(plane: ControlPlane, progress: Progress, timeout: float = 
     """Wait until the schedule reports a successful backup (DemoFailure when its backup fails)."""
     deadline = time.monotonic() + timeout
     while True:
-        progress.refresh()
-        status = incluster.resource(plane, NAMESPACE, "DatabaseBackupSchedule", "mentorhub-nightly").get("status")
-        if (status or {}).get("lastSuccessfulBackup"):
+        items = progress.refresh()
+        if (_find(items, "DatabaseBackupSchedule", "mentorhub-nightly").get("status") or {}).get("lastSuccessfulBackup"):
             return
-        scheduled = [b for b in incluster.resources(plane, NAMESPACE)
+        scheduled = [b for b in items
                      if b["kind"] == "DatabaseBackup" and b["metadata"]["name"].startswith("mentorhub-nightly-")]
         if any((b.get("status") or {}).get("phase") in incluster.FINAL for b in scheduled):
             raise DemoFailure("the scheduled backup ended " + ", ".join(
@@ -184,8 +189,7 @@ def _settle(plane: ControlPlane, progress: Progress, timeout: float = 120) -> li
     """Every resource once none is still working (child backups and restores included)."""
     deadline = time.monotonic() + timeout
     while True:
-        progress.refresh()
-        items = incluster.resources(plane, NAMESPACE)
+        items = progress.refresh()
         working = [i for i in items if (i.get("status") or {}).get("phase") not in {*incluster.FINAL, "Active"}]
         if not working or time.monotonic() > deadline:
             return items
