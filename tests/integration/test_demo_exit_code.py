@@ -51,8 +51,10 @@ def demo_tmp() -> Iterator[Path]:
 
 
 def _demo(tmp: Path, **env: str) -> subprocess.Popen[str]:
+    # the demo's own cluster, never the suite's shared one (DBOPS_TEST_KUBECONFIG): it installs the chart
+    environ = {k: v for k, v in os.environ.items() if k != "DBOPS_TEST_KUBECONFIG"}
     return subprocess.Popen([str(ROOT / "scripts" / "demo")], cwd=tmp, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env={**os.environ, "TMPDIR": str(tmp), **env})
+                            stderr=subprocess.STDOUT, env={**environ, "TMPDIR": str(tmp), **env})
 
 
 def _assert_nothing_left(tmp: Path) -> None:
