@@ -70,8 +70,21 @@ def revision_of(spec: DatabaseMigrationSpec, files: Mapping[str, str]) -> str:
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
-    digest.update(json.dumps(spec.model_dump(mode="json", exclude={"approval"}), sort_keys=True).encode())
+    # Only what the user set counts: a field a later release adds with a default must not change the revision of
+    # every existing resource (that re-ran each finished migration on upgrade; see recorded_source_files).
+    digest.update(json.dumps(spec.model_dump(mode="json", exclude={"approval"}, exclude_defaults=True),
+                             sort_keys=True).encode())
     return digest.hexdigest()[:16]
+
+
+def recorded_source_files(owner: Owner, spec: DatabaseMigrationSpec, revision: str) -> dict[str, str] | None:
+    """The migration files of a recorded revision, from its source snapshot ConfigMap (None when it is gone)."""
+    if spec.source.command is not None:
+        return {}
+    config_map = objects.get("ConfigMap", owner.namespace, naming.child_name(owner.name, "source", revision))
+    if config_map is None:
+        return None
+    return {key: str(value) for key, value in (config_map.get("data") or {}).items() if MIGRATION_FILE.match(key)}
 
 
 def source_config_map(owner: Owner, spec: DatabaseMigrationSpec, files: Mapping[str, str], revision: str) -> dict[str, Any]:
@@ -92,6 +105,14 @@ def reconcile(opened: driver.Opened[DatabaseMigrationSpec, DatabaseMigrationStat
     body, owner, spec, status = opened.body, opened.owner, opened.spec, opened.status
     files = source_files(owner.namespace, spec)
     revision = revision_of(spec, files)
+    if status.is_terminal and status.source_hash and status.source_hash != revision:
+        # A finished run hashed by an older operator (its hash counted every default): the same generation and
+        # the same files mean the same run, so it is re-keyed rather than run again.
+        recorded = recorded_source_files(owner, spec, status.source_hash)
+        if migration_runs.adopts_revision(status, revision, generation=owner.generation, recorded_files=recorded,
+                                          files=files):
+            driver.write_status(owner, body, Decision(status.model_copy(update={"source_hash": revision})))
+            return
     token = retry.token_of(body)
     if status.is_terminal and status.source_hash == revision:
         retried = migration_runs.retry_migration(status, token, generation=owner.generation, now=utcnow())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
+from dbops.api import versions
 from dbops.api.migration import DatabaseMigrationStatus
 from dbops.reconcile import retry
 from dbops.reconcile.actions import Decision
@@ -14,6 +16,18 @@ IDLE_PHASES = frozenset({"Pending", "Waiting", "AwaitingApproval"})
 def new_revision(status: DatabaseMigrationStatus, revision: str) -> bool:
     """Whether this pass starts a run of a new revision (the previous run ended, or had not started work)."""
     return status.source_hash != revision and (status.is_terminal or status.phase in IDLE_PHASES)
+
+
+def adopts_revision(status: DatabaseMigrationStatus, revision: str, *, generation: int,
+                    recorded_files: Mapping[str, str] | None, files: Mapping[str, str]) -> bool:
+    """Whether a finished run recorded under another revision hash is this spec's run: its status describes this
+    generation and its source snapshot holds these files. An operator before this one hashed every defaulted
+    field, so a field added with a default changed every revision and an upgrade re-ran each finished migration
+    (a pre-migration backup, approval again, the framework command again)."""
+    source = {name: text for name, text in files.items() if versions.SOURCE_FILE.match(name)}
+    return (status.is_terminal and bool(status.source_hash) and status.source_hash != revision
+            and status.observed_generation == generation
+            and recorded_files is not None and dict(recorded_files) == source)
 
 
 def run_attempt(status: DatabaseMigrationStatus, revision: str) -> int:
